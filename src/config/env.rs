@@ -1,0 +1,291 @@
+//! The reference tool's environment variables as a [`Config`], so its users switch with no
+//! edits. Pure: the variables arrive as an [`EnvVars`] map, merged by the loader from the
+//! process environment and the env file (the process environment wins, as with dotenv).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use super::parse::{cognito_discovery_url, cognito_domain_token_url, cognito_guessed_token_url};
+use super::{
+    ClientAuth, Config, ConfigError, Endpoint, HttpPolicy, IdentityConfig, IdentityKind, Origin,
+    RefreshPolicy, check_endpoint_url,
+};
+use crate::secret::Secret;
+
+/// Variables with the line of the env file they came from (`None`: process environment).
+#[derive(Clone, Debug, Default)]
+pub struct EnvVars {
+    pub file: Option<PathBuf>,
+    pub vars: HashMap<String, (String, Option<usize>)>,
+}
+
+impl EnvVars {
+    /// A set, non-empty variable.
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.vars.get(k).map(|(v, _)| v.as_str()).filter(|v| !v.is_empty())
+    }
+
+    fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        match self.vars.get(key) {
+            Some((_, Some(line))) => ConfigError::new(self.file_name(), message).at(key, Some(*line)),
+            _ => ConfigError::new("environment", message).at(key, None),
+        }
+    }
+
+    fn file_name(&self) -> String {
+        self.file.as_ref().map_or_else(|| "environment".to_string(), |p| p.display().to_string())
+    }
+
+    fn require(&self, key: &str, why: &str) -> Result<String, ConfigError> {
+        self.get(key).map(str::to_string).ok_or_else(|| {
+            ConfigError::new(self.file_name(), format!("not set; {why} needs it (add it to the env file or export it)")).at(key, None)
+        })
+    }
+
+    fn url(&self, key: &str, url: String) -> Result<String, ConfigError> {
+        check_endpoint_url(&url).map_err(|m| self.err(key, m))?;
+        Ok(url)
+    }
+}
+
+/// Variables that signal a reference-tool setup is present.
+pub const MARKERS: &[&str] = &[
+    "INGRESS_OAUTH_CLIENT_ID",
+    "INGRESS_OAUTH_USER_POOL_ID",
+    "KEYCLOAK_M2M_CLIENT_ID",
+    "ENTRA_CLIENT_ID",
+    "OAUTH_CLIENT_ID",
+    "REGISTRY_URL",
+];
+
+/// Builds the config the reference tool would act on. `Ok(None)` when no variable of it is
+/// set at all.
+pub fn from_env(env: &EnvVars, tokens_dir: PathBuf) -> Result<Option<Config>, ConfigError> {
+    if !MARKERS.iter().any(|k| env.get(k).is_some()) {
+        return Ok(None);
+    }
+    let ingress = ingress_from_env(env)?;
+    let gateway_url = match env.get("REGISTRY_URL") {
+        Some(u) => {
+            reqwest::Url::parse(u).map_err(|e| env.err("REGISTRY_URL", format!("`{u}` is not a valid URL: {e}")))?;
+            Some(u.trim_end_matches('/').to_string())
+        }
+        None => None,
+    };
+    Ok(Some(Config {
+        origin: Origin::Environment { env_file: env.file.clone() },
+        tokens_dir,
+        gateway_url,
+        ingress,
+        servers: Vec::new(),
+        refresh: RefreshPolicy::default(),
+        http: HttpPolicy::default(),
+    }))
+}
+
+fn client_auth(env: &EnvVars) -> Result<ClientAuth, ConfigError> {
+    match env.get("INGRESS_OAUTH_CLIENT_AUTH") {
+        None | Some("basic") => Ok(ClientAuth::Basic),
+        Some("post") => Ok(ClientAuth::Post),
+        Some(o) => Err(env.err("INGRESS_OAUTH_CLIENT_AUTH", format!("`{o}` is not a client authentication; use basic or post"))),
+    }
+}
+
+fn scopes(env: &EnvVars, key: &str) -> Vec<String> {
+    env.get(key).map(|s| s.split([' ', ',']).filter(|x| !x.is_empty()).map(str::to_string).collect()).unwrap_or_default()
+}
+
+fn base_identity(kind: IdentityKind, label: &str, client_id: String, secret: String, endpoint: Endpoint) -> IdentityConfig {
+    IdentityConfig {
+        name: "ingress".into(),
+        kind,
+        provider_label: label.into(),
+        client_id,
+        client_secret: Secret::new(secret),
+        scopes: Vec::new(),
+        endpoint,
+        client_auth: ClientAuth::Basic,
+        audience: None,
+        resource: None,
+        region: None,
+        user_pool_id: None,
+        extra_fields: Vec::new(),
+        extra_headers: Vec::new(),
+    }
+}
+
+fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError> {
+    let provider = env.get("AUTH_PROVIDER").unwrap_or("cognito").to_ascii_lowercase();
+    let token_url_override = match env.get("INGRESS_OAUTH_TOKEN_URL") {
+        Some(u) => Some(env.url("INGRESS_OAUTH_TOKEN_URL", u.to_string())?),
+        None => None,
+    };
+    let mut id = match provider.as_str() {
+        "keycloak" => {
+            let why = "AUTH_PROVIDER=keycloak";
+            let (url_key, url) = ["KEYCLOAK_ADMIN_URL", "KEYCLOAK_EXTERNAL_URL", "KEYCLOAK_URL"]
+                .iter()
+                .find_map(|k| env.get(k).map(|v| (*k, v.to_string())))
+                .ok_or_else(|| env.require("KEYCLOAK_URL", why).unwrap_err())?;
+            let realm = env.require("KEYCLOAK_REALM", why)?;
+            let cid = env.require("KEYCLOAK_M2M_CLIENT_ID", why)?;
+            let secret = env.require("KEYCLOAK_M2M_CLIENT_SECRET", why)?;
+            let base = url.trim_end_matches('/');
+            let tok = match token_url_override.clone() {
+                Some(t) => t,
+                None => env.url(url_key, format!("{base}/realms/{realm}/protocol/openid-connect/token"))?,
+            };
+            let mut id = base_identity(IdentityKind::OidcM2m, "keycloak_m2m", cid, secret, Endpoint::TokenUrl(tok));
+            id.extra_fields = vec![("keycloak_url".into(), url.clone()), ("realm".into(), realm.clone())];
+            id.extra_headers = vec![("X-Keycloak-Realm".into(), realm), ("X-Keycloak-URL".into(), url)];
+            id
+        }
+        "entra" => {
+            let why = "AUTH_PROVIDER=entra";
+            let tenant = env.require("ENTRA_TENANT_ID", why)?;
+            let cid = env.require("ENTRA_CLIENT_ID", why)?;
+            let secret = env.require("ENTRA_CLIENT_SECRET", why)?;
+            let tok = token_url_override
+                .clone()
+                .unwrap_or_else(|| format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"));
+            let mut id = base_identity(IdentityKind::OidcM2m, "entra_m2m", cid.clone(), secret, Endpoint::TokenUrl(tok));
+            id.scopes = vec![format!("api://{cid}/.default")];
+            id.extra_fields = vec![("tenant_id".into(), tenant)];
+            id
+        }
+        _ if env.get("INGRESS_OAUTH_CLIENT_ID").is_some() || env.get("INGRESS_OAUTH_USER_POOL_ID").is_some() => {
+            let why = "the Cognito ingress identity";
+            let pool = env.require("INGRESS_OAUTH_USER_POOL_ID", why)?;
+            let cid = env.require("INGRESS_OAUTH_CLIENT_ID", why)?;
+            let secret = env.require("INGRESS_OAUTH_CLIENT_SECRET", why)?;
+            let region = env.get("AWS_REGION").unwrap_or("us-east-1").to_string();
+            let endpoint = if let Some(t) = token_url_override.clone() {
+                Endpoint::TokenUrl(t)
+            } else if let Some(d) = env.get("COGNITO_DOMAIN") {
+                let u = cognito_domain_token_url(d, Some(&region)).map_err(|m| env.err("COGNITO_DOMAIN", m))?;
+                Endpoint::TokenUrl(env.url("COGNITO_DOMAIN", u)?)
+            } else {
+                Endpoint::Discovery {
+                    url: cognito_discovery_url(&region, &pool),
+                    fallback: Some(cognito_guessed_token_url(&region, &pool)),
+                }
+            };
+            let mut id = base_identity(IdentityKind::CognitoM2m, "cognito_m2m", cid, secret, endpoint);
+            id.region = Some(region);
+            id.user_pool_id = Some(pool);
+            id.scopes = scopes(env, "INGRESS_OAUTH_SCOPES");
+            id
+        }
+        _ if env.get("OAUTH_CLIENT_ID").is_some() => {
+            let why = "the generic OIDC identity (OAUTH_CLIENT_ID)";
+            let cid = env.require("OAUTH_CLIENT_ID", why)?;
+            let secret = env.require("OAUTH_CLIENT_SECRET", why)?;
+            let endpoint = match token_url_override.clone() {
+                Some(t) => Endpoint::TokenUrl(t),
+                None => Endpoint::Discovery {
+                    url: env.url("OAUTH_DISCOVERY_URL", env.require("OAUTH_DISCOVERY_URL", why)?)?,
+                    fallback: None,
+                },
+            };
+            let mut id = base_identity(IdentityKind::OidcM2m, "oidc_m2m", cid, secret, endpoint);
+            id.scopes = scopes(env, "OAUTH_M2M_SCOPES");
+            id
+        }
+        _ => return Ok(None),
+    };
+    id.client_auth = client_auth(env)?;
+    Ok(Some(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> EnvVars {
+        EnvVars {
+            file: Some(PathBuf::from("/r/.env")),
+            vars: pairs.iter().enumerate().map(|(i, (k, v))| (k.to_string(), (v.to_string(), Some(i + 1)))).collect(),
+        }
+    }
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Option<Config>, ConfigError> {
+        from_env(&env(pairs), PathBuf::from("/t"))
+    }
+
+    #[test]
+    fn nothing_set_is_none() {
+        assert!(cfg(&[("PATH", "/bin")]).unwrap().is_none());
+    }
+
+    #[test]
+    fn cognito_like_the_reference_tool() {
+        let c = cfg(&[
+            ("REGISTRY_URL", "https://gw.example.com/"),
+            ("INGRESS_OAUTH_USER_POOL_ID", "us-west-2_Ab"),
+            ("INGRESS_OAUTH_CLIENT_ID", "cid"),
+            ("INGRESS_OAUTH_CLIENT_SECRET", "sec"),
+            ("AWS_REGION", "us-west-2"),
+        ])
+        .unwrap()
+        .unwrap();
+        let i = c.ingress.unwrap();
+        assert_eq!(i.provider_label, "cognito_m2m");
+        assert_eq!(i.region.as_deref(), Some("us-west-2"));
+        assert_eq!(
+            i.endpoint,
+            Endpoint::Discovery {
+                url: "https://cognito-idp.us-west-2.amazonaws.com/us-west-2_Ab/.well-known/openid-configuration".into(),
+                fallback: Some("https://us-west-2ab.auth.us-west-2.amazoncognito.com/oauth2/token".into())
+            }
+        );
+        assert_eq!(c.gateway_url.as_deref(), Some("https://gw.example.com"));
+    }
+
+    #[test]
+    fn token_url_override_and_domain() {
+        let base = [("INGRESS_OAUTH_USER_POOL_ID", "us-east-1_Ab"), ("INGRESS_OAUTH_CLIENT_ID", "c"), ("INGRESS_OAUTH_CLIENT_SECRET", "s")];
+        let mut v = base.to_vec();
+        v.push(("COGNITO_DOMAIN", "pfx"));
+        assert_eq!(
+            cfg(&v).unwrap().unwrap().ingress.unwrap().endpoint,
+            Endpoint::TokenUrl("https://pfx.auth.us-east-1.amazoncognito.com/oauth2/token".into())
+        );
+        v.push(("INGRESS_OAUTH_TOKEN_URL", "http://127.0.0.1:9/oauth2/token"));
+        assert_eq!(cfg(&v).unwrap().unwrap().ingress.unwrap().endpoint, Endpoint::TokenUrl("http://127.0.0.1:9/oauth2/token".into()));
+        let mut bad = base.to_vec();
+        bad.push(("INGRESS_OAUTH_TOKEN_URL", "http://idp.example.com/t"));
+        let e = cfg(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("/r/.env:4: INGRESS_OAUTH_TOKEN_URL: "), "{e}");
+    }
+
+    #[test]
+    fn missing_secret_names_the_variable() {
+        let e = cfg(&[("INGRESS_OAUTH_USER_POOL_ID", "p_1"), ("INGRESS_OAUTH_CLIENT_ID", "c")]).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("INGRESS_OAUTH_CLIENT_SECRET"));
+        assert!(e.to_string().contains("not set"));
+    }
+
+    #[test]
+    fn keycloak_and_entra() {
+        let k = cfg(&[
+            ("AUTH_PROVIDER", "Keycloak"),
+            ("KEYCLOAK_URL", "http://localhost:8080/"),
+            ("KEYCLOAK_REALM", "mcp"),
+            ("KEYCLOAK_M2M_CLIENT_ID", "kc"),
+            ("KEYCLOAK_M2M_CLIENT_SECRET", "ks"),
+        ])
+        .unwrap()
+        .unwrap()
+        .ingress
+        .unwrap();
+        assert_eq!(k.provider_label, "keycloak_m2m");
+        assert_eq!(k.endpoint, Endpoint::TokenUrl("http://localhost:8080/realms/mcp/protocol/openid-connect/token".into()));
+        let e = cfg(&[("AUTH_PROVIDER", "entra"), ("ENTRA_TENANT_ID", "t"), ("ENTRA_CLIENT_ID", "ec"), ("ENTRA_CLIENT_SECRET", "es")])
+            .unwrap()
+            .unwrap()
+            .ingress
+            .unwrap();
+        assert_eq!(e.scopes, vec!["api://ec/.default"]);
+        assert_eq!(e.endpoint, Endpoint::TokenUrl("https://login.microsoftonline.com/t/oauth2/v2.0/token".into()));
+    }
+}

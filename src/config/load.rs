@@ -1,0 +1,197 @@
+//! Finds and reads the configuration: the YAML file, or the reference tool's variables from
+//! the environment and an env file. The only config code that does I/O.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::env::{EnvVars, from_env};
+use super::parse::{Lookup, default_tokens_dir, parse};
+use super::services::parse_service;
+use super::{Config, ConfigError, Origin, ServerConfig};
+
+/// What the command line says about where to look.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    pub config: Option<PathBuf>,
+    pub env_file: Option<PathBuf>,
+    pub tokens_dir: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    /// Things the user should hear about that do not stop the run.
+    pub warnings: Vec<String>,
+}
+
+struct OsLookup<'a> {
+    env: &'a EnvVars,
+    home: Option<PathBuf>,
+}
+
+impl Lookup for OsLookup<'_> {
+    fn env(&self, name: &str) -> Option<String> {
+        self.env.get(name).map(str::to_string)
+    }
+    fn read_file(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+    fn home_dir(&self) -> Option<PathBuf> {
+        self.home.clone()
+    }
+}
+
+/// `~/.config/mcp-credd/config.yaml` on Linux (honouring XDG_CONFIG_HOME), the platform's
+/// equivalent elsewhere.
+pub fn default_config_path() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "mcp-credd").map(|d| d.config_dir().join("config.yaml"))
+}
+
+fn home_dir() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf())
+}
+
+fn read_env_file(path: &Path, env: &mut EnvVars) -> Result<(), ConfigError> {
+    let text = std::fs::read(path).map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read env file: {e}")))?;
+    let text = String::from_utf8(text).map_err(|e| {
+        ConfigError::new(path.display().to_string(), format!("the env file is not UTF-8 (byte {})", e.utf8_error().valid_up_to()))
+    })?;
+    let entries = super::dotenv::parse(&text).map_err(|e| {
+        let mut ce = ConfigError::new(path.display().to_string(), e.message);
+        ce.line = Some(e.line);
+        ce
+    })?;
+    env.file = Some(path.to_path_buf());
+    for e in entries {
+        // The process environment wins over the file, as with python-dotenv.
+        env.vars.entry(e.key).or_insert((e.value, Some(e.line)));
+    }
+    Ok(())
+}
+
+/// Loads the configuration. `process_env` is the process environment (a parameter so that
+/// tests need not mutate the real one).
+pub fn load(opts: &LoadOptions, process_env: &HashMap<String, String>) -> Result<Loaded, ConfigError> {
+    let mut warnings = Vec::new();
+    let mut env = EnvVars {
+        file: None,
+        vars: process_env.iter().map(|(k, v)| (k.clone(), (v.clone(), None))).collect(),
+    };
+    let explicit_env_file = opts.env_file.clone().or_else(|| process_env.get("MCP_CREDD_ENV_FILE").filter(|s| !s.is_empty()).map(PathBuf::from));
+    if let Some(p) = &explicit_env_file {
+        read_env_file(p, &mut env)?;
+    }
+    let home = home_dir();
+    let lookup = OsLookup { env: &env, home: home.clone() };
+
+    let explicit_config = opts.config.clone().or_else(|| process_env.get("MCP_CREDD_CONFIG").filter(|s| !s.is_empty()).map(PathBuf::from));
+    let config_path = match explicit_config {
+        Some(p) => Some(p),
+        None => default_config_path().filter(|p| p.exists()),
+    };
+
+    let tokens_override = opts.tokens_dir.clone().or_else(|| process_env.get("MCP_CREDD_TOKENS_DIR").filter(|s| !s.is_empty()).map(PathBuf::from));
+
+    let mut config = if let Some(path) = config_path {
+        let bytes = std::fs::read(&path).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::NotFound { "; create it or pass --config PATH" } else { "" };
+            ConfigError::new(path.display().to_string(), format!("cannot read config file: {e}{hint}"))
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            ConfigError::new(path.display().to_string(), format!("the config file is not UTF-8 (byte {})", e.utf8_error().valid_up_to()))
+        })?;
+        let parsed = parse(&text, &path, &lookup)?;
+        if !parsed.literal_secrets.is_empty()
+            && let Ok(meta) = std::fs::metadata(&path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            warnings.push(format!(
+                "{} holds a secret ({}) and is readable by other users; run `chmod 600 {}` or use {{env: VARIABLE}}",
+                path.display(),
+                parsed.literal_secrets.join(", "),
+                path.display()
+            ));
+        }
+        let mut config = parsed.config;
+        if let Some(dir) = parsed.servers_dir {
+            import_servers(&mut config, &dir, &mut warnings, true);
+        }
+        config
+    } else {
+        // No config file: behave like the reference tool, which reads `.env` from where it runs.
+        if explicit_env_file.is_none() {
+            let cwd_env = PathBuf::from(".env");
+            if cwd_env.is_file() {
+                let abs = std::fs::canonicalize(&cwd_env).unwrap_or(cwd_env);
+                read_env_file(&abs, &mut env)?;
+            }
+        }
+        let tokens_dir = default_tokens_dir(&OsLookup { env: &env, home: home.clone() });
+        let Some(mut config) = from_env(&env, tokens_dir)? else {
+            let where_ = default_config_path().map_or_else(|| "a config file".to_string(), |p| p.display().to_string());
+            return Err(ConfigError::new(
+                "configuration",
+                format!("no configuration found: create {where_}, pass --config PATH, or set the INGRESS_OAUTH_* variables (see README)"),
+            ));
+        };
+        let dir = env.get("MCP_CREDD_SERVERS_DIR").map(PathBuf::from).or_else(|| {
+            env.file.as_ref().and_then(|f| f.parent()).map(|d| d.join("registry").join("servers")).filter(|d| d.is_dir())
+        });
+        if let Some(dir) = dir {
+            import_servers(&mut config, &dir, &mut warnings, env.get("MCP_CREDD_SERVERS_DIR").is_some());
+        }
+        config
+    };
+    if let Some(t) = tokens_override {
+        config.tokens_dir = t;
+    }
+    if config.tokens_dir.is_relative() {
+        // Never depend on the working directory later: pin the path now.
+        if let Ok(cwd) = std::env::current_dir() {
+            config.tokens_dir = cwd.join(&config.tokens_dir);
+        }
+    }
+    if let Origin::Environment { .. } = config.origin
+        && config.gateway_url.is_none()
+    {
+        warnings.push("REGISTRY_URL is not set: no gateway servers will be written to the MCP configs".into());
+    }
+    Ok(Loaded { config, warnings })
+}
+
+/// Appends the services of a reference-tool `registry/servers` directory; servers the
+/// config already lists keep their own settings.
+fn import_servers(config: &mut Config, dir: &Path, warnings: &mut Vec<String>, explicit: bool) {
+    let Some(gateway) = config.gateway_url.clone() else {
+        warnings.push(format!("not importing services from {}: no gateway_url / REGISTRY_URL to build their URLs", dir.display()));
+        return;
+    };
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect(),
+        Err(e) => {
+            if explicit {
+                warnings.push(format!("cannot read services directory {}: {e}", dir.display()));
+            }
+            return;
+        }
+    };
+    files.sort();
+    for f in files {
+        if f.file_name().is_some_and(|n| n == "server_state.json") {
+            continue;
+        }
+        let parsed = std::fs::read_to_string(&f).map_err(|e| e.to_string()).and_then(|t| parse_service(&t, &gateway));
+        match parsed {
+            Ok(Some(s)) => {
+                if config.ingress.is_none() {
+                    warnings.push(format!("service {} needs the gateway identity, but none is configured; skipped", s.name));
+                } else if !config.servers.iter().any(|x: &ServerConfig| x.name == s.name) {
+                    config.servers.push(s);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => warnings.push(format!("{}: {e}; skipped", f.display())),
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! Configuration: the validated types every other module reads, built by the pure parsers
+//! in `parse` (YAML file) and `env` (the reference tool's variables); `load` does the I/O.
+
+pub mod dotenv;
+pub mod env;
+pub mod load;
+pub mod locate;
+pub mod parse;
+pub mod services;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::secret::Secret;
+
+/// Where the configuration came from; errors and `status` name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    File(PathBuf),
+    /// The reference tool's variables, from the process environment and optional env file.
+    Environment { env_file: Option<PathBuf> },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File(p) => write!(f, "{}", p.display()),
+            Origin::Environment { env_file: Some(p) } => {
+                write!(f, "environment and {}", p.display())
+            }
+            Origin::Environment { env_file: None } => f.write_str("environment"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub origin: Origin,
+    pub tokens_dir: PathBuf,
+    pub gateway_url: Option<String>,
+    pub ingress: Option<IdentityConfig>,
+    pub servers: Vec<ServerConfig>,
+    pub refresh: RefreshPolicy,
+    pub http: HttpPolicy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdentityKind {
+    CognitoM2m,
+    OidcM2m,
+}
+
+impl IdentityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityKind::CognitoM2m => "cognito_m2m",
+            IdentityKind::OidcM2m => "oidc_m2m",
+        }
+    }
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// HTTP Basic with the form-urlencoded id and secret (RFC 6749 §2.3.1).
+    #[default]
+    Basic,
+    /// `client_id` and `client_secret` in the form body.
+    Post,
+}
+
+/// Where the token endpoint comes from, in the order the config allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A token endpoint URL given (or derived from a Cognito domain) in the config.
+    TokenUrl(String),
+    /// Fetch this OIDC discovery document and use its `token_endpoint`; when that fails and
+    /// `fallback` is set, use it (with a warning): the reference tool's pool-id guess.
+    Discovery {
+        url: String,
+        fallback: Option<String>,
+    },
+}
+
+/// A machine-to-machine identity: client_credentials at a token endpoint.
+#[derive(Clone, Debug)]
+pub struct IdentityConfig {
+    /// Unique name; the gateway identity is `ingress`. Names the token file and the lock.
+    pub name: String,
+    pub kind: IdentityKind,
+    /// What `provider` says in the token file (`cognito_m2m`, `keycloak_m2m`, `entra_m2m`...).
+    pub provider_label: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub scopes: Vec<String>,
+    pub endpoint: Endpoint,
+    pub client_auth: ClientAuth,
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+    pub region: Option<String>,
+    pub user_pool_id: Option<String>,
+    /// Extra fields written into the token file for compatibility (keycloak_url, realm...).
+    pub extra_fields: Vec<(String, String)>,
+    /// Extra headers sent with the token (X-Keycloak-Realm...).
+    pub extra_headers: Vec<(String, String)>,
+}
+
+/// How a server entry is authenticated.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum ServerAuth {
+    /// The gateway's ingress headers (`X-Authorization` and friends).
+    #[default]
+    Gateway,
+    /// No headers at all.
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Transport {
+    #[default]
+    StreamableHttp,
+    Sse,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::StreamableHttp => "streamable-http",
+            Transport::Sse => "sse",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub name: String,
+    pub url: String,
+    pub transport: Transport,
+    pub auth: ServerAuth,
+}
+
+/// When tokens are refreshed; one policy for the one-shot and the daemon.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RefreshPolicy {
+    /// Refresh once this fraction of the lifetime has passed.
+    pub at_fraction: f64,
+    /// ... and never later than this long before expiry (milliseconds).
+    pub before_expiry_ms: i64,
+    /// Refresh up to this fraction of the lifetime earlier, spread per identity.
+    pub jitter_fraction: f64,
+    /// Tokens whose expiry is unknown are refreshed this long after they were obtained.
+    pub unknown_expiry_interval_ms: i64,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        RefreshPolicy {
+            at_fraction: 0.75,
+            before_expiry_ms: 5 * 60_000,
+            jitter_fraction: 0.05,
+            unknown_expiry_interval_ms: 30 * 60_000,
+        }
+    }
+}
+
+/// Network behaviour of every call to an identity provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpPolicy {
+    /// Whole-request timeout (milliseconds).
+    pub timeout_ms: u64,
+    /// Attempts for one token request, the first included; transient errors only.
+    pub attempts: u32,
+    /// First backoff; doubled each attempt, full jitter, capped by `max_backoff_ms`.
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl Default for HttpPolicy {
+    fn default() -> Self {
+        HttpPolicy {
+            timeout_ms: 30_000,
+            attempts: 4,
+            initial_backoff_ms: 500,
+            max_backoff_ms: 10_000,
+        }
+    }
+}
+
+/// A configuration problem, located as precisely as we can: file, line, key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub origin: String,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.origin)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        f.write_str(": ")?;
+        if let Some(k) = &self.key {
+            write!(f, "{k}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl ConfigError {
+    pub fn new(origin: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            origin: origin.into(),
+            line: None,
+            key: None,
+            message: message.into(),
+        }
+    }
+    pub fn at(mut self, key: impl Into<String>, line: Option<usize>) -> Self {
+        self.key = Some(key.into());
+        self.line = line;
+        self
+    }
+}
+
+/// Is `url` acceptable for sending secrets to: https, or http to a loopback host?
+pub fn check_endpoint_url(url: &str) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback_host(&parsed) => Ok(()),
+        "http" => Err(format!(
+            "`{url}` uses plain http; use https (plain http is allowed only for 127.0.0.1, ::1 and localhost)"
+        )),
+        other => Err(format!("`{url}` has scheme `{other}`; use https")),
+    }
+}
+
+pub fn is_loopback_host(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// Server URL when the config gives none: `{gateway_url}/{name}/mcp`.
+pub fn default_server_url(gateway_url: &str, name: &str) -> String {
+    format!("{}/{}/mcp", gateway_url.trim_end_matches('/'), name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_urls() {
+        assert!(check_endpoint_url("https://x.example.com/oauth2/token").is_ok());
+        assert!(check_endpoint_url("http://127.0.0.1:9/t").is_ok());
+        assert!(check_endpoint_url("http://127.5.0.1/t").is_ok());
+        assert!(check_endpoint_url("http://[::1]:8/t").is_ok());
+        assert!(check_endpoint_url("http://localhost/t").is_ok());
+        assert!(check_endpoint_url("http://example.com/t").unwrap_err().contains("plain http"));
+        assert!(check_endpoint_url("http://10.0.0.1/t").is_err());
+        assert!(check_endpoint_url("ftp://x/t").is_err());
+        assert!(check_endpoint_url("not a url").is_err());
+    }
+
+    #[test]
+    fn error_display_names_file_line_and_key() {
+        let e = ConfigError::new("/c.yaml", "unknown key").at("ingress.x", Some(4));
+        assert_eq!(e.to_string(), "/c.yaml:4: ingress.x: unknown key");
+    }
+}

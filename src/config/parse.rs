@@ -1,0 +1,774 @@
+//! Pure parsing and validation of the YAML config file into [`Config`].
+//!
+//! Secrets given as `{env: NAME}` or `{file: PATH}` are resolved through a [`Lookup`] the
+//! caller provides, so this module never touches the process environment or the disk.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::locate::locate;
+use super::{
+    ClientAuth, Config, ConfigError, Endpoint, HttpPolicy, IdentityConfig, IdentityKind, Origin,
+    RefreshPolicy, ServerAuth, ServerConfig, Transport, check_endpoint_url, default_server_url,
+};
+use crate::secret::Secret;
+
+/// Access to the outside world that resolving a config needs.
+pub trait Lookup {
+    fn env(&self, name: &str) -> Option<String>;
+    fn read_file(&self, path: &Path) -> std::io::Result<String>;
+    fn home_dir(&self) -> Option<PathBuf>;
+}
+
+/// A secret as written in the config: a literal, `{env: NAME}` or `{file: PATH}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSpec {
+    Literal(Secret),
+    Env(String),
+    File(String),
+}
+
+impl<'de> Deserialize<'de> for SecretSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = SecretSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, {env: VARIABLE} or {file: PATH}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecretSpec, E> {
+                Ok(SecretSpec::Literal(Secret::new(v)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<SecretSpec, A::Error> {
+                use serde::de::Error;
+                let Some(k) = m.next_key::<String>()? else {
+                    return Err(A::Error::custom("expected {env: VARIABLE} or {file: PATH}, found an empty map"));
+                };
+                let v: String = m.next_value()?;
+                let spec = match k.as_str() {
+                    "env" => SecretSpec::Env(v),
+                    "file" => SecretSpec::File(v),
+                    other => {
+                        return Err(A::Error::custom(format!(
+                            "unknown secret source `{other}`; use {{env: VARIABLE}} or {{file: PATH}}"
+                        )));
+                    }
+                };
+                if m.next_key::<String>()?.is_some() {
+                    return Err(A::Error::custom("a secret takes exactly one of `env` or `file`"));
+                }
+                Ok(spec)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A list of scopes, written as a YAML list or one space-separated string.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Scopes(Vec<String>);
+
+impl<'de> Deserialize<'de> for Scopes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Scopes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of scopes or a space-separated string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Scopes, E> {
+                Ok(Scopes(v.split_whitespace().map(str::to_string).collect()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<Scopes, A::Error> {
+                let mut out = Vec::new();
+                while let Some(x) = s.next_element::<String>()? {
+                    out.push(x);
+                }
+                Ok(Scopes(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A duration: integer seconds or `90s`, `5m`, `2h`, `1d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Millis(i64);
+
+pub fn parse_duration_ms(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: i64 = num.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "s" => 1_000,
+        "ms" => 1,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+impl<'de> Deserialize<'de> for Millis {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Millis;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration such as 300, 90s, 5m, 2h or 1d")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Millis, E> {
+                i64::try_from(v)
+                    .ok()
+                    .and_then(|s| s.checked_mul(1000))
+                    .map(Millis)
+                    .ok_or_else(|| E::custom("duration too large"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Millis, E> {
+                if v < 0 {
+                    return Err(E::custom("a duration cannot be negative"));
+                }
+                self.visit_u64(v as u64)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Millis, E> {
+                parse_duration_ms(v)
+                    .map(Millis)
+                    .ok_or_else(|| E::custom(format!("`{v}` is not a duration; write e.g. 90s, 5m, 2h or 1d")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum RawKind {
+    CognitoM2m,
+    OidcM2m,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum RawClientAuth {
+    Basic,
+    Post,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum RawServerAuth {
+    Gateway,
+    None,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum RawTransport {
+    StreamableHttp,
+    Sse,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    kind: Option<RawKind>,
+    client_id: Option<String>,
+    client_secret: Option<SecretSpec>,
+    scopes: Option<Scopes>,
+    client_auth: Option<RawClientAuth>,
+    token_url: Option<String>,
+    // cognito_m2m
+    region: Option<String>,
+    user_pool_id: Option<String>,
+    domain: Option<String>,
+    // both: discovery document location
+    discovery_url: Option<String>,
+    // oidc_m2m
+    issuer: Option<String>,
+    audience: Option<String>,
+    resource: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    name: String,
+    url: Option<String>,
+    transport: Option<RawTransport>,
+    auth: Option<RawServerAuth>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRefresh {
+    at_fraction: Option<f64>,
+    before_expiry: Option<Millis>,
+    jitter: Option<f64>,
+    unknown_expiry_interval: Option<Millis>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    timeout: Option<Millis>,
+    attempts: Option<u32>,
+    initial_backoff: Option<Millis>,
+    max_backoff: Option<Millis>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    tokens_dir: Option<String>,
+    gateway_url: Option<String>,
+    ingress: Option<RawIdentity>,
+    servers: Option<Vec<RawServer>>,
+    servers_dir: Option<String>,
+    refresh: Option<RawRefresh>,
+    http: Option<RawHttp>,
+}
+
+/// The result of parsing: the config plus the `servers_dir` to import service files from,
+/// which the loader reads (I/O) and appends.
+#[derive(Debug)]
+pub struct Parsed {
+    pub config: Config,
+    pub servers_dir: Option<PathBuf>,
+    /// Keys holding a literal secret, for the "file readable by others" warning.
+    pub literal_secrets: Vec<String>,
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    origin: String,
+}
+
+impl Ctx<'_> {
+    fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::new(self.origin.clone(), message).at(key, locate(self.text, key))
+    }
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The closest of `candidates` to `word`, if close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" into our wording.
+fn explain_serde_message(msg: &str, path: &str) -> String {
+    let msg = msg.split(" at line ").next().unwrap_or(msg);
+    let msg = msg.strip_prefix(path).and_then(|m| m.strip_prefix(": ")).unwrap_or(msg);
+    // The YAML error may start with the path ("ingress: unknown field ..."); we print the
+    // path ourselves.
+    let msg = ["unknown field `", "unknown variant `"]
+        .iter()
+        .find_map(|m| msg.find(m).map(|i| &msg[i..]))
+        .unwrap_or(msg);
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let (field, tail) = rest.split_once('`').unwrap_or((rest, ""));
+        let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+        let mut out = format!("unknown key `{field}`");
+        if let Some(s) = did_you_mean(field, &expected) {
+            out.push_str(&format!("; did you mean `{s}`?"));
+        } else if !expected.is_empty() {
+            out.push_str(&format!("; valid keys here: {}", expected.join(", ")));
+        }
+        return out;
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant `") {
+        let (value, tail) = rest.split_once('`').unwrap_or((rest, ""));
+        let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+        let mut out = format!("unknown value `{value}`");
+        if let Some(s) = did_you_mean(value, &expected) {
+            out.push_str(&format!("; did you mean `{s}`?"));
+        } else if !expected.is_empty() {
+            out.push_str(&format!("; expected one of: {}", expected.join(", ")));
+        }
+        return out;
+    }
+    msg.to_string()
+}
+
+fn expand_path(raw: &str, base: Option<&Path>, lookup: &dyn Lookup) -> PathBuf {
+    let p = if raw == "~" {
+        lookup.home_dir().unwrap_or_default()
+    } else if let Some(rest) = raw.strip_prefix("~/") {
+        lookup.home_dir().unwrap_or_default().join(rest)
+    } else {
+        PathBuf::from(raw)
+    };
+    match base {
+        Some(b) if p.is_relative() => b.join(p),
+        _ => p,
+    }
+}
+
+/// Where the tokens go when nothing says otherwise: `~/.oauth-tokens`, never the cwd.
+pub fn default_tokens_dir(lookup: &dyn Lookup) -> PathBuf {
+    lookup.home_dir().unwrap_or_default().join(".oauth-tokens")
+}
+
+fn resolve_secret(ctx: &Ctx, key: &str, spec: &SecretSpec, lookup: &dyn Lookup, base: Option<&Path>) -> Result<Secret, ConfigError> {
+    let s = match spec {
+        SecretSpec::Literal(s) => s.clone(),
+        SecretSpec::Env(var) => match lookup.env(var) {
+            Some(v) if !v.is_empty() => Secret::new(v),
+            _ => {
+                return Err(ctx.err(key, format!("environment variable `{var}` is not set; export it or put it in the env file")));
+            }
+        },
+        SecretSpec::File(path) => {
+            let p = expand_path(path, base, lookup);
+            match lookup.read_file(&p) {
+                Ok(v) => Secret::new(v.trim_end_matches(['\n', '\r'])),
+                Err(e) => {
+                    return Err(ctx.err(key, format!("cannot read secret file {}: {e}", p.display())));
+                }
+            }
+        }
+    };
+    if s.is_empty() {
+        return Err(ctx.err(key, "the secret is empty"));
+    }
+    Ok(s)
+}
+
+fn fraction(ctx: &Ctx, key: &str, v: Option<f64>, default: f64, lo: f64, hi: f64) -> Result<f64, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(x) if x >= lo && x <= hi => Ok(x),
+        Some(x) => Err(ctx.err(key, format!("{x} is out of range; use a number from {lo} to {hi}"))),
+    }
+}
+
+fn url_key(ctx: &Ctx, key: &str, url: &str) -> Result<String, ConfigError> {
+    check_endpoint_url(url).map_err(|m| ctx.err(key, m))?;
+    Ok(url.to_string())
+}
+
+/// Parses and validates config file text. `path` names the file in errors and anchors
+/// relative paths.
+pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, ConfigError> {
+    let ctx = Ctx {
+        text,
+        origin: path.display().to_string(),
+    };
+    let raw: RawConfig = if text.trim().is_empty() {
+        RawConfig::default()
+    } else {
+        let de = yaml_serde::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.inner();
+            let line = inner.location().map(|l| l.line()).or_else(|| locate(text, &key));
+            let message = explain_serde_message(&inner.to_string(), &key);
+            let key = (key != "." && !key.is_empty()).then_some(key);
+            ConfigError {
+                origin: ctx.origin.clone(),
+                line,
+                key,
+                message,
+            }
+        })?
+    };
+    let base = path.parent();
+    let mut literal_secrets = Vec::new();
+
+    let tokens_dir = match &raw.tokens_dir {
+        Some(d) => expand_path(d, base, lookup),
+        None => default_tokens_dir(lookup),
+    };
+    let gateway_url = match &raw.gateway_url {
+        Some(u) => {
+            let parsed = reqwest::Url::parse(u).map_err(|e| ctx.err("gateway_url", format!("`{u}` is not a valid URL: {e}")))?;
+            if !matches!(parsed.scheme(), "https" | "http") {
+                return Err(ctx.err("gateway_url", "use an https:// URL"));
+            }
+            Some(u.trim_end_matches('/').to_string())
+        }
+        None => None,
+    };
+
+    let ingress = match &raw.ingress {
+        None => None,
+        Some(r) => Some(identity(&ctx, "ingress", "ingress", r, lookup, base, &mut literal_secrets)?),
+    };
+
+    let mut servers = Vec::new();
+    for (i, s) in raw.servers.iter().flatten().enumerate() {
+        let key = format!("servers[{i}]");
+        if s.name.is_empty() || s.name.contains(['/', ' ']) {
+            return Err(ctx.err(&format!("{key}.name"), "a server name must be non-empty, without spaces or slashes"));
+        }
+        if servers.iter().any(|x: &ServerConfig| x.name == s.name) {
+            return Err(ctx.err(&format!("{key}.name"), format!("server `{}` is listed twice", s.name)));
+        }
+        let url = match (&s.url, &gateway_url) {
+            (Some(u), _) => {
+                reqwest::Url::parse(u).map_err(|e| ctx.err(&format!("{key}.url"), format!("`{u}` is not a valid URL: {e}")))?;
+                u.clone()
+            }
+            (None, Some(g)) => default_server_url(g, &s.name),
+            (None, None) => {
+                return Err(ctx.err(&format!("{key}.name"), "no `url` and no top-level `gateway_url` to build it from; set one of them"));
+            }
+        };
+        let auth = match s.auth {
+            Some(RawServerAuth::None) => ServerAuth::None,
+            _ => ServerAuth::Gateway,
+        };
+        if auth == ServerAuth::Gateway && ingress.is_none() {
+            return Err(ctx.err(&format!("{key}.name"), "this server uses the gateway identity but no `ingress` is configured; add `ingress:` or set `auth: none`"));
+        }
+        servers.push(ServerConfig {
+            name: s.name.clone(),
+            url,
+            transport: match s.transport {
+                Some(RawTransport::Sse) => Transport::Sse,
+                _ => Transport::StreamableHttp,
+            },
+            auth,
+        });
+    }
+
+    let d = RefreshPolicy::default();
+    let rr = raw.refresh.unwrap_or_default();
+    let refresh = RefreshPolicy {
+        at_fraction: fraction(&ctx, "refresh.at_fraction", rr.at_fraction, d.at_fraction, 0.05, 1.0)?,
+        before_expiry_ms: rr.before_expiry.map_or(d.before_expiry_ms, |m| m.0),
+        jitter_fraction: fraction(&ctx, "refresh.jitter", rr.jitter, d.jitter_fraction, 0.0, 0.5)?,
+        unknown_expiry_interval_ms: rr.unknown_expiry_interval.map_or(d.unknown_expiry_interval_ms, |m| m.0),
+    };
+    if refresh.unknown_expiry_interval_ms < 1000 {
+        return Err(ctx.err("refresh.unknown_expiry_interval", "must be at least 1s"));
+    }
+    let dh = HttpPolicy::default();
+    let rh = raw.http.unwrap_or_default();
+    let http = HttpPolicy {
+        timeout_ms: rh.timeout.map_or(dh.timeout_ms, |m| m.0 as u64),
+        attempts: rh.attempts.unwrap_or(dh.attempts),
+        initial_backoff_ms: rh.initial_backoff.map_or(dh.initial_backoff_ms, |m| m.0 as u64),
+        max_backoff_ms: rh.max_backoff.map_or(dh.max_backoff_ms, |m| m.0 as u64),
+    };
+    if http.attempts == 0 {
+        return Err(ctx.err("http.attempts", "must be at least 1"));
+    }
+    if http.timeout_ms < 100 {
+        return Err(ctx.err("http.timeout", "must be at least 100ms"));
+    }
+
+    Ok(Parsed {
+        config: Config {
+            origin: Origin::File(path.to_path_buf()),
+            tokens_dir,
+            gateway_url,
+            ingress,
+            servers,
+            refresh,
+            http,
+        },
+        servers_dir: raw.servers_dir.as_deref().map(|d| expand_path(d, base, lookup)),
+        literal_secrets,
+    })
+}
+
+fn identity(
+    ctx: &Ctx,
+    key: &str,
+    name: &str,
+    r: &RawIdentity,
+    lookup: &dyn Lookup,
+    base: Option<&Path>,
+    literal_secrets: &mut Vec<String>,
+) -> Result<IdentityConfig, ConfigError> {
+    let k = |field: &str| format!("{key}.{field}");
+    let kind = match r.kind {
+        Some(RawKind::CognitoM2m) => IdentityKind::CognitoM2m,
+        Some(RawKind::OidcM2m) => IdentityKind::OidcM2m,
+        None => return Err(ctx.err(key, "missing `kind`; use cognito_m2m or oidc_m2m")),
+    };
+    // Keys that belong to the other kind are mistakes worth naming.
+    let foreign: &[(&str, bool)] = match kind {
+        IdentityKind::CognitoM2m => &[("issuer", r.issuer.is_some()), ("audience", r.audience.is_some()), ("resource", r.resource.is_some())],
+        IdentityKind::OidcM2m => &[("region", r.region.is_some()), ("user_pool_id", r.user_pool_id.is_some()), ("domain", r.domain.is_some())],
+    };
+    if let Some((f, _)) = foreign.iter().find(|(_, set)| *set) {
+        return Err(ctx.err(&k(f), format!("`{f}` does not apply to kind {}", kind.as_str())));
+    }
+    let client_id = match &r.client_id {
+        Some(c) if !c.is_empty() => c.clone(),
+        _ => return Err(ctx.err(key, "missing `client_id`")),
+    };
+    let Some(spec) = &r.client_secret else {
+        return Err(ctx.err(key, "missing `client_secret`; write {env: VARIABLE}, {file: PATH} or the value"));
+    };
+    if matches!(spec, SecretSpec::Literal(_)) {
+        literal_secrets.push(k("client_secret"));
+    }
+    let client_secret = resolve_secret(ctx, &k("client_secret"), spec, lookup, base)?;
+
+    let endpoint = match kind {
+        IdentityKind::CognitoM2m => {
+            let region = r.region.clone();
+            let pool = r.user_pool_id.clone();
+            if let Some(u) = &r.token_url {
+                Endpoint::TokenUrl(url_key(ctx, &k("token_url"), u)?)
+            } else if let Some(d) = &r.domain {
+                let url = cognito_domain_token_url(d, region.as_deref()).map_err(|m| ctx.err(&k("domain"), m))?;
+                Endpoint::TokenUrl(url_key(ctx, &k("domain"), &url)?)
+            } else {
+                let (Some(region), Some(pool)) = (region.as_deref().or_else(|| pool.as_deref().and_then(region_of_pool)), pool.as_deref()) else {
+                    return Err(ctx.err(key, "cognito_m2m needs `token_url`, `domain`, or `user_pool_id` (and `region`) to find its token endpoint"));
+                };
+                let url = match &r.discovery_url {
+                    Some(u) => url_key(ctx, &k("discovery_url"), u)?,
+                    None => cognito_discovery_url(region, pool),
+                };
+                Endpoint::Discovery {
+                    url,
+                    fallback: Some(cognito_guessed_token_url(region, pool)),
+                }
+            }
+        }
+        IdentityKind::OidcM2m => {
+            if let Some(u) = &r.token_url {
+                Endpoint::TokenUrl(url_key(ctx, &k("token_url"), u)?)
+            } else if let Some(u) = &r.discovery_url {
+                Endpoint::Discovery { url: url_key(ctx, &k("discovery_url"), u)?, fallback: None }
+            } else if let Some(i) = &r.issuer {
+                url_key(ctx, &k("issuer"), i)?;
+                Endpoint::Discovery { url: issuer_discovery_url(i), fallback: None }
+            } else {
+                return Err(ctx.err(key, "oidc_m2m needs `token_url`, `discovery_url` or `issuer`"));
+            }
+        }
+    };
+    let region = match kind {
+        IdentityKind::CognitoM2m => r.region.clone().or_else(|| r.user_pool_id.as_deref().and_then(region_of_pool).map(str::to_string)),
+        IdentityKind::OidcM2m => None,
+    };
+    Ok(IdentityConfig {
+        name: name.to_string(),
+        kind,
+        provider_label: kind.as_str().to_string(),
+        client_id,
+        client_secret,
+        scopes: r.scopes.clone().unwrap_or_default().0,
+        endpoint,
+        client_auth: match r.client_auth {
+            Some(RawClientAuth::Post) => ClientAuth::Post,
+            _ => ClientAuth::Basic,
+        },
+        audience: r.audience.clone(),
+        resource: r.resource.clone(),
+        region,
+        user_pool_id: r.user_pool_id.clone(),
+        extra_fields: Vec::new(),
+        extra_headers: Vec::new(),
+    })
+}
+
+/// `us-east-1_AbC123` → `us-east-1`.
+pub fn region_of_pool(pool: &str) -> Option<&str> {
+    pool.split_once('_').map(|(r, _)| r).filter(|r| !r.is_empty())
+}
+
+/// Token endpoint for a Cognito domain: a prefix (`my-prefix`), a custom domain
+/// (`auth.example.com`) or a full base URL (`https://auth.example.com`).
+pub fn cognito_domain_token_url(domain: &str, region: Option<&str>) -> Result<String, String> {
+    let d = domain.trim().trim_end_matches('/');
+    if d.starts_with("https://") || d.starts_with("http://") {
+        return Ok(format!("{d}/oauth2/token"));
+    }
+    if d.contains('.') {
+        return Ok(format!("https://{d}/oauth2/token"));
+    }
+    let region = region.ok_or("a domain prefix needs `region` (or a `user_pool_id` to take it from)")?;
+    Ok(format!("https://{d}.auth.{region}.amazoncognito.com/oauth2/token"))
+}
+
+pub fn cognito_discovery_url(region: &str, pool: &str) -> String {
+    format!("https://cognito-idp.{region}.amazonaws.com/{pool}/.well-known/openid-configuration")
+}
+
+/// The reference tool's guess: the pool id without its underscore as the domain prefix.
+pub fn cognito_guessed_token_url(region: &str, pool: &str) -> String {
+    format!("https://{}.auth.{region}.amazoncognito.com/oauth2/token", pool.replace('_', "").to_lowercase())
+}
+
+pub fn issuer_discovery_url(issuer: &str) -> String {
+    format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    pub struct FakeLookup(pub HashMap<String, String>);
+    impl Lookup for FakeLookup {
+        fn env(&self, name: &str) -> Option<String> {
+            self.0.get(name).cloned()
+        }
+        fn read_file(&self, path: &Path) -> std::io::Result<String> {
+            self.0
+                .get(&format!("file:{}", path.display()))
+                .cloned()
+                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory"))
+        }
+        fn home_dir(&self) -> Option<PathBuf> {
+            Some(PathBuf::from("/home/u"))
+        }
+    }
+
+    fn lookup() -> FakeLookup {
+        FakeLookup(HashMap::from([
+            ("SECRET".to_string(), "s3cr3t".to_string()),
+            ("file:/etc/secret".to_string(), "from-file\n".to_string()),
+        ]))
+    }
+
+    fn ok(text: &str) -> Config {
+        parse(text, Path::new("/c/config.yaml"), &lookup()).unwrap().config
+    }
+
+    fn err(text: &str) -> String {
+        parse(text, Path::new("/c/config.yaml"), &lookup()).unwrap_err().to_string()
+    }
+
+    const FULL: &str = "\
+tokens_dir: ~/.oauth-tokens
+gateway_url: https://gw.example.com/
+ingress:
+  kind: cognito_m2m
+  region: us-east-1
+  user_pool_id: us-east-1_AbC123
+  client_id: abc
+  client_secret: {env: SECRET}
+  scopes: [mcp-servers-unrestricted/read, mcp-servers-unrestricted/execute]
+  domain: my-prefix
+servers:
+  - name: currenttime
+  - name: docs
+    url: https://docs.example.com/mcp
+    auth: none
+";
+
+    #[test]
+    fn full_example() {
+        let c = ok(FULL);
+        assert_eq!(c.tokens_dir, PathBuf::from("/home/u/.oauth-tokens"));
+        assert_eq!(c.gateway_url.as_deref(), Some("https://gw.example.com"));
+        let i = c.ingress.unwrap();
+        assert_eq!(i.client_secret.expose(), "s3cr3t");
+        assert_eq!(i.scopes.len(), 2);
+        assert_eq!(i.endpoint, Endpoint::TokenUrl("https://my-prefix.auth.us-east-1.amazoncognito.com/oauth2/token".into()));
+        assert_eq!(c.servers[0].url, "https://gw.example.com/currenttime/mcp");
+        assert_eq!(c.servers[1].auth, ServerAuth::None);
+        assert_eq!(c.refresh, RefreshPolicy::default());
+    }
+
+    #[test]
+    fn cognito_endpoint_order() {
+        let base = "ingress:\n  kind: cognito_m2m\n  user_pool_id: eu-west-1_Xy\n  client_id: a\n  client_secret: {env: SECRET}\n";
+        let c = ok(base);
+        assert_eq!(
+            c.ingress.unwrap().endpoint,
+            Endpoint::Discovery {
+                url: "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Xy/.well-known/openid-configuration".into(),
+                fallback: Some("https://eu-west-1xy.auth.eu-west-1.amazoncognito.com/oauth2/token".into()),
+            }
+        );
+        let c = ok(&format!("{base}  domain: auth.example.com\n"));
+        assert_eq!(c.ingress.unwrap().endpoint, Endpoint::TokenUrl("https://auth.example.com/oauth2/token".into()));
+        let c = ok(&format!("{base}  domain: auth.example.com\n  token_url: https://t.example.com/tok\n"));
+        assert_eq!(c.ingress.unwrap().endpoint, Endpoint::TokenUrl("https://t.example.com/tok".into()));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = err("ingress:\n  kind: cognito_m2m\n  client_secrt: x\n");
+        assert_eq!(e, "/c/config.yaml:3: ingress.client_secrt: unknown key `client_secrt`; did you mean `client_secret`?");
+        let e = err("ingress:\n  kind: oidc_m2n\n");
+        assert!(e.starts_with("/c/config.yaml:2: ingress.kind: unknown value `oidc_m2n`; did you mean `oidc_m2m`?"), "{e}");
+        let e = err("tokens_dir: [1]\n");
+        assert!(e.starts_with("/c/config.yaml:1: tokens_dir: "), "{e}");
+        let e = err("ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: {env: NOPE}\n  token_url: https://x/t\n");
+        assert_eq!(e, "/c/config.yaml:4: ingress.client_secret: environment variable `NOPE` is not set; export it or put it in the env file");
+        let e = err("ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: x\n  token_url: http://idp.example.com/t\n");
+        assert!(e.starts_with("/c/config.yaml:5: ingress.token_url: `http://idp.example.com/t` uses plain http"), "{e}");
+        let e = err("ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: x\n  region: us-east-1\n  token_url: https://x/t\n");
+        assert_eq!(e, "/c/config.yaml:5: ingress.region: `region` does not apply to kind oidc_m2m");
+        let e = err("servers:\n  - name: a\n");
+        assert!(e.starts_with("/c/config.yaml:2: servers[0].name: no `url`"), "{e}");
+        let e = err("refresh:\n  before_expiry: soon\n");
+        assert!(e.contains(":2: refresh.before_expiry: `soon` is not a duration"), "{e}");
+        let e = err("ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: {vault: x}\n");
+        assert!(e.contains(":4: ingress.client_secret: unknown secret source `vault`"), "{e}");
+        let e = err("a: [\n");
+        assert!(e.starts_with("/c/config.yaml:"), "{e}");
+    }
+
+    #[test]
+    fn secrets_from_files_and_literals() {
+        let p = parse(
+            "ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: {file: /etc/secret}\n  issuer: https://idp.example.com/\n",
+            Path::new("/c/config.yaml"),
+            &lookup(),
+        )
+        .unwrap();
+        let i = p.config.ingress.unwrap();
+        assert_eq!(i.client_secret.expose(), "from-file");
+        assert_eq!(i.endpoint, Endpoint::Discovery { url: "https://idp.example.com/.well-known/openid-configuration".into(), fallback: None });
+        assert!(p.literal_secrets.is_empty());
+        let p = parse("ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: lit\n  token_url: https://x/t\n", Path::new("/c/config.yaml"), &lookup()).unwrap();
+        assert_eq!(p.literal_secrets, vec!["ingress.client_secret"]);
+        // A secret never shows in Debug output of the config.
+        assert!(!format!("{:?}", p.config).contains("lit\""));
+    }
+
+    #[test]
+    fn scopes_as_string_and_durations() {
+        let c = ok("ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: x\n  token_url: https://x/t\n  scopes: a b  c\nrefresh:\n  before_expiry: 90\n  unknown_expiry_interval: 2h\nhttp:\n  timeout: 1500ms\n");
+        assert_eq!(c.ingress.unwrap().scopes, vec!["a", "b", "c"]);
+        assert_eq!(c.refresh.before_expiry_ms, 90_000);
+        assert_eq!(c.refresh.unknown_expiry_interval_ms, 7_200_000);
+        assert_eq!(c.http.timeout_ms, 1500);
+    }
+
+    #[test]
+    fn empty_file_is_an_empty_config() {
+        let c = ok("");
+        assert!(c.ingress.is_none());
+        assert!(c.servers.is_empty());
+    }
+
+    #[test]
+    fn did_you_mean_table() {
+        assert_eq!(did_you_mean("tokens_dri", &["tokens_dir", "servers"]), Some("tokens_dir"));
+        assert_eq!(did_you_mean("zzzzzz", &["tokens_dir", "servers"]), None);
+    }
+}
