@@ -5,3 +5,6 @@ pub mod clock;
 pub mod config;
 pub mod secret;
 pub mod timefmt;
+pub mod identity;
+pub mod schedule;
+pub mod store;

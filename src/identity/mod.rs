@@ -1,0 +1,53 @@
+//! Ways of getting a token. `reply` and `jwt` are pure parsers; `oauth` talks to token
+//! endpoints and discovery documents over HTTP.
+
+pub mod jwt;
+pub mod oauth;
+pub mod reply;
+
+use std::fmt;
+
+/// How a failed token request should be treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Network trouble, timeouts, 408, 429, 5xx: retry later, keep the old token.
+    Transient,
+    /// The provider refused (bad client, bad scope) or answered nonsense: retrying the same
+    /// request will not help until the configuration changes.
+    Permanent,
+    /// The grant is gone (`invalid_grant` on refresh): a human must log in again.
+    ReauthRequired,
+}
+
+/// A failed attempt to get a token. The message names the endpoint and what to do, and
+/// never contains a secret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct FetchError {
+    pub kind: FailureKind,
+    pub message: String,
+    /// A server-sent Retry-After, in milliseconds.
+    pub retry_after_ms: Option<u64>,
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl FetchError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        FetchError {
+            kind: FailureKind::Transient,
+            message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        FetchError {
+            kind: FailureKind::Permanent,
+            message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+}

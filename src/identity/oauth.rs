@@ -1,0 +1,264 @@
+//! OAuth over HTTP: the client_credentials grant and OIDC discovery, with bounded retries.
+//! Redirects are never followed (a token request must not be bounced elsewhere), every
+//! request has a timeout, and secrets go only into the request itself.
+
+use std::time::Duration;
+
+use base64::Engine;
+use tracing::{debug, warn};
+
+use super::reply::{self, ReplyError, TokenReply};
+use super::{FailureKind, FetchError};
+use crate::config::{ClientAuth, Endpoint, HttpPolicy, IdentityConfig, check_endpoint_url};
+use crate::schedule::backoff::{delay_ms, random_unit};
+
+/// The HTTP client every identity call goes through.
+#[derive(Clone, Debug)]
+pub struct Http {
+    client: reqwest::Client,
+    pub policy: HttpPolicy,
+}
+
+impl Http {
+    pub fn new(policy: HttpPolicy) -> Result<Http, String> {
+        let timeout = Duration::from_millis(policy.timeout_ms);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("mcp-credd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        Ok(Http { client, policy })
+    }
+}
+
+/// RFC 6749 §2.3.1: id and secret are form-urlencoded before going into Basic auth.
+fn basic_auth(id: &str, secret: &str) -> String {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let raw = format!("{}:{}", enc(id), enc(secret));
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+}
+
+fn retry_after_ms(h: &reqwest::header::HeaderMap) -> Option<u64> {
+    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(|s| s.saturating_mul(1000))
+}
+
+fn describe_transport(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "could not connect".into()
+    } else {
+        // The source chain says what failed (DNS, TLS...) without any request content.
+        let mut s = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(inner) = src {
+            s = format!("{s}: {inner}");
+            src = inner.source();
+        }
+        s
+    }
+}
+
+fn hint_for(error: &str) -> &'static str {
+    match error {
+        "invalid_client" => "; check client_id and client_secret (and client_auth: basic or post)",
+        "unauthorized_client" => "; allow the client_credentials grant for this app client",
+        "invalid_scope" => "; check `scopes`: the client may not be allowed them",
+        "unsupported_grant_type" => "; this endpoint does not offer the client_credentials grant",
+        "invalid_grant" => "; the grant is no longer valid",
+        _ => "",
+    }
+}
+
+/// Classifies an HTTP reply from a token endpoint.
+fn classify(url: &str, status: u16, content_type: &str, body: &[u8], retry_after: Option<u64>, refresh_grant: bool) -> Result<TokenReply, FetchError> {
+    let transient = |m: String| FetchError {
+        kind: FailureKind::Transient,
+        message: m,
+        retry_after_ms: retry_after,
+    };
+    if status == 408 || status == 429 || status >= 500 {
+        return Err(transient(format!("token endpoint {url} answered HTTP {status}; will retry")));
+    }
+    if (200..300).contains(&status) {
+        return match reply::parse(body) {
+            Ok(r) => Ok(r),
+            Err(ReplyError::NotJson(_)) => Err(transient(format!(
+                "token endpoint {url} answered HTTP {status} with {} ({} bytes) that is not a JSON token reply; check the token URL if this persists",
+                if content_type.is_empty() { "no content type" } else { content_type },
+                body.len()
+            ))),
+            Err(ReplyError::OAuth(e)) => Err(FetchError::permanent(format!("token endpoint {url} refused: {}{}", reply::describe(&e), hint_for(&e.error)))),
+            Err(ReplyError::NoAccessToken) => Err(FetchError::permanent(format!("token endpoint {url} answered without an access_token"))),
+        };
+    }
+    if let Some(e) = reply::parse_error(body) {
+        let kind = if e.error == "invalid_grant" && refresh_grant { FailureKind::ReauthRequired } else { FailureKind::Permanent };
+        return Err(FetchError {
+            kind,
+            message: format!("token endpoint {url} refused (HTTP {status}): {}{}", reply::describe(&e), hint_for(&e.error)),
+            retry_after_ms: None,
+        });
+    }
+    let hint = match status {
+        404 => "; check the token URL (or Cognito domain)",
+        401 | 403 => "; check client_id and client_secret",
+        _ => "",
+    };
+    Err(FetchError::permanent(format!("token endpoint {url} answered HTTP {status}{hint}")))
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or the attempts run out.
+async fn with_retries<T, F, Fut>(policy: &HttpPolicy, what: &str, mut attempt: F) -> Result<T, FetchError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, FetchError>>,
+{
+    let mut n = 0;
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.kind == FailureKind::Transient && n + 1 < policy.attempts => {
+                let d = delay_ms(n, policy, random_unit(), e.retry_after_ms);
+                warn!(what, attempt = n + 1, retry_in_ms = d, error = %e.message, "transient failure; retrying");
+                tokio::time::sleep(Duration::from_millis(d)).await;
+                n += 1;
+            }
+            Err(mut e) => {
+                if e.kind == FailureKind::Transient && n > 0 {
+                    e.message = format!("{} (gave up after {} attempts)", e.message, n + 1);
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// POSTs a token request form, with client authentication, and parses the reply.
+pub async fn token_request(
+    http: &Http,
+    url: &str,
+    mut form: Vec<(&'static str, String)>,
+    client_id: &str,
+    client_secret: Option<&str>,
+    auth: ClientAuth,
+    refresh_grant: bool,
+) -> Result<TokenReply, FetchError> {
+    check_endpoint_url(url).map_err(FetchError::permanent)?;
+    let mut basic = None;
+    match (auth, client_secret) {
+        (ClientAuth::Basic, Some(s)) => basic = Some(basic_auth(client_id, s)),
+        (ClientAuth::Post, Some(s)) => {
+            form.push(("client_id", client_id.to_string()));
+            form.push(("client_secret", s.to_string()));
+        }
+        (_, None) => form.push(("client_id", client_id.to_string())),
+    }
+    with_retries(&http.policy, url, || {
+        let mut req = http.client.post(url).header(reqwest::header::ACCEPT, "application/json").form(&form);
+        if let Some(b) = &basic {
+            req = req.header(reqwest::header::AUTHORIZATION, b);
+        }
+        async move {
+            let resp = req.send().await.map_err(|e| FetchError::transient(format!("token endpoint {url}: {}", describe_transport(&e))))?;
+            let status = resp.status().as_u16();
+            let ct = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let ra = retry_after_ms(resp.headers());
+            let body = resp.bytes().await.map_err(|e| FetchError::transient(format!("token endpoint {url}: reading the reply: {}", describe_transport(&e))))?;
+            debug!(url, status, bytes = body.len(), "token endpoint replied");
+            classify(url, status, &ct, &body, ra, refresh_grant)
+        }
+    })
+    .await
+}
+
+/// Fetches an OIDC discovery document and returns its `token_endpoint`.
+pub async fn discover_token_endpoint(http: &Http, url: &str) -> Result<String, FetchError> {
+    check_endpoint_url(url).map_err(FetchError::permanent)?;
+    with_retries(&http.policy, url, || async move {
+        let resp = http.client.get(url).header(reqwest::header::ACCEPT, "application/json").send().await.map_err(|e| FetchError::transient(format!("discovery document {url}: {}", describe_transport(&e))))?;
+        let status = resp.status().as_u16();
+        let ra = retry_after_ms(resp.headers());
+        if status == 408 || status == 429 || status >= 500 {
+            return Err(FetchError { kind: FailureKind::Transient, message: format!("discovery document {url} answered HTTP {status}"), retry_after_ms: ra });
+        }
+        if !(200..300).contains(&status) {
+            return Err(FetchError::permanent(format!("discovery document {url} answered HTTP {status}")));
+        }
+        let body = resp.bytes().await.map_err(|e| FetchError::transient(format!("discovery document {url}: {}", describe_transport(&e))))?;
+        let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|_| FetchError::transient(format!("discovery document {url} is not JSON")))?;
+        let ep = doc.get("token_endpoint").and_then(|v| v.as_str()).ok_or_else(|| FetchError::permanent(format!("discovery document {url} lists no token_endpoint (a Cognito pool lists one only once it has a domain; set `domain` or `token_url`)")))?;
+        check_endpoint_url(ep).map_err(|m| FetchError::permanent(format!("discovery document {url}: token_endpoint {m}")))?;
+        Ok(ep.to_string())
+    })
+    .await
+}
+
+/// The token endpoint of an identity, resolving discovery (and the Cognito guess) if needed.
+pub async fn resolve_token_endpoint(http: &Http, id: &IdentityConfig) -> Result<String, FetchError> {
+    match &id.endpoint {
+        Endpoint::TokenUrl(u) => Ok(u.clone()),
+        Endpoint::Discovery { url, fallback } => match discover_token_endpoint(http, url).await {
+            Ok(ep) => Ok(ep),
+            Err(e) => match fallback {
+                Some(guess) => {
+                    warn!(identity = %id.name, error = %e.message, guess = %guess, "discovery failed; using the domain guessed from the pool id (set `domain` or `token_url` to be sure)");
+                    Ok(guess.clone())
+                }
+                None => Err(e),
+            },
+        },
+    }
+}
+
+/// The client_credentials grant for a machine-to-machine identity.
+pub async fn client_credentials(http: &Http, id: &IdentityConfig, token_url: &str) -> Result<TokenReply, FetchError> {
+    let mut form = vec![("grant_type", "client_credentials".to_string())];
+    if !id.scopes.is_empty() {
+        form.push(("scope", id.scopes.join(" ")));
+    }
+    if let Some(a) = &id.audience {
+        form.push(("audience", a.clone()));
+    }
+    if let Some(r) = &id.resource {
+        form.push(("resource", r.clone()));
+    }
+    token_request(http, token_url, form, &id.client_id, Some(id.client_secret.expose()), id.client_auth, false).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(status: u16, body: &str) -> Result<(), FailureKind> {
+        classify("u", status, "application/json", body.as_bytes(), None, false).map(|_| ()).map_err(|e| e.kind)
+    }
+
+    #[test]
+    fn classification() {
+        assert_eq!(kind(200, r#"{"access_token":"a"}"#), Ok(()));
+        assert_eq!(kind(200, "<html>"), Err(FailureKind::Transient));
+        assert_eq!(kind(200, r#"{"access_token":"a""#), Err(FailureKind::Transient));
+        assert_eq!(kind(503, ""), Err(FailureKind::Transient));
+        assert_eq!(kind(429, ""), Err(FailureKind::Transient));
+        assert_eq!(kind(408, ""), Err(FailureKind::Transient));
+        assert_eq!(kind(400, r#"{"error":"invalid_client"}"#), Err(FailureKind::Permanent));
+        assert_eq!(kind(404, "nope"), Err(FailureKind::Permanent));
+        let e = classify("u", 400, "", br#"{"error":"invalid_grant"}"#, None, true).unwrap_err();
+        assert_eq!(e.kind, FailureKind::ReauthRequired);
+        let e = classify("https://t", 401, "", br#"{"error":"invalid_client","error_description":"bad secret"}"#, None, false).unwrap_err();
+        assert_eq!(e.message, "token endpoint https://t refused (HTTP 401): invalid_client (bad secret); check client_id and client_secret (and client_auth: basic or post)");
+        let e = classify("u", 429, "", b"", Some(3000), false).unwrap_err();
+        assert_eq!(e.retry_after_ms, Some(3000));
+    }
+
+    #[test]
+    fn basic_auth_encodes_per_rfc() {
+        let h = basic_auth("a b", "p:w&");
+        let raw = base64::engine::general_purpose::STANDARD.decode(h.strip_prefix("Basic ").unwrap()).unwrap();
+        assert_eq!(String::from_utf8(raw).unwrap(), "a+b:p%3Aw%26");
+    }
+}

@@ -1,0 +1,186 @@
+//! Tolerant, pure parsing of token endpoint replies (RFC 6749 §5.1 and what providers
+//! really send), and of their error replies (§5.2).
+
+use serde::Deserialize;
+
+use crate::clock::Ts;
+use crate::schedule::plan::Expiry;
+use crate::secret::Secret;
+
+/// A successful token reply, normalised.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenReply {
+    pub access_token: Secret,
+    /// `Bearer` whatever case the provider used; other types kept as sent.
+    pub token_type: String,
+    /// Seconds, when given and positive.
+    pub expires_in: Option<i64>,
+    pub refresh_token: Option<Secret>,
+    pub refresh_token_expires_in: Option<i64>,
+    pub scope: Option<String>,
+    pub id_token: Option<Secret>,
+}
+
+/// Where the recorded expiry came from; kept in the token file so `status` can say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpirySource {
+    ExpiresIn,
+    JwtExp,
+    Unknown,
+}
+
+impl ExpirySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpirySource::ExpiresIn => "expires_in",
+            ExpirySource::JwtExp => "jwt_exp",
+            ExpirySource::Unknown => "unknown",
+        }
+    }
+}
+
+/// A number that some providers send as a string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Num {
+    I(i64),
+    F(f64),
+    S(String),
+}
+
+impl Num {
+    fn get(&self) -> Option<i64> {
+        match self {
+            Num::I(i) => Some(*i),
+            Num::F(f) if f.is_finite() => Some(*f as i64),
+            Num::F(_) => None,
+            Num::S(s) => s.trim().parse().ok(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    access_token: Option<String>,
+    token_type: Option<String>,
+    expires_in: Option<Num>,
+    refresh_token: Option<String>,
+    refresh_token_expires_in: Option<Num>,
+    scope: Option<serde_json::Value>,
+    id_token: Option<String>,
+    error: Option<String>,
+}
+
+/// An OAuth error reply: `error` and optional `error_description`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ErrorReply {
+    pub error: String,
+    pub error_description: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    #[error("the reply is not JSON ({0})")]
+    NotJson(String),
+    #[error("the reply is an OAuth error: {}", describe(.0))]
+    OAuth(ErrorReply),
+    #[error("the reply has no access_token")]
+    NoAccessToken,
+}
+
+pub fn describe(e: &ErrorReply) -> String {
+    match &e.error_description {
+        Some(d) if !d.is_empty() => format!("{} ({})", e.error, d),
+        _ => e.error.clone(),
+    }
+}
+
+/// Parses an error body, if it is an OAuth error.
+pub fn parse_error(body: &[u8]) -> Option<ErrorReply> {
+    serde_json::from_slice::<ErrorReply>(body).ok()
+}
+
+pub fn parse(body: &[u8]) -> Result<TokenReply, ReplyError> {
+    let raw: Raw = serde_json::from_slice(body).map_err(|e| ReplyError::NotJson(e.to_string()))?;
+    if let Some(error) = raw.error {
+        let description = parse_error(body).and_then(|e| e.error_description);
+        return Err(ReplyError::OAuth(ErrorReply { error, error_description: description }));
+    }
+    let access_token = raw.access_token.filter(|t| !t.is_empty()).ok_or(ReplyError::NoAccessToken)?;
+    let token_type = match raw.token_type {
+        Some(t) if t.eq_ignore_ascii_case("bearer") => "Bearer".to_string(),
+        Some(t) if !t.is_empty() => t,
+        _ => "Bearer".to_string(),
+    };
+    let scope = match raw.scope {
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(serde_json::Value::Array(a)) => Some(a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" ")),
+        _ => None,
+    };
+    Ok(TokenReply {
+        access_token: Secret::new(access_token),
+        token_type,
+        // `expires_in: 0` or negative says nothing usable; treat it as absent.
+        expires_in: raw.expires_in.and_then(|n| n.get()).filter(|&n| n > 0),
+        refresh_token: raw.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
+        refresh_token_expires_in: raw.refresh_token_expires_in.and_then(|n| n.get()).filter(|&n| n > 0),
+        scope,
+        id_token: raw.id_token.map(Secret::new),
+    })
+}
+
+/// The token's expiry: `expires_in` from `now`, else the JWT `exp`, else unknown.
+pub fn expiry_of(reply: &TokenReply, now: Ts) -> (Expiry, ExpirySource) {
+    if let Some(s) = reply.expires_in {
+        return (Expiry::At(now.plus_ms(s.saturating_mul(1000))), ExpirySource::ExpiresIn);
+    }
+    if let Some(exp) = super::jwt::exp_secs(reply.access_token.expose()) {
+        return (Expiry::At(Ts::from_secs(exp)), ExpirySource::JwtExp);
+    }
+    (Expiry::Unknown, ExpirySource::Unknown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    #[test]
+    fn tolerant_forms() {
+        let r = parse(br#"{"access_token":"a","token_type":"bearer","expires_in":"3600","scope":"x y"}"#).unwrap();
+        assert_eq!(r.token_type, "Bearer");
+        assert_eq!(r.expires_in, Some(3600));
+        assert_eq!(r.scope.as_deref(), Some("x y"));
+        let r = parse(br#"{"access_token":"a","expires_in":0}"#).unwrap();
+        assert_eq!(r.expires_in, None);
+        assert_eq!(r.token_type, "Bearer");
+        let r = parse(br#"{"access_token":"a","token_type":"DPoP","expires_in":59.9,"refresh_token":"r","refresh_token_expires_in":100}"#).unwrap();
+        assert_eq!(r.token_type, "DPoP");
+        assert_eq!(r.expires_in, Some(59));
+        assert_eq!(r.refresh_token.unwrap().expose(), "r");
+        assert_eq!(r.refresh_token_expires_in, Some(100));
+    }
+
+    #[test]
+    fn errors() {
+        assert!(matches!(parse(b"<html>"), Err(ReplyError::NotJson(_))));
+        assert_eq!(parse(br#"{"token_type":"Bearer"}"#), Err(ReplyError::NoAccessToken));
+        assert_eq!(parse(br#"{"access_token":""}"#), Err(ReplyError::NoAccessToken));
+        let e = parse(br#"{"error":"invalid_client","error_description":"bad"}"#).unwrap_err();
+        assert_eq!(e.to_string(), "the reply is an OAuth error: invalid_client (bad)");
+        assert!(matches!(parse(b"[]"), Err(ReplyError::NotJson(_))));
+    }
+
+    #[test]
+    fn expiry_sources() {
+        let now = Ts::from_secs(1000);
+        let r = parse(br#"{"access_token":"a","expires_in":60}"#).unwrap();
+        assert_eq!(expiry_of(&r, now), (Expiry::At(Ts::from_secs(1060)), ExpirySource::ExpiresIn));
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"exp":5000}"#);
+        let body = format!(r#"{{"access_token":"h.{payload}.s"}}"#);
+        let r = parse(body.as_bytes()).unwrap();
+        assert_eq!(expiry_of(&r, now), (Expiry::At(Ts::from_secs(5000)), ExpirySource::JwtExp));
+        let r = parse(br#"{"access_token":"opaque"}"#).unwrap();
+        assert_eq!(expiry_of(&r, now), (Expiry::Unknown, ExpirySource::Unknown));
+    }
+}

@@ -1,0 +1,4 @@
+//! When to refresh: pure planning (`plan`) and retry backoff (`backoff`).
+
+pub mod backoff;
+pub mod plan;

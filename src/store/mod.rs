@@ -1,0 +1,215 @@
+//! The token store: the only code that writes token files. Every file is 0600 in a 0700
+//! directory we own, written atomically, never through a symlink; a lock per identity keeps
+//! two processes from refreshing the same identity at once.
+
+pub mod atomic;
+pub mod record;
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use atomic::{ReadError, euid, read_private, sweep_temp_files, write_atomic};
+pub use record::TokenRecord;
+
+pub const FILE_MODE: u32 = 0o600;
+pub const DIR_MODE: u32 = 0o700;
+/// Our private subdirectory of the tokens directory: locks and per-identity state.
+const PRIVATE: &str = ".mcp-credd";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("tokens directory {path}: {msg}", path = .0.display(), msg = .1)]
+    Dir(PathBuf, String),
+    #[error("{0}")]
+    Read(#[from] ReadError),
+    #[error("{path} is not a valid token file ({msg}); fix or delete it", path = .0.display(), msg = .1)]
+    Corrupt(PathBuf, String),
+    #[error("cannot write {path}: {err}", path = .0.display(), err = .1)]
+    Write(PathBuf, std::io::Error),
+    #[error("another mcp-credd process has been refreshing `{0}` for over {1}s; try again later")]
+    LockTimeout(String, u64),
+    #[error("cannot lock `{0}`: {1}")]
+    Lock(String, std::io::Error),
+}
+
+/// What happened at the last attempt for an identity; `status` shows it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct IdentityState {
+    pub last_attempt_at: Option<f64>,
+    pub last_success_at: Option<f64>,
+    pub last_error: Option<String>,
+    /// `transient`, `permanent` or `reauth_required`.
+    pub last_error_kind: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// Held while an identity is being refreshed; released on drop.
+#[derive(Debug)]
+pub struct IdentityLock {
+    _file: File,
+}
+
+fn ensure_private_dir(dir: &Path, warnings: &mut Vec<String>) -> Result<(), StoreError> {
+    let derr = |m: String| StoreError::Dir(dir.to_path_buf(), m);
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| derr(format!("cannot create its parent: {e}")))?;
+            }
+            std::fs::DirBuilder::new().mode(DIR_MODE).create(dir).or_else(|e| if e.kind() == std::io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) }).map_err(|e| derr(format!("cannot create it: {e}")))?;
+            // The mode given to mkdir is reduced by the umask; set it exactly.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)).map_err(|e| derr(e.to_string()))?;
+            return ensure_private_dir(dir, warnings);
+        }
+        Err(e) => return Err(derr(e.to_string())),
+        Ok(m) if m.file_type().is_symlink() => {
+            // A symlinked tokens directory (dotfile managers) is used only if the link and
+            // its target are ours.
+            if m.uid() != euid() {
+                return Err(derr(format!("it is a symbolic link owned by uid {}; refusing to follow it", m.uid())));
+            }
+            let t = std::fs::metadata(dir).map_err(|e| derr(format!("it is a symbolic link whose target cannot be used: {e}")))?;
+            check_dir_meta(dir, &t, warnings)?;
+        }
+        Ok(m) => check_dir_meta(dir, &m, warnings)?,
+    }
+    Ok(())
+}
+
+fn check_dir_meta(dir: &Path, m: &std::fs::Metadata, warnings: &mut Vec<String>) -> Result<(), StoreError> {
+    let derr = |msg: String| StoreError::Dir(dir.to_path_buf(), msg);
+    if !m.is_dir() {
+        return Err(derr("it is not a directory".into()));
+    }
+    if m.uid() != euid() {
+        return Err(derr(format!("it is owned by uid {}, not by you; refusing to keep tokens there", m.uid())));
+    }
+    if m.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)).map_err(|e| derr(format!("cannot tighten its permissions: {e}")))?;
+        warnings.push(format!("{} was accessible to other users (mode {:o}); tightened to 700", dir.display(), m.mode() & 0o777));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) the tokens directory. Returns warnings for the user.
+    pub fn open(dir: &Path) -> Result<(Store, Vec<String>), StoreError> {
+        let mut warnings = Vec::new();
+        ensure_private_dir(dir, &mut warnings)?;
+        ensure_private_dir(&dir.join(PRIVATE), &mut warnings)?;
+        sweep_temp_files(dir);
+        sweep_temp_files(&dir.join(PRIVATE));
+        Ok((Store { dir: dir.to_path_buf() }, warnings))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path_of(&self, file_name: &str) -> PathBuf {
+        self.dir.join(file_name)
+    }
+
+    /// Reads a token file; `Ok(None)` if there is none.
+    pub fn read_token(&self, file_name: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let path = self.path_of(file_name);
+        let Some((bytes, _)) = read_private(&path, FILE_MODE)? else { return Ok(None) };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| StoreError::Corrupt(path, e.to_string()))
+    }
+
+    pub fn write_token(&self, file_name: &str, record: &TokenRecord) -> Result<(), StoreError> {
+        let path = self.path_of(file_name);
+        write_atomic(&path, &record.to_json(), FILE_MODE).map_err(|e| StoreError::Write(path, e))
+    }
+
+    fn state_path(&self, identity: &str) -> PathBuf {
+        self.dir.join(PRIVATE).join(format!("{identity}.state.json"))
+    }
+
+    pub fn read_state(&self, identity: &str) -> IdentityState {
+        match read_private(&self.state_path(identity), FILE_MODE) {
+            Ok(Some((bytes, _))) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            _ => IdentityState::default(),
+        }
+    }
+
+    pub fn write_state(&self, identity: &str, state: &IdentityState) -> Result<(), StoreError> {
+        let path = self.state_path(identity);
+        let mut bytes = serde_json::to_vec_pretty(state).expect("state serializes");
+        bytes.push(b'\n');
+        write_atomic(&path, &bytes, FILE_MODE).map_err(|e| StoreError::Write(path, e))
+    }
+
+    /// Takes the identity's lock, waiting up to `wait` for another process to finish.
+    pub async fn lock(&self, identity: &str, wait: Duration) -> Result<IdentityLock, StoreError> {
+        let path = self.dir.join(PRIVATE).join(format!("{identity}.lock"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| StoreError::Lock(identity.to_string(), e))?;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(IdentityLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(StoreError::LockTimeout(identity.to_string(), wait.as_secs()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::Lock(identity.to_string(), e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_and_tightens_the_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("a/b/tokens");
+        let (_s, w) = Store::open(&dir).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (_s, w) = Store::open(&dir).unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_file_in_place_of_the_directory_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, "").unwrap();
+        let e = Store::open(&f).unwrap_err().to_string();
+        assert!(e.contains("not a directory"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn lock_excludes_a_second_holder() {
+        let d = tempfile::tempdir().unwrap();
+        let (s, _) = Store::open(d.path()).unwrap();
+        let held = s.lock("ingress", Duration::from_secs(1)).await.unwrap();
+        let e = s.lock("ingress", Duration::from_millis(120)).await.unwrap_err();
+        assert!(matches!(e, StoreError::LockTimeout(..)));
+        drop(held);
+        s.lock("ingress", Duration::from_millis(120)).await.unwrap();
+    }
+}

@@ -1,0 +1,109 @@
+//! The token file format: the reference tool's fields first, in its order, then ours.
+//! Unknown fields in a file are kept when it is rewritten.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Ts;
+use crate::schedule::plan::{Expiry, TokenTimes};
+use crate::secret::Secret;
+
+fn lenient_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    // Files written by other tools may hold a number, a numeric string, or null.
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        Some(serde_json::Value::Number(n)) => n.as_f64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TokenRecord {
+    pub provider: String,
+    pub access_token: Secret,
+    pub refresh_token: Option<Secret>,
+    /// Epoch seconds; `null` when the expiry is unknown or the token never expires.
+    #[serde(default, deserialize_with = "lenient_secs")]
+    pub expires_at: Option<f64>,
+    pub expires_at_human: Option<String>,
+    #[serde(default = "bearer")]
+    pub token_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub saved_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_pool_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage_notes: Option<String>,
+    // mcp-credd's own fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Epoch seconds when the token was obtained: the start of its lifetime for planning.
+    #[serde(default, deserialize_with = "lenient_secs", skip_serializing_if = "Option::is_none")]
+    pub obtained_at: Option<f64>,
+    /// `expires_in`, `jwt_exp`, `unknown` or `never`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    /// Fields we do not know (written by another tool or a newer version), kept as they are.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+fn bearer() -> String {
+    "Bearer".into()
+}
+
+impl TokenRecord {
+    pub fn times(&self) -> TokenTimes {
+        let expiry = match (self.expires_at, self.expiry_source.as_deref()) {
+            (Some(e), _) => Expiry::At(Ts::from_secs_f64(e)),
+            (None, Some("never")) => Expiry::Never,
+            (None, _) => Expiry::Unknown,
+        };
+        TokenTimes {
+            obtained_at: self.obtained_at.map(Ts::from_secs_f64),
+            expiry,
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("a token record always serializes");
+        v.push(b'\n');
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_reference_files_and_keeps_unknown_fields() {
+        let text = r#"{"provider":"cognito_m2m","access_token":"t","refresh_token":null,"expires_at":1718000000.5,
+            "expires_at_human":"2024-06-10 06:13:20 UTC","token_type":"Bearer","client_id":"c","saved_at":"x",
+            "user_pool_id":"p","region":"r","usage_notes":"n","future_field":[1]}"#;
+        let r: TokenRecord = serde_json::from_str(text).unwrap();
+        assert_eq!(r.times().expiry, Expiry::At(Ts(1_718_000_000_500)));
+        assert_eq!(r.times().obtained_at, None);
+        let out = String::from_utf8(r.to_json()).unwrap();
+        assert!(out.contains("\"future_field\": [\n    1\n  ]"), "{out}");
+        let keys: Vec<&str> = out.lines().filter_map(|l| l.trim().strip_prefix('"')?.split('"').next()).collect();
+        assert_eq!(&keys[..8], ["provider", "access_token", "refresh_token", "expires_at", "expires_at_human", "token_type", "client_id", "saved_at"]);
+    }
+
+    #[test]
+    fn lenient_expiry() {
+        let r: TokenRecord = serde_json::from_str(r#"{"provider":"p","access_token":"t","refresh_token":null,"expires_at":null,"expires_at_human":null}"#).unwrap();
+        assert_eq!(r.times().expiry, Expiry::Unknown);
+        assert_eq!(r.token_type, "Bearer");
+        let r: TokenRecord = serde_json::from_str(r#"{"provider":"p","access_token":"t","refresh_token":null,"expires_at":"12.5","expires_at_human":null,"expiry_source":"never"}"#).unwrap();
+        assert_eq!(r.expires_at, Some(12.5));
+        assert!(!format!("{r:?}").contains("\"t\""));
+    }
+}
