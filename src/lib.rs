@@ -1,10 +1,15 @@
 //! mcp-credd: obtains and refreshes the OAuth tokens MCP clients need, stores them safely,
 //! and writes them into the MCP configuration files editors read.
 
+pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod secret;
-pub mod timefmt;
+pub mod exit;
 pub mod identity;
+pub mod render;
 pub mod schedule;
+pub mod secret;
+pub mod status;
 pub mod store;
+pub mod timefmt;

@@ -79,7 +79,10 @@ mod tests {
     fn calendar_strings() {
         assert_eq!(human_utc(Ts(0)), "1970-01-01 00:00:00 UTC");
         // 2026-11-22 02:18:02 UTC
-        assert_eq!(human_utc(Ts::from_secs(1_795_314_482)), "2026-11-22 02:28:02 UTC");
+        assert_eq!(
+            human_utc(Ts::from_secs(1_795_314_482)),
+            "2026-11-22 02:28:02 UTC"
+        );
         assert_eq!(rfc3339(Ts::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(Ts::from_secs(-1)), "1969-12-31T23:59:59Z");
     }

@@ -34,7 +34,11 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, DotenvError> {
             });
         };
         let key = key.trim();
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
             return Err(DotenvError {
                 line: line_no,
                 message: format!("`{key}` is not a valid variable name"),
@@ -112,13 +116,28 @@ mod tests {
     use super::*;
 
     fn kv(text: &str) -> Vec<(String, String)> {
-        parse(text).unwrap().into_iter().map(|e| (e.key, e.value)).collect()
+        parse(text)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.key, e.value))
+            .collect()
     }
 
     #[test]
     fn forms() {
-        let got = kv("# c\n\nA=1\nexport B = two \nC=\"x # y\" # z\nD='a\"b' \nE=v # comment\nF=\nG=\"l1\\nl2\"\nH=a#b\n");
-        let want = [("A", "1"), ("B", "two"), ("C", "x # y"), ("D", "a\"b"), ("E", "v"), ("F", ""), ("G", "l1\nl2"), ("H", "a#b")];
+        let got = kv(
+            "# c\n\nA=1\nexport B = two \nC=\"x # y\" # z\nD='a\"b' \nE=v # comment\nF=\nG=\"l1\\nl2\"\nH=a#b\n",
+        );
+        let want = [
+            ("A", "1"),
+            ("B", "two"),
+            ("C", "x # y"),
+            ("D", "a\"b"),
+            ("E", "v"),
+            ("F", ""),
+            ("G", "l1\nl2"),
+            ("H", "a#b"),
+        ];
         assert_eq!(got, want.map(|(a, b)| (a.to_string(), b.to_string())));
     }
 
@@ -132,7 +151,10 @@ mod tests {
     #[test]
     fn errors_have_lines() {
         assert_eq!(parse("A=1\nnonsense\n").unwrap_err().line, 2);
-        assert_eq!(parse("A=\"open\n").unwrap_err().message, "unterminated double quote");
+        assert_eq!(
+            parse("A=\"open\n").unwrap_err().message,
+            "unterminated double quote"
+        );
         assert_eq!(parse("BAD KEY=1").unwrap_err().line, 1);
     }
 }

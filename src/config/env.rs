@@ -22,23 +22,34 @@ pub struct EnvVars {
 impl EnvVars {
     /// A set, non-empty variable.
     pub fn get(&self, k: &str) -> Option<&str> {
-        self.vars.get(k).map(|(v, _)| v.as_str()).filter(|v| !v.is_empty())
+        self.vars
+            .get(k)
+            .map(|(v, _)| v.as_str())
+            .filter(|v| !v.is_empty())
     }
 
     fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
         match self.vars.get(key) {
-            Some((_, Some(line))) => ConfigError::new(self.file_name(), message).at(key, Some(*line)),
+            Some((_, Some(line))) => {
+                ConfigError::new(self.file_name(), message).at(key, Some(*line))
+            }
             _ => ConfigError::new("environment", message).at(key, None),
         }
     }
 
     fn file_name(&self) -> String {
-        self.file.as_ref().map_or_else(|| "environment".to_string(), |p| p.display().to_string())
+        self.file
+            .as_ref()
+            .map_or_else(|| "environment".to_string(), |p| p.display().to_string())
     }
 
     fn require(&self, key: &str, why: &str) -> Result<String, ConfigError> {
         self.get(key).map(str::to_string).ok_or_else(|| {
-            ConfigError::new(self.file_name(), format!("not set; {why} needs it (add it to the env file or export it)")).at(key, None)
+            ConfigError::new(
+                self.file_name(),
+                format!("not set; {why} needs it (add it to the env file or export it)"),
+            )
+            .at(key, None)
         })
     }
 
@@ -67,13 +78,16 @@ pub fn from_env(env: &EnvVars, tokens_dir: PathBuf) -> Result<Option<Config>, Co
     let ingress = ingress_from_env(env)?;
     let gateway_url = match env.get("REGISTRY_URL") {
         Some(u) => {
-            reqwest::Url::parse(u).map_err(|e| env.err("REGISTRY_URL", format!("`{u}` is not a valid URL: {e}")))?;
+            reqwest::Url::parse(u)
+                .map_err(|e| env.err("REGISTRY_URL", format!("`{u}` is not a valid URL: {e}")))?;
             Some(u.trim_end_matches('/').to_string())
         }
         None => None,
     };
     Ok(Some(Config {
-        origin: Origin::Environment { env_file: env.file.clone() },
+        origin: Origin::Environment {
+            env_file: env.file.clone(),
+        },
         tokens_dir,
         gateway_url,
         ingress,
@@ -87,15 +101,31 @@ fn client_auth(env: &EnvVars) -> Result<ClientAuth, ConfigError> {
     match env.get("INGRESS_OAUTH_CLIENT_AUTH") {
         None | Some("basic") => Ok(ClientAuth::Basic),
         Some("post") => Ok(ClientAuth::Post),
-        Some(o) => Err(env.err("INGRESS_OAUTH_CLIENT_AUTH", format!("`{o}` is not a client authentication; use basic or post"))),
+        Some(o) => Err(env.err(
+            "INGRESS_OAUTH_CLIENT_AUTH",
+            format!("`{o}` is not a client authentication; use basic or post"),
+        )),
     }
 }
 
 fn scopes(env: &EnvVars, key: &str) -> Vec<String> {
-    env.get(key).map(|s| s.split([' ', ',']).filter(|x| !x.is_empty()).map(str::to_string).collect()).unwrap_or_default()
+    env.get(key)
+        .map(|s| {
+            s.split([' ', ','])
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
-fn base_identity(kind: IdentityKind, label: &str, client_id: String, secret: String, endpoint: Endpoint) -> IdentityConfig {
+fn base_identity(
+    kind: IdentityKind,
+    label: &str,
+    client_id: String,
+    secret: String,
+    endpoint: Endpoint,
+) -> IdentityConfig {
     IdentityConfig {
         name: "ingress".into(),
         kind,
@@ -115,7 +145,10 @@ fn base_identity(kind: IdentityKind, label: &str, client_id: String, secret: Str
 }
 
 fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError> {
-    let provider = env.get("AUTH_PROVIDER").unwrap_or("cognito").to_ascii_lowercase();
+    let provider = env
+        .get("AUTH_PROVIDER")
+        .unwrap_or("cognito")
+        .to_ascii_lowercase();
     let token_url_override = match env.get("INGRESS_OAUTH_TOKEN_URL") {
         Some(u) => Some(env.url("INGRESS_OAUTH_TOKEN_URL", u.to_string())?),
         None => None,
@@ -123,21 +156,40 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
     let mut id = match provider.as_str() {
         "keycloak" => {
             let why = "AUTH_PROVIDER=keycloak";
-            let (url_key, url) = ["KEYCLOAK_ADMIN_URL", "KEYCLOAK_EXTERNAL_URL", "KEYCLOAK_URL"]
-                .iter()
-                .find_map(|k| env.get(k).map(|v| (*k, v.to_string())))
-                .ok_or_else(|| env.require("KEYCLOAK_URL", why).unwrap_err())?;
+            let (url_key, url) = [
+                "KEYCLOAK_ADMIN_URL",
+                "KEYCLOAK_EXTERNAL_URL",
+                "KEYCLOAK_URL",
+            ]
+            .iter()
+            .find_map(|k| env.get(k).map(|v| (*k, v.to_string())))
+            .ok_or_else(|| env.require("KEYCLOAK_URL", why).unwrap_err())?;
             let realm = env.require("KEYCLOAK_REALM", why)?;
             let cid = env.require("KEYCLOAK_M2M_CLIENT_ID", why)?;
             let secret = env.require("KEYCLOAK_M2M_CLIENT_SECRET", why)?;
             let base = url.trim_end_matches('/');
             let tok = match token_url_override.clone() {
                 Some(t) => t,
-                None => env.url(url_key, format!("{base}/realms/{realm}/protocol/openid-connect/token"))?,
+                None => env.url(
+                    url_key,
+                    format!("{base}/realms/{realm}/protocol/openid-connect/token"),
+                )?,
             };
-            let mut id = base_identity(IdentityKind::OidcM2m, "keycloak_m2m", cid, secret, Endpoint::TokenUrl(tok));
-            id.extra_fields = vec![("keycloak_url".into(), url.clone()), ("realm".into(), realm.clone())];
-            id.extra_headers = vec![("X-Keycloak-Realm".into(), realm), ("X-Keycloak-URL".into(), url)];
+            let mut id = base_identity(
+                IdentityKind::OidcM2m,
+                "keycloak_m2m",
+                cid,
+                secret,
+                Endpoint::TokenUrl(tok),
+            );
+            id.extra_fields = vec![
+                ("keycloak_url".into(), url.clone()),
+                ("realm".into(), realm.clone()),
+            ];
+            id.extra_headers = vec![
+                ("X-Keycloak-Realm".into(), realm),
+                ("X-Keycloak-URL".into(), url),
+            ];
             id
         }
         "entra" => {
@@ -145,15 +197,23 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             let tenant = env.require("ENTRA_TENANT_ID", why)?;
             let cid = env.require("ENTRA_CLIENT_ID", why)?;
             let secret = env.require("ENTRA_CLIENT_SECRET", why)?;
-            let tok = token_url_override
-                .clone()
-                .unwrap_or_else(|| format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"));
-            let mut id = base_identity(IdentityKind::OidcM2m, "entra_m2m", cid.clone(), secret, Endpoint::TokenUrl(tok));
+            let tok = token_url_override.clone().unwrap_or_else(|| {
+                format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token")
+            });
+            let mut id = base_identity(
+                IdentityKind::OidcM2m,
+                "entra_m2m",
+                cid.clone(),
+                secret,
+                Endpoint::TokenUrl(tok),
+            );
             id.scopes = vec![format!("api://{cid}/.default")];
             id.extra_fields = vec![("tenant_id".into(), tenant)];
             id
         }
-        _ if env.get("INGRESS_OAUTH_CLIENT_ID").is_some() || env.get("INGRESS_OAUTH_USER_POOL_ID").is_some() => {
+        _ if env.get("INGRESS_OAUTH_CLIENT_ID").is_some()
+            || env.get("INGRESS_OAUTH_USER_POOL_ID").is_some() =>
+        {
             let why = "the Cognito ingress identity";
             let pool = env.require("INGRESS_OAUTH_USER_POOL_ID", why)?;
             let cid = env.require("INGRESS_OAUTH_CLIENT_ID", why)?;
@@ -162,7 +222,8 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             let endpoint = if let Some(t) = token_url_override.clone() {
                 Endpoint::TokenUrl(t)
             } else if let Some(d) = env.get("COGNITO_DOMAIN") {
-                let u = cognito_domain_token_url(d, Some(&region)).map_err(|m| env.err("COGNITO_DOMAIN", m))?;
+                let u = cognito_domain_token_url(d, Some(&region))
+                    .map_err(|m| env.err("COGNITO_DOMAIN", m))?;
                 Endpoint::TokenUrl(env.url("COGNITO_DOMAIN", u)?)
             } else {
                 Endpoint::Discovery {
@@ -170,7 +231,13 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
                     fallback: Some(cognito_guessed_token_url(&region, &pool)),
                 }
             };
-            let mut id = base_identity(IdentityKind::CognitoM2m, "cognito_m2m", cid, secret, endpoint);
+            let mut id = base_identity(
+                IdentityKind::CognitoM2m,
+                "cognito_m2m",
+                cid,
+                secret,
+                endpoint,
+            );
             id.region = Some(region);
             id.user_pool_id = Some(pool);
             id.scopes = scopes(env, "INGRESS_OAUTH_SCOPES");
@@ -183,7 +250,10 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             let endpoint = match token_url_override.clone() {
                 Some(t) => Endpoint::TokenUrl(t),
                 None => Endpoint::Discovery {
-                    url: env.url("OAUTH_DISCOVERY_URL", env.require("OAUTH_DISCOVERY_URL", why)?)?,
+                    url: env.url(
+                        "OAUTH_DISCOVERY_URL",
+                        env.require("OAUTH_DISCOVERY_URL", why)?,
+                    )?,
                     fallback: None,
                 },
             };
@@ -204,7 +274,11 @@ mod tests {
     fn env(pairs: &[(&str, &str)]) -> EnvVars {
         EnvVars {
             file: Some(PathBuf::from("/r/.env")),
-            vars: pairs.iter().enumerate().map(|(i, (k, v))| (k.to_string(), (v.to_string(), Some(i + 1)))).collect(),
+            vars: pairs
+                .iter()
+                .enumerate()
+                .map(|(i, (k, v))| (k.to_string(), (v.to_string(), Some(i + 1))))
+                .collect(),
         }
     }
 
@@ -243,7 +317,11 @@ mod tests {
 
     #[test]
     fn token_url_override_and_domain() {
-        let base = [("INGRESS_OAUTH_USER_POOL_ID", "us-east-1_Ab"), ("INGRESS_OAUTH_CLIENT_ID", "c"), ("INGRESS_OAUTH_CLIENT_SECRET", "s")];
+        let base = [
+            ("INGRESS_OAUTH_USER_POOL_ID", "us-east-1_Ab"),
+            ("INGRESS_OAUTH_CLIENT_ID", "c"),
+            ("INGRESS_OAUTH_CLIENT_SECRET", "s"),
+        ];
         let mut v = base.to_vec();
         v.push(("COGNITO_DOMAIN", "pfx"));
         assert_eq!(
@@ -251,7 +329,10 @@ mod tests {
             Endpoint::TokenUrl("https://pfx.auth.us-east-1.amazoncognito.com/oauth2/token".into())
         );
         v.push(("INGRESS_OAUTH_TOKEN_URL", "http://127.0.0.1:9/oauth2/token"));
-        assert_eq!(cfg(&v).unwrap().unwrap().ingress.unwrap().endpoint, Endpoint::TokenUrl("http://127.0.0.1:9/oauth2/token".into()));
+        assert_eq!(
+            cfg(&v).unwrap().unwrap().ingress.unwrap().endpoint,
+            Endpoint::TokenUrl("http://127.0.0.1:9/oauth2/token".into())
+        );
         let mut bad = base.to_vec();
         bad.push(("INGRESS_OAUTH_TOKEN_URL", "http://idp.example.com/t"));
         let e = cfg(&bad).unwrap_err().to_string();
@@ -260,7 +341,11 @@ mod tests {
 
     #[test]
     fn missing_secret_names_the_variable() {
-        let e = cfg(&[("INGRESS_OAUTH_USER_POOL_ID", "p_1"), ("INGRESS_OAUTH_CLIENT_ID", "c")]).unwrap_err();
+        let e = cfg(&[
+            ("INGRESS_OAUTH_USER_POOL_ID", "p_1"),
+            ("INGRESS_OAUTH_CLIENT_ID", "c"),
+        ])
+        .unwrap_err();
         assert_eq!(e.key.as_deref(), Some("INGRESS_OAUTH_CLIENT_SECRET"));
         assert!(e.to_string().contains("not set"));
     }
@@ -279,13 +364,26 @@ mod tests {
         .ingress
         .unwrap();
         assert_eq!(k.provider_label, "keycloak_m2m");
-        assert_eq!(k.endpoint, Endpoint::TokenUrl("http://localhost:8080/realms/mcp/protocol/openid-connect/token".into()));
-        let e = cfg(&[("AUTH_PROVIDER", "entra"), ("ENTRA_TENANT_ID", "t"), ("ENTRA_CLIENT_ID", "ec"), ("ENTRA_CLIENT_SECRET", "es")])
-            .unwrap()
-            .unwrap()
-            .ingress
-            .unwrap();
+        assert_eq!(
+            k.endpoint,
+            Endpoint::TokenUrl(
+                "http://localhost:8080/realms/mcp/protocol/openid-connect/token".into()
+            )
+        );
+        let e = cfg(&[
+            ("AUTH_PROVIDER", "entra"),
+            ("ENTRA_TENANT_ID", "t"),
+            ("ENTRA_CLIENT_ID", "ec"),
+            ("ENTRA_CLIENT_SECRET", "es"),
+        ])
+        .unwrap()
+        .unwrap()
+        .ingress
+        .unwrap();
         assert_eq!(e.scopes, vec!["api://ec/.default"]);
-        assert_eq!(e.endpoint, Endpoint::TokenUrl("https://login.microsoftonline.com/t/oauth2/v2.0/token".into()));
+        assert_eq!(
+            e.endpoint,
+            Endpoint::TokenUrl("https://login.microsoftonline.com/t/oauth2/v2.0/token".into())
+        );
     }
 }

@@ -53,9 +53,20 @@ fn home_dir() -> Option<PathBuf> {
 }
 
 fn read_env_file(path: &Path, env: &mut EnvVars) -> Result<(), ConfigError> {
-    let text = std::fs::read(path).map_err(|e| ConfigError::new(path.display().to_string(), format!("cannot read env file: {e}")))?;
+    let text = std::fs::read(path).map_err(|e| {
+        ConfigError::new(
+            path.display().to_string(),
+            format!("cannot read env file: {e}"),
+        )
+    })?;
     let text = String::from_utf8(text).map_err(|e| {
-        ConfigError::new(path.display().to_string(), format!("the env file is not UTF-8 (byte {})", e.utf8_error().valid_up_to()))
+        ConfigError::new(
+            path.display().to_string(),
+            format!(
+                "the env file is not UTF-8 (byte {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
     })?;
     let entries = super::dotenv::parse(&text).map_err(|e| {
         let mut ce = ConfigError::new(path.display().to_string(), e.message);
@@ -72,34 +83,71 @@ fn read_env_file(path: &Path, env: &mut EnvVars) -> Result<(), ConfigError> {
 
 /// Loads the configuration. `process_env` is the process environment (a parameter so that
 /// tests need not mutate the real one).
-pub fn load(opts: &LoadOptions, process_env: &HashMap<String, String>) -> Result<Loaded, ConfigError> {
+pub fn load(
+    opts: &LoadOptions,
+    process_env: &HashMap<String, String>,
+) -> Result<Loaded, ConfigError> {
     let mut warnings = Vec::new();
     let mut env = EnvVars {
         file: None,
-        vars: process_env.iter().map(|(k, v)| (k.clone(), (v.clone(), None))).collect(),
+        vars: process_env
+            .iter()
+            .map(|(k, v)| (k.clone(), (v.clone(), None)))
+            .collect(),
     };
-    let explicit_env_file = opts.env_file.clone().or_else(|| process_env.get("MCP_CREDD_ENV_FILE").filter(|s| !s.is_empty()).map(PathBuf::from));
+    let explicit_env_file = opts.env_file.clone().or_else(|| {
+        process_env
+            .get("MCP_CREDD_ENV_FILE")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    });
     if let Some(p) = &explicit_env_file {
         read_env_file(p, &mut env)?;
     }
     let home = home_dir();
-    let lookup = OsLookup { env: &env, home: home.clone() };
+    let lookup = OsLookup {
+        env: &env,
+        home: home.clone(),
+    };
 
-    let explicit_config = opts.config.clone().or_else(|| process_env.get("MCP_CREDD_CONFIG").filter(|s| !s.is_empty()).map(PathBuf::from));
+    let explicit_config = opts.config.clone().or_else(|| {
+        process_env
+            .get("MCP_CREDD_CONFIG")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    });
     let config_path = match explicit_config {
         Some(p) => Some(p),
         None => default_config_path().filter(|p| p.exists()),
     };
 
-    let tokens_override = opts.tokens_dir.clone().or_else(|| process_env.get("MCP_CREDD_TOKENS_DIR").filter(|s| !s.is_empty()).map(PathBuf::from));
+    let tokens_override = opts.tokens_dir.clone().or_else(|| {
+        process_env
+            .get("MCP_CREDD_TOKENS_DIR")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    });
 
     let mut config = if let Some(path) = config_path {
         let bytes = std::fs::read(&path).map_err(|e| {
-            let hint = if e.kind() == std::io::ErrorKind::NotFound { "; create it or pass --config PATH" } else { "" };
-            ConfigError::new(path.display().to_string(), format!("cannot read config file: {e}{hint}"))
+            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                "; create it or pass --config PATH"
+            } else {
+                ""
+            };
+            ConfigError::new(
+                path.display().to_string(),
+                format!("cannot read config file: {e}{hint}"),
+            )
         })?;
         let text = String::from_utf8(bytes).map_err(|e| {
-            ConfigError::new(path.display().to_string(), format!("the config file is not UTF-8 (byte {})", e.utf8_error().valid_up_to()))
+            ConfigError::new(
+                path.display().to_string(),
+                format!(
+                    "the config file is not UTF-8 (byte {})",
+                    e.utf8_error().valid_up_to()
+                ),
+            )
         })?;
         let parsed = parse(&text, &path, &lookup)?;
         if !parsed.literal_secrets.is_empty()
@@ -127,19 +175,37 @@ pub fn load(opts: &LoadOptions, process_env: &HashMap<String, String>) -> Result
                 read_env_file(&abs, &mut env)?;
             }
         }
-        let tokens_dir = default_tokens_dir(&OsLookup { env: &env, home: home.clone() });
+        let tokens_dir = default_tokens_dir(&OsLookup {
+            env: &env,
+            home: home.clone(),
+        });
         let Some(mut config) = from_env(&env, tokens_dir)? else {
-            let where_ = default_config_path().map_or_else(|| "a config file".to_string(), |p| p.display().to_string());
+            let where_ = default_config_path()
+                .map_or_else(|| "a config file".to_string(), |p| p.display().to_string());
             return Err(ConfigError::new(
                 "configuration",
-                format!("no configuration found: create {where_}, pass --config PATH, or set the INGRESS_OAUTH_* variables (see README)"),
+                format!(
+                    "no configuration found: create {where_}, pass --config PATH, or set the INGRESS_OAUTH_* variables (see README)"
+                ),
             ));
         };
-        let dir = env.get("MCP_CREDD_SERVERS_DIR").map(PathBuf::from).or_else(|| {
-            env.file.as_ref().and_then(|f| f.parent()).map(|d| d.join("registry").join("servers")).filter(|d| d.is_dir())
-        });
+        let dir = env
+            .get("MCP_CREDD_SERVERS_DIR")
+            .map(PathBuf::from)
+            .or_else(|| {
+                env.file
+                    .as_ref()
+                    .and_then(|f| f.parent())
+                    .map(|d| d.join("registry").join("servers"))
+                    .filter(|d| d.is_dir())
+            });
         if let Some(dir) = dir {
-            import_servers(&mut config, &dir, &mut warnings, env.get("MCP_CREDD_SERVERS_DIR").is_some());
+            import_servers(
+                &mut config,
+                &dir,
+                &mut warnings,
+                env.get("MCP_CREDD_SERVERS_DIR").is_some(),
+            );
         }
         config
     };
@@ -155,7 +221,9 @@ pub fn load(opts: &LoadOptions, process_env: &HashMap<String, String>) -> Result
     if let Origin::Environment { .. } = config.origin
         && config.gateway_url.is_none()
     {
-        warnings.push("REGISTRY_URL is not set: no gateway servers will be written to the MCP configs".into());
+        warnings.push(
+            "REGISTRY_URL is not set: no gateway servers will be written to the MCP configs".into(),
+        );
     }
     Ok(Loaded { config, warnings })
 }
@@ -164,14 +232,23 @@ pub fn load(opts: &LoadOptions, process_env: &HashMap<String, String>) -> Result
 /// config already lists keep their own settings.
 fn import_servers(config: &mut Config, dir: &Path, warnings: &mut Vec<String>, explicit: bool) {
     let Some(gateway) = config.gateway_url.clone() else {
-        warnings.push(format!("not importing services from {}: no gateway_url / REGISTRY_URL to build their URLs", dir.display()));
+        warnings.push(format!(
+            "not importing services from {}: no gateway_url / REGISTRY_URL to build their URLs",
+            dir.display()
+        ));
         return;
     };
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect(),
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect(),
         Err(e) => {
             if explicit {
-                warnings.push(format!("cannot read services directory {}: {e}", dir.display()));
+                warnings.push(format!(
+                    "cannot read services directory {}: {e}",
+                    dir.display()
+                ));
             }
             return;
         }
@@ -181,12 +258,21 @@ fn import_servers(config: &mut Config, dir: &Path, warnings: &mut Vec<String>, e
         if f.file_name().is_some_and(|n| n == "server_state.json") {
             continue;
         }
-        let parsed = std::fs::read_to_string(&f).map_err(|e| e.to_string()).and_then(|t| parse_service(&t, &gateway));
+        let parsed = std::fs::read_to_string(&f)
+            .map_err(|e| e.to_string())
+            .and_then(|t| parse_service(&t, &gateway));
         match parsed {
             Ok(Some(s)) => {
                 if config.ingress.is_none() {
-                    warnings.push(format!("service {} needs the gateway identity, but none is configured; skipped", s.name));
-                } else if !config.servers.iter().any(|x: &ServerConfig| x.name == s.name) {
+                    warnings.push(format!(
+                        "service {} needs the gateway identity, but none is configured; skipped",
+                        s.name
+                    ));
+                } else if !config
+                    .servers
+                    .iter()
+                    .any(|x: &ServerConfig| x.name == s.name)
+                {
                     config.servers.push(s);
                 }
             }

@@ -54,7 +54,10 @@ fn lines(text: &str) -> Vec<Line<'_>> {
         let mut col = raw.len() - trimmed.len();
         let mut body = trimmed;
         let mut dash = None;
-        while let Some(after) = body.strip_prefix("- ").or_else(|| (body == "-").then_some("")) {
+        while let Some(after) = body
+            .strip_prefix("- ")
+            .or_else(|| (body == "-").then_some(""))
+        {
             dash.get_or_insert(col);
             let t = after.trim_start();
             col += body.len() - t.len();
@@ -91,7 +94,9 @@ pub fn locate(text: &str, path: &str) -> Option<usize> {
                     .iter()
                     .filter(|l| !l.body.is_empty())
                     .map(|l| l.key_indent)
-                    .filter(|&c| parent_indent.is_none_or(|p| c > p) || lo == 0 && parent_indent.is_none())
+                    .filter(|&c| {
+                        parent_indent.is_none_or(|p| c > p) || lo == 0 && parent_indent.is_none()
+                    })
                     .min()?;
                 let pos = region
                     .iter()
@@ -179,7 +184,11 @@ refresh:
     fn path_syntax() {
         assert_eq!(
             parse_path("servers[2].url"),
-            vec![Seg::Key("servers".into()), Seg::Index(2), Seg::Key("url".into())]
+            vec![
+                Seg::Key("servers".into()),
+                Seg::Index(2),
+                Seg::Key("url".into())
+            ]
         );
     }
 }

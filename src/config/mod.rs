@@ -18,7 +18,9 @@ use crate::secret::Secret;
 pub enum Origin {
     File(PathBuf),
     /// The reference tool's variables, from the process environment and optional env file.
-    Environment { env_file: Option<PathBuf> },
+    Environment {
+        env_file: Option<PathBuf>,
+    },
 }
 
 impl fmt::Display for Origin {
@@ -227,7 +229,8 @@ impl ConfigError {
 
 /// Is `url` acceptable for sending secrets to: https, or http to a loopback host?
 pub fn check_endpoint_url(url: &str) -> Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if is_loopback_host(&parsed) => Ok(()),
@@ -263,7 +266,11 @@ mod tests {
         assert!(check_endpoint_url("http://127.5.0.1/t").is_ok());
         assert!(check_endpoint_url("http://[::1]:8/t").is_ok());
         assert!(check_endpoint_url("http://localhost/t").is_ok());
-        assert!(check_endpoint_url("http://example.com/t").unwrap_err().contains("plain http"));
+        assert!(
+            check_endpoint_url("http://example.com/t")
+                .unwrap_err()
+                .contains("plain http")
+        );
         assert!(check_endpoint_url("http://10.0.0.1/t").is_err());
         assert!(check_endpoint_url("ftp://x/t").is_err());
         assert!(check_endpoint_url("not a url").is_err());

@@ -40,10 +40,15 @@ impl<'de> Deserialize<'de> for SecretSpec {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecretSpec, E> {
                 Ok(SecretSpec::Literal(Secret::new(v)))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<SecretSpec, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<SecretSpec, A::Error> {
                 use serde::de::Error;
                 let Some(k) = m.next_key::<String>()? else {
-                    return Err(A::Error::custom("expected {env: VARIABLE} or {file: PATH}, found an empty map"));
+                    return Err(A::Error::custom(
+                        "expected {env: VARIABLE} or {file: PATH}, found an empty map",
+                    ));
                 };
                 let v: String = m.next_value()?;
                 let spec = match k.as_str() {
@@ -56,7 +61,9 @@ impl<'de> Deserialize<'de> for SecretSpec {
                     }
                 };
                 if m.next_key::<String>()?.is_some() {
-                    return Err(A::Error::custom("a secret takes exactly one of `env` or `file`"));
+                    return Err(A::Error::custom(
+                        "a secret takes exactly one of `env` or `file`",
+                    ));
                 }
                 Ok(spec)
             }
@@ -134,9 +141,11 @@ impl<'de> Deserialize<'de> for Millis {
                 self.visit_u64(v as u64)
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Millis, E> {
-                parse_duration_ms(v)
-                    .map(Millis)
-                    .ok_or_else(|| E::custom(format!("`{v}` is not a duration; write e.g. 90s, 5m, 2h or 1d")))
+                parse_duration_ms(v).map(Millis).ok_or_else(|| {
+                    E::custom(format!(
+                        "`{v}` is not a duration; write e.g. 90s, 5m, 2h or 1d"
+                    ))
+                })
             }
         }
         d.deserialize_any(V)
@@ -280,7 +289,10 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
 /// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" into our wording.
 fn explain_serde_message(msg: &str, path: &str) -> String {
     let msg = msg.split(" at line ").next().unwrap_or(msg);
-    let msg = msg.strip_prefix(path).and_then(|m| m.strip_prefix(": ")).unwrap_or(msg);
+    let msg = msg
+        .strip_prefix(path)
+        .and_then(|m| m.strip_prefix(": "))
+        .unwrap_or(msg);
     // The YAML error may start with the path ("ingress: unknown field ..."); we print the
     // path ourselves.
     let msg = ["unknown field `", "unknown variant `"]
@@ -331,7 +343,13 @@ pub fn default_tokens_dir(lookup: &dyn Lookup) -> PathBuf {
     lookup.home_dir().unwrap_or_default().join(".oauth-tokens")
 }
 
-fn resolve_secret(ctx: &Ctx, key: &str, spec: &SecretSpec, lookup: &dyn Lookup, base: Option<&Path>) -> Result<Secret, ConfigError> {
+fn resolve_secret(
+    ctx: &Ctx,
+    key: &str,
+    spec: &SecretSpec,
+    lookup: &dyn Lookup,
+    base: Option<&Path>,
+) -> Result<Secret, ConfigError> {
     let s = match spec {
         SecretSpec::Literal(s) => s.clone(),
         SecretSpec::Env(var) => match lookup.env(var) {
@@ -345,7 +363,9 @@ fn resolve_secret(ctx: &Ctx, key: &str, spec: &SecretSpec, lookup: &dyn Lookup, 
             match lookup.read_file(&p) {
                 Ok(v) => Secret::new(v.trim_end_matches(['\n', '\r'])),
                 Err(e) => {
-                    return Err(ctx.err(key, format!("cannot read secret file {}: {e}", p.display())));
+                    return Err(
+                        ctx.err(key, format!("cannot read secret file {}: {e}", p.display()))
+                    );
                 }
             }
         }
@@ -356,11 +376,21 @@ fn resolve_secret(ctx: &Ctx, key: &str, spec: &SecretSpec, lookup: &dyn Lookup, 
     Ok(s)
 }
 
-fn fraction(ctx: &Ctx, key: &str, v: Option<f64>, default: f64, lo: f64, hi: f64) -> Result<f64, ConfigError> {
+fn fraction(
+    ctx: &Ctx,
+    key: &str,
+    v: Option<f64>,
+    default: f64,
+    lo: f64,
+    hi: f64,
+) -> Result<f64, ConfigError> {
     match v {
         None => Ok(default),
         Some(x) if x >= lo && x <= hi => Ok(x),
-        Some(x) => Err(ctx.err(key, format!("{x} is out of range; use a number from {lo} to {hi}"))),
+        Some(x) => Err(ctx.err(
+            key,
+            format!("{x} is out of range; use a number from {lo} to {hi}"),
+        )),
     }
 }
 
@@ -383,7 +413,10 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
         serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.inner();
-            let line = inner.location().map(|l| l.line()).or_else(|| locate(text, &key));
+            let line = inner
+                .location()
+                .map(|l| l.line())
+                .or_else(|| locate(text, &key));
             let message = explain_serde_message(&inner.to_string(), &key);
             let key = (key != "." && !key.is_empty()).then_some(key);
             ConfigError {
@@ -403,7 +436,8 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
     };
     let gateway_url = match &raw.gateway_url {
         Some(u) => {
-            let parsed = reqwest::Url::parse(u).map_err(|e| ctx.err("gateway_url", format!("`{u}` is not a valid URL: {e}")))?;
+            let parsed = reqwest::Url::parse(u)
+                .map_err(|e| ctx.err("gateway_url", format!("`{u}` is not a valid URL: {e}")))?;
             if !matches!(parsed.scheme(), "https" | "http") {
                 return Err(ctx.err("gateway_url", "use an https:// URL"));
             }
@@ -414,26 +448,48 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
 
     let ingress = match &raw.ingress {
         None => None,
-        Some(r) => Some(identity(&ctx, "ingress", "ingress", r, lookup, base, &mut literal_secrets)?),
+        Some(r) => Some(identity(
+            &ctx,
+            "ingress",
+            "ingress",
+            r,
+            lookup,
+            base,
+            &mut literal_secrets,
+        )?),
     };
 
     let mut servers = Vec::new();
     for (i, s) in raw.servers.iter().flatten().enumerate() {
         let key = format!("servers[{i}]");
         if s.name.is_empty() || s.name.contains(['/', ' ']) {
-            return Err(ctx.err(&format!("{key}.name"), "a server name must be non-empty, without spaces or slashes"));
+            return Err(ctx.err(
+                &format!("{key}.name"),
+                "a server name must be non-empty, without spaces or slashes",
+            ));
         }
         if servers.iter().any(|x: &ServerConfig| x.name == s.name) {
-            return Err(ctx.err(&format!("{key}.name"), format!("server `{}` is listed twice", s.name)));
+            return Err(ctx.err(
+                &format!("{key}.name"),
+                format!("server `{}` is listed twice", s.name),
+            ));
         }
         let url = match (&s.url, &gateway_url) {
             (Some(u), _) => {
-                reqwest::Url::parse(u).map_err(|e| ctx.err(&format!("{key}.url"), format!("`{u}` is not a valid URL: {e}")))?;
+                reqwest::Url::parse(u).map_err(|e| {
+                    ctx.err(
+                        &format!("{key}.url"),
+                        format!("`{u}` is not a valid URL: {e}"),
+                    )
+                })?;
                 u.clone()
             }
             (None, Some(g)) => default_server_url(g, &s.name),
             (None, None) => {
-                return Err(ctx.err(&format!("{key}.name"), "no `url` and no top-level `gateway_url` to build it from; set one of them"));
+                return Err(ctx.err(
+                    &format!("{key}.name"),
+                    "no `url` and no top-level `gateway_url` to build it from; set one of them",
+                ));
             }
         };
         let auth = match s.auth {
@@ -457,10 +513,26 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
     let d = RefreshPolicy::default();
     let rr = raw.refresh.unwrap_or_default();
     let refresh = RefreshPolicy {
-        at_fraction: fraction(&ctx, "refresh.at_fraction", rr.at_fraction, d.at_fraction, 0.05, 1.0)?,
+        at_fraction: fraction(
+            &ctx,
+            "refresh.at_fraction",
+            rr.at_fraction,
+            d.at_fraction,
+            0.05,
+            1.0,
+        )?,
         before_expiry_ms: rr.before_expiry.map_or(d.before_expiry_ms, |m| m.0),
-        jitter_fraction: fraction(&ctx, "refresh.jitter", rr.jitter, d.jitter_fraction, 0.0, 0.5)?,
-        unknown_expiry_interval_ms: rr.unknown_expiry_interval.map_or(d.unknown_expiry_interval_ms, |m| m.0),
+        jitter_fraction: fraction(
+            &ctx,
+            "refresh.jitter",
+            rr.jitter,
+            d.jitter_fraction,
+            0.0,
+            0.5,
+        )?,
+        unknown_expiry_interval_ms: rr
+            .unknown_expiry_interval
+            .map_or(d.unknown_expiry_interval_ms, |m| m.0),
     };
     if refresh.unknown_expiry_interval_ms < 1000 {
         return Err(ctx.err("refresh.unknown_expiry_interval", "must be at least 1s"));
@@ -470,7 +542,9 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
     let http = HttpPolicy {
         timeout_ms: rh.timeout.map_or(dh.timeout_ms, |m| m.0 as u64),
         attempts: rh.attempts.unwrap_or(dh.attempts),
-        initial_backoff_ms: rh.initial_backoff.map_or(dh.initial_backoff_ms, |m| m.0 as u64),
+        initial_backoff_ms: rh
+            .initial_backoff
+            .map_or(dh.initial_backoff_ms, |m| m.0 as u64),
         max_backoff_ms: rh.max_backoff.map_or(dh.max_backoff_ms, |m| m.0 as u64),
     };
     if http.attempts == 0 {
@@ -490,7 +564,10 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
             refresh,
             http,
         },
-        servers_dir: raw.servers_dir.as_deref().map(|d| expand_path(d, base, lookup)),
+        servers_dir: raw
+            .servers_dir
+            .as_deref()
+            .map(|d| expand_path(d, base, lookup)),
         literal_secrets,
     })
 }
@@ -512,18 +589,32 @@ fn identity(
     };
     // Keys that belong to the other kind are mistakes worth naming.
     let foreign: &[(&str, bool)] = match kind {
-        IdentityKind::CognitoM2m => &[("issuer", r.issuer.is_some()), ("audience", r.audience.is_some()), ("resource", r.resource.is_some())],
-        IdentityKind::OidcM2m => &[("region", r.region.is_some()), ("user_pool_id", r.user_pool_id.is_some()), ("domain", r.domain.is_some())],
+        IdentityKind::CognitoM2m => &[
+            ("issuer", r.issuer.is_some()),
+            ("audience", r.audience.is_some()),
+            ("resource", r.resource.is_some()),
+        ],
+        IdentityKind::OidcM2m => &[
+            ("region", r.region.is_some()),
+            ("user_pool_id", r.user_pool_id.is_some()),
+            ("domain", r.domain.is_some()),
+        ],
     };
     if let Some((f, _)) = foreign.iter().find(|(_, set)| *set) {
-        return Err(ctx.err(&k(f), format!("`{f}` does not apply to kind {}", kind.as_str())));
+        return Err(ctx.err(
+            &k(f),
+            format!("`{f}` does not apply to kind {}", kind.as_str()),
+        ));
     }
     let client_id = match &r.client_id {
         Some(c) if !c.is_empty() => c.clone(),
         _ => return Err(ctx.err(key, "missing `client_id`")),
     };
     let Some(spec) = &r.client_secret else {
-        return Err(ctx.err(key, "missing `client_secret`; write {env: VARIABLE}, {file: PATH} or the value"));
+        return Err(ctx.err(
+            key,
+            "missing `client_secret`; write {env: VARIABLE}, {file: PATH} or the value",
+        ));
     };
     if matches!(spec, SecretSpec::Literal(_)) {
         literal_secrets.push(k("client_secret"));
@@ -537,10 +628,16 @@ fn identity(
             if let Some(u) = &r.token_url {
                 Endpoint::TokenUrl(url_key(ctx, &k("token_url"), u)?)
             } else if let Some(d) = &r.domain {
-                let url = cognito_domain_token_url(d, region.as_deref()).map_err(|m| ctx.err(&k("domain"), m))?;
+                let url = cognito_domain_token_url(d, region.as_deref())
+                    .map_err(|m| ctx.err(&k("domain"), m))?;
                 Endpoint::TokenUrl(url_key(ctx, &k("domain"), &url)?)
             } else {
-                let (Some(region), Some(pool)) = (region.as_deref().or_else(|| pool.as_deref().and_then(region_of_pool)), pool.as_deref()) else {
+                let (Some(region), Some(pool)) = (
+                    region
+                        .as_deref()
+                        .or_else(|| pool.as_deref().and_then(region_of_pool)),
+                    pool.as_deref(),
+                ) else {
                     return Err(ctx.err(key, "cognito_m2m needs `token_url`, `domain`, or `user_pool_id` (and `region`) to find its token endpoint"));
                 };
                 let url = match &r.discovery_url {
@@ -557,17 +654,31 @@ fn identity(
             if let Some(u) = &r.token_url {
                 Endpoint::TokenUrl(url_key(ctx, &k("token_url"), u)?)
             } else if let Some(u) = &r.discovery_url {
-                Endpoint::Discovery { url: url_key(ctx, &k("discovery_url"), u)?, fallback: None }
+                Endpoint::Discovery {
+                    url: url_key(ctx, &k("discovery_url"), u)?,
+                    fallback: None,
+                }
             } else if let Some(i) = &r.issuer {
                 url_key(ctx, &k("issuer"), i)?;
-                Endpoint::Discovery { url: issuer_discovery_url(i), fallback: None }
+                Endpoint::Discovery {
+                    url: issuer_discovery_url(i),
+                    fallback: None,
+                }
             } else {
-                return Err(ctx.err(key, "oidc_m2m needs `token_url`, `discovery_url` or `issuer`"));
+                return Err(ctx.err(
+                    key,
+                    "oidc_m2m needs `token_url`, `discovery_url` or `issuer`",
+                ));
             }
         }
     };
     let region = match kind {
-        IdentityKind::CognitoM2m => r.region.clone().or_else(|| r.user_pool_id.as_deref().and_then(region_of_pool).map(str::to_string)),
+        IdentityKind::CognitoM2m => r.region.clone().or_else(|| {
+            r.user_pool_id
+                .as_deref()
+                .and_then(region_of_pool)
+                .map(str::to_string)
+        }),
         IdentityKind::OidcM2m => None,
     };
     Ok(IdentityConfig {
@@ -593,7 +704,9 @@ fn identity(
 
 /// `us-east-1_AbC123` → `us-east-1`.
 pub fn region_of_pool(pool: &str) -> Option<&str> {
-    pool.split_once('_').map(|(r, _)| r).filter(|r| !r.is_empty())
+    pool.split_once('_')
+        .map(|(r, _)| r)
+        .filter(|r| !r.is_empty())
 }
 
 /// Token endpoint for a Cognito domain: a prefix (`my-prefix`), a custom domain
@@ -606,8 +719,11 @@ pub fn cognito_domain_token_url(domain: &str, region: Option<&str>) -> Result<St
     if d.contains('.') {
         return Ok(format!("https://{d}/oauth2/token"));
     }
-    let region = region.ok_or("a domain prefix needs `region` (or a `user_pool_id` to take it from)")?;
-    Ok(format!("https://{d}.auth.{region}.amazoncognito.com/oauth2/token"))
+    let region =
+        region.ok_or("a domain prefix needs `region` (or a `user_pool_id` to take it from)")?;
+    Ok(format!(
+        "https://{d}.auth.{region}.amazoncognito.com/oauth2/token"
+    ))
 }
 
 pub fn cognito_discovery_url(region: &str, pool: &str) -> String {
@@ -616,11 +732,17 @@ pub fn cognito_discovery_url(region: &str, pool: &str) -> String {
 
 /// The reference tool's guess: the pool id without its underscore as the domain prefix.
 pub fn cognito_guessed_token_url(region: &str, pool: &str) -> String {
-    format!("https://{}.auth.{region}.amazoncognito.com/oauth2/token", pool.replace('_', "").to_lowercase())
+    format!(
+        "https://{}.auth.{region}.amazoncognito.com/oauth2/token",
+        pool.replace('_', "").to_lowercase()
+    )
 }
 
 pub fn issuer_discovery_url(issuer: &str) -> String {
-    format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'))
+    format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    )
 }
 
 #[cfg(test)]
@@ -637,7 +759,9 @@ mod tests {
             self.0
                 .get(&format!("file:{}", path.display()))
                 .cloned()
-                .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory"))
+                .ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory")
+                })
         }
         fn home_dir(&self) -> Option<PathBuf> {
             Some(PathBuf::from("/home/u"))
@@ -652,11 +776,15 @@ mod tests {
     }
 
     fn ok(text: &str) -> Config {
-        parse(text, Path::new("/c/config.yaml"), &lookup()).unwrap().config
+        parse(text, Path::new("/c/config.yaml"), &lookup())
+            .unwrap()
+            .config
     }
 
     fn err(text: &str) -> String {
-        parse(text, Path::new("/c/config.yaml"), &lookup()).unwrap_err().to_string()
+        parse(text, Path::new("/c/config.yaml"), &lookup())
+            .unwrap_err()
+            .to_string()
     }
 
     const FULL: &str = "\
@@ -685,7 +813,12 @@ servers:
         let i = c.ingress.unwrap();
         assert_eq!(i.client_secret.expose(), "s3cr3t");
         assert_eq!(i.scopes.len(), 2);
-        assert_eq!(i.endpoint, Endpoint::TokenUrl("https://my-prefix.auth.us-east-1.amazoncognito.com/oauth2/token".into()));
+        assert_eq!(
+            i.endpoint,
+            Endpoint::TokenUrl(
+                "https://my-prefix.auth.us-east-1.amazoncognito.com/oauth2/token".into()
+            )
+        );
         assert_eq!(c.servers[0].url, "https://gw.example.com/currenttime/mcp");
         assert_eq!(c.servers[1].auth, ServerAuth::None);
         assert_eq!(c.refresh, RefreshPolicy::default());
@@ -703,31 +836,73 @@ servers:
             }
         );
         let c = ok(&format!("{base}  domain: auth.example.com\n"));
-        assert_eq!(c.ingress.unwrap().endpoint, Endpoint::TokenUrl("https://auth.example.com/oauth2/token".into()));
-        let c = ok(&format!("{base}  domain: auth.example.com\n  token_url: https://t.example.com/tok\n"));
-        assert_eq!(c.ingress.unwrap().endpoint, Endpoint::TokenUrl("https://t.example.com/tok".into()));
+        assert_eq!(
+            c.ingress.unwrap().endpoint,
+            Endpoint::TokenUrl("https://auth.example.com/oauth2/token".into())
+        );
+        let c = ok(&format!(
+            "{base}  domain: auth.example.com\n  token_url: https://t.example.com/tok\n"
+        ));
+        assert_eq!(
+            c.ingress.unwrap().endpoint,
+            Endpoint::TokenUrl("https://t.example.com/tok".into())
+        );
     }
 
     #[test]
     fn errors_name_file_line_and_key() {
         let e = err("ingress:\n  kind: cognito_m2m\n  client_secrt: x\n");
-        assert_eq!(e, "/c/config.yaml:3: ingress.client_secrt: unknown key `client_secrt`; did you mean `client_secret`?");
+        assert_eq!(
+            e,
+            "/c/config.yaml:3: ingress.client_secrt: unknown key `client_secrt`; did you mean `client_secret`?"
+        );
         let e = err("ingress:\n  kind: oidc_m2n\n");
-        assert!(e.starts_with("/c/config.yaml:2: ingress.kind: unknown value `oidc_m2n`; did you mean `oidc_m2m`?"), "{e}");
+        assert!(
+            e.starts_with(
+                "/c/config.yaml:2: ingress.kind: unknown value `oidc_m2n`; did you mean `oidc_m2m`?"
+            ),
+            "{e}"
+        );
         let e = err("tokens_dir: [1]\n");
         assert!(e.starts_with("/c/config.yaml:1: tokens_dir: "), "{e}");
-        let e = err("ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: {env: NOPE}\n  token_url: https://x/t\n");
-        assert_eq!(e, "/c/config.yaml:4: ingress.client_secret: environment variable `NOPE` is not set; export it or put it in the env file");
-        let e = err("ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: x\n  token_url: http://idp.example.com/t\n");
-        assert!(e.starts_with("/c/config.yaml:5: ingress.token_url: `http://idp.example.com/t` uses plain http"), "{e}");
-        let e = err("ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: x\n  region: us-east-1\n  token_url: https://x/t\n");
-        assert_eq!(e, "/c/config.yaml:5: ingress.region: `region` does not apply to kind oidc_m2m");
+        let e = err(
+            "ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: {env: NOPE}\n  token_url: https://x/t\n",
+        );
+        assert_eq!(
+            e,
+            "/c/config.yaml:4: ingress.client_secret: environment variable `NOPE` is not set; export it or put it in the env file"
+        );
+        let e = err(
+            "ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: x\n  token_url: http://idp.example.com/t\n",
+        );
+        assert!(
+            e.starts_with(
+                "/c/config.yaml:5: ingress.token_url: `http://idp.example.com/t` uses plain http"
+            ),
+            "{e}"
+        );
+        let e = err(
+            "ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: x\n  region: us-east-1\n  token_url: https://x/t\n",
+        );
+        assert_eq!(
+            e,
+            "/c/config.yaml:5: ingress.region: `region` does not apply to kind oidc_m2m"
+        );
         let e = err("servers:\n  - name: a\n");
-        assert!(e.starts_with("/c/config.yaml:2: servers[0].name: no `url`"), "{e}");
+        assert!(
+            e.starts_with("/c/config.yaml:2: servers[0].name: no `url`"),
+            "{e}"
+        );
         let e = err("refresh:\n  before_expiry: soon\n");
-        assert!(e.contains(":2: refresh.before_expiry: `soon` is not a duration"), "{e}");
+        assert!(
+            e.contains(":2: refresh.before_expiry: `soon` is not a duration"),
+            "{e}"
+        );
         let e = err("ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: {vault: x}\n");
-        assert!(e.contains(":4: ingress.client_secret: unknown secret source `vault`"), "{e}");
+        assert!(
+            e.contains(":4: ingress.client_secret: unknown secret source `vault`"),
+            "{e}"
+        );
         let e = err("a: [\n");
         assert!(e.starts_with("/c/config.yaml:"), "{e}");
     }
@@ -742,7 +917,13 @@ servers:
         .unwrap();
         let i = p.config.ingress.unwrap();
         assert_eq!(i.client_secret.expose(), "from-file");
-        assert_eq!(i.endpoint, Endpoint::Discovery { url: "https://idp.example.com/.well-known/openid-configuration".into(), fallback: None });
+        assert_eq!(
+            i.endpoint,
+            Endpoint::Discovery {
+                url: "https://idp.example.com/.well-known/openid-configuration".into(),
+                fallback: None
+            }
+        );
         assert!(p.literal_secrets.is_empty());
         let p = parse("ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: lit\n  token_url: https://x/t\n", Path::new("/c/config.yaml"), &lookup()).unwrap();
         assert_eq!(p.literal_secrets, vec!["ingress.client_secret"]);
@@ -752,7 +933,9 @@ servers:
 
     #[test]
     fn scopes_as_string_and_durations() {
-        let c = ok("ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: x\n  token_url: https://x/t\n  scopes: a b  c\nrefresh:\n  before_expiry: 90\n  unknown_expiry_interval: 2h\nhttp:\n  timeout: 1500ms\n");
+        let c = ok(
+            "ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: x\n  token_url: https://x/t\n  scopes: a b  c\nrefresh:\n  before_expiry: 90\n  unknown_expiry_interval: 2h\nhttp:\n  timeout: 1500ms\n",
+        );
         assert_eq!(c.ingress.unwrap().scopes, vec!["a", "b", "c"]);
         assert_eq!(c.refresh.before_expiry_ms, 90_000);
         assert_eq!(c.refresh.unknown_expiry_interval_ms, 7_200_000);
@@ -768,7 +951,10 @@ servers:
 
     #[test]
     fn did_you_mean_table() {
-        assert_eq!(did_you_mean("tokens_dri", &["tokens_dir", "servers"]), Some("tokens_dir"));
+        assert_eq!(
+            did_you_mean("tokens_dri", &["tokens_dir", "servers"]),
+            Some("tokens_dir")
+        );
         assert_eq!(did_you_mean("zzzzzz", &["tokens_dir", "servers"]), None);
     }
 }

@@ -19,7 +19,8 @@ struct ServiceFile {
 /// Parses one service file; `Ok(None)` for files that are not services (no `path` or
 /// `proxy_pass_url`), as the reference tool skips them.
 pub fn parse_service(text: &str, gateway_url: &str) -> Result<Option<ServerConfig>, String> {
-    let f: ServiceFile = serde_json::from_str(text).map_err(|e| format!("not a service file: {e}"))?;
+    let f: ServiceFile =
+        serde_json::from_str(text).map_err(|e| format!("not a service file: {e}"))?;
     let (Some(path), Some(proxy)) = (f.path, f.proxy_pass_url) else {
         return Ok(None);
     };
@@ -38,8 +39,14 @@ pub fn parse_service(text: &str, gateway_url: &str) -> Result<Option<ServerConfi
         Transport::StreamableHttp => "mcp",
     };
     let base = gateway_url.trim_end_matches('/');
-    let path = if path.starts_with('/') { path } else { format!("/{path}") };
-    let proxy_path = reqwest::Url::parse(&proxy).map(|u| u.path().trim_end_matches('/').to_string()).unwrap_or_default();
+    let path = if path.starts_with('/') {
+        path
+    } else {
+        format!("/{path}")
+    };
+    let proxy_path = reqwest::Url::parse(&proxy)
+        .map(|u| u.path().trim_end_matches('/').to_string())
+        .unwrap_or_default();
     let url = if path.ends_with('/') {
         format!("{base}{}/{suffix}", path.trim_end_matches('/'))
     } else if proxy_path.ends_with(&format!("/{suffix}")) {
@@ -60,22 +67,40 @@ mod tests {
     use super::*;
 
     fn url_of(json: &str) -> Option<(String, String, Transport)> {
-        parse_service(json, "https://gw.example.com/").unwrap().map(|s| (s.name, s.url, s.transport))
+        parse_service(json, "https://gw.example.com/")
+            .unwrap()
+            .map(|s| (s.name, s.url, s.transport))
     }
 
     #[test]
     fn url_rules() {
         assert_eq!(
-            url_of(r#"{"path":"/currenttime/","proxy_pass_url":"http://x:8000/","supported_transports":["streamable-http"]}"#),
-            Some(("currenttime".into(), "https://gw.example.com/currenttime/mcp".into(), Transport::StreamableHttp))
+            url_of(
+                r#"{"path":"/currenttime/","proxy_pass_url":"http://x:8000/","supported_transports":["streamable-http"]}"#
+            ),
+            Some((
+                "currenttime".into(),
+                "https://gw.example.com/currenttime/mcp".into(),
+                Transport::StreamableHttp
+            ))
         );
         assert_eq!(
             url_of(r#"{"path":"/fin","proxy_pass_url":"http://x:8000/mcp"}"#),
-            Some(("fin".into(), "https://gw.example.com/fin".into(), Transport::StreamableHttp))
+            Some((
+                "fin".into(),
+                "https://gw.example.com/fin".into(),
+                Transport::StreamableHttp
+            ))
         );
         assert_eq!(
-            url_of(r#"{"path":"old","proxy_pass_url":"http://x:8000/","supported_transports":["sse"]}"#),
-            Some(("old".into(), "https://gw.example.com/old/sse".into(), Transport::Sse))
+            url_of(
+                r#"{"path":"old","proxy_pass_url":"http://x:8000/","supported_transports":["sse"]}"#
+            ),
+            Some((
+                "old".into(),
+                "https://gw.example.com/old/sse".into(),
+                Transport::Sse
+            ))
         );
         assert_eq!(url_of(r#"{"server_name":"state"}"#), None);
         assert_eq!(url_of(r#"{"path":"/","proxy_pass_url":"http://x/"}"#), None);

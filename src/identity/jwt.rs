@@ -30,17 +30,26 @@ mod tests {
     use super::*;
 
     fn jwt(payload: &str) -> String {
-        format!("eyJhbGciOiJub25lIn0.{}.sig", URL_SAFE_NO_PAD.encode(payload))
+        format!(
+            "eyJhbGciOiJub25lIn0.{}.sig",
+            URL_SAFE_NO_PAD.encode(payload)
+        )
     }
 
     #[test]
     fn reads_claims() {
-        assert_eq!(exp_secs(&jwt(r#"{"exp":1700000000,"sub":"a"}"#)), Some(1_700_000_000));
+        assert_eq!(
+            exp_secs(&jwt(r#"{"exp":1700000000,"sub":"a"}"#)),
+            Some(1_700_000_000)
+        );
         assert_eq!(exp_secs(&jwt(r#"{"exp":1.7e9}"#)), Some(1_700_000_000));
         assert_eq!(exp_secs(&jwt(r#"{"sub":"a"}"#)), None);
         assert_eq!(exp_secs("opaque-token"), None);
         assert_eq!(exp_secs("a.!!!.c"), None);
         assert_eq!(exp_secs(&jwt("[1]")), None);
-        assert_eq!(claims(&jwt(r#"{"username":"u"}"#)).unwrap()["username"], "u");
+        assert_eq!(
+            claims(&jwt(r#"{"username":"u"}"#)).unwrap()["username"],
+            "u"
+        );
     }
 }

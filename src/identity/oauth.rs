@@ -37,7 +37,10 @@ impl Http {
 fn basic_auth(id: &str, secret: &str) -> String {
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let raw = format!("{}:{}", enc(id), enc(secret));
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
 }
 
 fn retry_after_ms(h: &reqwest::header::HeaderMap) -> Option<u64> {
@@ -74,32 +77,59 @@ fn hint_for(error: &str) -> &'static str {
 }
 
 /// Classifies an HTTP reply from a token endpoint.
-fn classify(url: &str, status: u16, content_type: &str, body: &[u8], retry_after: Option<u64>, refresh_grant: bool) -> Result<TokenReply, FetchError> {
+fn classify(
+    url: &str,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    retry_after: Option<u64>,
+    refresh_grant: bool,
+) -> Result<TokenReply, FetchError> {
     let transient = |m: String| FetchError {
         kind: FailureKind::Transient,
         message: m,
         retry_after_ms: retry_after,
     };
     if status == 408 || status == 429 || status >= 500 {
-        return Err(transient(format!("token endpoint {url} answered HTTP {status}; will retry")));
+        return Err(transient(format!(
+            "token endpoint {url} answered HTTP {status}; will retry"
+        )));
     }
     if (200..300).contains(&status) {
         return match reply::parse(body) {
             Ok(r) => Ok(r),
             Err(ReplyError::NotJson(_)) => Err(transient(format!(
                 "token endpoint {url} answered HTTP {status} with {} ({} bytes) that is not a JSON token reply; check the token URL if this persists",
-                if content_type.is_empty() { "no content type" } else { content_type },
+                if content_type.is_empty() {
+                    "no content type"
+                } else {
+                    content_type
+                },
                 body.len()
             ))),
-            Err(ReplyError::OAuth(e)) => Err(FetchError::permanent(format!("token endpoint {url} refused: {}{}", reply::describe(&e), hint_for(&e.error)))),
-            Err(ReplyError::NoAccessToken) => Err(FetchError::permanent(format!("token endpoint {url} answered without an access_token"))),
+            Err(ReplyError::OAuth(e)) => Err(FetchError::permanent(format!(
+                "token endpoint {url} refused: {}{}",
+                reply::describe(&e),
+                hint_for(&e.error)
+            ))),
+            Err(ReplyError::NoAccessToken) => Err(FetchError::permanent(format!(
+                "token endpoint {url} answered without an access_token"
+            ))),
         };
     }
     if let Some(e) = reply::parse_error(body) {
-        let kind = if e.error == "invalid_grant" && refresh_grant { FailureKind::ReauthRequired } else { FailureKind::Permanent };
+        let kind = if e.error == "invalid_grant" && refresh_grant {
+            FailureKind::ReauthRequired
+        } else {
+            FailureKind::Permanent
+        };
         return Err(FetchError {
             kind,
-            message: format!("token endpoint {url} refused (HTTP {status}): {}{}", reply::describe(&e), hint_for(&e.error)),
+            message: format!(
+                "token endpoint {url} refused (HTTP {status}): {}{}",
+                reply::describe(&e),
+                hint_for(&e.error)
+            ),
             retry_after_ms: None,
         });
     }
@@ -108,11 +138,17 @@ fn classify(url: &str, status: u16, content_type: &str, body: &[u8], retry_after
         401 | 403 => "; check client_id and client_secret",
         _ => "",
     };
-    Err(FetchError::permanent(format!("token endpoint {url} answered HTTP {status}{hint}")))
+    Err(FetchError::permanent(format!(
+        "token endpoint {url} answered HTTP {status}{hint}"
+    )))
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or the attempts run out.
-async fn with_retries<T, F, Fut>(policy: &HttpPolicy, what: &str, mut attempt: F) -> Result<T, FetchError>
+async fn with_retries<T, F, Fut>(
+    policy: &HttpPolicy,
+    what: &str,
+    mut attempt: F,
+) -> Result<T, FetchError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, FetchError>>,
@@ -158,16 +194,32 @@ pub async fn token_request(
         (_, None) => form.push(("client_id", client_id.to_string())),
     }
     with_retries(&http.policy, url, || {
-        let mut req = http.client.post(url).header(reqwest::header::ACCEPT, "application/json").form(&form);
+        let mut req = http
+            .client
+            .post(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&form);
         if let Some(b) = &basic {
             req = req.header(reqwest::header::AUTHORIZATION, b);
         }
         async move {
-            let resp = req.send().await.map_err(|e| FetchError::transient(format!("token endpoint {url}: {}", describe_transport(&e))))?;
+            let resp = req.send().await.map_err(|e| {
+                FetchError::transient(format!("token endpoint {url}: {}", describe_transport(&e)))
+            })?;
             let status = resp.status().as_u16();
-            let ct = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let ct = resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
             let ra = retry_after_ms(resp.headers());
-            let body = resp.bytes().await.map_err(|e| FetchError::transient(format!("token endpoint {url}: reading the reply: {}", describe_transport(&e))))?;
+            let body = resp.bytes().await.map_err(|e| {
+                FetchError::transient(format!(
+                    "token endpoint {url}: reading the reply: {}",
+                    describe_transport(&e)
+                ))
+            })?;
             debug!(url, status, bytes = body.len(), "token endpoint replied");
             classify(url, status, &ct, &body, ra, refresh_grant)
         }
@@ -198,7 +250,10 @@ pub async fn discover_token_endpoint(http: &Http, url: &str) -> Result<String, F
 }
 
 /// The token endpoint of an identity, resolving discovery (and the Cognito guess) if needed.
-pub async fn resolve_token_endpoint(http: &Http, id: &IdentityConfig) -> Result<String, FetchError> {
+pub async fn resolve_token_endpoint(
+    http: &Http,
+    id: &IdentityConfig,
+) -> Result<String, FetchError> {
     match &id.endpoint {
         Endpoint::TokenUrl(u) => Ok(u.clone()),
         Endpoint::Discovery { url, fallback } => match discover_token_endpoint(http, url).await {
@@ -215,7 +270,11 @@ pub async fn resolve_token_endpoint(http: &Http, id: &IdentityConfig) -> Result<
 }
 
 /// The client_credentials grant for a machine-to-machine identity.
-pub async fn client_credentials(http: &Http, id: &IdentityConfig, token_url: &str) -> Result<TokenReply, FetchError> {
+pub async fn client_credentials(
+    http: &Http,
+    id: &IdentityConfig,
+    token_url: &str,
+) -> Result<TokenReply, FetchError> {
     let mut form = vec![("grant_type", "client_credentials".to_string())];
     if !id.scopes.is_empty() {
         form.push(("scope", id.scopes.join(" ")));
@@ -226,7 +285,16 @@ pub async fn client_credentials(http: &Http, id: &IdentityConfig, token_url: &st
     if let Some(r) = &id.resource {
         form.push(("resource", r.clone()));
     }
-    token_request(http, token_url, form, &id.client_id, Some(id.client_secret.expose()), id.client_auth, false).await
+    token_request(
+        http,
+        token_url,
+        form,
+        &id.client_id,
+        Some(id.client_secret.expose()),
+        id.client_auth,
+        false,
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -234,23 +302,49 @@ mod tests {
     use super::*;
 
     fn kind(status: u16, body: &str) -> Result<(), FailureKind> {
-        classify("u", status, "application/json", body.as_bytes(), None, false).map(|_| ()).map_err(|e| e.kind)
+        classify(
+            "u",
+            status,
+            "application/json",
+            body.as_bytes(),
+            None,
+            false,
+        )
+        .map(|_| ())
+        .map_err(|e| e.kind)
     }
 
     #[test]
     fn classification() {
         assert_eq!(kind(200, r#"{"access_token":"a"}"#), Ok(()));
         assert_eq!(kind(200, "<html>"), Err(FailureKind::Transient));
-        assert_eq!(kind(200, r#"{"access_token":"a""#), Err(FailureKind::Transient));
+        assert_eq!(
+            kind(200, r#"{"access_token":"a""#),
+            Err(FailureKind::Transient)
+        );
         assert_eq!(kind(503, ""), Err(FailureKind::Transient));
         assert_eq!(kind(429, ""), Err(FailureKind::Transient));
         assert_eq!(kind(408, ""), Err(FailureKind::Transient));
-        assert_eq!(kind(400, r#"{"error":"invalid_client"}"#), Err(FailureKind::Permanent));
+        assert_eq!(
+            kind(400, r#"{"error":"invalid_client"}"#),
+            Err(FailureKind::Permanent)
+        );
         assert_eq!(kind(404, "nope"), Err(FailureKind::Permanent));
         let e = classify("u", 400, "", br#"{"error":"invalid_grant"}"#, None, true).unwrap_err();
         assert_eq!(e.kind, FailureKind::ReauthRequired);
-        let e = classify("https://t", 401, "", br#"{"error":"invalid_client","error_description":"bad secret"}"#, None, false).unwrap_err();
-        assert_eq!(e.message, "token endpoint https://t refused (HTTP 401): invalid_client (bad secret); check client_id and client_secret (and client_auth: basic or post)");
+        let e = classify(
+            "https://t",
+            401,
+            "",
+            br#"{"error":"invalid_client","error_description":"bad secret"}"#,
+            None,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "token endpoint https://t refused (HTTP 401): invalid_client (bad secret); check client_id and client_secret (and client_auth: basic or post)"
+        );
         let e = classify("u", 429, "", b"", Some(3000), false).unwrap_err();
         assert_eq!(e.retry_after_ms, Some(3000));
     }
@@ -258,7 +352,9 @@ mod tests {
     #[test]
     fn basic_auth_encodes_per_rfc() {
         let h = basic_auth("a b", "p:w&");
-        let raw = base64::engine::general_purpose::STANDARD.decode(h.strip_prefix("Basic ").unwrap()).unwrap();
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(h.strip_prefix("Basic ").unwrap())
+            .unwrap();
         assert_eq!(String::from_utf8(raw).unwrap(), "a+b:p%3Aw%26");
     }
 }

@@ -104,9 +104,15 @@ pub fn parse(body: &[u8]) -> Result<TokenReply, ReplyError> {
     let raw: Raw = serde_json::from_slice(body).map_err(|e| ReplyError::NotJson(e.to_string()))?;
     if let Some(error) = raw.error {
         let description = parse_error(body).and_then(|e| e.error_description);
-        return Err(ReplyError::OAuth(ErrorReply { error, error_description: description }));
+        return Err(ReplyError::OAuth(ErrorReply {
+            error,
+            error_description: description,
+        }));
     }
-    let access_token = raw.access_token.filter(|t| !t.is_empty()).ok_or(ReplyError::NoAccessToken)?;
+    let access_token = raw
+        .access_token
+        .filter(|t| !t.is_empty())
+        .ok_or(ReplyError::NoAccessToken)?;
     let token_type = match raw.token_type {
         Some(t) if t.eq_ignore_ascii_case("bearer") => "Bearer".to_string(),
         Some(t) if !t.is_empty() => t,
@@ -114,7 +120,12 @@ pub fn parse(body: &[u8]) -> Result<TokenReply, ReplyError> {
     };
     let scope = match raw.scope {
         Some(serde_json::Value::String(s)) => Some(s),
-        Some(serde_json::Value::Array(a)) => Some(a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" ")),
+        Some(serde_json::Value::Array(a)) => Some(
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
         _ => None,
     };
     Ok(TokenReply {
@@ -123,7 +134,10 @@ pub fn parse(body: &[u8]) -> Result<TokenReply, ReplyError> {
         // `expires_in: 0` or negative says nothing usable; treat it as absent.
         expires_in: raw.expires_in.and_then(|n| n.get()).filter(|&n| n > 0),
         refresh_token: raw.refresh_token.filter(|t| !t.is_empty()).map(Secret::new),
-        refresh_token_expires_in: raw.refresh_token_expires_in.and_then(|n| n.get()).filter(|&n| n > 0),
+        refresh_token_expires_in: raw
+            .refresh_token_expires_in
+            .and_then(|n| n.get())
+            .filter(|&n| n > 0),
         scope,
         id_token: raw.id_token.map(Secret::new),
     })
@@ -132,7 +146,10 @@ pub fn parse(body: &[u8]) -> Result<TokenReply, ReplyError> {
 /// The token's expiry: `expires_in` from `now`, else the JWT `exp`, else unknown.
 pub fn expiry_of(reply: &TokenReply, now: Ts) -> (Expiry, ExpirySource) {
     if let Some(s) = reply.expires_in {
-        return (Expiry::At(now.plus_ms(s.saturating_mul(1000))), ExpirySource::ExpiresIn);
+        return (
+            Expiry::At(now.plus_ms(s.saturating_mul(1000))),
+            ExpirySource::ExpiresIn,
+        );
     }
     if let Some(exp) = super::jwt::exp_secs(reply.access_token.expose()) {
         return (Expiry::At(Ts::from_secs(exp)), ExpirySource::JwtExp);
@@ -147,7 +164,10 @@ mod tests {
 
     #[test]
     fn tolerant_forms() {
-        let r = parse(br#"{"access_token":"a","token_type":"bearer","expires_in":"3600","scope":"x y"}"#).unwrap();
+        let r = parse(
+            br#"{"access_token":"a","token_type":"bearer","expires_in":"3600","scope":"x y"}"#,
+        )
+        .unwrap();
         assert_eq!(r.token_type, "Bearer");
         assert_eq!(r.expires_in, Some(3600));
         assert_eq!(r.scope.as_deref(), Some("x y"));
@@ -164,10 +184,19 @@ mod tests {
     #[test]
     fn errors() {
         assert!(matches!(parse(b"<html>"), Err(ReplyError::NotJson(_))));
-        assert_eq!(parse(br#"{"token_type":"Bearer"}"#), Err(ReplyError::NoAccessToken));
-        assert_eq!(parse(br#"{"access_token":""}"#), Err(ReplyError::NoAccessToken));
+        assert_eq!(
+            parse(br#"{"token_type":"Bearer"}"#),
+            Err(ReplyError::NoAccessToken)
+        );
+        assert_eq!(
+            parse(br#"{"access_token":""}"#),
+            Err(ReplyError::NoAccessToken)
+        );
         let e = parse(br#"{"error":"invalid_client","error_description":"bad"}"#).unwrap_err();
-        assert_eq!(e.to_string(), "the reply is an OAuth error: invalid_client (bad)");
+        assert_eq!(
+            e.to_string(),
+            "the reply is an OAuth error: invalid_client (bad)"
+        );
         assert!(matches!(parse(b"[]"), Err(ReplyError::NotJson(_))));
     }
 
@@ -175,11 +204,17 @@ mod tests {
     fn expiry_sources() {
         let now = Ts::from_secs(1000);
         let r = parse(br#"{"access_token":"a","expires_in":60}"#).unwrap();
-        assert_eq!(expiry_of(&r, now), (Expiry::At(Ts::from_secs(1060)), ExpirySource::ExpiresIn));
+        assert_eq!(
+            expiry_of(&r, now),
+            (Expiry::At(Ts::from_secs(1060)), ExpirySource::ExpiresIn)
+        );
         let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"exp":5000}"#);
         let body = format!(r#"{{"access_token":"h.{payload}.s"}}"#);
         let r = parse(body.as_bytes()).unwrap();
-        assert_eq!(expiry_of(&r, now), (Expiry::At(Ts::from_secs(5000)), ExpirySource::JwtExp));
+        assert_eq!(
+            expiry_of(&r, now),
+            (Expiry::At(Ts::from_secs(5000)), ExpirySource::JwtExp)
+        );
         let r = parse(br#"{"access_token":"opaque"}"#).unwrap();
         assert_eq!(expiry_of(&r, now), (Expiry::Unknown, ExpirySource::Unknown));
     }

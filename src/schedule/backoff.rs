@@ -31,7 +31,11 @@ mod tests {
 
     #[test]
     fn grows_and_caps() {
-        let p = HttpPolicy { initial_backoff_ms: 500, max_backoff_ms: 4000, ..HttpPolicy::default() };
+        let p = HttpPolicy {
+            initial_backoff_ms: 500,
+            max_backoff_ms: 4000,
+            ..HttpPolicy::default()
+        };
         let top: Vec<u64> = (0..6).map(|r| delay_ms(r, &p, 0.999_999, None)).collect();
         assert_eq!(top, vec![499, 999, 1999, 3999, 3999, 3999]);
         assert_eq!(delay_ms(3, &p, 0.0, None), 0);

@@ -52,7 +52,9 @@ pub fn jitter_unit(identity: &str, obtained_at: Option<Ts>) -> f64 {
 pub fn refresh_at(t: &TokenTimes, policy: &RefreshPolicy, jitter: f64) -> Option<Ts> {
     match (t.expiry, t.obtained_at) {
         (Expiry::Never, _) => None,
-        (Expiry::Unknown, Some(obtained)) => Some(obtained.plus_ms(policy.unknown_expiry_interval_ms)),
+        (Expiry::Unknown, Some(obtained)) => {
+            Some(obtained.plus_ms(policy.unknown_expiry_interval_ms))
+        }
         // Unknown expiry and unknown age: nothing says it is still good.
         (Expiry::Unknown, None) => Some(Ts(i64::MIN)),
         (Expiry::At(exp), None) => Some(exp.plus_ms(-policy.before_expiry_ms)),
@@ -62,7 +64,8 @@ pub fn refresh_at(t: &TokenTimes, policy: &RefreshPolicy, jitter: f64) -> Option
                 return Some(exp);
             }
             let life = lifetime as f64;
-            let at_fraction = obtained.plus_ms((life * (policy.at_fraction - policy.jitter_fraction * jitter)) as i64);
+            let at_fraction = obtained
+                .plus_ms((life * (policy.at_fraction - policy.jitter_fraction * jitter)) as i64);
             let latest = exp.plus_ms(-policy.before_expiry_ms);
             let floor = obtained.plus_ms((life * policy.at_fraction.min(0.5)) as i64);
             Some(at_fraction.min(latest).max(floor.min(at_fraction)))
@@ -109,13 +112,13 @@ mod tests {
     fn table() {
         // (obtained, expiry, refresh at) in minutes.
         let cases = [
-            (0, Expiry::At(Ts(60 * MIN)), Some(45)),             // 1 h token: 75 %
-            (0, Expiry::At(Ts(24 * 60 * MIN)), Some(1080)),      // 1 day: 75 % = 18 h
-            (0, Expiry::At(Ts(12 * MIN)), Some(7)),              // 12 min: capped at 5 min before
-            (0, Expiry::At(Ts(6 * MIN)), Some(3)),               // too short for 5 min: half-life
-            (10, Expiry::At(Ts(10 * MIN)), Some(10)),            // zero lifetime: at expiry
-            (0, Expiry::Unknown, Some(30)),                      // unknown: fixed interval
-            (0, Expiry::Never, None),                            // never expires: never
+            (0, Expiry::At(Ts(60 * MIN)), Some(45)), // 1 h token: 75 %
+            (0, Expiry::At(Ts(24 * 60 * MIN)), Some(1080)), // 1 day: 75 % = 18 h
+            (0, Expiry::At(Ts(12 * MIN)), Some(7)),  // 12 min: capped at 5 min before
+            (0, Expiry::At(Ts(6 * MIN)), Some(3)),   // too short for 5 min: half-life
+            (10, Expiry::At(Ts(10 * MIN)), Some(10)), // zero lifetime: at expiry
+            (0, Expiry::Unknown, Some(30)),          // unknown: fixed interval
+            (0, Expiry::Never, None),                // never expires: never
         ];
         for (obtained, expiry, want) in cases {
             assert_eq!(at(obtained, expiry), want, "{obtained} {expiry:?}");
@@ -125,27 +128,45 @@ mod tests {
     #[test]
     fn unknown_age() {
         let p = policy();
-        let t = TokenTimes { obtained_at: None, expiry: Expiry::At(Ts(60 * MIN)) };
+        let t = TokenTimes {
+            obtained_at: None,
+            expiry: Expiry::At(Ts(60 * MIN)),
+        };
         assert_eq!(refresh_at(&t, &p, 0.0), Some(Ts(55 * MIN)));
-        let t = TokenTimes { obtained_at: None, expiry: Expiry::Unknown };
+        let t = TokenTimes {
+            obtained_at: None,
+            expiry: Expiry::Unknown,
+        };
         assert_eq!(standing(&t, &p, 0.0, Ts(0)), Standing::Expiring);
     }
 
     #[test]
     fn standings() {
         let p = policy();
-        let t = TokenTimes { obtained_at: Some(Ts(0)), expiry: Expiry::At(Ts(60 * MIN)) };
+        let t = TokenTimes {
+            obtained_at: Some(Ts(0)),
+            expiry: Expiry::At(Ts(60 * MIN)),
+        };
         assert_eq!(standing(&t, &p, 0.0, Ts(44 * MIN)), Standing::Valid);
         assert_eq!(standing(&t, &p, 0.0, Ts(45 * MIN)), Standing::Expiring);
         assert_eq!(standing(&t, &p, 0.0, Ts(60 * MIN)), Standing::Expired);
-        let never = TokenTimes { obtained_at: None, expiry: Expiry::Never };
+        let never = TokenTimes {
+            obtained_at: None,
+            expiry: Expiry::Never,
+        };
         assert_eq!(standing(&never, &p, 0.0, Ts(i64::MAX)), Standing::Valid);
     }
 
     #[test]
     fn jitter_moves_earlier_within_bounds_and_is_stable() {
-        let p = RefreshPolicy { jitter_fraction: 0.1, ..policy() };
-        let t = TokenTimes { obtained_at: Some(Ts(0)), expiry: Expiry::At(Ts(100 * MIN)) };
+        let p = RefreshPolicy {
+            jitter_fraction: 0.1,
+            ..policy()
+        };
+        let t = TokenTimes {
+            obtained_at: Some(Ts(0)),
+            expiry: Expiry::At(Ts(100 * MIN)),
+        };
         let lo = refresh_at(&t, &p, 0.999).unwrap();
         let hi = refresh_at(&t, &p, 0.0).unwrap();
         assert_eq!(hi, Ts(75 * MIN));

@@ -22,13 +22,22 @@ pub fn euid() -> u32 {
 }
 
 fn temp_path(path: &Path) -> io::Result<PathBuf> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
     let mut rnd = [0u8; 6];
     getrandom::fill(&mut rnd).map_err(|e| io::Error::other(e.to_string()))?;
     let mut t = OsString::from(".");
     t.push(name);
-    t.push(format!(".{}.{}{TMP_SUFFIX}", std::process::id(), rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+    t.push(format!(
+        ".{}.{}{TMP_SUFFIX}",
+        std::process::id(),
+        rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ));
     Ok(dir.join(t))
 }
 
@@ -74,10 +83,16 @@ pub enum ReadError {
 /// Reads a file we own without following a symlink. `Ok(None)` if it does not exist.
 /// A file readable by others is tightened to `mode`; the returned flag says so.
 pub fn read_private(path: &Path, mode: u32) -> Result<Option<(Vec<u8>, bool)>, ReadError> {
-    let f = match OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK).open(path) {
+    let f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(ReadError::Symlink(path.to_path_buf())),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(ReadError::Symlink(path.to_path_buf()));
+        }
         Err(e) => return Err(ReadError::Io(path.to_path_buf(), e)),
     };
     let io = |e| ReadError::Io(path.to_path_buf(), e);
@@ -90,7 +105,8 @@ pub fn read_private(path: &Path, mode: u32) -> Result<Option<(Vec<u8>, bool)>, R
     }
     let mut tightened = false;
     if meta.mode() & 0o7777 != mode {
-        f.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(io)?;
         tightened = true;
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
@@ -100,14 +116,22 @@ pub fn read_private(path: &Path, mode: u32) -> Result<Option<(Vec<u8>, bool)>, R
 
 /// Removes temp files left by processes that died mid-write (their pid is in the name).
 pub fn sweep_temp_files(dir: &Path) -> usize {
-    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     let mut removed = 0;
     for e in rd.flatten() {
         let name = e.file_name();
         let bytes = name.as_bytes();
-        let Some(stem) = std::str::from_utf8(bytes).ok().and_then(|s| s.strip_suffix(TMP_SUFFIX)) else { continue };
+        let Some(stem) = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.strip_suffix(TMP_SUFFIX))
+        else {
+            continue;
+        };
         let pid = stem.rsplit('.').nth(1).and_then(|p| p.parse::<u32>().ok());
-        let alive = pid.is_some_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists());
+        let alive = pid
+            .is_some_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists());
         if !alive && std::fs::remove_file(e.path()).is_ok() {
             removed += 1;
         }
@@ -147,14 +171,21 @@ mod tests {
         assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
         let l = d.path().join("l");
         std::os::unix::fs::symlink(&p, &l).unwrap();
-        assert!(matches!(read_private(&l, 0o600), Err(ReadError::Symlink(_))));
+        assert!(matches!(
+            read_private(&l, 0o600),
+            Err(ReadError::Symlink(_))
+        ));
     }
 
     #[test]
     fn sweeps_only_dead_writers() {
         let d = tempfile::tempdir().unwrap();
-        let dead = d.path().join(format!(".x.json.4000000000.abcd{TMP_SUFFIX}"));
-        let live = d.path().join(format!(".x.json.{}.abcd{TMP_SUFFIX}", std::process::id()));
+        let dead = d
+            .path()
+            .join(format!(".x.json.4000000000.abcd{TMP_SUFFIX}"));
+        let live = d
+            .path()
+            .join(format!(".x.json.{}.abcd{TMP_SUFFIX}", std::process::id()));
         std::fs::write(&dead, "").unwrap();
         std::fs::write(&live, "").unwrap();
         assert_eq!(sweep_temp_files(d.path()), 1);

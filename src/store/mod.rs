@@ -62,11 +62,23 @@ fn ensure_private_dir(dir: &Path, warnings: &mut Vec<String>) -> Result<(), Stor
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = dir.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| derr(format!("cannot create its parent: {e}")))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| derr(format!("cannot create its parent: {e}")))?;
             }
-            std::fs::DirBuilder::new().mode(DIR_MODE).create(dir).or_else(|e| if e.kind() == std::io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) }).map_err(|e| derr(format!("cannot create it: {e}")))?;
+            std::fs::DirBuilder::new()
+                .mode(DIR_MODE)
+                .create(dir)
+                .or_else(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(|e| derr(format!("cannot create it: {e}")))?;
             // The mode given to mkdir is reduced by the umask; set it exactly.
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)).map_err(|e| derr(e.to_string()))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))
+                .map_err(|e| derr(e.to_string()))?;
             return ensure_private_dir(dir, warnings);
         }
         Err(e) => return Err(derr(e.to_string())),
@@ -74,9 +86,16 @@ fn ensure_private_dir(dir: &Path, warnings: &mut Vec<String>) -> Result<(), Stor
             // A symlinked tokens directory (dotfile managers) is used only if the link and
             // its target are ours.
             if m.uid() != euid() {
-                return Err(derr(format!("it is a symbolic link owned by uid {}; refusing to follow it", m.uid())));
+                return Err(derr(format!(
+                    "it is a symbolic link owned by uid {}; refusing to follow it",
+                    m.uid()
+                )));
             }
-            let t = std::fs::metadata(dir).map_err(|e| derr(format!("it is a symbolic link whose target cannot be used: {e}")))?;
+            let t = std::fs::metadata(dir).map_err(|e| {
+                derr(format!(
+                    "it is a symbolic link whose target cannot be used: {e}"
+                ))
+            })?;
             check_dir_meta(dir, &t, warnings)?;
         }
         Ok(m) => check_dir_meta(dir, &m, warnings)?,
@@ -84,17 +103,29 @@ fn ensure_private_dir(dir: &Path, warnings: &mut Vec<String>) -> Result<(), Stor
     Ok(())
 }
 
-fn check_dir_meta(dir: &Path, m: &std::fs::Metadata, warnings: &mut Vec<String>) -> Result<(), StoreError> {
+fn check_dir_meta(
+    dir: &Path,
+    m: &std::fs::Metadata,
+    warnings: &mut Vec<String>,
+) -> Result<(), StoreError> {
     let derr = |msg: String| StoreError::Dir(dir.to_path_buf(), msg);
     if !m.is_dir() {
         return Err(derr("it is not a directory".into()));
     }
     if m.uid() != euid() {
-        return Err(derr(format!("it is owned by uid {}, not by you; refusing to keep tokens there", m.uid())));
+        return Err(derr(format!(
+            "it is owned by uid {}, not by you; refusing to keep tokens there",
+            m.uid()
+        )));
     }
     if m.mode() & 0o077 != 0 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)).map_err(|e| derr(format!("cannot tighten its permissions: {e}")))?;
-        warnings.push(format!("{} was accessible to other users (mode {:o}); tightened to 700", dir.display(), m.mode() & 0o777));
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))
+            .map_err(|e| derr(format!("cannot tighten its permissions: {e}")))?;
+        warnings.push(format!(
+            "{} was accessible to other users (mode {:o}); tightened to 700",
+            dir.display(),
+            m.mode() & 0o777
+        ));
     }
     Ok(())
 }
@@ -107,7 +138,12 @@ impl Store {
         ensure_private_dir(&dir.join(PRIVATE), &mut warnings)?;
         sweep_temp_files(dir);
         sweep_temp_files(&dir.join(PRIVATE));
-        Ok((Store { dir: dir.to_path_buf() }, warnings))
+        Ok((
+            Store {
+                dir: dir.to_path_buf(),
+            },
+            warnings,
+        ))
     }
 
     pub fn dir(&self) -> &Path {
@@ -121,8 +157,12 @@ impl Store {
     /// Reads a token file; `Ok(None)` if there is none.
     pub fn read_token(&self, file_name: &str) -> Result<Option<TokenRecord>, StoreError> {
         let path = self.path_of(file_name);
-        let Some((bytes, _)) = read_private(&path, FILE_MODE)? else { return Ok(None) };
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| StoreError::Corrupt(path, e.to_string()))
+        let Some((bytes, _)) = read_private(&path, FILE_MODE)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(path, e.to_string()))
     }
 
     pub fn write_token(&self, file_name: &str, record: &TokenRecord) -> Result<(), StoreError> {
@@ -131,7 +171,9 @@ impl Store {
     }
 
     fn state_path(&self, identity: &str) -> PathBuf {
-        self.dir.join(PRIVATE).join(format!("{identity}.state.json"))
+        self.dir
+            .join(PRIVATE)
+            .join(format!("{identity}.state.json"))
     }
 
     pub fn read_state(&self, identity: &str) -> IdentityState {
@@ -166,11 +208,16 @@ impl Store {
                 Ok(()) => return Ok(IdentityLock { _file: file }),
                 Err(std::fs::TryLockError::WouldBlock) => {
                     if tokio::time::Instant::now() >= deadline {
-                        return Err(StoreError::LockTimeout(identity.to_string(), wait.as_secs()));
+                        return Err(StoreError::LockTimeout(
+                            identity.to_string(),
+                            wait.as_secs(),
+                        ));
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::Lock(identity.to_string(), e)),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(StoreError::Lock(identity.to_string(), e));
+                }
             }
         }
     }
@@ -207,7 +254,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let (s, _) = Store::open(d.path()).unwrap();
         let held = s.lock("ingress", Duration::from_secs(1)).await.unwrap();
-        let e = s.lock("ingress", Duration::from_millis(120)).await.unwrap_err();
+        let e = s
+            .lock("ingress", Duration::from_millis(120))
+            .await
+            .unwrap_err();
         assert!(matches!(e, StoreError::LockTimeout(..)));
         drop(held);
         s.lock("ingress", Duration::from_millis(120)).await.unwrap();

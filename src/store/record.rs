@@ -41,7 +41,11 @@ pub struct TokenRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
     /// Epoch seconds when the token was obtained: the start of its lifetime for planning.
-    #[serde(default, deserialize_with = "lenient_secs", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_secs",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub obtained_at: Option<f64>,
     /// `expires_in`, `jwt_exp`, `unknown` or `never`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,8 +97,23 @@ mod tests {
         assert_eq!(r.times().obtained_at, None);
         let out = String::from_utf8(r.to_json()).unwrap();
         assert!(out.contains("\"future_field\": [\n    1\n  ]"), "{out}");
-        let keys: Vec<&str> = out.lines().filter_map(|l| l.trim().strip_prefix('"')?.split('"').next()).collect();
-        assert_eq!(&keys[..8], ["provider", "access_token", "refresh_token", "expires_at", "expires_at_human", "token_type", "client_id", "saved_at"]);
+        let keys: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix('"')?.split('"').next())
+            .collect();
+        assert_eq!(
+            &keys[..8],
+            [
+                "provider",
+                "access_token",
+                "refresh_token",
+                "expires_at",
+                "expires_at_human",
+                "token_type",
+                "client_id",
+                "saved_at"
+            ]
+        );
     }
 
     #[test]

@@ -1,0 +1,105 @@
+//! The one place commands and flags are defined.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mcp-credd",
+    version,
+    about = "Keeps MCP gateway and provider OAuth tokens fresh and writes them into MCP configs",
+    long_about = "Keeps MCP gateway and provider OAuth tokens fresh and writes them into MCP configs.\n\n\
+Without a command, runs once: obtains or refreshes every configured identity that needs it, \
+writes the token files and the MCP config copies, and exits.",
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit codes: 0 success, 1 failure, 2 usage error, 3 configuration error, 4 re-authorization required."
+)]
+pub struct Cli {
+    /// Config file (default: ~/.config/mcp-credd/config.yaml; env MCP_CREDD_CONFIG)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Env file with the reference tool's variables (env MCP_CREDD_ENV_FILE)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub env_file: Option<PathBuf>,
+
+    /// Where tokens are kept (default: ~/.oauth-tokens; env MCP_CREDD_TOKENS_DIR)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub tokens_dir: Option<PathBuf>,
+
+    /// More detail on stderr (-v info, -vv debug, -vvv trace)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print only errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub once: OnceArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct OnceArgs {
+    /// Only the gateway (ingress) identity
+    #[arg(long, conflicts_with = "egress_only")]
+    pub ingress_only: bool,
+
+    /// Only egress (provider) identities
+    #[arg(long)]
+    pub egress_only: bool,
+
+    /// Only the egress provider with this name
+    #[arg(long, value_name = "NAME")]
+    pub provider: Option<String>,
+
+    /// Fetch new tokens even when the stored ones are still valid
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show every identity's token state, expiry and last error
+    Status {
+        /// Machine-readable output (schema documented in README)
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_parse() {
+        let c = Cli::try_parse_from([
+            "mcp-credd",
+            "--force",
+            "--ingress-only",
+            "--tokens-dir",
+            "/t",
+            "-vv",
+        ])
+        .unwrap();
+        assert!(c.once.force && c.once.ingress_only && c.command.is_none());
+        assert_eq!(c.verbose, 2);
+        let c =
+            Cli::try_parse_from(["mcp-credd", "status", "--json", "--config", "/c.yaml"]).unwrap();
+        assert!(matches!(c.command, Some(Command::Status { json: true })));
+        assert!(Cli::try_parse_from(["mcp-credd", "--force", "status"]).is_err());
+        assert!(Cli::try_parse_from(["mcp-credd", "--ingress-only", "--egress-only"]).is_err());
+        assert!(Cli::try_parse_from(["mcp-credd", "-q", "-v"]).is_err());
+    }
+}

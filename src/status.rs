@@ -1,0 +1,322 @@
+//! `status`: each identity's standing, computed purely from config, stored files and `now`,
+//! and shown as a table for people or as stable JSON (schema 1) for programs.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::clock::Ts;
+use crate::config::RefreshPolicy;
+use crate::schedule::plan::{Expiry, Standing, jitter_unit, refresh_at, standing};
+use crate::store::{IdentityState, TokenRecord};
+use crate::timefmt::{human_utc, relative, rfc3339};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Usable and not yet due for refresh.
+    Valid,
+    /// Usable, due for refresh.
+    Expiring,
+    /// Past its expiry.
+    Expired,
+    /// No token yet; a run will obtain one (machine-to-machine identities).
+    Missing,
+    /// A person must log in (again).
+    NeedsLogin,
+    /// The last attempt failed and no usable token is stored.
+    Error,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Valid => "valid",
+            State::Expiring => "expiring",
+            State::Expired => "expired",
+            State::Missing => "missing",
+            State::NeedsLogin => "needs login",
+            State::Error => "error",
+        }
+    }
+    /// Does the identity hold a token an editor can use right now?
+    pub fn usable(self) -> bool {
+        matches!(self, State::Valid | State::Expiring)
+    }
+}
+
+/// Input for one identity.
+pub struct Input<'a> {
+    pub name: &'a str,
+    pub provider: &'a str,
+    pub token_file: PathBuf,
+    pub record: Result<Option<&'a TokenRecord>, String>,
+    pub state: &'a IdentityState,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Row {
+    pub name: String,
+    pub provider: String,
+    pub state: State,
+    pub token_file: PathBuf,
+    pub expires_at: Option<String>,
+    pub expires_at_epoch: Option<f64>,
+    pub expires_in_seconds: Option<i64>,
+    /// `expires_in`, `jwt_exp`, `unknown`, `never`.
+    pub expiry_source: Option<String>,
+    pub refresh_at: Option<String>,
+    pub obtained_at: Option<String>,
+    pub refresh_token_expires_at: Option<String>,
+    pub last_attempt_at: Option<String>,
+    pub last_success_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Report {
+    pub schema: u32,
+    pub generated_at: String,
+    pub tokens_dir: PathBuf,
+    pub identities: Vec<Row>,
+}
+
+fn ts_str(secs: Option<f64>) -> Option<String> {
+    secs.map(|s| rfc3339(Ts::from_secs_f64(s)))
+}
+
+pub fn row(input: &Input, policy: &RefreshPolicy, now: Ts) -> Row {
+    let st = input.state;
+    let mut last_error = st.last_error.clone();
+    let record = match &input.record {
+        Ok(r) => *r,
+        Err(e) => {
+            last_error = Some(e.clone());
+            None
+        }
+    };
+    let failed_last = st.last_error.is_some();
+    let reauth = st.last_error_kind.as_deref() == Some("reauth_required");
+    let (state, times) = match record {
+        None if reauth => (State::NeedsLogin, None),
+        None if failed_last || input.record.is_err() => (State::Error, None),
+        None => (State::Missing, None),
+        Some(r) => {
+            let t = r.times();
+            let s = match standing(&t, policy, jitter_unit(input.name, t.obtained_at), now) {
+                Standing::Valid => State::Valid,
+                Standing::Expiring => State::Expiring,
+                Standing::Expired if reauth => State::NeedsLogin,
+                Standing::Expired if failed_last => State::Error,
+                Standing::Expired => State::Expired,
+            };
+            (s, Some((r, t)))
+        }
+    };
+    let (expires_at, expires_in, source, refresh, obtained, rt_exp) = match times {
+        None => (None, None, None, None, None, None),
+        Some((r, t)) => {
+            let exp = match t.expiry {
+                Expiry::At(e) => Some(e),
+                _ => None,
+            };
+            let source = r.expiry_source.clone().or_else(|| {
+                Some(
+                    if exp.is_some() {
+                        "expires_in"
+                    } else {
+                        "unknown"
+                    }
+                    .to_string(),
+                )
+            });
+            let refresh = refresh_at(&t, policy, jitter_unit(input.name, t.obtained_at));
+            let rt = r
+                .extra
+                .get("refresh_token_expires_at")
+                .and_then(|v| v.as_f64());
+            (
+                exp,
+                exp.map(|e| e.ms_since(now).div_euclid(1000)),
+                source,
+                refresh,
+                r.obtained_at,
+                rt,
+            )
+        }
+    };
+    Row {
+        name: input.name.to_string(),
+        provider: input.provider.to_string(),
+        state,
+        token_file: input.token_file.clone(),
+        expires_at: expires_at.map(rfc3339),
+        expires_at_epoch: expires_at.map(Ts::as_secs_f64),
+        expires_in_seconds: expires_in,
+        expiry_source: source,
+        refresh_at: refresh.filter(|r| r.0 != i64::MIN).map(rfc3339),
+        obtained_at: ts_str(obtained),
+        refresh_token_expires_at: ts_str(rt_exp),
+        last_attempt_at: ts_str(st.last_attempt_at),
+        last_success_at: ts_str(st.last_success_at),
+        last_error,
+    }
+}
+
+/// The human table.
+pub fn render_table(report: &Report, now: Ts) -> String {
+    let mut out = String::new();
+    if report.identities.is_empty() {
+        out.push_str("no identities configured\n");
+        return out;
+    }
+    let w_name = report
+        .identities
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    let w_prov = report
+        .identities
+        .iter()
+        .map(|r| r.provider.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    out.push_str(&format!(
+        "{:<w_name$}  {:<w_prov$}  {:<11}  EXPIRES\n",
+        "IDENTITY", "PROVIDER", "STATE"
+    ));
+    for r in &report.identities {
+        let expires = match (&r.expires_at_epoch, r.expiry_source.as_deref()) {
+            (Some(e), _) => {
+                let t = Ts::from_secs_f64(*e);
+                format!("{} ({})", human_utc(t), relative(t, now))
+            }
+            (None, Some("never")) => "never".to_string(),
+            (None, Some(_)) => "unknown".to_string(),
+            (None, None) => "-".to_string(),
+        };
+        out.push_str(&format!(
+            "{:<w_name$}  {:<w_prov$}  {:<11}  {expires}\n",
+            r.name,
+            r.provider,
+            r.state.as_str()
+        ));
+        if let Some(rt) = &r.refresh_token_expires_at {
+            out.push_str(&format!("{:w_name$}  refresh token expires {rt}\n", ""));
+        }
+        if let Some(e) = &r.last_error {
+            out.push_str(&format!("{:w_name$}  last error: {e}\n", ""));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn rec(obtained: f64, expires: Option<f64>) -> TokenRecord {
+        TokenRecord {
+            provider: "cognito_m2m".into(),
+            access_token: Secret::new("t"),
+            refresh_token: None,
+            expires_at: expires,
+            expires_at_human: None,
+            token_type: "Bearer".into(),
+            client_id: None,
+            saved_at: String::new(),
+            user_pool_id: None,
+            region: None,
+            usage_notes: None,
+            identity: None,
+            obtained_at: Some(obtained),
+            expiry_source: None,
+            scope: None,
+            token_endpoint: None,
+            extra: Default::default(),
+        }
+    }
+
+    fn state_of(
+        record: Result<Option<&TokenRecord>, String>,
+        st: &IdentityState,
+        now_s: i64,
+    ) -> State {
+        let i = Input {
+            name: "ingress",
+            provider: "p",
+            token_file: "/t/ingress.json".into(),
+            record,
+            state: st,
+        };
+        let p = RefreshPolicy {
+            jitter_fraction: 0.0,
+            ..RefreshPolicy::default()
+        };
+        row(&i, &p, Ts::from_secs(now_s)).state
+    }
+
+    #[test]
+    fn states() {
+        let ok = IdentityState::default();
+        let failed = IdentityState {
+            last_error: Some("boom".into()),
+            last_error_kind: Some("transient".into()),
+            ..Default::default()
+        };
+        let reauth = IdentityState {
+            last_error: Some("gone".into()),
+            last_error_kind: Some("reauth_required".into()),
+            ..Default::default()
+        };
+        let r = rec(0.0, Some(3600.0));
+        assert_eq!(state_of(Ok(Some(&r)), &ok, 60), State::Valid);
+        assert_eq!(state_of(Ok(Some(&r)), &ok, 2800), State::Expiring);
+        assert_eq!(state_of(Ok(Some(&r)), &ok, 3600), State::Expired);
+        assert_eq!(state_of(Ok(Some(&r)), &failed, 60), State::Valid);
+        assert_eq!(state_of(Ok(Some(&r)), &failed, 4000), State::Error);
+        assert_eq!(state_of(Ok(Some(&r)), &reauth, 4000), State::NeedsLogin);
+        assert_eq!(state_of(Ok(None), &ok, 0), State::Missing);
+        assert_eq!(state_of(Ok(None), &failed, 0), State::Error);
+        assert_eq!(state_of(Ok(None), &reauth, 0), State::NeedsLogin);
+        assert_eq!(state_of(Err("corrupt".into()), &ok, 0), State::Error);
+    }
+
+    #[test]
+    fn table_and_json() {
+        let r = rec(0.0, Some(3600.0));
+        let st = IdentityState::default();
+        let i = Input {
+            name: "ingress",
+            provider: "cognito_m2m",
+            token_file: "/t/ingress.json".into(),
+            record: Ok(Some(&r)),
+            state: &st,
+        };
+        let now = Ts::from_secs(1080);
+        let p = RefreshPolicy {
+            jitter_fraction: 0.0,
+            ..RefreshPolicy::default()
+        };
+        let report = Report {
+            schema: 1,
+            generated_at: rfc3339(now),
+            tokens_dir: "/t".into(),
+            identities: vec![row(&i, &p, now)],
+        };
+        let table = render_table(&report, now);
+        assert_eq!(
+            table,
+            "IDENTITY  PROVIDER     STATE        EXPIRES\ningress   cognito_m2m  valid        1970-01-01 01:00:00 UTC (in 42m)\n"
+        );
+        let j = serde_json::to_value(&report).unwrap();
+        assert_eq!(j["identities"][0]["state"], "valid");
+        assert_eq!(j["identities"][0]["expires_in_seconds"], 2520);
+        assert_eq!(j["identities"][0]["refresh_at"], "1970-01-01T00:45:00Z");
+        assert_eq!(j["identities"][0]["expires_at"], "1970-01-01T01:00:00Z");
+    }
+}
