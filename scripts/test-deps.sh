@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what the integration tests need, on a fresh machine: the local identity
+# provider's Node packages (oidc-provider). Idempotent and quick when already installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "test-deps: '$1' is required ($2)" >&2; exit 1; }; }
+need node "Node.js 18+ runs the local identity provider"
+need npm "npm installs the local identity provider"
+
+# Node packages for tests/idp, exactly as locked.
+if [ ! -d tests/idp/node_modules/oidc-provider ] || [ tests/idp/package-lock.json -nt tests/idp/node_modules/.package-lock.json ]; then
+  echo "test-deps: installing tests/idp (oidc-provider)" >&2
+  (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
+fi
