@@ -3,26 +3,21 @@
 //! calls; decisions come from the pure modules.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use crate::cli::{Cli, Command, OnceArgs};
 use crate::clock::{Clock, Ts};
 use crate::config::load::{LoadOptions, Loaded, load};
-use crate::config::{Config, IdentityConfig, IdentityKind};
+use crate::config::{Config, IdentityConfig};
 use crate::exit::Exit;
 use crate::identity::FailureKind;
-use crate::identity::oauth::{Http, client_credentials, resolve_token_endpoint};
-use crate::identity::reply::{ExpirySource, TokenReply, expiry_of};
-use crate::render::write::{Outcome, write_reference_copies};
-use crate::schedule::plan::{Expiry, Standing, jitter_unit, standing};
+use crate::identity::oauth::Http;
+use crate::identity::reply::ExpirySource;
+use crate::refresh::{self, Outcome, token_file_name};
+use crate::render::write::{self as render_write, write_reference_copies};
+use crate::schedule::plan::Expiry;
 use crate::status;
-use crate::store::atomic::ReadError;
-use crate::store::{IdentityState, Store, StoreError, TokenRecord};
+use crate::store::{IdentityState, Store, TokenRecord};
 use crate::timefmt::{human_utc, relative};
-
-/// How long a run waits for another process that is refreshing the same identity. Longer
-/// than one full retry cycle of a token request with the default HTTP policy.
-const LOCK_WAIT: Duration = Duration::from_secs(180);
 
 /// What the user reads: results on stdout, problems on stderr. Logs are separate (tracing).
 #[derive(Clone, Copy, Debug)]
@@ -44,12 +39,6 @@ impl Ui {
     pub fn error(&self, s: impl AsRef<str>) {
         eprintln!("error: {}", s.as_ref());
     }
-}
-
-/// The token file of an identity; `ingress.json` for the gateway identity, as the
-/// reference tool names it.
-pub fn token_file_name(id: &IdentityConfig) -> String {
-    format!("{}.json", id.name)
 }
 
 pub async fn run(cli: Cli, clock: &dyn Clock, process_env: &HashMap<String, String>) -> Exit {
@@ -128,73 +117,17 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, clock: &dyn Clock, ui: Ui) -> 
     let entries = crate::render::entries(&config, ingress_record.as_ref());
     for t in write_reference_copies(store.dir(), &entries) {
         match t.outcome {
-            Outcome::Written => ui.out(format!("wrote {}", t.path.display())),
-            Outcome::Unchanged => {
+            render_write::Outcome::Written => ui.out(format!("wrote {}", t.path.display())),
+            render_write::Outcome::Unchanged => {
                 tracing::debug!(path = %t.path.display(), "config copy unchanged")
             }
-            Outcome::Skipped(why) => {
+            render_write::Outcome::Skipped(why) => {
                 ui.error(why);
                 exit = exit.worst(Exit::Failure);
             }
         }
     }
     exit
-}
-
-fn usage_notes(label: &str) -> String {
-    let which = match label {
-        "cognito_m2m" => "Cognito M2M",
-        "keycloak_m2m" => "Keycloak M2M",
-        "entra_m2m" => "Entra ID M2M",
-        _ => "OAuth M2M",
-    };
-    format!("This token is for INGRESS authentication to the MCP Gateway ({which})")
-}
-
-/// The token file record for a fresh reply. `sent_at` is when the request left, so the
-/// recorded expiry errs early rather than late.
-pub fn build_record(
-    id: &IdentityConfig,
-    reply: &TokenReply,
-    sent_at: Ts,
-    token_url: &str,
-) -> TokenRecord {
-    let (expiry, source) = expiry_of(reply, sent_at);
-    let expires_at = match expiry {
-        Expiry::At(t) => Some(t),
-        _ => None,
-    };
-    let mut extra = serde_json::Map::new();
-    for (k, v) in &id.extra_fields {
-        extra.insert(k.clone(), serde_json::Value::String(v.clone()));
-    }
-    let cognito = id.kind == IdentityKind::CognitoM2m;
-    TokenRecord {
-        provider: id.provider_label.clone(),
-        access_token: reply.access_token.clone(),
-        refresh_token: reply.refresh_token.clone(),
-        expires_at: expires_at.map(Ts::as_secs_f64),
-        expires_at_human: expires_at.map(human_utc),
-        token_type: reply.token_type.clone(),
-        client_id: Some(id.client_id.clone()),
-        saved_at: human_utc(sent_at),
-        user_pool_id: if cognito {
-            id.user_pool_id.clone()
-        } else {
-            None
-        },
-        region: if cognito { id.region.clone() } else { None },
-        usage_notes: Some(usage_notes(&id.provider_label)),
-        identity: Some(id.name.clone()),
-        obtained_at: Some(sent_at.as_secs_f64()),
-        expiry_source: Some(source.as_str().to_string()),
-        scope: reply
-            .scope
-            .clone()
-            .or_else(|| (!id.scopes.is_empty()).then(|| id.scopes.join(" "))),
-        token_endpoint: Some(token_url.to_string()),
-        extra,
-    }
 }
 
 fn describe_expiry(rec: &TokenRecord, now: Ts) -> String {
@@ -207,8 +140,7 @@ fn describe_expiry(rec: &TokenRecord, now: Ts) -> String {
     }
 }
 
-/// Makes sure a machine-to-machine identity holds a usable token: reuses a valid one,
-/// otherwise obtains a new one. On failure the stored token is left as it was.
+/// Runs the shared refresh step for a machine-to-machine identity and tells the user.
 async fn ensure_m2m(
     id: &IdentityConfig,
     store: &Store,
@@ -218,118 +150,57 @@ async fn ensure_m2m(
     clock: &dyn Clock,
     ui: Ui,
 ) -> (Option<TokenRecord>, Exit) {
-    let file = token_file_name(id);
-    let _lock = match store.lock(&id.name, LOCK_WAIT).await {
-        Ok(l) => l,
-        Err(e) => {
-            ui.error(format!("{}: {e}", id.name));
-            return (store.read_token(&file).ok().flatten(), Exit::Failure);
-        }
+    let ctx = refresh::Ctx {
+        store,
+        http,
+        policy: &config.refresh,
+        clock,
     };
-    // Read after taking the lock: another process may just have refreshed it.
-    let existing = match store.read_token(&file) {
-        Ok(r) => r,
-        Err(e @ (StoreError::Read(ReadError::Symlink(_)) | StoreError::Corrupt(..))) => {
-            ui.warn(format!("{e}; a new token will replace it"));
-            None
-        }
-        Err(e) => {
-            ui.error(format!("{}: {e}", id.name));
-            return (None, Exit::Failure);
-        }
-    };
+    let (outcome, notes) = refresh::ensure(id, &ctx, force).await;
+    for n in notes {
+        ui.warn(n);
+    }
     let now = clock.now();
-    if let Some(rec) = &existing {
-        let same = rec.client_id.as_deref() == Some(id.client_id.as_str())
-            && rec.provider == id.provider_label;
-        let t = rec.times();
-        if same
-            && !force
-            && standing(
-                &t,
-                &config.refresh,
-                jitter_unit(&id.name, t.obtained_at),
-                now,
-            ) == Standing::Valid
-        {
+    match outcome {
+        Outcome::Reused(rec) => {
             ui.out(format!(
                 "{}: stored token still valid, {}; use --force to replace it",
                 id.name,
-                describe_expiry(rec, now)
+                describe_expiry(&rec, now)
             ));
-            return (existing, Exit::Success);
+            (Some(rec), Exit::Success)
         }
-    }
-    let mut state = store.read_state(&id.name);
-    state.last_attempt_at = Some(now.as_secs_f64());
-    tracing::info!(identity = %id.name, force, "requesting a new token");
-    let result = async {
-        let url = resolve_token_endpoint(http, id).await?;
-        let sent_at = clock.now();
-        let reply = client_credentials(http, id, &url).await?;
-        Ok::<_, crate::identity::FetchError>(build_record(id, &reply, sent_at, &url))
-    }
-    .await;
-    match result {
-        Ok(rec) => {
-            if let Err(e) = store.write_token(&file, &rec) {
-                ui.error(format!("{}: {e}", id.name));
-                record_failure(store, &id.name, &mut state, &e.to_string(), "permanent", ui);
-                return (existing, Exit::Failure);
-            }
-            state.last_success_at = Some(clock.now().as_secs_f64());
-            state.last_error = None;
-            state.last_error_kind = None;
-            if let Err(e) = store.write_state(&id.name, &state) {
-                ui.warn(format!("{}: cannot record the run's outcome: {e}", id.name));
-            }
+        Outcome::Refreshed(rec) => {
             if rec.expiry_source.as_deref() == Some(ExpirySource::Unknown.as_str()) {
-                ui.warn(format!("{}: the provider gave no expiry (no expires_in, not a JWT); it will be refreshed every {}", id.name, crate::timefmt::short_duration(config.refresh.unknown_expiry_interval_ms)));
+                ui.warn(format!(
+                    "{}: the provider gave no expiry (no expires_in, not a JWT); it will be refreshed every {}",
+                    id.name,
+                    crate::timefmt::short_duration(config.refresh.unknown_expiry_interval_ms)
+                ));
             }
             ui.out(format!(
                 "{}: new token obtained, {}",
                 id.name,
-                describe_expiry(&rec, clock.now())
+                describe_expiry(&rec, now)
             ));
             (Some(rec), Exit::Success)
         }
-        Err(e) => {
-            let kind = match e.kind {
-                FailureKind::Transient => "transient",
-                FailureKind::Permanent => "permanent",
-                FailureKind::ReauthRequired => "reauth_required",
-            };
-            ui.error(format!("{}: {}", id.name, e.message));
-            record_failure(store, &id.name, &mut state, &e.message, kind, ui);
-            if let Some(rec) = &existing {
+        Outcome::Failed { error, kept } => {
+            ui.error(format!("{}: {}", id.name, error.message));
+            if let Some(rec) = &kept {
                 ui.out(format!(
                     "{}: kept the stored token, {}",
                     id.name,
-                    describe_expiry(rec, clock.now())
+                    describe_expiry(rec, now)
                 ));
             }
-            let exit = if e.kind == FailureKind::ReauthRequired {
+            let exit = if error.kind == FailureKind::ReauthRequired {
                 Exit::ReauthRequired
             } else {
                 Exit::Failure
             };
-            (existing, exit)
+            (kept, exit)
         }
-    }
-}
-
-fn record_failure(
-    store: &Store,
-    name: &str,
-    state: &mut IdentityState,
-    message: &str,
-    kind: &str,
-    ui: Ui,
-) {
-    state.last_error = Some(message.to_string());
-    state.last_error_kind = Some(kind.to_string());
-    if let Err(e) = store.write_state(name, state) {
-        ui.warn(format!("{name}: cannot record the run's outcome: {e}"));
     }
 }
 

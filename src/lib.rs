@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod exit;
 pub mod identity;
+pub mod refresh;
 pub mod render;
 pub mod schedule;
 pub mod secret;

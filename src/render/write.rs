@@ -29,7 +29,10 @@ fn write_one(path: &Path, shape: Shape, entries: &[ServerEntry]) -> Outcome {
         Ok(Some((bytes, _))) => match String::from_utf8(bytes) {
             Ok(s) => Some(s),
             Err(_) => {
-                return Outcome::Skipped(format!("{} is not UTF-8; left untouched", path.display()));
+                return Outcome::Skipped(format!(
+                    "{} is not UTF-8; left untouched",
+                    path.display()
+                ));
             }
         },
         Err(e) => return Outcome::Skipped(format!("{e}; left untouched")),
