@@ -3,11 +3,13 @@
 //! calls; decisions come from the pure modules.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::cli::{Cli, Command, OnceArgs};
 use crate::clock::{Clock, Ts};
 use crate::config::load::{LoadOptions, Loaded, load};
-use crate::config::{Config, IdentityConfig};
+use crate::config::{Config, IdentityConfig, Origin};
+use crate::daemon;
 use crate::exit::Exit;
 use crate::identity::FailureKind;
 use crate::identity::oauth::Http;
@@ -41,7 +43,7 @@ impl Ui {
     }
 }
 
-pub async fn run(cli: Cli, clock: &dyn Clock, process_env: &HashMap<String, String>) -> Exit {
+pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, String>) -> Exit {
     let ui = Ui { quiet: cli.quiet };
     let opts = LoadOptions {
         config: cli.config.clone(),
@@ -59,9 +61,165 @@ pub async fn run(cli: Cli, clock: &dyn Clock, process_env: &HashMap<String, Stri
         ui.warn(w);
     }
     match cli.command {
-        Some(Command::Status { json }) => status_cmd(&loaded.config, json, clock, ui),
-        None => oneshot(loaded, &cli.once, clock, ui).await,
+        Some(Command::Status { json }) => status_cmd(&loaded.config, json, clock.as_ref(), ui),
+        Some(Command::Daemon) => daemon_cmd(loaded, opts, process_env.clone(), clock, ui).await,
+        Some(Command::InstallService { unit_path }) => {
+            install_service(&loaded.config, unit_path, process_env, ui)
+        }
+        None => oneshot(loaded, &cli.once, clock.as_ref(), ui).await,
     }
+}
+
+async fn daemon_cmd(
+    loaded: Loaded,
+    opts: LoadOptions,
+    env: HashMap<String, String>,
+    clock: Arc<dyn Clock>,
+    ui: Ui,
+) -> Exit {
+    let config = loaded.config;
+    let store = match open_store(&config, ui) {
+        Ok(s) => Arc::new(s),
+        Err(e) => return e,
+    };
+    let _daemon_lock = match store.try_daemon_lock() {
+        Ok(Ok(f)) => f,
+        Ok(Err(pid)) => {
+            let who = if pid.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {pid})")
+            };
+            ui.error(format!(
+                "another mcp-credd daemon is already running for {}{who}; stop it first",
+                config.tokens_dir.display()
+            ));
+            return Exit::Failure;
+        }
+        Err(e) => {
+            ui.error(e.to_string());
+            return Exit::Failure;
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    if let Err(e) = daemon::forward_signals(tx.clone()) {
+        ui.error(format!("cannot install signal handlers: {e}"));
+        return Exit::Failure;
+    }
+    let mut watched: Vec<std::path::PathBuf> = Vec::new();
+    match &config.origin {
+        Origin::File(p) => watched.push(absolute(p)),
+        Origin::Environment { env_file } => watched.extend(env_file.iter().map(|p| absolute(p))),
+    }
+    if let Some(p) = &opts.env_file {
+        watched.push(absolute(p));
+    }
+    let token_files: Vec<String> = config.ingress.iter().map(token_file_name).collect();
+    let _watcher = match daemon::watch(watched, store.dir().to_path_buf(), token_files, tx.clone())
+    {
+        Ok(w) => Some(w),
+        Err(e) => {
+            ui.warn(format!(
+                "cannot watch the config for changes ({e}); use SIGHUP to reload"
+            ));
+            None
+        }
+    };
+    let notifier = daemon::sd::Notifier::new(env.get("NOTIFY_SOCKET").map(String::as_str));
+    let loader: daemon::Loader = Box::new(move || load(&opts, &env));
+    let d = match daemon::Daemon::new(config, store, clock, notifier, loader) {
+        Ok(d) => d,
+        Err(e) => {
+            ui.error(e);
+            return Exit::Failure;
+        }
+    };
+    d.run(rx).await
+}
+
+fn absolute(p: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The unit file text for this binary and configuration.
+pub fn unit_text(
+    bin: &std::path::Path,
+    tokens_dir: &std::path::Path,
+    home: Option<&std::path::Path>,
+) -> String {
+    let template = include_str!("../systemd/mcp-credd.service");
+    let mut text = template.replace("@BIN@", &systemd_escape_path(bin));
+    // A tokens directory outside the default needs its own write permission.
+    let default = home.map(|h| h.join(".oauth-tokens"));
+    if default.as_deref() != Some(tokens_dir) {
+        text = text.replace(
+            "ReadWritePaths=-%h/.oauth-tokens\n",
+            &format!(
+                "ReadWritePaths=-%h/.oauth-tokens\nReadWritePaths=-{}\n",
+                systemd_escape_path(tokens_dir)
+            ),
+        );
+    }
+    text
+}
+
+/// Quotes a path for a unit file: spaces as \x20, `%` doubled.
+fn systemd_escape_path(p: &std::path::Path) -> String {
+    p.display()
+        .to_string()
+        .replace('%', "%%")
+        .replace(' ', "\\x20")
+}
+
+fn install_service(
+    config: &Config,
+    unit_path: Option<std::path::PathBuf>,
+    env: &HashMap<String, String>,
+    ui: Ui,
+) -> Exit {
+    let bin = match std::env::current_exe() {
+        Ok(b) => b,
+        Err(e) => {
+            ui.error(format!("cannot tell where this binary is: {e}"));
+            return Exit::Failure;
+        }
+    };
+    let home = env.get("HOME").map(std::path::PathBuf::from);
+    let path = match unit_path.or_else(|| {
+        let base = env
+            .get("XDG_CONFIG_HOME")
+            .filter(|s| !s.is_empty())
+            .map(std::path::PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(".config")))?;
+        Some(base.join("systemd/user/mcp-credd.service"))
+    }) {
+        Some(p) => p,
+        None => {
+            ui.error("HOME is not set; pass --unit-path");
+            return Exit::Failure;
+        }
+    };
+    // The unit makes the home directory read-only except for listed paths, which must
+    // exist when the service starts: create the tokens directory now.
+    if let Err(e) = Store::open(&config.tokens_dir) {
+        ui.error(e.to_string());
+        return Exit::Failure;
+    }
+    let text = unit_text(&bin, &config.tokens_dir, home.as_deref());
+    if let Some(dir) = path.parent()
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        ui.error(format!("cannot create {}: {e}", dir.display()));
+        return Exit::Failure;
+    }
+    if let Err(e) = crate::store::atomic::write_atomic(&path, text.as_bytes(), 0o644) {
+        ui.error(format!("cannot write {}: {e}", path.display()));
+        return Exit::Failure;
+    }
+    ui.out(format!("wrote {}", path.display()));
+    ui.out("start it with:\n  systemctl --user daemon-reload && systemctl --user enable --now mcp-credd");
+    ui.out("then follow it with:\n  journalctl --user -u mcp-credd -f");
+    Exit::Success
 }
 
 fn open_store(config: &Config, ui: Ui) -> Result<Store, Exit> {

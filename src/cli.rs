@@ -64,6 +64,14 @@ pub struct OnceArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run as a service: keep every token fresh until stopped (systemd user service)
+    Daemon,
+    /// Install the systemd user unit for the daemon and print how to start it
+    InstallService {
+        /// Write the unit here instead of ~/.config/systemd/user/mcp-credd.service
+        #[arg(long, value_name = "PATH")]
+        unit_path: Option<PathBuf>,
+    },
     /// Show every identity's token state, expiry and last error
     Status {
         /// Machine-readable output (schema documented in README)

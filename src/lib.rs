@@ -5,6 +5,7 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod exit;
 pub mod identity;
 pub mod refresh;

@@ -12,8 +12,11 @@ use mcp_credd::exit::Exit;
 fn init_logging(cli: &Cli) {
     // Our own crate at the chosen level; dependencies stay at warn so that request
     // internals never reach the log. MCP_CREDD_LOG overrides (tracing filter syntax).
+    // The daemon's default is info: its log is where a service says what it did.
+    let daemon = matches!(cli.command, Some(mcp_credd::cli::Command::Daemon));
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
+        (false, 0) if daemon => "info",
         (false, 0) => "warn",
         (false, 1) => "info",
         (false, 2) => "debug",
@@ -61,6 +64,6 @@ fn main() -> ExitCode {
             return ExitCode::from(Exit::Failure.code());
         }
     };
-    let exit = rt.block_on(app::run(cli, &SystemClock, &env));
+    let exit = rt.block_on(app::run(cli, std::sync::Arc::new(SystemClock), &env));
     ExitCode::from(exit.code())
 }

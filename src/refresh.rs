@@ -189,7 +189,7 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
                 state.last_success_at = Some(ctx.clock.now().as_secs_f64());
                 state.last_error = None;
                 state.last_error_kind = None;
-                tracing::info!(identity = %id.name, expires_at = ?rec.expires_at, "stored a new token");
+                tracing::debug!(identity = %id.name, expires_at = ?rec.expires_at, "stored a new token");
                 Outcome::Refreshed(rec)
             }
             Err(e) => Outcome::Failed {

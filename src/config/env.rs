@@ -94,6 +94,7 @@ pub fn from_env(env: &EnvVars, tokens_dir: PathBuf) -> Result<Option<Config>, Co
         servers: Vec::new(),
         refresh: RefreshPolicy::default(),
         http: HttpPolicy::default(),
+        hooks: Default::default(),
     }))
 }
 

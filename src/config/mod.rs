@@ -44,6 +44,15 @@ pub struct Config {
     pub servers: Vec<ServerConfig>,
     pub refresh: RefreshPolicy,
     pub http: HttpPolicy,
+    pub hooks: Hooks,
+}
+
+/// Commands the daemon runs when an identity needs attention. Each is an argv (no shell);
+/// the identity and the message arrive in MCP_CREDD_* environment variables, never argv.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hooks {
+    pub on_error: Option<Vec<String>>,
+    pub on_reauth_required: Option<Vec<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,6 +161,15 @@ pub struct RefreshPolicy {
     pub jitter_fraction: f64,
     /// Tokens whose expiry is unknown are refreshed this long after they were obtained.
     pub unknown_expiry_interval_ms: i64,
+    /// Daemon: first wait after a failed refresh; doubled per failure, full jitter...
+    pub retry_initial_ms: i64,
+    /// ...up to this cap. Retries never stop for transient failures.
+    pub retry_max_ms: i64,
+    /// Daemon: the longest it sleeps before looking at the wall clock again, so a laptop
+    /// waking from suspend or a clock jump is noticed within this time.
+    pub check_interval_ms: i64,
+    /// Daemon: refreshes running at once.
+    pub concurrency: usize,
 }
 
 impl Default for RefreshPolicy {
@@ -161,6 +179,10 @@ impl Default for RefreshPolicy {
             before_expiry_ms: 5 * 60_000,
             jitter_fraction: 0.05,
             unknown_expiry_interval_ms: 30 * 60_000,
+            retry_initial_ms: 10_000,
+            retry_max_ms: 5 * 60_000,
+            check_interval_ms: 10_000,
+            concurrency: 8,
         }
     }
 }

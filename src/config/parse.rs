@@ -9,8 +9,9 @@ use serde::Deserialize;
 
 use super::locate::locate;
 use super::{
-    ClientAuth, Config, ConfigError, Endpoint, HttpPolicy, IdentityConfig, IdentityKind, Origin,
-    RefreshPolicy, ServerAuth, ServerConfig, Transport, check_endpoint_url, default_server_url,
+    ClientAuth, Config, ConfigError, Endpoint, Hooks, HttpPolicy, IdentityConfig, IdentityKind,
+    Origin, RefreshPolicy, ServerAuth, ServerConfig, Transport, check_endpoint_url,
+    default_server_url,
 };
 use crate::secret::Secret;
 
@@ -217,6 +218,24 @@ struct RawRefresh {
     before_expiry: Option<Millis>,
     jitter: Option<f64>,
     unknown_expiry_interval: Option<Millis>,
+    retry_initial: Option<Millis>,
+    retry_max: Option<Millis>,
+    check_interval: Option<Millis>,
+    concurrency: Option<usize>,
+}
+
+/// A command: a YAML list (argv) or a string split on whitespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Argv(Vec<String>);
+
+impl<'de> Deserialize<'de> for Argv {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Scopes::deserialize(d)?;
+        if s.0.is_empty() {
+            return Err(serde::de::Error::custom("a command cannot be empty"));
+        }
+        Ok(Argv(s.0))
+    }
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -238,6 +257,8 @@ struct RawConfig {
     servers_dir: Option<String>,
     refresh: Option<RawRefresh>,
     http: Option<RawHttp>,
+    on_error: Option<Argv>,
+    on_reauth_required: Option<Argv>,
 }
 
 /// The result of parsing: the config plus the `servers_dir` to import service files from,
@@ -533,7 +554,23 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
         unknown_expiry_interval_ms: rr
             .unknown_expiry_interval
             .map_or(d.unknown_expiry_interval_ms, |m| m.0),
+        retry_initial_ms: rr.retry_initial.map_or(d.retry_initial_ms, |m| m.0),
+        retry_max_ms: rr.retry_max.map_or(d.retry_max_ms, |m| m.0),
+        check_interval_ms: rr.check_interval.map_or(d.check_interval_ms, |m| m.0),
+        concurrency: rr.concurrency.unwrap_or(d.concurrency),
     };
+    if refresh.retry_initial_ms < 100 || refresh.retry_max_ms < refresh.retry_initial_ms {
+        return Err(ctx.err(
+            "refresh.retry_max",
+            "retry_initial must be at least 100ms and retry_max at least retry_initial",
+        ));
+    }
+    if !(100..=3_600_000).contains(&refresh.check_interval_ms) {
+        return Err(ctx.err("refresh.check_interval", "use a value from 100ms to 1h"));
+    }
+    if refresh.concurrency == 0 {
+        return Err(ctx.err("refresh.concurrency", "must be at least 1"));
+    }
     if refresh.unknown_expiry_interval_ms < 1000 {
         return Err(ctx.err("refresh.unknown_expiry_interval", "must be at least 1s"));
     }
@@ -563,6 +600,10 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
             servers,
             refresh,
             http,
+            hooks: Hooks {
+                on_error: raw.on_error.map(|a| a.0),
+                on_reauth_required: raw.on_reauth_required.map(|a| a.0),
+            },
         },
         servers_dir: raw
             .servers_dir

@@ -97,6 +97,7 @@ mod tests {
             before_expiry_ms: 5 * MIN,
             jitter_fraction: 0.0,
             unknown_expiry_interval_ms: 30 * MIN,
+            ..RefreshPolicy::default()
         }
     }
 

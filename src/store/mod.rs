@@ -190,6 +190,36 @@ impl Store {
         write_atomic(&path, &bytes, FILE_MODE).map_err(|e| StoreError::Write(path, e))
     }
 
+    /// The one-daemon-per-tokens-directory lock. `Ok(Err(pid))` names the holder when
+    /// another daemon has it. Held until the returned file is dropped.
+    pub fn try_daemon_lock(&self) -> Result<Result<File, String>, StoreError> {
+        use std::io::{Read, Seek, Write};
+        let path = self.dir.join(PRIVATE).join("daemon.lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| StoreError::Lock("daemon".into(), e))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.set_len(0);
+                let _ = file.rewind();
+                let _ = write!(file, "{}", std::process::id());
+                Ok(Ok(file))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                Ok(Err(pid.trim().to_string()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Lock("daemon".into(), e)),
+        }
+    }
+
     /// Takes the identity's lock, waiting up to `wait` for another process to finish.
     pub async fn lock(&self, identity: &str, wait: Duration) -> Result<IdentityLock, StoreError> {
         let path = self.dir.join(PRIVATE).join(format!("{identity}.lock"));

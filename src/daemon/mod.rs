@@ -1,0 +1,756 @@
+//! `mcp-credd daemon`: the refresh scheduler. Keeps every identity's token fresh, re-renders
+//! the MCP configs when tokens change, reloads on config edits and SIGHUP, refreshes all on
+//! SIGUSR1, stops cleanly on SIGTERM/SIGINT, and speaks systemd's readiness protocol. It
+//! never forks: systemd (or the user's terminal) supervises it.
+//!
+//! The decisions live in `schedule::slots`; this module is the event loop around them.
+
+pub mod sd;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::clock::{Clock, Ts};
+use crate::config::load::Loaded;
+use crate::config::{Config, ConfigError, IdentityConfig};
+use crate::exit::Exit;
+use crate::identity::FailureKind;
+use crate::identity::oauth::Http;
+use crate::refresh::{self, Outcome, token_file_name};
+use crate::render::write::{Outcome as WriteOutcome, write_reference_copies};
+use crate::render::{ServerEntry, entries};
+use crate::schedule::backoff::random_unit;
+use crate::schedule::plan::{Expiry, TokenTimes};
+use crate::schedule::slots::Schedule;
+use crate::store::{Store, TokenRecord};
+use crate::timefmt::short_duration;
+
+/// Things that happen to the daemon from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// SIGHUP, or the config / env file changed.
+    Reload,
+    /// SIGUSR1.
+    RefreshAll,
+    /// SIGTERM, SIGINT.
+    Stop,
+    /// A token file was written by someone (a `login` or one-shot in another terminal).
+    TokensChanged,
+}
+
+/// Refreshes one identity (`force`: even if still valid). The real one is
+/// `refresh::ensure`; loop tests pass their own.
+pub type RefreshFn = Arc<
+    dyn Fn(Arc<IdentityConfig>, bool) -> Pin<Box<dyn Future<Output = Outcome> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Reloads the configuration (the same files as at start).
+pub type Loader = Box<dyn FnMut() -> Result<Loaded, ConfigError> + Send>;
+
+/// How long in-flight refreshes may take to finish after a stop request. Their writes are
+/// atomic, so abandoning one after this is safe.
+const DRAIN: Duration = Duration::from_secs(3);
+/// Config files are often written in several steps; wait this long for the last one.
+const RELOAD_SETTLE: Duration = Duration::from_millis(200);
+
+pub struct Daemon {
+    pub config: Config,
+    pub store: Arc<Store>,
+    pub clock: Arc<dyn Clock>,
+    pub notifier: sd::Notifier,
+    pub loader: Loader,
+    /// `None`: the real refresh against the identity providers.
+    pub refresher: Option<RefreshFn>,
+    schedule: Schedule,
+    records: HashMap<String, TokenRecord>,
+    last_entries: Option<Vec<ServerEntry>>,
+    /// Identities whose hook already ran in the current failure streak.
+    hooked: HashSet<String>,
+    http: Arc<Http>,
+}
+
+fn identities(config: &Config) -> Vec<Arc<IdentityConfig>> {
+    config.ingress.iter().cloned().map(Arc::new).collect()
+}
+
+impl Daemon {
+    pub fn new(
+        config: Config,
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        notifier: sd::Notifier,
+        loader: Loader,
+    ) -> Result<Daemon, String> {
+        let http = Arc::new(Http::new(config.http)?);
+        let schedule = Schedule::new(config.refresh);
+        Ok(Daemon {
+            config,
+            store,
+            clock,
+            notifier,
+            loader,
+            refresher: None,
+            schedule,
+            records: HashMap::new(),
+            last_entries: None,
+            hooked: HashSet::new(),
+            http,
+        })
+    }
+
+    fn ids(&self) -> Vec<Arc<IdentityConfig>> {
+        identities(&self.config)
+    }
+
+    fn times_of(&self, id: &IdentityConfig) -> Option<TokenTimes> {
+        self.records
+            .get(&id.name)
+            .filter(|r| refresh::belongs_to(r, id))
+            .map(TokenRecord::times)
+    }
+
+    /// Re-reads every identity's token file into the schedule.
+    fn reread_tokens(&mut self) {
+        for id in self.ids() {
+            match self.store.read_token(&token_file_name(&id)) {
+                Ok(Some(r)) => {
+                    self.records.insert(id.name.clone(), r);
+                }
+                Ok(None) => {
+                    self.records.remove(&id.name);
+                }
+                Err(e) => warn!(identity = %id.name, error = %e, "cannot read the token file"),
+            }
+            let t = self.times_of(&id);
+            self.schedule.set_token(&id.name, t);
+        }
+    }
+
+    fn render(&mut self) {
+        let ingress = self
+            .config
+            .ingress
+            .as_ref()
+            .and_then(|i| self.records.get(&i.name));
+        let now_entries = entries(&self.config, ingress);
+        if self.last_entries.as_ref() == Some(&now_entries) {
+            return;
+        }
+        for t in write_reference_copies(self.store.dir(), &now_entries) {
+            match t.outcome {
+                WriteOutcome::Written => info!(path = %t.path.display(), "config written"),
+                WriteOutcome::Unchanged => {}
+                WriteOutcome::Skipped(why) => error!("{why}"),
+            }
+        }
+        self.last_entries = Some(now_entries);
+    }
+
+    fn status_line(&self, now: Ts) -> String {
+        let ids = self.ids();
+        let mut valid = 0;
+        let mut failing = Vec::new();
+        for id in &ids {
+            let slot = self.schedule.slot(&id.name);
+            let usable = self.times_of(id).is_some_and(|t| match t.expiry {
+                Expiry::At(e) => e > now,
+                _ => true,
+            });
+            if slot.is_some_and(|s| s.blocked.is_some() || s.failures > 0) || !usable {
+                failing.push(id.name.as_str());
+            } else {
+                valid += 1;
+            }
+        }
+        let mut line = format!("{valid} of {} identities valid", ids.len());
+        if !failing.is_empty() {
+            line.push_str(&format!("; needs attention: {}", failing.join(", ")));
+        }
+        if let Some(d) = self.schedule.next_deadline() {
+            line.push_str(&format!(
+                "; next refresh in {}",
+                short_duration(d.ms_since(now).max(0))
+            ));
+        }
+        line
+    }
+
+    fn spawn_due(&mut self, tasks: &mut JoinSet<(String, Outcome)>, sem: &Arc<Semaphore>) {
+        let now = self.clock.now();
+        for name in self.schedule.due(now) {
+            let Some(id) = self.ids().into_iter().find(|i| i.name == name) else {
+                continue;
+            };
+            let forced = self.schedule.slot(&name).is_some_and(|s| s.forced);
+            self.schedule.start(&name);
+            let sem = sem.clone();
+            let fut: Pin<Box<dyn Future<Output = Outcome> + Send>> = match &self.refresher {
+                Some(f) => f(id.clone(), forced),
+                None => {
+                    let (store, http, clock, policy) = (
+                        self.store.clone(),
+                        self.http.clone(),
+                        self.clock.clone(),
+                        self.config.refresh,
+                    );
+                    let id = id.clone();
+                    Box::pin(async move {
+                        let ctx = refresh::Ctx {
+                            store: &store,
+                            http: &http,
+                            policy: &policy,
+                            clock: clock.as_ref(),
+                        };
+                        let (o, notes) = refresh::ensure(&id, &ctx, forced).await;
+                        for n in notes {
+                            warn!(identity = %id.name, "{n}");
+                        }
+                        o
+                    })
+                }
+            };
+            tasks.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                (name, fut.await)
+            });
+        }
+    }
+
+    fn finished(&mut self, name: String, outcome: Outcome) {
+        let now = self.clock.now();
+        let Some(id) = self.ids().into_iter().find(|i| i.name == name) else {
+            return;
+        };
+        match &outcome {
+            Outcome::Refreshed(rec) | Outcome::Reused(rec) => {
+                if matches!(outcome, Outcome::Refreshed(_)) {
+                    info!(identity = %name, expires_at = ?rec.expires_at, "token refreshed");
+                }
+                self.records.insert(name.clone(), rec.clone());
+                let t = self.times_of(&id);
+                self.schedule.succeeded(&name, t);
+                self.hooked.remove(&name);
+            }
+            Outcome::Failed { error, kept } => {
+                match kept {
+                    Some(k) => self.records.insert(name.clone(), k.clone()),
+                    None => self.records.remove(&name),
+                };
+                let t = self.times_of(&id);
+                self.schedule
+                    .failed(&name, error.kind, t, now, random_unit());
+                let retry = self
+                    .schedule
+                    .deadline(&name)
+                    .map(|d| short_duration(d.ms_since(now).max(0)));
+                warn!(identity = %name, kind = refresh::kind_str(error.kind), retry_in = ?retry, "refresh failed: {}", error.message);
+                let expired = t.is_none_or(|t| matches!(t.expiry, Expiry::At(e) if e <= now));
+                let hook = match error.kind {
+                    FailureKind::ReauthRequired => Some((
+                        "reauth_required",
+                        self.config.hooks.on_reauth_required.clone(),
+                    )),
+                    FailureKind::Permanent => Some(("error", self.config.hooks.on_error.clone())),
+                    FailureKind::Transient if expired => {
+                        Some(("error", self.config.hooks.on_error.clone()))
+                    }
+                    FailureKind::Transient => None,
+                };
+                if let Some((event, Some(argv))) = hook
+                    && self.hooked.insert(name.clone())
+                {
+                    run_hook(&argv, event, &name, &error.message);
+                }
+            }
+        }
+        self.render();
+    }
+
+    fn reload(&mut self) {
+        self.notifier.reloading();
+        match (self.loader)() {
+            Ok(loaded) => {
+                for w in &loaded.warnings {
+                    warn!("{w}");
+                }
+                let new = loaded.config;
+                if new.tokens_dir != self.config.tokens_dir {
+                    error!(old = %self.config.tokens_dir.display(), new = %new.tokens_dir.display(), "tokens_dir changed; restart the daemon to move to it (keeping the running configuration)");
+                } else {
+                    if new.http != self.config.http {
+                        match Http::new(new.http) {
+                            Ok(h) => self.http = Arc::new(h),
+                            Err(e) => error!("{e}"),
+                        }
+                    }
+                    self.config = new;
+                    let names: Vec<String> = self.ids().iter().map(|i| i.name.clone()).collect();
+                    self.schedule
+                        .set_identities(names.iter().map(String::as_str), self.config.refresh);
+                    self.hooked.clear();
+                    self.reread_tokens();
+                    self.last_entries = None;
+                    self.render();
+                    info!(
+                        identities = names.len(),
+                        servers = self.config.servers.len(),
+                        "configuration reloaded"
+                    );
+                }
+            }
+            Err(e) => error!("configuration not reloaded, keeping the running one: {e}"),
+        }
+        self.notifier.ready();
+    }
+
+    /// Runs until a Stop event (or the event channel closes). Returns the exit code.
+    pub async fn run(mut self, mut events: mpsc::Receiver<Event>) -> Exit {
+        let names: Vec<String> = self.ids().iter().map(|i| i.name.clone()).collect();
+        self.schedule
+            .set_identities(names.iter().map(String::as_str), self.config.refresh);
+        self.reread_tokens();
+        self.render();
+        let mut sem = Arc::new(Semaphore::new(self.config.refresh.concurrency));
+        let mut tasks: JoinSet<(String, Outcome)> = JoinSet::new();
+        let mut ready = false;
+        let mut last_status = String::new();
+        info!(identities = names.len(), tokens_dir = %self.store.dir().display(), "daemon started");
+        loop {
+            self.spawn_due(&mut tasks, &sem);
+            let now = self.clock.now();
+            if !ready && !self.schedule.any_in_flight() {
+                ready = true;
+                self.notifier.ready();
+            }
+            let line = self.status_line(now);
+            if line != last_status {
+                self.notifier.status(&line);
+                last_status = line;
+            }
+            let sleep = Duration::from_millis(self.schedule.sleep_ms(now) as u64);
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => match done {
+                    Ok((name, outcome)) => self.finished(name, outcome),
+                    Err(e) => error!(error = %e, "a refresh task failed"),
+                },
+                ev = events.recv() => {
+                    let mut pending = vec![ev.unwrap_or(Event::Stop)];
+                    if pending[0] == Event::Reload {
+                        // Let a multi-step save finish, and fold repeated events into one.
+                        tokio::time::sleep(RELOAD_SETTLE).await;
+                        while let Ok(e) = events.try_recv() {
+                            pending.push(e);
+                        }
+                    }
+                    let stop = pending.contains(&Event::Stop);
+                    if stop {
+                        break;
+                    }
+                    if pending.contains(&Event::Reload) {
+                        let before = self.config.refresh.concurrency;
+                        self.reload();
+                        if self.config.refresh.concurrency != before {
+                            sem = Arc::new(Semaphore::new(self.config.refresh.concurrency));
+                        }
+                    }
+                    if pending.contains(&Event::TokensChanged) {
+                        self.reread_tokens();
+                        self.render();
+                    }
+                    if pending.contains(&Event::RefreshAll) {
+                        info!("refreshing every identity now (SIGUSR1)");
+                        self.schedule.force_all();
+                    }
+                }
+            }
+        }
+        self.notifier.stopping();
+        info!("stopping");
+        let drained = tokio::time::timeout(DRAIN, async {
+            while let Some(done) = tasks.join_next().await {
+                if let Ok((name, outcome)) = done {
+                    self.finished(name, outcome);
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            warn!(
+                "abandoning refreshes still running after {}s (files are written atomically)",
+                DRAIN.as_secs()
+            );
+            tasks.abort_all();
+        }
+        Exit::Success
+    }
+}
+
+/// Runs a hook command without waiting for it; it gets the details in its environment.
+fn run_hook(argv: &[String], event: &str, identity: &str, message: &str) {
+    let Some((prog, args)) = argv.split_first() else {
+        return;
+    };
+    let mut cmd = tokio::process::Command::new(prog);
+    cmd.args(args)
+        .env("MCP_CREDD_EVENT", event)
+        .env("MCP_CREDD_IDENTITY", identity)
+        .env("MCP_CREDD_MESSAGE", message)
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    match cmd.spawn() {
+        Ok(mut child) => {
+            let prog = prog.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(Duration::from_secs(60), child.wait()).await {
+                    Ok(Ok(st)) if !st.success() => warn!(hook = %prog, status = %st, "hook failed"),
+                    Ok(Err(e)) => warn!(hook = %prog, error = %e, "hook failed"),
+                    Err(_) => warn!(hook = %prog, "hook still running after 60s; killed"),
+                    _ => {}
+                }
+            });
+        }
+        Err(e) => warn!(hook = %prog, error = %e, "cannot run hook"),
+    }
+}
+
+/// Forwards SIGHUP, SIGUSR1, SIGTERM and SIGINT to the event channel (from a thread:
+/// signal-hook's iterator is blocking).
+pub fn forward_signals(tx: mpsc::Sender<Event>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let ev = match sig {
+                    SIGHUP => Event::Reload,
+                    SIGUSR1 => Event::RefreshAll,
+                    _ => Event::Stop,
+                };
+                if tx.blocking_send(ev).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Watches the config file(s) and the tokens directory. The watcher stops when dropped.
+pub fn watch(
+    config_files: Vec<PathBuf>,
+    tokens_dir: PathBuf,
+    token_files: Vec<String>,
+    tx: mpsc::Sender<Event>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let cfg = config_files.clone();
+    let tdir = tokens_dir.clone();
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(ev) = res else { return };
+        if matches!(ev.kind, EventKind::Access(_)) {
+            return;
+        }
+        for p in &ev.paths {
+            if cfg.iter().any(|c| c == p) {
+                let _ = tx.try_send(Event::Reload);
+            } else if p.parent() == Some(tdir.as_path())
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| token_files.iter().any(|t| t == n))
+            {
+                let _ = tx.try_send(Event::TokensChanged);
+            }
+        }
+    })?;
+    // Watch directories, not files: editors save by renaming a new file into place.
+    let mut dirs: Vec<PathBuf> = config_files
+        .iter()
+        .filter_map(|c| c.parent().map(PathBuf::from))
+        .collect();
+    dirs.push(tokens_dir);
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs {
+        if let Err(e) = w.watch(&d, RecursiveMode::NonRecursive) {
+            warn!(dir = %d.display(), error = %e, "cannot watch for changes; use SIGHUP to reload");
+        }
+    }
+    Ok(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::{ClientAuth, Endpoint, HttpPolicy, IdentityKind, Origin, RefreshPolicy};
+    use crate::identity::FetchError;
+    use crate::secret::Secret;
+    use std::os::unix::net::UnixDatagram;
+    use std::sync::Mutex;
+
+    const MIN: i64 = 60_000;
+
+    fn config(tokens: &std::path::Path) -> Config {
+        Config {
+            origin: Origin::File("/c.yaml".into()),
+            tokens_dir: tokens.to_path_buf(),
+            gateway_url: None,
+            ingress: Some(IdentityConfig {
+                name: "ingress".into(),
+                kind: IdentityKind::OidcM2m,
+                provider_label: "oidc_m2m".into(),
+                client_id: "c".into(),
+                client_secret: Secret::new("s"),
+                scopes: vec![],
+                endpoint: Endpoint::TokenUrl("https://idp.invalid/token".into()),
+                client_auth: ClientAuth::Basic,
+                audience: None,
+                resource: None,
+                region: None,
+                user_pool_id: None,
+                extra_fields: vec![],
+                extra_headers: vec![],
+            }),
+            servers: vec![],
+            refresh: RefreshPolicy {
+                jitter_fraction: 0.0,
+                ..RefreshPolicy::default()
+            },
+            http: HttpPolicy::default(),
+            hooks: Default::default(),
+        }
+    }
+
+    fn record(now: Ts, life_ms: i64) -> TokenRecord {
+        TokenRecord {
+            provider: "oidc_m2m".into(),
+            access_token: Secret::new(format!("tok-{}", now.0)),
+            refresh_token: None,
+            expires_at: Some(now.plus_ms(life_ms).as_secs_f64()),
+            expires_at_human: None,
+            token_type: "Bearer".into(),
+            client_id: Some("c".into()),
+            saved_at: String::new(),
+            user_pool_id: None,
+            region: None,
+            usage_notes: None,
+            identity: Some("ingress".into()),
+            obtained_at: Some(now.as_secs_f64()),
+            expiry_source: Some("expires_in".into()),
+            scope: None,
+            token_endpoint: None,
+            extra: Default::default(),
+        }
+    }
+
+    /// What the fake refresher answers, in turn; the last answer repeats.
+    #[derive(Clone, Copy)]
+    enum Answer {
+        Ok,
+        Transient,
+        Permanent,
+    }
+
+    struct Harness {
+        calls: Arc<Mutex<Vec<bool>>>,
+        clock: ManualClock,
+        tx: mpsc::Sender<Event>,
+        handle: tokio::task::JoinHandle<Exit>,
+        notify: UnixDatagram,
+        _dir: tempfile::TempDir,
+    }
+
+    fn start(answers: Vec<Answer>) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens");
+        let (store, _) = Store::open(&tokens).unwrap();
+        let sock_path = dir.path().join("notify.sock");
+        let notify = UnixDatagram::bind(&sock_path).unwrap();
+        notify.set_nonblocking(true).unwrap();
+        let clock = ManualClock::new(Ts(1_000 * MIN));
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let cfg = config(&tokens);
+        let reload_cfg = cfg.clone();
+        let loader: Loader = Box::new(move || {
+            Ok(Loaded {
+                config: reload_cfg.clone(),
+                warnings: vec![],
+            })
+        });
+        let store = Arc::new(store);
+        let mut d = Daemon::new(
+            cfg,
+            store.clone(),
+            Arc::new(clock.clone()),
+            sd::Notifier::new(sock_path.to_str()),
+            loader,
+        )
+        .unwrap();
+        let (c2, k2) = (calls.clone(), clock.clone());
+        let answers = Arc::new(Mutex::new(answers));
+        d.refresher = Some(Arc::new(move |_id, forced| {
+            let (calls, clock, answers, store) =
+                (c2.clone(), k2.clone(), answers.clone(), store.clone());
+            Box::pin(async move {
+                calls.lock().unwrap().push(forced);
+                let mut a = answers.lock().unwrap();
+                let answer = if a.len() > 1 { a.remove(0) } else { a[0] };
+                let now = clock.now();
+                match answer {
+                    Answer::Ok => {
+                        // Like the real refresher: the token is stored before it is reported.
+                        let r = record(now, 60 * MIN);
+                        store.write_token("ingress.json", &r).unwrap();
+                        Outcome::Refreshed(r)
+                    }
+                    Answer::Transient => Outcome::Failed {
+                        error: FetchError::transient("down"),
+                        kept: None,
+                    },
+                    Answer::Permanent => Outcome::Failed {
+                        error: FetchError::permanent("bad secret"),
+                        kept: None,
+                    },
+                }
+            })
+        }));
+        let (tx, rx) = mpsc::channel(16);
+        let handle = tokio::spawn(d.run(rx));
+        Harness {
+            calls,
+            clock,
+            tx,
+            handle,
+            notify,
+            _dir: dir,
+        }
+    }
+
+    impl Harness {
+        fn calls(&self) -> usize {
+            self.calls.lock().unwrap().len()
+        }
+        fn messages(&self) -> Vec<String> {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 512];
+            while let Ok(n) = self.notify.recv(&mut buf) {
+                out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            out
+        }
+        async fn idle(&self, ms: u64) {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        async fn stop(self) -> Vec<String> {
+            self.tx.send(Event::Stop).await.unwrap();
+            let Harness { handle, notify, .. } = self;
+            assert_eq!(handle.await.unwrap(), Exit::Success);
+            let mut out = Vec::new();
+            let mut buf = [0u8; 512];
+            while let Ok(n) = notify.recv(&mut buf) {
+                out.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            out
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refreshes_at_start_then_on_schedule_and_after_clock_jumps() {
+        let h = start(vec![Answer::Ok]);
+        h.idle(100).await;
+        assert_eq!(h.calls(), 1, "no token at start: refreshed at once");
+        let first = h.messages();
+        assert!(first.iter().any(|m| m == "READY=1"), "{first:?}");
+        assert!(
+            first
+                .iter()
+                .any(|m| m.starts_with("STATUS=1 of 1 identities valid; next refresh in 45m")),
+            "{first:?}"
+        );
+        // Time passes by the wall clock only (tokio's clock stands still): nothing due yet.
+        h.clock.advance_ms(44 * MIN);
+        h.idle(20_000).await;
+        assert_eq!(h.calls(), 1);
+        // A jump past the refresh point (a suspended laptop waking up) is seen within one
+        // check interval, without waiting for any timer set before the jump.
+        h.clock.advance_ms(3 * 60 * MIN);
+        h.idle(10_500).await;
+        assert_eq!(h.calls(), 2);
+        let msgs = h.stop().await;
+        assert_eq!(
+            msgs.last().map(String::as_str),
+            Some("STOPPING=1"),
+            "{msgs:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_are_retried_with_backoff_forever() {
+        let h = start(vec![
+            Answer::Transient,
+            Answer::Transient,
+            Answer::Transient,
+            Answer::Ok,
+        ]);
+        h.idle(100).await;
+        assert_eq!(h.calls(), 1);
+        // Retries come no sooner than a tenth of the backoff step, and keep coming.
+        for want in 2..=4 {
+            h.clock.advance_ms(5 * MIN);
+            h.idle(10_500).await;
+            assert_eq!(h.calls(), want);
+        }
+        h.clock.advance_ms(5 * MIN);
+        h.idle(10_500).await;
+        assert_eq!(h.calls(), 4, "succeeded: back on the normal schedule");
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permanent_failures_wait_for_sigusr1() {
+        let h = start(vec![Answer::Permanent, Answer::Ok]);
+        h.idle(100).await;
+        assert_eq!(h.calls(), 1);
+        let msgs = h.messages();
+        assert!(
+            msgs.iter().any(|m| m.contains("needs attention: ingress")),
+            "{msgs:?}"
+        );
+        h.clock.advance_ms(600 * MIN);
+        h.idle(30_000).await;
+        assert_eq!(h.calls(), 1, "no retry of a permanent failure");
+        h.tx.send(Event::RefreshAll).await.unwrap();
+        h.idle(100).await;
+        assert_eq!(*h.calls.lock().unwrap(), vec![false, true]);
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reload_says_reloading_then_ready() {
+        let h = start(vec![Answer::Ok]);
+        h.idle(100).await;
+        h.messages();
+        h.tx.send(Event::Reload).await.unwrap();
+        h.idle(500).await;
+        let msgs = h.messages();
+        let i = msgs
+            .iter()
+            .position(|m| m.starts_with("RELOADING=1\nMONOTONIC_USEC="))
+            .expect("RELOADING");
+        assert!(msgs[i..].iter().any(|m| m == "READY=1"), "{msgs:?}");
+        assert_eq!(h.calls(), 1, "a reload does not refresh a valid token");
+        h.stop().await;
+    }
+}

@@ -1,0 +1,327 @@
+//! The daemon's schedule as a pure state machine: one slot per identity, holding what is
+//! known about its stored token and its failures, and answering "what is due, and when is
+//! the next deadline". Events (a refresh finished, a token file changed, a signal) go in;
+//! decisions come out. No I/O, no clock: `now` is an argument.
+
+use std::collections::BTreeMap;
+
+use crate::clock::Ts;
+use crate::config::{HttpPolicy, RefreshPolicy};
+use crate::identity::FailureKind;
+use crate::schedule::backoff::delay_ms;
+use crate::schedule::plan::{TokenTimes, jitter_unit, refresh_at};
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Slot {
+    /// The stored token's times, when there is a token of this identity as configured.
+    pub token: Option<TokenTimes>,
+    /// Consecutive transient failures.
+    pub failures: u32,
+    /// While backing off: the instant of the next attempt.
+    pub retry_at: Option<Ts>,
+    /// A permanent failure or lost grant: no automatic retry until something changes
+    /// (config reload, a new token file, SIGUSR1).
+    pub blocked: Option<FailureKind>,
+    pub in_flight: bool,
+    /// Refresh at the next opportunity even if the token is still valid (SIGUSR1).
+    pub forced: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    slots: BTreeMap<String, Slot>,
+    policy: RefreshPolicy,
+}
+
+impl Schedule {
+    pub fn new(policy: RefreshPolicy) -> Self {
+        Schedule {
+            slots: BTreeMap::new(),
+            policy,
+        }
+    }
+
+    pub fn policy(&self) -> &RefreshPolicy {
+        &self.policy
+    }
+
+    /// Makes the set of identities exactly `names`, keeping what is known of the ones that
+    /// stay. Blocks are lifted: the configuration may have fixed them.
+    pub fn set_identities<'a>(
+        &mut self,
+        names: impl IntoIterator<Item = &'a str>,
+        policy: RefreshPolicy,
+    ) {
+        self.policy = policy;
+        let mut next = BTreeMap::new();
+        for n in names {
+            let mut s = self.slots.remove(n).unwrap_or_default();
+            s.blocked = None;
+            next.insert(n.to_string(), s);
+        }
+        self.slots = next;
+    }
+
+    pub fn slot(&self, name: &str) -> Option<&Slot> {
+        self.slots.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.slots.keys().map(String::as_str)
+    }
+
+    /// The stored token changed (read from disk). A new token lifts a block: someone
+    /// logged in or fixed things from another terminal.
+    pub fn set_token(&mut self, name: &str, token: Option<TokenTimes>) {
+        if let Some(s) = self.slots.get_mut(name)
+            && s.token != token
+        {
+            if token.is_some() && s.token.is_some() {
+                s.blocked = None;
+                s.failures = 0;
+                s.retry_at = None;
+            }
+            s.token = token;
+        }
+    }
+
+    /// When `name` should next be refreshed; `None` if never (blocked, in flight, or a
+    /// token that does not expire).
+    pub fn deadline(&self, name: &str) -> Option<Ts> {
+        let s = self.slots.get(name)?;
+        if s.in_flight || s.blocked.is_some() {
+            return None;
+        }
+        if s.forced {
+            return Some(Ts(i64::MIN));
+        }
+        if let Some(r) = s.retry_at {
+            return Some(r);
+        }
+        match &s.token {
+            None => Some(Ts(i64::MIN)),
+            Some(t) => refresh_at(t, &self.policy, jitter_unit(name, t.obtained_at)),
+        }
+    }
+
+    /// Identities due at `now`, in name order.
+    pub fn due(&self, now: Ts) -> Vec<String> {
+        self.slots
+            .keys()
+            .filter(|n| self.deadline(n).is_some_and(|d| d <= now))
+            .cloned()
+            .collect()
+    }
+
+    /// The earliest deadline, if any.
+    pub fn next_deadline(&self) -> Option<Ts> {
+        self.slots.keys().filter_map(|n| self.deadline(n)).min()
+    }
+
+    /// How long to sleep from `now`: until the next deadline, but never longer than the
+    /// check interval, so wall-clock jumps (suspend) are noticed.
+    pub fn sleep_ms(&self, now: Ts) -> i64 {
+        let cap = self.policy.check_interval_ms;
+        match self.next_deadline() {
+            Some(d) => d.ms_since(now).clamp(0, cap),
+            None => cap,
+        }
+    }
+
+    pub fn start(&mut self, name: &str) {
+        if let Some(s) = self.slots.get_mut(name) {
+            s.in_flight = true;
+            s.forced = false;
+        }
+    }
+
+    pub fn succeeded(&mut self, name: &str, token: Option<TokenTimes>) {
+        if let Some(s) = self.slots.get_mut(name) {
+            *s = Slot {
+                token,
+                ..Slot::default()
+            };
+        }
+    }
+
+    /// A refresh failed. Transient failures back off exponentially with full jitter
+    /// (`unit` in [0, 1)), capped, forever; others block the slot.
+    pub fn failed(
+        &mut self,
+        name: &str,
+        kind: FailureKind,
+        kept: Option<TokenTimes>,
+        now: Ts,
+        unit: f64,
+    ) {
+        let policy = self.policy;
+        let Some(s) = self.slots.get_mut(name) else {
+            return;
+        };
+        s.in_flight = false;
+        s.token = kept;
+        match kind {
+            FailureKind::Transient => {
+                let backoff = HttpPolicy {
+                    initial_backoff_ms: policy.retry_initial_ms as u64,
+                    max_backoff_ms: policy.retry_max_ms as u64,
+                    ..HttpPolicy::default()
+                };
+                // Full jitter, but never sooner than a tenth of the step: no hot loops.
+                let step = delay_ms(s.failures, &backoff, 1.0, None) as i64;
+                let d = (step as f64 * unit) as i64;
+                s.retry_at = Some(now.plus_ms(d.max(step / 10).max(100)));
+                s.failures = s.failures.saturating_add(1);
+            }
+            other => s.blocked = Some(other),
+        }
+    }
+
+    /// SIGUSR1: everything, blocked or not, is refreshed at once.
+    pub fn force_all(&mut self) {
+        for s in self.slots.values_mut() {
+            s.forced = true;
+            s.blocked = None;
+            s.retry_at = None;
+            s.failures = 0;
+        }
+    }
+
+    pub fn any_in_flight(&self) -> bool {
+        self.slots.values().any(|s| s.in_flight)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::plan::Expiry;
+
+    const MIN: i64 = 60_000;
+
+    fn policy() -> RefreshPolicy {
+        RefreshPolicy {
+            jitter_fraction: 0.0,
+            ..RefreshPolicy::default()
+        }
+    }
+
+    fn hour_token(obtained_min: i64) -> Option<TokenTimes> {
+        Some(TokenTimes {
+            obtained_at: Some(Ts(obtained_min * MIN)),
+            expiry: Expiry::At(Ts((obtained_min + 60) * MIN)),
+        })
+    }
+
+    fn sched() -> Schedule {
+        let mut s = Schedule::new(policy());
+        s.set_identities(["a", "b"], policy());
+        s
+    }
+
+    #[test]
+    fn missing_tokens_are_due_now_and_valid_ones_later() {
+        let mut s = sched();
+        assert_eq!(s.due(Ts(0)), vec!["a", "b"]);
+        s.set_token("a", hour_token(0));
+        s.set_token("b", hour_token(10));
+        assert!(s.due(Ts(0)).is_empty());
+        assert_eq!(s.next_deadline(), Some(Ts(45 * MIN)));
+        assert_eq!(s.due(Ts(45 * MIN)), vec!["a"]);
+        assert_eq!(s.due(Ts(55 * MIN)), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn sleep_is_bounded_so_clock_jumps_are_seen() {
+        let mut s = sched();
+        s.set_token("a", hour_token(0));
+        s.set_token("b", hour_token(0));
+        assert_eq!(s.sleep_ms(Ts(0)), 10_000);
+        assert_eq!(s.sleep_ms(Ts(45 * MIN - 3_000)), 3_000);
+        // The wall clock jumped past the deadline (a laptop woke up): due at once.
+        assert_eq!(s.sleep_ms(Ts(90 * MIN)), 0);
+        assert_eq!(s.due(Ts(90 * MIN)), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn transient_failures_back_off_and_never_give_up() {
+        let mut s = sched();
+        s.set_token("a", hour_token(0));
+        s.start("a");
+        assert_eq!(s.deadline("a"), None, "in flight");
+        let mut last = 0;
+        for i in 0..12 {
+            s.failed(
+                "a",
+                FailureKind::Transient,
+                hour_token(0),
+                Ts(50 * MIN),
+                0.999_999,
+            );
+            let wait = s.deadline("a").unwrap().ms_since(Ts(50 * MIN));
+            assert!(wait >= last || wait >= 299_000, "attempt {i}: {wait}");
+            assert!(wait <= 5 * MIN, "capped: {wait}");
+            last = wait;
+        }
+        assert_eq!(last, 5 * MIN - 1);
+        s.failed(
+            "a",
+            FailureKind::Transient,
+            hour_token(0),
+            Ts(50 * MIN),
+            0.0,
+        );
+        assert_eq!(
+            s.deadline("a"),
+            Some(Ts(50 * MIN + 30_000)),
+            "a tenth of the cap at least"
+        );
+        s.succeeded("a", hour_token(60));
+        assert_eq!(s.slot("a").unwrap().failures, 0);
+        assert_eq!(s.deadline("a"), Some(Ts(105 * MIN)));
+    }
+
+    #[test]
+    fn permanent_failures_block_until_something_changes() {
+        let mut s = sched();
+        s.set_token("a", hour_token(0));
+        s.start("a");
+        s.failed(
+            "a",
+            FailureKind::Permanent,
+            hour_token(0),
+            Ts(50 * MIN),
+            0.5,
+        );
+        assert_eq!(s.deadline("a"), None);
+        assert!(!s.due(Ts(500 * MIN)).contains(&"a".to_string()));
+        // A new token on disk (another process) lifts the block.
+        s.set_token("a", hour_token(55));
+        assert_eq!(s.deadline("a"), Some(Ts(100 * MIN)));
+        s.start("a");
+        s.failed(
+            "a",
+            FailureKind::ReauthRequired,
+            hour_token(55),
+            Ts(60 * MIN),
+            0.5,
+        );
+        assert_eq!(s.deadline("a"), None);
+        // A reload lifts it too.
+        s.set_identities(["a"], policy());
+        assert_eq!(s.deadline("a"), Some(Ts(100 * MIN)));
+        assert!(s.slot("b").is_none());
+    }
+
+    #[test]
+    fn force_all_makes_everything_due() {
+        let mut s = sched();
+        s.set_token("a", hour_token(0));
+        s.set_token("b", hour_token(0));
+        s.force_all();
+        assert_eq!(s.due(Ts(0)), vec!["a", "b"]);
+        s.start("a");
+        assert_eq!(s.due(Ts(0)), vec!["b"]);
+        assert!(s.any_in_flight());
+    }
+}

@@ -1,0 +1,343 @@
+//! The daemon, for real: `mcp-credd daemon` against oidc-provider on 127.0.0.1 with tokens
+//! that live a few seconds, signals, config edits, a fake NOTIFY_SOCKET, a second daemon.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn config(idp: &Idp, servers: &str) -> String {
+    format!(
+        "gateway_url: https://gw.example.com
+ingress:
+  kind: cognito_m2m
+  user_pool_id: us-east-1_AbC123
+  client_id: m2m-client
+  client_secret: {{env: INGRESS_OAUTH_CLIENT_SECRET}}
+  domain: {}
+http:
+  timeout: 3s
+  attempts: 2
+  initial_backoff: 100ms
+servers:
+{servers}",
+        idp.base()
+    )
+}
+
+struct Daemon {
+    child: Child,
+    notify: UnixDatagram,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    fn start(sb: &Sandbox) -> Daemon {
+        let sock = sb.home().join("notify.sock");
+        let _ = std::fs::remove_file(&sock);
+        let notify = UnixDatagram::bind(&sock).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let log = sb.home().join("daemon.log");
+        let mut c = sb.command(&["daemon"]);
+        c.env("INGRESS_OAUTH_CLIENT_SECRET", "m2m-secret")
+            .env("NOTIFY_SOCKET", &sock)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        Daemon {
+            child: c.spawn().unwrap(),
+            notify,
+            log,
+        }
+    }
+
+    /// Messages received within `within`, until one equal to `until` arrives.
+    fn wait_for(&self, until: &str, within: Duration) -> Vec<String> {
+        let end = Instant::now() + within;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 1024];
+        while Instant::now() < end {
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let done = m == until || m.starts_with(until);
+                seen.push(m);
+                if done {
+                    return seen;
+                }
+            }
+        }
+        panic!(
+            "no {until:?} within {within:?}; got {seen:?}\nlog:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// Reads what is queued, as systemd would, so the socket's small queue never fills.
+    fn drain(&self) {
+        let mut buf = [0u8; 1024];
+        self.notify.set_nonblocking(true).unwrap();
+        while self.notify.recv(&mut buf).is_ok() {}
+        self.notify.set_nonblocking(false).unwrap();
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the PID of a child we own.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// SIGTERM, then the exit code, which must come within `within`.
+    fn stop(mut self, within: Duration) -> (i32, Vec<String>) {
+        self.signal(libc::SIGTERM);
+        let end = Instant::now() + within;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                let mut msgs = Vec::new();
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = self.notify.recv(&mut buf) {
+                    msgs.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+                return (st.code().unwrap_or(-1), msgs);
+            }
+            assert!(
+                Instant::now() < end,
+                "the daemon did not exit within {within:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn access_token(sb: &Sandbox) -> String {
+    sb.read_json(&sb.tokens().join("ingress.json"))["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn keeps_every_token_valid_while_they_expire_every_few_seconds() {
+    let idp = Idp::start(&[("TOKEN_TTL", "4")]);
+    let sb = Sandbox::new();
+    let cfg = sb.write_config(&config(&idp, "  - name: currenttime\n"));
+    let d = Daemon::start(&sb);
+    d.wait_for("READY=1", Duration::from_secs(10));
+
+    // A second daemon for the same tokens directory refuses to start.
+    let second = sb.run_env(
+        &["daemon"],
+        &[("INGRESS_OAUTH_CLIENT_SECRET", "m2m-secret")],
+    );
+    assert_eq!(second.code, 1, "{second:?}");
+    assert!(
+        second
+            .stderr
+            .contains("another mcp-credd daemon is already running"),
+        "{second:?}"
+    );
+
+    // Sample the files for 12 s (three token lifetimes): every sample holds a valid token.
+    let mut tokens = std::collections::HashSet::new();
+    let end = Instant::now() + Duration::from_secs(12);
+    let mut samples = 0;
+    while Instant::now() < end {
+        let now = now_secs();
+        let t = sb.read_json(&sb.tokens().join("ingress.json"));
+        assert!(
+            t["expires_at"].as_f64().unwrap() > now,
+            "token file holds an expired token at {now}: {t}"
+        );
+        let roo = sb.read_json(&sb.tokens().join("mcp.json"));
+        let header = roo["mcpServers"]["currenttime"]["headers"]["X-Authorization"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let jwt = header.strip_prefix("Bearer ").unwrap();
+        assert!(
+            jwt_claims(jwt)["exp"].as_f64().unwrap() > now,
+            "mcp.json holds an expired token at {now}"
+        );
+        tokens.insert(jwt.to_string());
+        samples += 1;
+        d.drain();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(samples > 40, "{samples}");
+    assert!(
+        tokens.len() >= 4,
+        "tokens are refreshed before they expire: saw {}",
+        tokens.len()
+    );
+
+    // An edit of the config file adds a server to the MCP configs.
+    std::fs::write(
+        &cfg,
+        config(&idp, "  - name: currenttime\n  - name: added\n"),
+    )
+    .unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let roo = sb.read_json(&sb.tokens().join("mcp.json"));
+        if roo["mcpServers"]["added"]["url"] == "https://gw.example.com/added/mcp" {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the added server did not appear\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A broken edit is reported and the running configuration kept.
+    std::fs::write(&cfg, "ingress: [\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        d.log_text()
+            .contains("configuration not reloaded, keeping the running one"),
+        "{}",
+        d.log_text()
+    );
+    let t = sb.read_json(&sb.tokens().join("ingress.json"));
+    assert!(t["expires_at"].as_f64().unwrap() > now_secs());
+
+    let (code, msgs) = d.stop(Duration::from_secs(5));
+    assert_eq!(code, 0);
+    assert!(msgs.iter().any(|m| m == "STOPPING=1"), "{msgs:?}");
+}
+
+#[test]
+fn signals_refresh_reload_and_stop() {
+    let idp = Idp::start(&[]);
+    let sb = Sandbox::new();
+    sb.write_config(&config(&idp, "  - name: currenttime\n"));
+    let d = Daemon::start(&sb);
+    let msgs = d.wait_for("READY=1", Duration::from_secs(10));
+    let status = d.wait_for("STATUS=", Duration::from_secs(5));
+    assert!(
+        status
+            .last()
+            .unwrap()
+            .starts_with("STATUS=1 of 1 identities valid; next refresh in"),
+        "{msgs:?} {status:?}"
+    );
+    let first = access_token(&sb);
+
+    // SIGUSR1: a new token now, although the current one is good for an hour.
+    d.signal(libc::SIGUSR1);
+    let end = Instant::now() + Duration::from_secs(5);
+    while access_token(&sb) == first {
+        assert!(
+            Instant::now() < end,
+            "SIGUSR1 did not refresh\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // SIGHUP: reload, announced to systemd.
+    d.signal(libc::SIGHUP);
+    let msgs = d.wait_for("READY=1", Duration::from_secs(5));
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("RELOADING=1\nMONOTONIC_USEC=")),
+        "{msgs:?}"
+    );
+    assert!(
+        d.log_text().contains("configuration reloaded"),
+        "{}",
+        d.log_text()
+    );
+
+    // A token written by another process (a one-shot --force) is picked up.
+    let r = sb.run_env(
+        &["--force"],
+        &[("INGRESS_OAUTH_CLIENT_SECRET", "m2m-secret")],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let forced = access_token(&sb);
+    std::thread::sleep(Duration::from_millis(500));
+    let roo = sb.read_json(&sb.tokens().join("mcp.json"));
+    assert_eq!(
+        roo["mcpServers"]["currenttime"]["headers"]["X-Authorization"],
+        format!("Bearer {forced}")
+    );
+
+    let started = Instant::now();
+    let (code, msgs) = d.stop(Duration::from_secs(5));
+    assert_eq!(code, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(msgs.iter().any(|m| m == "STOPPING=1"), "{msgs:?}");
+    // The log is journald-friendly: no ANSI colours when not on a terminal.
+    assert!(!d_log_has_escape(&sb));
+}
+
+fn d_log_has_escape(sb: &Sandbox) -> bool {
+    std::fs::read_to_string(sb.home().join("daemon.log"))
+        .unwrap_or_default()
+        .contains('\u{1b}')
+}
+
+#[test]
+fn the_unit_file_verifies_and_install_service_fills_it_in() {
+    let sb = Sandbox::new();
+    sb.write_config("tokens_dir: ~/tok\n");
+    let unit = sb.home().join("units/mcp-credd.service");
+    let r = sb.run(&["install-service", "--unit-path", unit.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("systemctl --user daemon-reload && systemctl --user enable --now mcp-credd"),
+        "{r:?}"
+    );
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains(&format!("ExecStart={BIN} daemon")), "{text}");
+    assert!(
+        text.contains(&format!("ReadWritePaths=-{}/tok", sb.home().display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("Type=notify")
+            && text.contains("UMask=0077")
+            && text.contains("ExecReload=/bin/kill -HUP $MAINPID")
+    );
+    assert_eq!(
+        mode(&sb.home().join("tok")),
+        0o700,
+        "the token directory exists before the unit starts"
+    );
+    // systemd's own checker (scripts/test-deps.sh installs it). It needs a runtime
+    // directory for a user manager, which a test machine may not have.
+    let rt = sb.home().join("xdg-runtime");
+    std::fs::create_dir_all(&rt).unwrap();
+    std::fs::set_permissions(&rt, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--user"])
+        .arg(&unit)
+        .env("XDG_RUNTIME_DIR", &rt)
+        .env("HOME", sb.home())
+        .output()
+        .expect("systemd-analyze (run scripts/test-deps.sh)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "systemd-analyze verify: {err}"
+    );
+}
