@@ -272,7 +272,11 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, clock: &dyn Clock, ui: Ui) -> 
             None
         }
     };
-    let entries = crate::render::entries(&config, ingress_record.as_ref());
+    let mut records = HashMap::new();
+    if let (Some(id), Some(rec)) = (&config.ingress, ingress_record) {
+        records.insert(id.name.clone(), rec);
+    }
+    let entries = crate::render::entries(&config, &records);
     for t in write_reference_copies(store.dir(), &entries) {
         match t.outcome {
             render_write::Outcome::Written => ui.out(format!("wrote {}", t.path.display())),

@@ -4,6 +4,7 @@
 pub mod reference;
 pub mod write;
 
+use std::collections::HashMap;
 use std::fmt;
 
 use crate::config::{Config, IdentityConfig, IdentityKind, ServerAuth, Transport};
@@ -58,8 +59,9 @@ pub fn gateway_headers(id: &IdentityConfig, rec: &TokenRecord) -> Vec<(String, S
     h
 }
 
-/// Entries for every configured server, given the stored ingress token (if any).
-pub fn entries(config: &Config, ingress: Option<&TokenRecord>) -> Vec<ServerEntry> {
+/// Entries for every configured server, given the stored tokens by identity name.
+pub fn entries(config: &Config, records: &HashMap<String, TokenRecord>) -> Vec<ServerEntry> {
+    let ingress = config.ingress.as_ref().and_then(|i| records.get(&i.name));
     let gateway = match (&config.ingress, ingress) {
         (Some(id), Some(rec)) => Some(gateway_headers(id, rec)),
         _ => None,
