@@ -137,12 +137,7 @@ impl Daemon {
     }
 
     fn render(&mut self) {
-        let ingress = self
-            .config
-            .ingress
-            .as_ref()
-            .and_then(|i| self.records.get(&i.name));
-        let now_entries = entries(&self.config, ingress);
+        let now_entries = entries(&self.config, &self.records);
         if self.last_entries.as_ref() == Some(&now_entries) {
             return;
         }
