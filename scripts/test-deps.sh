@@ -20,3 +20,13 @@ if [ ! -d tests/idp/node_modules/oidc-provider ] || [ tests/idp/package-lock.jso
   echo "test-deps: installing tests/idp (oidc-provider)" >&2
   (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# moto (a local Cognito API) for the service-account tests, in a private virtualenv.
+MOTO_VERSION=5.2.5
+venv=tests/moto/.venv
+if ! "$venv/bin/python" -c "import moto, boto3, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+  need python3 "Python 3 runs moto, the local Cognito API"
+  echo "test-deps: installing moto $MOTO_VERSION into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[cognitoidp,server]==$MOTO_VERSION"
+fi

@@ -114,7 +114,7 @@ async fn daemon_cmd(
     if let Some(p) = &opts.env_file {
         watched.push(absolute(p));
     }
-    let token_files: Vec<String> = config.ingress.iter().map(token_file_name).collect();
+    let token_files: Vec<String> = config.all_identities().map(token_file_name).collect();
     let _watcher = match daemon::watch(watched, store.dir().to_path_buf(), token_files, tx.clone())
     {
         Ok(w) => Some(w),
@@ -258,23 +258,21 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, clock: &dyn Clock, ui: Ui) -> 
     if args.egress_only {
         ui.out("no egress provider is configured; nothing to do for --egress-only");
     }
-    let ingress_record = match &config.ingress {
-        Some(id) if !args.egress_only => {
+    if config.ingress.is_none() && config.identities.is_empty() && !args.egress_only {
+        ui.out("no ingress identity is configured");
+    }
+    let mut records = HashMap::new();
+    for id in config.all_identities() {
+        let rec = if args.egress_only {
+            store.read_token(&token_file_name(id)).ok().flatten()
+        } else {
             let (rec, ex) = ensure_m2m(id, &store, &config, &http, args.force, clock, ui).await;
             exit = exit.worst(ex);
             rec
+        };
+        if let Some(rec) = rec {
+            records.insert(id.name.clone(), rec);
         }
-        Some(id) => store.read_token(&token_file_name(id)).ok().flatten(),
-        None => {
-            if !args.egress_only {
-                ui.out("no ingress identity is configured");
-            }
-            None
-        }
-    };
-    let mut records = HashMap::new();
-    if let (Some(id), Some(rec)) = (&config.ingress, ingress_record) {
-        records.insert(id.name.clone(), rec);
     }
     let entries = crate::render::entries(&config, &records);
     for t in write_reference_copies(store.dir(), &entries) {
@@ -375,7 +373,7 @@ fn status_cmd(config: &Config, json: bool, clock: &dyn Clock, ui: Ui) -> Exit {
         None
     };
     let mut rows = Vec::new();
-    if let Some(id) = &config.ingress {
+    for id in config.all_identities() {
         let file = token_file_name(id);
         let (record, state) = match &store {
             Some(s) => (

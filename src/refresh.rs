@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::clock::{Clock, Ts};
 use crate::config::{IdentityConfig, IdentityKind, RefreshPolicy};
+use crate::identity::cognito;
 use crate::identity::oauth::{Http, client_credentials, resolve_token_endpoint};
 use crate::identity::reply::{TokenReply, expiry_of};
 use crate::identity::{FailureKind, FetchError};
@@ -52,17 +53,25 @@ pub struct Ctx<'a> {
 /// The token file of an identity; `ingress.json` for the gateway identity, as the
 /// reference tool names it.
 pub fn token_file_name(id: &IdentityConfig) -> String {
-    format!("{}.json", id.name)
+    id.file_name.clone()
 }
 
-fn usage_notes(label: &str) -> String {
-    let which = match label {
+fn usage_notes(id: &IdentityConfig) -> String {
+    let which = match id.provider_label.as_str() {
         "cognito_m2m" => "Cognito M2M",
         "keycloak_m2m" => "Keycloak M2M",
         "entra_m2m" => "Entra ID M2M",
+        "cognito_password" => "Cognito service account",
+        "bedrock-agentcore" => {
+            return "This token is for EGRESS authentication to a Bedrock AgentCore gateway".into();
+        }
         _ => "OAuth M2M",
     };
-    format!("This token is for INGRESS authentication to the MCP Gateway ({which})")
+    if id.name == "ingress" {
+        format!("This token is for INGRESS authentication to the MCP Gateway ({which})")
+    } else {
+        format!("This token authenticates identity `{}` ({which})", id.name)
+    }
 }
 
 /// The token file record for a fresh reply. `sent_at` is when the request left, so the
@@ -82,11 +91,15 @@ pub fn build_record(
     for (k, v) in &id.extra_fields {
         extra.insert(k.clone(), serde_json::Value::String(v.clone()));
     }
-    let cognito = id.kind == IdentityKind::CognitoM2m;
+    let cognito = matches!(
+        id.kind,
+        IdentityKind::CognitoM2m | IdentityKind::CognitoPassword
+    );
     TokenRecord {
         provider: id.provider_label.clone(),
         access_token: reply.access_token.clone(),
         refresh_token: reply.refresh_token.clone(),
+        id_token: reply.id_token.clone(),
         expires_at: expires_at.map(Ts::as_secs_f64),
         expires_at_human: expires_at.map(human_utc),
         token_type: reply.token_type.clone(),
@@ -98,7 +111,7 @@ pub fn build_record(
             None
         },
         region: if cognito { id.region.clone() } else { None },
-        usage_notes: Some(usage_notes(&id.provider_label)),
+        usage_notes: Some(usage_notes(id)),
         identity: Some(id.name.clone()),
         obtained_at: Some(sent_at.as_secs_f64()),
         expiry_source: Some(source.as_str().to_string()),
@@ -108,6 +121,17 @@ pub fn build_record(
             .or_else(|| (!id.scopes.is_empty()).then(|| id.scopes.join(" "))),
         token_endpoint: Some(token_url.to_string()),
         extra,
+    }
+}
+
+/// Where a service account's tokens come from, for the token file.
+fn cognito_api_url(id: &IdentityConfig) -> String {
+    match id.cognito.as_ref().and_then(|c| c.endpoint_url.clone()) {
+        Some(u) => u,
+        None => format!(
+            "https://cognito-idp.{}.amazonaws.com/",
+            id.region.as_deref().unwrap_or("us-east-1")
+        ),
     }
 }
 
@@ -177,6 +201,13 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
     state.last_attempt_at = Some(now.as_secs_f64());
     tracing::info!(identity = %id.name, force, "requesting a new token");
     let result = async {
+        if id.kind == IdentityKind::CognitoPassword {
+            let sent_at = ctx.clock.now();
+            let mine = existing.as_ref().filter(|r| belongs_to(r, id));
+            let reply = cognito::obtain(id, mine, &ctx.http.policy).await?;
+            let endpoint = cognito_api_url(id);
+            return Ok(build_record(id, &reply, sent_at, &endpoint));
+        }
         let url = resolve_token_endpoint(ctx.http, id).await?;
         let sent_at = ctx.clock.now();
         let reply = client_credentials(ctx.http, id, &url).await?;

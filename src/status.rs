@@ -224,6 +224,7 @@ mod tests {
             provider: "cognito_m2m".into(),
             access_token: Secret::new("t"),
             refresh_token: None,
+            id_token: None,
             expires_at: expires,
             expires_at_human: None,
             token_type: "Bearer".into(),

@@ -5,10 +5,14 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::parse::{cognito_discovery_url, cognito_domain_token_url, cognito_guessed_token_url};
+use super::parse::{
+    aws_endpoint, cognito_discovery_url, cognito_domain_token_url, cognito_guessed_token_url,
+    region_of_pool,
+};
 use super::{
-    ClientAuth, Config, ConfigError, Endpoint, HttpPolicy, IdentityConfig, IdentityKind, Origin,
-    RefreshPolicy, check_endpoint_url,
+    BearerToken, ClientAuth, CognitoPassword, Config, ConfigError, Endpoint, HttpPolicy,
+    IdentityConfig, IdentityKind, Origin, RefreshPolicy, ServerAuth, ServerConfig, Transport,
+    check_endpoint_url, default_server_url,
 };
 use crate::secret::Secret;
 
@@ -61,6 +65,8 @@ impl EnvVars {
 
 /// Variables that signal a reference-tool setup is present.
 pub const MARKERS: &[&str] = &[
+    "COGNITO_USERNAME",
+    "AGENTCORE_CLIENT_ID_1",
     "INGRESS_OAUTH_CLIENT_ID",
     "INGRESS_OAUTH_USER_POOL_ID",
     "KEYCLOAK_M2M_CLIENT_ID",
@@ -72,10 +78,26 @@ pub const MARKERS: &[&str] = &[
 /// Builds the config the reference tool would act on. `Ok(None)` when no variable of it is
 /// set at all.
 pub fn from_env(env: &EnvVars, tokens_dir: PathBuf) -> Result<Option<Config>, ConfigError> {
-    if !MARKERS.iter().any(|k| env.get(k).is_some()) {
+    let agentcore = env
+        .vars
+        .keys()
+        .any(|k| k.starts_with("AGENTCORE_CLIENT_ID_"));
+    if !agentcore && !MARKERS.iter().any(|k| env.get(k).is_some()) {
         return Ok(None);
     }
-    let ingress = ingress_from_env(env)?;
+    let mut ingress = ingress_from_env(env)?;
+    let mut identities = Vec::new();
+    if let Some(mut cp) = cognito_password_from_env(env)? {
+        if ingress.is_none() {
+            ingress = Some(cp);
+        } else {
+            // The gateway has its own identity: keep the service account's token fresh
+            // under its own name for the scripts that read it.
+            cp.name = "cognito".into();
+            cp.file_name = "cognito.json".into();
+            identities.push(cp);
+        }
+    }
     let gateway_url = match env.get("REGISTRY_URL") {
         Some(u) => {
             reqwest::Url::parse(u)
@@ -84,6 +106,23 @@ pub fn from_env(env: &EnvVars, tokens_dir: PathBuf) -> Result<Option<Config>, Co
         }
         None => None,
     };
+    let mut servers = Vec::new();
+    for (id, server) in agentcore_from_env(env)? {
+        if let Some(g) = &gateway_url {
+            servers.push(ServerConfig {
+                name: server.clone(),
+                url: default_server_url(g, &server),
+                transport: Transport::StreamableHttp,
+                auth: ServerAuth::Identity {
+                    name: id.name.clone(),
+                    header: "Authorization".into(),
+                    scheme: "Bearer".into(),
+                    gateway: ingress.is_some(),
+                },
+            });
+        }
+        identities.push(id);
+    }
     Ok(Some(Config {
         origin: Origin::Environment {
             env_file: env.file.clone(),
@@ -91,7 +130,8 @@ pub fn from_env(env: &EnvVars, tokens_dir: PathBuf) -> Result<Option<Config>, Co
         tokens_dir,
         gateway_url,
         ingress,
-        servers: Vec::new(),
+        identities,
+        servers,
         refresh: RefreshPolicy::default(),
         http: HttpPolicy::default(),
         hooks: Default::default(),
@@ -129,10 +169,11 @@ fn base_identity(
 ) -> IdentityConfig {
     IdentityConfig {
         name: "ingress".into(),
+        file_name: "ingress.json".into(),
         kind,
         provider_label: label.into(),
         client_id,
-        client_secret: Secret::new(secret),
+        client_secret: Some(Secret::new(secret)),
         scopes: Vec::new(),
         endpoint,
         client_auth: ClientAuth::Basic,
@@ -142,7 +183,97 @@ fn base_identity(
         user_pool_id: None,
         extra_fields: Vec::new(),
         extra_headers: Vec::new(),
+        cognito: None,
     }
+}
+
+/// A Cognito service account from COGNITO_USERNAME and friends (USER_PASSWORD_AUTH).
+fn cognito_password_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError> {
+    if env.get("COGNITO_USERNAME").is_none() {
+        return Ok(None);
+    }
+    let why = "the Cognito service account (COGNITO_USERNAME)";
+    let username = env.require("COGNITO_USERNAME", why)?;
+    let password = env.require("COGNITO_PASSWORD", why)?;
+    let client_id = env.require("COGNITO_CLIENT_ID", why)?;
+    let pool = env.get("COGNITO_USER_POOL_ID").map(str::to_string);
+    let region = env
+        .get("COGNITO_USER_POOL_REGION")
+        .map(str::to_string)
+        .or_else(|| pool.as_deref().and_then(region_of_pool).map(str::to_string))
+        .or_else(|| env.get("AWS_REGION").map(str::to_string))
+        .ok_or_else(|| env.require("COGNITO_USER_POOL_REGION", why).unwrap_err())?;
+    let endpoint_url = match aws_endpoint(&|k| env.get(k).map(str::to_string)) {
+        Some((var, u)) => Some(env.url(var, u)?),
+        None => None,
+    };
+    let mut id = base_identity(
+        IdentityKind::CognitoPassword,
+        "cognito_password",
+        client_id,
+        String::new(),
+        Endpoint::CognitoApi,
+    );
+    id.client_secret = env.get("COGNITO_CLIENT_SECRET").map(Secret::new);
+    id.region = Some(region);
+    id.user_pool_id = pool;
+    id.cognito = Some(CognitoPassword {
+        username,
+        password: Secret::new(password),
+        bearer: match env.get("COGNITO_BEARER") {
+            Some("id_token") => BearerToken::IdToken,
+            _ => BearerToken::AccessToken,
+        },
+        refresh_rotation: env.get("COGNITO_REFRESH_ROTATION") == Some("true"),
+        endpoint_url,
+    });
+    Ok(Some(id))
+}
+
+/// The reference tool's AgentCore gateways: `AGENTCORE_CLIENT_ID_N`,
+/// `AGENTCORE_CLIENT_SECRET_N`, `AGENTCORE_SERVER_NAME_N` (N = 1..100, gaps allowed), M2M
+/// clients of one Cognito domain (`COGNITO_DOMAIN` or `OAUTH_DOMAIN`). Each is an identity
+/// bound to its server, stored where the reference tool stored it.
+fn agentcore_from_env(env: &EnvVars) -> Result<Vec<(IdentityConfig, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for n in 1..=100 {
+        let (Some(cid), Some(secret)) = (
+            env.get(&format!("AGENTCORE_CLIENT_ID_{n}")),
+            env.get(&format!("AGENTCORE_CLIENT_SECRET_{n}")),
+        ) else {
+            continue;
+        };
+        let server = env
+            .get(&format!("AGENTCORE_SERVER_NAME_{n}"))
+            .map(str::to_lowercase)
+            .unwrap_or_else(|| format!("agentcore-{n}"));
+        let region = env.get("AWS_REGION").unwrap_or("us-east-1");
+        let (domain_key, domain) = ["COGNITO_DOMAIN", "OAUTH_DOMAIN"]
+            .iter()
+            .find_map(|k| env.get(k).map(|v| (*k, v)))
+            .ok_or_else(|| {
+                ConfigError::new(
+                    env.file_name(),
+                    format!("AGENTCORE_CLIENT_ID_{n} is set but there is no Cognito domain to get its token from"),
+                )
+                .at("COGNITO_DOMAIN", None)
+            })?;
+        let url =
+            cognito_domain_token_url(domain, Some(region)).map_err(|m| env.err(domain_key, m))?;
+        let url = env.url(domain_key, url)?;
+        let mut id = base_identity(
+            IdentityKind::CognitoM2m,
+            "bedrock-agentcore",
+            cid.to_string(),
+            secret.to_string(),
+            Endpoint::TokenUrl(url),
+        );
+        id.name = format!("agentcore-{server}");
+        id.file_name = format!("bedrock-agentcore-{server}-egress.json");
+        id.client_auth = ClientAuth::Post;
+        out.push((id, server));
+    }
+    Ok(out)
 }
 
 fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError> {

@@ -41,6 +41,8 @@ pub struct Config {
     pub tokens_dir: PathBuf,
     pub gateway_url: Option<String>,
     pub ingress: Option<IdentityConfig>,
+    /// Named identities, bound to servers through `ServerAuth::Identity`.
+    pub identities: Vec<IdentityConfig>,
     pub servers: Vec<ServerConfig>,
     pub refresh: RefreshPolicy,
     pub http: HttpPolicy,
@@ -55,10 +57,23 @@ pub struct Hooks {
     pub on_reauth_required: Option<Vec<String>>,
 }
 
+impl Config {
+    /// Every identity: the gateway's first, then the named ones.
+    pub fn all_identities(&self) -> impl Iterator<Item = &IdentityConfig> {
+        self.ingress.iter().chain(self.identities.iter())
+    }
+
+    pub fn identity(&self, name: &str) -> Option<&IdentityConfig> {
+        self.all_identities().find(|i| i.name == name)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IdentityKind {
     CognitoM2m,
     OidcM2m,
+    /// A Cognito user (service account) signing in through the Cognito API.
+    CognitoPassword,
 }
 
 impl IdentityKind {
@@ -66,8 +81,29 @@ impl IdentityKind {
         match self {
             IdentityKind::CognitoM2m => "cognito_m2m",
             IdentityKind::OidcM2m => "oidc_m2m",
+            IdentityKind::CognitoPassword => "cognito_password",
         }
     }
+}
+
+/// Which Cognito token a server wants as its bearer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BearerToken {
+    #[default]
+    AccessToken,
+    IdToken,
+}
+
+/// A Cognito service account: USER_PASSWORD_AUTH, then REFRESH_TOKEN_AUTH.
+#[derive(Clone, Debug)]
+pub struct CognitoPassword {
+    pub username: String,
+    pub password: Secret,
+    pub bearer: BearerToken,
+    /// The app client rotates refresh tokens: refresh with GetTokensFromRefreshToken.
+    pub refresh_rotation: bool,
+    /// The Cognito API endpoint, when not AWS's public one (VPC endpoints, tests).
+    pub endpoint_url: Option<String>,
 }
 
 /// How the client authenticates at the token endpoint.
@@ -85,6 +121,8 @@ pub enum ClientAuth {
 pub enum Endpoint {
     /// A token endpoint URL given (or derived from a Cognito domain) in the config.
     TokenUrl(String),
+    /// Not a token endpoint: the Cognito user-pool API (`cognito_password`).
+    CognitoApi,
     /// Fetch this OIDC discovery document and use its `token_endpoint`; when that fails and
     /// `fallback` is set, use it (with a warning): the reference tool's pool-id guess.
     Discovery {
@@ -96,13 +134,17 @@ pub enum Endpoint {
 /// A machine-to-machine identity: client_credentials at a token endpoint.
 #[derive(Clone, Debug)]
 pub struct IdentityConfig {
-    /// Unique name; the gateway identity is `ingress`. Names the token file and the lock.
+    /// Unique name; the gateway identity is `ingress`. Names the lock and state.
     pub name: String,
+    /// The token file in `tokens_dir`: `ingress.json`, `{name}.json`, or the reference
+    /// tool's name for identities it also knew (AgentCore).
+    pub file_name: String,
     pub kind: IdentityKind,
     /// What `provider` says in the token file (`cognito_m2m`, `keycloak_m2m`, `entra_m2m`...).
     pub provider_label: String,
     pub client_id: String,
-    pub client_secret: Secret,
+    /// Required for the M2M kinds; optional for `cognito_password` (public app clients).
+    pub client_secret: Option<Secret>,
     pub scopes: Vec<String>,
     pub endpoint: Endpoint,
     pub client_auth: ClientAuth,
@@ -114,6 +156,8 @@ pub struct IdentityConfig {
     pub extra_fields: Vec<(String, String)>,
     /// Extra headers sent with the token (X-Keycloak-Realm...).
     pub extra_headers: Vec<(String, String)>,
+    /// `cognito_password` settings.
+    pub cognito: Option<CognitoPassword>,
 }
 
 /// How a server entry is authenticated.
@@ -124,6 +168,16 @@ pub enum ServerAuth {
     Gateway,
     /// No headers at all.
     None,
+    /// A named identity's token in one header: `{header}: {scheme} {token}`.
+    Identity {
+        name: String,
+        header: String,
+        /// `Bearer` unless configured; empty for the bare token.
+        scheme: String,
+        /// Also send the gateway's ingress headers (a server behind the gateway that
+        /// wants its own token too).
+        gateway: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -9,9 +9,9 @@ use serde::Deserialize;
 
 use super::locate::locate;
 use super::{
-    ClientAuth, Config, ConfigError, Endpoint, Hooks, HttpPolicy, IdentityConfig, IdentityKind,
-    Origin, RefreshPolicy, ServerAuth, ServerConfig, Transport, check_endpoint_url,
-    default_server_url,
+    BearerToken, ClientAuth, CognitoPassword, Config, ConfigError, Endpoint, Hooks, HttpPolicy,
+    IdentityConfig, IdentityKind, Origin, RefreshPolicy, ServerAuth, ServerConfig, Transport,
+    check_endpoint_url, default_server_url,
 };
 use crate::secret::Secret;
 
@@ -158,6 +158,14 @@ impl<'de> Deserialize<'de> for Millis {
 enum RawKind {
     CognitoM2m,
     OidcM2m,
+    CognitoPassword,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum RawBearer {
+    AccessToken,
+    IdToken,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,11 +175,48 @@ enum RawClientAuth {
     Post,
 }
 
-#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+/// `auth:` of a server: `gateway`, `none`, or `{identity: NAME, header: H, scheme: S}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum RawServerAuth {
     Gateway,
     None,
+    Identity(RawBinding),
+}
+
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+struct RawBinding {
+    identity: String,
+    header: Option<String>,
+    scheme: Option<String>,
+    gateway: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for RawServerAuth {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawServerAuth;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`gateway`, `none` or {identity: NAME, header: HEADER}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawServerAuth, E> {
+                match v {
+                    "gateway" => Ok(RawServerAuth::Gateway),
+                    "none" => Ok(RawServerAuth::None),
+                    other => Err(E::unknown_variant(other, &["gateway", "none"])),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<RawServerAuth, A::Error> {
+                RawBinding::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(RawServerAuth::Identity)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +245,12 @@ struct RawIdentity {
     issuer: Option<String>,
     audience: Option<String>,
     resource: Option<String>,
+    // cognito_password
+    username: Option<String>,
+    password: Option<SecretSpec>,
+    bearer: Option<RawBearer>,
+    refresh_rotation: Option<bool>,
+    endpoint_url: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -253,6 +304,7 @@ struct RawConfig {
     tokens_dir: Option<String>,
     gateway_url: Option<String>,
     ingress: Option<RawIdentity>,
+    identities: Option<std::collections::BTreeMap<String, RawIdentity>>,
     servers: Option<Vec<RawServer>>,
     servers_dir: Option<String>,
     refresh: Option<RawRefresh>,
@@ -479,6 +531,30 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
             &mut literal_secrets,
         )?),
     };
+    let mut identities = Vec::new();
+    for (name, r) in raw.identities.iter().flatten() {
+        let key = format!("identities.{name}");
+        if name == "ingress"
+            || name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ctx.err(
+                &key,
+                "an identity name uses letters, digits, - and _ (and `ingress` is the gateway's)",
+            ));
+        }
+        identities.push(identity(
+            &ctx,
+            &key,
+            name,
+            r,
+            lookup,
+            base,
+            &mut literal_secrets,
+        )?);
+    }
 
     let mut servers = Vec::new();
     for (i, s) in raw.servers.iter().flatten().enumerate() {
@@ -513,11 +589,36 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
                 ));
             }
         };
-        let auth = match s.auth {
+        let auth = match &s.auth {
             Some(RawServerAuth::None) => ServerAuth::None,
+            Some(RawServerAuth::Identity(b)) => {
+                if !identities
+                    .iter()
+                    .any(|i: &IdentityConfig| i.name == b.identity)
+                {
+                    let known: Vec<&str> = identities.iter().map(|i| i.name.as_str()).collect();
+                    let hint = did_you_mean(&b.identity, &known)
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_else(|| "; define it under `identities:`".into());
+                    return Err(ctx.err(
+                        &format!("{key}.auth.identity"),
+                        format!("no identity named `{}`{hint}", b.identity),
+                    ));
+                }
+                ServerAuth::Identity {
+                    name: b.identity.clone(),
+                    header: b.header.clone().unwrap_or_else(|| "Authorization".into()),
+                    scheme: b.scheme.clone().unwrap_or_else(|| "Bearer".into()),
+                    gateway: b.gateway.unwrap_or(false),
+                }
+            }
             _ => ServerAuth::Gateway,
         };
-        if auth == ServerAuth::Gateway && ingress.is_none() {
+        if matches!(
+            auth,
+            ServerAuth::Gateway | ServerAuth::Identity { gateway: true, .. }
+        ) && ingress.is_none()
+        {
             return Err(ctx.err(&format!("{key}.name"), "this server uses the gateway identity but no `ingress` is configured; add `ingress:` or set `auth: none`"));
         }
         servers.push(ServerConfig {
@@ -597,6 +698,7 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
             tokens_dir,
             gateway_url,
             ingress,
+            identities,
             servers,
             refresh,
             http,
@@ -626,7 +728,13 @@ fn identity(
     let kind = match r.kind {
         Some(RawKind::CognitoM2m) => IdentityKind::CognitoM2m,
         Some(RawKind::OidcM2m) => IdentityKind::OidcM2m,
-        None => return Err(ctx.err(key, "missing `kind`; use cognito_m2m or oidc_m2m")),
+        Some(RawKind::CognitoPassword) => IdentityKind::CognitoPassword,
+        None => {
+            return Err(ctx.err(
+                key,
+                "missing `kind`; use cognito_m2m, oidc_m2m or cognito_password",
+            ));
+        }
     };
     // Keys that belong to the other kind are mistakes worth naming.
     let foreign: &[(&str, bool)] = match kind {
@@ -640,7 +748,30 @@ fn identity(
             ("user_pool_id", r.user_pool_id.is_some()),
             ("domain", r.domain.is_some()),
         ],
+        IdentityKind::CognitoPassword => &[
+            ("issuer", r.issuer.is_some()),
+            ("audience", r.audience.is_some()),
+            ("resource", r.resource.is_some()),
+            ("domain", r.domain.is_some()),
+            ("token_url", r.token_url.is_some()),
+            ("discovery_url", r.discovery_url.is_some()),
+            ("scopes", r.scopes.is_some()),
+            ("client_auth", r.client_auth.is_some()),
+        ],
     };
+    let password_keys = [
+        ("username", r.username.is_some()),
+        ("password", r.password.is_some()),
+        ("bearer", r.bearer.is_some()),
+        ("refresh_rotation", r.refresh_rotation.is_some()),
+        ("endpoint_url", r.endpoint_url.is_some()),
+    ];
+    let foreign_password: &[(&str, bool)] = if kind == IdentityKind::CognitoPassword {
+        &[]
+    } else {
+        &password_keys
+    };
+    let foreign: Vec<(&str, bool)> = foreign.iter().chain(foreign_password).copied().collect();
     if let Some((f, _)) = foreign.iter().find(|(_, set)| *set) {
         return Err(ctx.err(
             &k(f),
@@ -651,18 +782,77 @@ fn identity(
         Some(c) if !c.is_empty() => c.clone(),
         _ => return Err(ctx.err(key, "missing `client_id`")),
     };
-    let Some(spec) = &r.client_secret else {
-        return Err(ctx.err(
-            key,
-            "missing `client_secret`; write {env: VARIABLE}, {file: PATH} or the value",
-        ));
+    let client_secret = match &r.client_secret {
+        Some(spec) => {
+            if matches!(spec, SecretSpec::Literal(_)) {
+                literal_secrets.push(k("client_secret"));
+            }
+            Some(resolve_secret(
+                ctx,
+                &k("client_secret"),
+                spec,
+                lookup,
+                base,
+            )?)
+        }
+        // A Cognito app client without a secret (a public client) can sign users in.
+        None if kind == IdentityKind::CognitoPassword => None,
+        None => {
+            return Err(ctx.err(
+                key,
+                "missing `client_secret`; write {env: VARIABLE}, {file: PATH} or the value",
+            ));
+        }
     };
-    if matches!(spec, SecretSpec::Literal(_)) {
-        literal_secrets.push(k("client_secret"));
-    }
-    let client_secret = resolve_secret(ctx, &k("client_secret"), spec, lookup, base)?;
+    let cognito = if kind == IdentityKind::CognitoPassword {
+        let username = match &r.username {
+            Some(u) if !u.is_empty() => u.clone(),
+            _ => return Err(ctx.err(key, "missing `username` (the service account)")),
+        };
+        let Some(spec) = &r.password else {
+            return Err(ctx.err(
+                key,
+                "missing `password`; write {env: VARIABLE}, {file: PATH} or the value",
+            ));
+        };
+        if matches!(spec, SecretSpec::Literal(_)) {
+            literal_secrets.push(k("password"));
+        }
+        let password = resolve_secret(ctx, &k("password"), spec, lookup, base)?;
+        // The standard AWS endpoint variables apply too (VPC endpoints, local tests).
+        let endpoint_url = match &r.endpoint_url {
+            Some(u) => Some(url_key(ctx, &k("endpoint_url"), u)?),
+            None => match aws_endpoint(&|v| lookup.env(v)) {
+                Some((var, u)) => Some(
+                    check_endpoint_url(&u)
+                        .map(|_| u)
+                        .map_err(|m| ctx.err(&k("endpoint_url"), format!("from ${var}: {m}")))?,
+                ),
+                None => None,
+            },
+        };
+        if r.region.is_none() && r.user_pool_id.as_deref().and_then(region_of_pool).is_none() {
+            return Err(ctx.err(
+                key,
+                "cognito_password needs `region` (or a `user_pool_id` to take it from)",
+            ));
+        }
+        Some(CognitoPassword {
+            username,
+            password,
+            bearer: match r.bearer {
+                Some(RawBearer::IdToken) => BearerToken::IdToken,
+                _ => BearerToken::AccessToken,
+            },
+            refresh_rotation: r.refresh_rotation.unwrap_or(false),
+            endpoint_url,
+        })
+    } else {
+        None
+    };
 
     let endpoint = match kind {
+        IdentityKind::CognitoPassword => Endpoint::CognitoApi,
         IdentityKind::CognitoM2m => {
             let region = r.region.clone();
             let pool = r.user_pool_id.clone();
@@ -714,16 +904,19 @@ fn identity(
         }
     };
     let region = match kind {
-        IdentityKind::CognitoM2m => r.region.clone().or_else(|| {
-            r.user_pool_id
-                .as_deref()
-                .and_then(region_of_pool)
-                .map(str::to_string)
-        }),
+        IdentityKind::CognitoM2m | IdentityKind::CognitoPassword => {
+            r.region.clone().or_else(|| {
+                r.user_pool_id
+                    .as_deref()
+                    .and_then(region_of_pool)
+                    .map(str::to_string)
+            })
+        }
         IdentityKind::OidcM2m => None,
     };
     Ok(IdentityConfig {
         name: name.to_string(),
+        file_name: format!("{name}.json"),
         kind,
         provider_label: kind.as_str().to_string(),
         client_id,
@@ -740,7 +933,21 @@ fn identity(
         user_pool_id: r.user_pool_id.clone(),
         extra_fields: Vec::new(),
         extra_headers: Vec::new(),
+        cognito,
     })
+}
+
+/// The Cognito API endpoint from the standard AWS variables, with the variable's name.
+pub fn aws_endpoint(env: &dyn Fn(&str) -> Option<String>) -> Option<(&'static str, String)> {
+    if env("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some_and(|v| v == "true") {
+        return None;
+    }
+    [
+        "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER",
+        "AWS_ENDPOINT_URL",
+    ]
+    .into_iter()
+    .find_map(|k| env(k).filter(|v| !v.is_empty()).map(|v| (k, v)))
 }
 
 /// `us-east-1_AbC123` → `us-east-1`.
@@ -852,7 +1059,7 @@ servers:
         assert_eq!(c.tokens_dir, PathBuf::from("/home/u/.oauth-tokens"));
         assert_eq!(c.gateway_url.as_deref(), Some("https://gw.example.com"));
         let i = c.ingress.unwrap();
-        assert_eq!(i.client_secret.expose(), "s3cr3t");
+        assert_eq!(i.client_secret.unwrap().expose(), "s3cr3t");
         assert_eq!(i.scopes.len(), 2);
         assert_eq!(
             i.endpoint,
@@ -957,7 +1164,7 @@ servers:
         )
         .unwrap();
         let i = p.config.ingress.unwrap();
-        assert_eq!(i.client_secret.expose(), "from-file");
+        assert_eq!(i.client_secret.unwrap().expose(), "from-file");
         assert_eq!(
             i.endpoint,
             Endpoint::Discovery {

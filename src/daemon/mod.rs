@@ -80,7 +80,7 @@ pub struct Daemon {
 }
 
 fn identities(config: &Config) -> Vec<Arc<IdentityConfig>> {
-    config.ingress.iter().cloned().map(Arc::new).collect()
+    config.all_identities().cloned().map(Arc::new).collect()
 }
 
 impl Daemon {
@@ -502,12 +502,15 @@ mod tests {
             origin: Origin::File("/c.yaml".into()),
             tokens_dir: tokens.to_path_buf(),
             gateway_url: None,
+            identities: vec![],
             ingress: Some(IdentityConfig {
                 name: "ingress".into(),
+                file_name: "ingress.json".into(),
+                cognito: None,
                 kind: IdentityKind::OidcM2m,
                 provider_label: "oidc_m2m".into(),
                 client_id: "c".into(),
-                client_secret: Secret::new("s"),
+                client_secret: Some(Secret::new("s")),
                 scopes: vec![],
                 endpoint: Endpoint::TokenUrl("https://idp.invalid/token".into()),
                 client_auth: ClientAuth::Basic,
@@ -533,6 +536,7 @@ mod tests {
             provider: "oidc_m2m".into(),
             access_token: Secret::new(format!("tok-{}", now.0)),
             refresh_token: None,
+            id_token: None,
             expires_at: Some(now.plus_ms(life_ms).as_secs_f64()),
             expires_at_human: None,
             token_type: "Bearer".into(),

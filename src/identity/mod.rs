@@ -1,6 +1,7 @@
 //! Ways of getting a token. `reply` and `jwt` are pure parsers; `oauth` talks to token
 //! endpoints and discovery documents over HTTP.
 
+pub mod cognito;
 pub mod jwt;
 pub mod oauth;
 pub mod reply;

@@ -144,7 +144,7 @@ fn classify(
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or the attempts run out.
-async fn with_retries<T, F, Fut>(
+pub(crate) async fn with_retries<T, F, Fut>(
     policy: &HttpPolicy,
     what: &str,
     mut attempt: F,
@@ -256,6 +256,10 @@ pub async fn resolve_token_endpoint(
 ) -> Result<String, FetchError> {
     match &id.endpoint {
         Endpoint::TokenUrl(u) => Ok(u.clone()),
+        Endpoint::CognitoApi => Err(FetchError::permanent(format!(
+            "identity `{}` signs in through the Cognito API, not a token endpoint",
+            id.name
+        ))),
         Endpoint::Discovery { url, fallback } => match discover_token_endpoint(http, url).await {
             Ok(ep) => Ok(ep),
             Err(e) => match fallback {
@@ -290,7 +294,7 @@ pub async fn client_credentials(
         token_url,
         form,
         &id.client_id,
-        Some(id.client_secret.expose()),
+        id.client_secret.as_ref().map(|s| s.expose()),
         id.client_auth,
         false,
     )

@@ -7,7 +7,7 @@ pub mod write;
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::config::{Config, IdentityConfig, IdentityKind, ServerAuth, Transport};
+use crate::config::{BearerToken, Config, IdentityConfig, IdentityKind, ServerAuth, Transport};
 use crate::store::TokenRecord;
 
 /// One server as every format needs it. Header values hold tokens: Debug hides them.
@@ -35,14 +35,23 @@ impl fmt::Debug for ServerEntry {
     }
 }
 
+/// The token a server receives from `id`: the access token, or the ID token for a
+/// Cognito service account configured with `bearer: id_token`.
+pub fn bearer_of<'a>(id: &IdentityConfig, rec: &'a TokenRecord) -> Option<&'a str> {
+    match id.cognito.as_ref().map(|c| c.bearer) {
+        Some(BearerToken::IdToken) => rec.id_token.as_ref().map(|t| t.expose()),
+        _ => Some(rec.access_token.expose()),
+    }
+}
+
 /// The gateway's ingress headers for a token of `id`.
-pub fn gateway_headers(id: &IdentityConfig, rec: &TokenRecord) -> Vec<(String, String)> {
+pub fn gateway_headers(id: &IdentityConfig, rec: &TokenRecord) -> Option<Vec<(String, String)>> {
     let mut h = vec![(
         "X-Authorization".to_string(),
-        format!("Bearer {}", rec.access_token.expose()),
+        format!("Bearer {}", bearer_of(id, rec)?),
     )];
     match id.kind {
-        IdentityKind::CognitoM2m => {
+        IdentityKind::CognitoM2m | IdentityKind::CognitoPassword => {
             h.push((
                 "X-User-Pool-Id".into(),
                 id.user_pool_id.clone().unwrap_or_default(),
@@ -56,14 +65,32 @@ pub fn gateway_headers(id: &IdentityConfig, rec: &TokenRecord) -> Vec<(String, S
         IdentityKind::OidcM2m => h.push(("X-Client-Id".into(), id.client_id.clone())),
     }
     h.extend(id.extra_headers.iter().cloned());
-    h
+    Some(h)
+}
+
+/// `{header}: {scheme} {token}` for a server bound to a named identity.
+fn bound_header(
+    config: &Config,
+    records: &HashMap<String, TokenRecord>,
+    name: &str,
+    header: &str,
+    scheme: &str,
+) -> Option<(String, String)> {
+    let id = config.identity(name)?;
+    let token = bearer_of(id, records.get(name)?)?;
+    let value = if scheme.is_empty() {
+        token.to_string()
+    } else {
+        format!("{scheme} {token}")
+    };
+    Some((header.to_string(), value))
 }
 
 /// Entries for every configured server, given the stored tokens by identity name.
 pub fn entries(config: &Config, records: &HashMap<String, TokenRecord>) -> Vec<ServerEntry> {
     let ingress = config.ingress.as_ref().and_then(|i| records.get(&i.name));
     let gateway = match (&config.ingress, ingress) {
-        (Some(id), Some(rec)) => Some(gateway_headers(id, rec)),
+        (Some(id), Some(rec)) => gateway_headers(id, rec),
         _ => None,
     };
     config
@@ -73,9 +100,23 @@ pub fn entries(config: &Config, records: &HashMap<String, TokenRecord>) -> Vec<S
             name: s.name.clone(),
             url: s.url.clone(),
             transport: s.transport,
-            headers: match s.auth {
+            headers: match &s.auth {
                 ServerAuth::None => None,
                 ServerAuth::Gateway => gateway.clone(),
+                ServerAuth::Identity {
+                    name,
+                    header,
+                    scheme,
+                    gateway: with_gateway,
+                } => bound_header(config, records, name, header, scheme).and_then(|h| {
+                    if !with_gateway {
+                        return Some(vec![h]);
+                    }
+                    // Both are needed; without the gateway token the entry is unusable.
+                    let mut all = gateway.clone()?;
+                    all.push(h);
+                    Some(all)
+                }),
             },
         })
         .collect()

@@ -38,6 +38,9 @@ pub struct TokenRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage_notes: Option<String>,
     // mcp-credd's own fields.
+    /// The OpenID ID token, when the provider gave one (Cognito service accounts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
     /// Epoch seconds when the token was obtained: the start of its lifetime for planning.

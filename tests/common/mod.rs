@@ -222,3 +222,91 @@ pub fn jwt_claims(token: &str) -> serde_json::Value {
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
+
+/// A running moto server (the Cognito user-pool API) with one pool set up, killed (by its
+/// PID) when dropped.
+pub struct Moto {
+    pub endpoint: String,
+    pub pool_id: String,
+    pub client_id: String,
+    pub client_secret: String,
+    child: Child,
+}
+
+fn moto_python() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/moto/.venv/bin/python")
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/moto/.venv/bin");
+        assert!(
+            venv.join("moto_server").exists(),
+            "tests/moto/.venv is missing: run `bash scripts/test-deps.sh` (it installs moto)"
+        );
+        let mut child = Command::new(venv.join("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start moto_server");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Report the port, then keep draining so moto never blocks on a full pipe.
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent && let Some(rest) = line.split("Running on http://127.0.0.1:").nth(1) {
+                    let _ = tx.send(rest.trim().to_string());
+                    sent = true;
+                }
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(p) => p,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("moto did not start within 30s");
+            }
+        };
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let out = Command::new(moto_python())
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/moto/cognito_pool.py"))
+            .args(["setup", &endpoint])
+            .output()
+            .expect("run cognito_pool.py");
+        if !out.status.success() {
+            let _ = child.kill();
+            panic!(
+                "pool setup failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let s = |k: &str| v[k].as_str().unwrap().to_string();
+        Moto {
+            endpoint,
+            pool_id: s("pool_id"),
+            client_id: s("client_id"),
+            client_secret: s("client_secret"),
+            child,
+        }
+    }
+
+    /// Revokes every refresh token of `user` (AdminUserGlobalSignOut).
+    pub fn sign_out(&self, user: &str) {
+        let st = Command::new(moto_python())
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/moto/cognito_pool.py"))
+            .args(["signout", &self.endpoint, &self.pool_id, user])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,455 @@
+//! Cognito service accounts through the Cognito user-pool API: sign-in with
+//! USER_PASSWORD_AUTH (+ SECRET_HASH), refresh with REFRESH_TOKEN_AUTH (or
+//! GetTokensFromRefreshToken when the app client rotates refresh tokens), and sign-in again
+//! when the refresh token is gone. The calls are unauthenticated: no AWS credentials are
+//! read or needed. Error codes become messages that say what to do.
+
+use std::time::Duration;
+
+use aws_sdk_cognitoidentityprovider as cip;
+use base64::Engine;
+use cip::config::retry::RetryConfig;
+use cip::config::timeout::TimeoutConfig;
+use cip::config::{BehaviorVersion, Region};
+use cip::error::{ProvideErrorMetadata, SdkError};
+use cip::types::{AuthFlowType, AuthenticationResultType};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use tracing::{info, warn};
+
+use super::reply::TokenReply;
+use super::{FailureKind, FetchError};
+use crate::config::{CognitoPassword, HttpPolicy, IdentityConfig};
+use crate::identity::jwt;
+use crate::secret::Secret;
+use crate::store::TokenRecord;
+
+/// base64(HMAC-SHA256(key = client secret, message = username + client id)).
+pub fn secret_hash(username: &str, client_id: &str, client_secret: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(client_secret.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(username.as_bytes());
+    mac.update(client_id.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// The username a refresh's SECRET_HASH must use: the access token's `username` claim (in
+/// pools that sign in by email alias it is the internal name, not the email), else the
+/// configured one.
+pub fn canonical_username(access_token: &str, configured: &str) -> String {
+    jwt::claims(access_token)
+        .and_then(|c| {
+            c.get("username")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| configured.to_string())
+}
+
+/// Turns a Cognito error code and message into what the user must do. `during` names the
+/// step ("sign-in" or "refresh").
+pub fn classify(
+    code: Option<&str>,
+    message: Option<&str>,
+    username: &str,
+    during: &str,
+) -> FetchError {
+    let msg = message.unwrap_or("");
+    let text = |what: String| format!("Cognito {during} for `{username}` failed: {what}");
+    let permanent = |what: String| FetchError::permanent(text(what));
+    match code.unwrap_or("") {
+        "NotAuthorizedException" if msg.contains("secret hash") => permanent(format!(
+            "{msg}; check client_secret (the app client's secret) and client_id"
+        )),
+        "NotAuthorizedException" if msg.contains("disabled") => {
+            permanent(format!("{msg}; enable the user in the pool"))
+        }
+        "NotAuthorizedException" if during == "refresh" => {
+            permanent(format!("{msg}; the refresh token is no longer accepted"))
+        }
+        "NotAuthorizedException" => permanent(format!(
+            "{msg} (wrong username or password, or a wrong client secret); check username, password and client_secret"
+        )),
+        "UserNotFoundException" => permanent(format!(
+            "{msg}; check `username` (usernames are case-sensitive) and the pool"
+        )),
+        "UserNotConfirmedException" => permanent(format!(
+            "{msg}; confirm the user (aws cognito-idp admin-confirm-sign-up)"
+        )),
+        "PasswordResetRequiredException" => permanent(format!(
+            "{msg}; the password must be reset (aws cognito-idp admin-set-user-password --permanent)"
+        )),
+        "InvalidParameterException" => permanent(format!(
+            "{msg}; enable ALLOW_USER_PASSWORD_AUTH and ALLOW_REFRESH_TOKEN_AUTH on the app client"
+        )),
+        "ResourceNotFoundException" => {
+            permanent(format!("{msg}; check client_id, region and user_pool_id"))
+        }
+        "InvalidUserPoolConfigurationException" => {
+            permanent(format!("{msg}; the pool does not allow this sign-in"))
+        }
+        "TooManyRequestsException"
+        | "LimitExceededException"
+        | "InternalErrorException"
+        | "ServiceUnavailable"
+        | "ThrottlingException" => FetchError::transient(text(format!("{msg} (will retry)"))),
+        "" => FetchError::transient(text(if msg.is_empty() {
+            "no error code in the reply".into()
+        } else {
+            msg.to_string()
+        })),
+        other => permanent(format!("{other}: {msg}")),
+    }
+}
+
+/// Does a refresh error say the app client rotates refresh tokens (so the refresh must go
+/// through GetTokensFromRefreshToken)?
+pub fn says_rotation(message: &str) -> bool {
+    message.to_ascii_lowercase().contains("rotation")
+}
+
+/// What to do about an authentication challenge: a daemon can answer none of them.
+pub fn challenge_error(challenge: &str, username: &str) -> FetchError {
+    let hint = match challenge {
+        "NEW_PASSWORD_REQUIRED" => {
+            "the user still has a temporary password; set a permanent one (aws cognito-idp admin-set-user-password --permanent)"
+        }
+        "SMS_MFA" | "SOFTWARE_TOKEN_MFA" | "EMAIL_OTP" | "MFA_SETUP" | "SELECT_MFA_TYPE" => {
+            "a service account cannot do multi-factor authentication; turn MFA off for this user or pool"
+        }
+        _ => {
+            "a service account cannot answer challenges; change the user's settings so sign-in needs none"
+        }
+    };
+    FetchError::permanent(format!(
+        "Cognito sign-in for `{username}` asks for the {challenge} challenge, which a daemon cannot answer: {hint}"
+    ))
+}
+
+fn client(
+    id: &IdentityConfig,
+    c: &CognitoPassword,
+    policy: &HttpPolicy,
+) -> Result<cip::Client, FetchError> {
+    let region = id
+        .region
+        .clone()
+        .ok_or_else(|| FetchError::permanent(format!("identity `{}` has no region", id.name)))?;
+    let t = Duration::from_millis(policy.timeout_ms);
+    let mut b = cip::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(t.min(Duration::from_secs(10)))
+                .read_timeout(t)
+                .operation_attempt_timeout(t)
+                .operation_timeout(t)
+                .build(),
+        )
+        // Our own retry loop decides (and logs) retries, as for every other provider.
+        .retry_config(RetryConfig::disabled());
+    if let Some(ep) = &c.endpoint_url {
+        b = b.endpoint_url(ep);
+    }
+    Ok(cip::Client::from_conf(b.build()))
+}
+
+fn sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    e: SdkError<E, R>,
+    username: &str,
+    during: &str,
+) -> FetchError {
+    match e {
+        SdkError::ServiceError(se) => {
+            let err = se.into_err();
+            classify(err.code(), err.message(), username, during)
+        }
+        SdkError::TimeoutError(_) => {
+            FetchError::transient(format!("Cognito {during} for `{username}`: timed out"))
+        }
+        SdkError::DispatchFailure(d) => FetchError::transient(format!(
+            "Cognito {during} for `{username}`: {}",
+            if d.is_timeout() {
+                "timed out"
+            } else {
+                "could not connect"
+            }
+        )),
+        other => FetchError::transient(format!(
+            "Cognito {during} for `{username}`: {}",
+            cip::error::DisplayErrorContext(&other)
+        )),
+    }
+}
+
+fn reply_of(r: &AuthenticationResultType) -> Result<TokenReply, FetchError> {
+    let access = r
+        .access_token()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| FetchError::permanent("Cognito answered without an access token"))?;
+    Ok(TokenReply {
+        access_token: Secret::new(access),
+        token_type: match r.token_type() {
+            Some(t) if !t.eq_ignore_ascii_case("bearer") && !t.is_empty() => t.to_string(),
+            _ => "Bearer".into(),
+        },
+        expires_in: Some(i64::from(r.expires_in())).filter(|&s| s > 0),
+        refresh_token: r.refresh_token().filter(|t| !t.is_empty()).map(Secret::new),
+        refresh_token_expires_in: None,
+        scope: None,
+        id_token: r.id_token().map(Secret::new),
+    })
+}
+
+async fn sign_in(
+    client: &cip::Client,
+    id: &IdentityConfig,
+    c: &CognitoPassword,
+) -> Result<TokenReply, FetchError> {
+    let mut req = client
+        .initiate_auth()
+        .client_id(&id.client_id)
+        .auth_flow(AuthFlowType::UserPasswordAuth)
+        .auth_parameters("USERNAME", &c.username)
+        .auth_parameters("PASSWORD", c.password.expose());
+    if let Some(s) = &id.client_secret {
+        req = req.auth_parameters(
+            "SECRET_HASH",
+            secret_hash(&c.username, &id.client_id, s.expose()),
+        );
+    }
+    let out = req
+        .send()
+        .await
+        .map_err(|e| sdk_error(e, &c.username, "sign-in"))?;
+    if let Some(ch) = out.challenge_name() {
+        return Err(challenge_error(ch.as_str(), &c.username));
+    }
+    let r = out.authentication_result().ok_or_else(|| {
+        FetchError::permanent("Cognito answered the sign-in with neither tokens nor a challenge")
+    })?;
+    reply_of(r)
+}
+
+async fn refresh_token_auth(
+    client: &cip::Client,
+    id: &IdentityConfig,
+    username: &str,
+    refresh: &str,
+) -> Result<TokenReply, FetchError> {
+    let mut req = client
+        .initiate_auth()
+        .client_id(&id.client_id)
+        .auth_flow(AuthFlowType::RefreshTokenAuth)
+        .auth_parameters("REFRESH_TOKEN", refresh);
+    if let Some(s) = &id.client_secret {
+        req = req.auth_parameters(
+            "SECRET_HASH",
+            secret_hash(username, &id.client_id, s.expose()),
+        );
+    }
+    let out = req
+        .send()
+        .await
+        .map_err(|e| sdk_error(e, username, "refresh"))?;
+    let r = out
+        .authentication_result()
+        .ok_or_else(|| FetchError::permanent("Cognito answered the refresh without tokens"))?;
+    reply_of(r)
+}
+
+async fn rotate(
+    client: &cip::Client,
+    id: &IdentityConfig,
+    username: &str,
+    refresh: &str,
+) -> Result<TokenReply, FetchError> {
+    let mut req = client
+        .get_tokens_from_refresh_token()
+        .client_id(&id.client_id)
+        .refresh_token(refresh);
+    if let Some(s) = &id.client_secret {
+        req = req.client_secret(s.expose());
+    }
+    let out = req
+        .send()
+        .await
+        .map_err(|e| sdk_error(e, username, "refresh"))?;
+    let r = out
+        .authentication_result()
+        .ok_or_else(|| FetchError::permanent("Cognito answered the refresh without tokens"))?;
+    reply_of(r)
+}
+
+/// Runs `f` with the HTTP policy's retries for transient failures.
+async fn retrying<F, Fut>(policy: &HttpPolicy, what: &str, f: F) -> Result<TokenReply, FetchError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<TokenReply, FetchError>>,
+{
+    super::oauth::with_retries(policy, what, f).await
+}
+
+/// New tokens for a service account: refresh if a refresh token is stored, otherwise (or
+/// when the refresh token is no longer accepted) sign in with the password.
+pub async fn obtain(
+    id: &IdentityConfig,
+    existing: Option<&TokenRecord>,
+    policy: &HttpPolicy,
+) -> Result<TokenReply, FetchError> {
+    let c = id.cognito.as_ref().ok_or_else(|| {
+        FetchError::permanent(format!(
+            "identity `{}` is not a Cognito service account",
+            id.name
+        ))
+    })?;
+    let client = client(id, c, policy)?;
+    if let Some(rec) = existing
+        && let Some(rt) = &rec.refresh_token
+    {
+        let username = canonical_username(rec.access_token.expose(), &c.username);
+        let rt = rt.expose().to_string();
+        let mut rotation = c.refresh_rotation;
+        let mut result = if rotation {
+            retrying(policy, "cognito refresh", || {
+                rotate(&client, id, &username, &rt)
+            })
+            .await
+        } else {
+            retrying(policy, "cognito refresh", || {
+                refresh_token_auth(&client, id, &username, &rt)
+            })
+            .await
+        };
+        if !rotation && matches!(&result, Err(e) if says_rotation(&e.message)) {
+            info!(identity = %id.name, "the app client rotates refresh tokens; refreshing with GetTokensFromRefreshToken (set refresh_rotation: true)");
+            rotation = true;
+            result = retrying(policy, "cognito refresh", || {
+                rotate(&client, id, &username, &rt)
+            })
+            .await;
+        }
+        match result {
+            Ok(mut reply) => {
+                info!(identity = %id.name, rotation, "refreshed with the stored refresh token");
+                // REFRESH_TOKEN_AUTH returns no refresh token: the stored one stays valid.
+                if reply.refresh_token.is_none() && !rotation {
+                    reply.refresh_token = Some(Secret::new(rt));
+                }
+                return Ok(reply);
+            }
+            Err(e) if e.kind == FailureKind::Transient => return Err(e),
+            Err(e) => {
+                warn!(identity = %id.name, error = %e.message, "refresh refused; signing in again with the password")
+            }
+        }
+    }
+    let reply = retrying(policy, "cognito sign-in", || sign_in(&client, id, c)).await?;
+    info!(identity = %id.name, "signed in with the password");
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_hash_matches_the_documented_formula() {
+        // base64(HMAC-SHA256("client-secret", "alice" + "client-id")), computed independently.
+        assert_eq!(
+            secret_hash("alice", "client-id", "client-secret"),
+            "qROqM+PMKX09MK8ulDVm8LCWdCRqQQEUG9HcF+N7/S4="
+        );
+    }
+
+    #[test]
+    fn canonical_username_prefers_the_claim() {
+        let payload =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"username":"7f1c-uuid"}"#);
+        assert_eq!(
+            canonical_username(&format!("h.{payload}.s"), "alice@example.com"),
+            "7f1c-uuid"
+        );
+        assert_eq!(canonical_username("opaque", "alice"), "alice");
+    }
+
+    #[test]
+    fn errors_say_what_to_do() {
+        let c =
+            |code: &str, msg: &str, during: &str| classify(Some(code), Some(msg), "svc", during);
+        let e = c(
+            "NotAuthorizedException",
+            "Incorrect username or password.",
+            "sign-in",
+        );
+        assert_eq!(e.kind, FailureKind::Permanent);
+        assert!(
+            e.message
+                .contains("check username, password and client_secret"),
+            "{}",
+            e.message
+        );
+        assert!(
+            c(
+                "NotAuthorizedException",
+                "Unable to verify secret hash for client x",
+                "sign-in"
+            )
+            .message
+            .contains("check client_secret")
+        );
+        assert!(
+            c(
+                "NotAuthorizedException",
+                "Refresh Token has been revoked",
+                "refresh"
+            )
+            .message
+            .contains("no longer accepted")
+        );
+        assert!(
+            c("UserNotFoundException", "User does not exist.", "sign-in")
+                .message
+                .contains("case-sensitive")
+        );
+        assert!(
+            c("UserNotConfirmedException", "x", "sign-in")
+                .message
+                .contains("admin-confirm-sign-up")
+        );
+        assert!(
+            c("PasswordResetRequiredException", "x", "sign-in")
+                .message
+                .contains("reset")
+        );
+        assert!(
+            c("InvalidParameterException", "x", "sign-in")
+                .message
+                .contains("ALLOW_USER_PASSWORD_AUTH")
+        );
+        assert_eq!(
+            c("TooManyRequestsException", "slow down", "sign-in").kind,
+            FailureKind::Transient
+        );
+        assert_eq!(
+            c("InternalErrorException", "x", "refresh").kind,
+            FailureKind::Transient
+        );
+        assert_eq!(
+            classify(None, None, "svc", "sign-in").kind,
+            FailureKind::Transient
+        );
+        let ch = challenge_error("NEW_PASSWORD_REQUIRED", "svc");
+        assert!(ch.message.contains("NEW_PASSWORD_REQUIRED") && ch.message.contains("--permanent"));
+        assert!(
+            challenge_error("SOFTWARE_TOKEN_MFA", "svc")
+                .message
+                .contains("MFA")
+        );
+        assert!(says_rotation(
+            "Refresh token rotation is enabled for this client"
+        ));
+        assert!(!says_rotation("Refresh Token has been revoked"));
+    }
+}
