@@ -90,17 +90,23 @@ pub fn locate(text: &str, path: &str) -> Option<usize> {
         let region = &all[lo..hi];
         match seg {
             Seg::Key(k) => {
-                let level = region
+                let Some(level) = region
                     .iter()
                     .filter(|l| !l.body.is_empty())
                     .map(|l| l.key_indent)
                     .filter(|&c| {
                         parent_indent.is_none_or(|p| c > p) || lo == 0 && parent_indent.is_none()
                     })
-                    .min()?;
-                let pos = region
+                    .min()
+                else {
+                    return found;
+                };
+                let Some(pos) = region
                     .iter()
-                    .position(|l| l.key_indent == level && key_of(l.body) == Some(k.as_str()))?;
+                    .position(|l| l.key_indent == level && key_of(l.body) == Some(k.as_str()))
+                else {
+                    return found;
+                };
                 let line = &region[pos];
                 found = Some(line.no);
                 let start = lo + pos + 1;
@@ -113,14 +119,18 @@ pub fn locate(text: &str, path: &str) -> Option<usize> {
                 parent_indent = Some(level);
             }
             Seg::Index(n) => {
-                let dash_level = region.iter().filter_map(|l| l.dash_indent).min()?;
+                let Some(dash_level) = region.iter().filter_map(|l| l.dash_indent).min() else {
+                    return found;
+                };
                 let starts: Vec<usize> = region
                     .iter()
                     .enumerate()
                     .filter(|(_, l)| l.dash_indent == Some(dash_level))
                     .map(|(i, _)| i)
                     .collect();
-                let pos = *starts.get(*n)?;
+                let Some(&pos) = starts.get(*n) else {
+                    return found;
+                };
                 found = Some(region[pos].no);
                 let end = starts.get(n + 1).map_or(hi, |&p| lo + p);
                 // The item's own line holds its first key, so the region starts on it.
@@ -171,7 +181,8 @@ refresh:
         check("servers[2].name", Some(13));
         check("refresh.before_expiry", Some(15));
         check("nope", None);
-        check("servers[7]", None);
+        check("servers[7]", Some(8));
+        check("ingress.nope", Some(3));
     }
 
     #[test]

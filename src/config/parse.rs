@@ -1206,3 +1206,95 @@ servers:
         assert_eq!(did_you_mean("zzzzzz", &["tokens_dir", "servers"]), None);
     }
 }
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct L;
+    impl Lookup for L {
+        fn env(&self, name: &str) -> Option<String> {
+            HashMap::from([("PW", "pw"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")])
+                .get(name)
+                .map(|s| s.to_string())
+        }
+        fn read_file(&self, _: &Path) -> std::io::Result<String> {
+            Err(std::io::ErrorKind::NotFound.into())
+        }
+        fn home_dir(&self) -> Option<PathBuf> {
+            Some("/h".into())
+        }
+    }
+
+    fn parse_str(text: &str) -> Result<Config, String> {
+        parse(text, Path::new("/c.yaml"), &L)
+            .map(|p| p.config)
+            .map_err(|e| e.to_string())
+    }
+
+    const SVC: &str = "identities:\n  svc:\n    kind: cognito_password\n    user_pool_id: eu-west-1_X\n    client_id: c\n    username: u\n    password: {env: PW}\n";
+
+    #[test]
+    fn service_accounts_and_bindings() {
+        let c = parse_str(&format!(
+            "{SVC}servers:\n  - name: d\n    url: https://d.example.com/mcp\n    auth: {{identity: svc}}\n"
+        ))
+        .unwrap();
+        let svc = &c.identities[0];
+        assert_eq!(
+            (svc.name.as_str(), svc.file_name.as_str()),
+            ("svc", "svc.json")
+        );
+        assert_eq!(svc.region.as_deref(), Some("eu-west-1"));
+        assert!(
+            svc.client_secret.is_none(),
+            "public app clients need no secret"
+        );
+        let cp = svc.cognito.as_ref().unwrap();
+        assert_eq!(cp.password.expose(), "pw");
+        assert_eq!(
+            cp.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:5000"),
+            "from AWS_ENDPOINT_URL"
+        );
+        assert_eq!(
+            c.servers[0].auth,
+            ServerAuth::Identity {
+                name: "svc".into(),
+                header: "Authorization".into(),
+                scheme: "Bearer".into(),
+                gateway: false
+            }
+        );
+    }
+
+    #[test]
+    fn binding_and_identity_errors() {
+        let e = parse_str(&format!(
+            "{SVC}servers:\n  - name: d\n    url: https://d.example.com/mcp\n    auth: {{identity: scv}}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains(
+                ":11: servers[0].auth.identity: no identity named `scv`; did you mean `svc`?"
+            ),
+            "{e}"
+        );
+        let e = parse_str("identities:\n  svc:\n    kind: cognito_password\n    region: us-east-1\n    client_id: c\n    username: u\n").unwrap_err();
+        assert!(e.contains("identities.svc: missing `password`"), "{e}");
+        let e = parse_str("identities:\n  svc:\n    kind: oidc_m2m\n    client_id: c\n    client_secret: s\n    token_url: https://t/\n    username: u\n").unwrap_err();
+        assert!(
+            e.contains(":7: identities.svc.username: `username` does not apply to kind oidc_m2m"),
+            "{e}"
+        );
+        let e = parse_str("identities:\n  ingress:\n    kind: oidc_m2m\n").unwrap_err();
+        assert!(e.contains("`ingress` is the gateway's"), "{e}");
+        let e = parse_str("servers:\n  - name: d\n    url: https://d/\n    auth: sometimes\n")
+            .unwrap_err();
+        assert!(
+            e.contains(":4: servers[0].auth: unknown value `sometimes`"),
+            "{e}"
+        );
+    }
+}
