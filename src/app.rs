@@ -62,6 +62,9 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
     }
     match cli.command {
         Some(Command::Status { json }) => status_cmd(&loaded.config, json, clock.as_ref(), ui),
+        Some(Command::Login { name, args }) => {
+            login_cmd(&loaded.config, name, &args, clock.as_ref(), ui).await
+        }
         Some(Command::Daemon) => daemon_cmd(loaded, opts, process_env.clone(), clock, ui).await,
         Some(Command::InstallService { unit_path }) => {
             install_service(&loaded.config, unit_path, process_env, ui)
@@ -239,8 +242,30 @@ fn open_store(config: &Config, ui: Ui) -> Result<Store, Exit> {
 
 async fn oneshot(loaded: Loaded, args: &OnceArgs, clock: &dyn Clock, ui: Ui) -> Exit {
     let config = loaded.config;
-    if let Some(p) = &args.provider {
-        ui.error(format!("no egress provider named `{p}` is configured (the configuration from {} has no egress providers)", config.origin));
+    let egress_only = args.egress_only || args.provider.is_some();
+    let is_egress = |id: &IdentityConfig| id.egress.is_some();
+    let selected = |id: &IdentityConfig| match &args.provider {
+        Some(p) => {
+            is_egress(id) && (&id.name == p || id.egress.as_ref().is_some_and(|e| &e.provider == p))
+        }
+        None => !args.ingress_only || !is_egress(id),
+    };
+    if let Some(p) = &args.provider
+        && !config.all_identities().any(selected)
+    {
+        let known: Vec<&str> = config
+            .all_identities()
+            .filter(|i| is_egress(i))
+            .map(|i| i.name.as_str())
+            .collect();
+        let known = if known.is_empty() {
+            "none is configured".to_string()
+        } else {
+            format!("configured: {}", known.join(", "))
+        };
+        ui.error(format!(
+            "no egress provider named `{p}` is configured ({known})"
+        ));
         return Exit::Config;
     }
     let store = match open_store(&config, ui) {
@@ -255,18 +280,24 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, clock: &dyn Clock, ui: Ui) -> 
         }
     };
     let mut exit = Exit::Success;
-    if args.egress_only {
+    if egress_only && !config.all_identities().any(is_egress) {
         ui.out("no egress provider is configured; nothing to do for --egress-only");
     }
-    if config.ingress.is_none() && config.identities.is_empty() && !args.egress_only {
+    if config.ingress.is_none() && config.identities.is_empty() && !egress_only {
         ui.out("no ingress identity is configured");
     }
     let mut records = HashMap::new();
     for id in config.all_identities() {
-        let rec = if args.egress_only {
+        let run = selected(id) && (!egress_only || is_egress(id));
+        let rec = if !run {
             store.read_token(&token_file_name(id)).ok().flatten()
         } else {
-            let (rec, ex) = ensure_m2m(id, &store, &config, &http, args.force, clock, ui).await;
+            let (mut rec, mut ex) =
+                ensure_m2m(id, &store, &config, &http, args.force, clock, ui).await;
+            // Asked for egress explicitly: log in where a login is what it takes.
+            if ex == Exit::ReauthRequired && egress_only && is_egress(id) {
+                (rec, ex) = login_one(id, &store, &config, &http, &args.login, clock, ui).await;
+            }
             exit = exit.worst(ex);
             rec
         };
@@ -281,6 +312,134 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, clock: &dyn Clock, ui: Ui) -> 
             render_write::Outcome::Unchanged => {
                 tracing::debug!(path = %t.path.display(), "config copy unchanged")
             }
+            render_write::Outcome::Skipped(why) => {
+                ui.error(why);
+                exit = exit.worst(Exit::Failure);
+            }
+        }
+    }
+    exit
+}
+
+/// Logs one egress identity in and reports it.
+async fn login_one(
+    id: &IdentityConfig,
+    store: &Store,
+    config: &Config,
+    http: &Http,
+    args: &crate::cli::LoginArgs,
+    clock: &dyn Clock,
+    ui: Ui,
+) -> (Option<TokenRecord>, Exit) {
+    let ctx = refresh::Ctx {
+        store,
+        http,
+        policy: &config.refresh,
+        clock,
+    };
+    let say = |s: String| println!("{s}");
+    match refresh::login_and_store(id, &ctx, args.options(), &say).await {
+        Ok(rec) => {
+            ui.out(format!(
+                "{}: logged in, {}",
+                id.name,
+                describe_expiry(&rec, clock.now())
+            ));
+            (Some(rec), Exit::Success)
+        }
+        Err(e) => {
+            ui.error(format!("{}: {}", id.name, e.message));
+            (
+                store.read_token(&token_file_name(id)).ok().flatten(),
+                Exit::ReauthRequired,
+            )
+        }
+    }
+}
+
+/// `mcp-credd login [NAME]`.
+async fn login_cmd(
+    config: &Config,
+    name: Option<String>,
+    args: &crate::cli::LoginArgs,
+    clock: &dyn Clock,
+    ui: Ui,
+) -> Exit {
+    let targets: Vec<&IdentityConfig> = match &name {
+        Some(n) => match config.all_identities().find(|i| {
+            i.egress.is_some()
+                && (&i.name == n || i.egress.as_ref().is_some_and(|e| &e.provider == n))
+        }) {
+            Some(i) => vec![i],
+            None => {
+                let known: Vec<&str> = config
+                    .all_identities()
+                    .filter(|i| i.egress.is_some())
+                    .map(|i| i.name.as_str())
+                    .collect();
+                ui.error(format!(
+                    "no egress provider named `{n}` is configured{}",
+                    if known.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (configured: {})", known.join(", "))
+                    }
+                ));
+                return Exit::Config;
+            }
+        },
+        None => config
+            .all_identities()
+            .filter(|i| i.egress.is_some())
+            .collect(),
+    };
+    if targets.is_empty() {
+        ui.error("no egress provider is configured: add an `egress:` entry (see README)");
+        return Exit::Config;
+    }
+    let store = match open_store(config, ui) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let http = match Http::new(config.http) {
+        Ok(h) => h,
+        Err(e) => {
+            ui.error(e);
+            return Exit::Failure;
+        }
+    };
+    let mut exit = Exit::Success;
+    for id in targets {
+        // Without a name, only those without a usable token.
+        if name.is_none()
+            && let Ok(Some(rec)) = store.read_token(&token_file_name(id))
+            && refresh::still_valid(&rec, id, &config.refresh, clock.now())
+        {
+            ui.out(format!(
+                "{}: already logged in, {}",
+                id.name,
+                describe_expiry(&rec, clock.now())
+            ));
+            continue;
+        }
+        let (_, ex) = login_one(id, &store, config, &http, args, clock, ui).await;
+        exit = exit.worst(if ex == Exit::ReauthRequired {
+            Exit::Failure
+        } else {
+            ex
+        });
+    }
+    // Render with every stored token, so editors see the new login at once.
+    let mut records = HashMap::new();
+    for id in config.all_identities() {
+        if let Ok(Some(r)) = store.read_token(&token_file_name(id)) {
+            records.insert(id.name.clone(), r);
+        }
+    }
+    for t in write_reference_copies(store.dir(), &crate::render::entries(config, &records)) {
+        match t.outcome {
+            render_write::Outcome::Written => ui.out(format!("wrote {}", t.path.display())),
+            render_write::Outcome::Unchanged => {}
             render_write::Outcome::Skipped(why) => {
                 ui.error(why);
                 exit = exit.worst(Exit::Failure);
@@ -388,6 +547,7 @@ fn status_cmd(config: &Config, json: bool, clock: &dyn Clock, ui: Ui) -> Exit {
             token_file: config.tokens_dir.join(&file),
             record: record.as_ref().map(Option::as_ref).map_err(Clone::clone),
             state: &state,
+            needs_login_when_missing: id.egress.is_some(),
         };
         rows.push(status::row(&input, &config.refresh, now));
     }

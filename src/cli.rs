@@ -53,17 +53,52 @@ pub struct OnceArgs {
     #[arg(long)]
     pub egress_only: bool,
 
-    /// Only the egress provider with this name
+    /// Only the egress provider with this name (implies --egress-only)
     #[arg(long, value_name = "NAME")]
     pub provider: Option<String>,
+
+    #[command(flatten)]
+    pub login: LoginArgs,
 
     /// Fetch new tokens even when the stored ones are still valid
     #[arg(long)]
     pub force: bool,
 }
 
+#[derive(Args, Debug, Clone, Default)]
+pub struct LoginArgs {
+    /// Do not open a browser; print the URL (and read a pasted redirect URL on a terminal)
+    #[arg(long)]
+    pub no_browser: bool,
+
+    /// Log in with a code on another device (providers with RFC 8628 device login)
+    #[arg(long)]
+    pub device: bool,
+
+    /// Give up waiting for the login after this many seconds [default: 300]
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+}
+
+impl LoginArgs {
+    pub fn options(&self) -> crate::login::LoginOptions {
+        crate::login::LoginOptions {
+            open_browser: !self.no_browser,
+            device: self.device,
+            timeout: std::time::Duration::from_secs(self.timeout.unwrap_or(300)),
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Log in to an egress provider in the browser (all that need it when NAME is omitted)
+    Login {
+        /// The egress entry's name (default: its provider)
+        name: Option<String>,
+        #[command(flatten)]
+        args: LoginArgs,
+    },
     /// Run as a service: keep every token fresh until stopped (systemd user service)
     Daemon,
     /// Install the systemd user unit for the daemon and print how to start it

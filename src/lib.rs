@@ -8,6 +8,8 @@ pub mod config;
 pub mod daemon;
 pub mod exit;
 pub mod identity;
+pub mod login;
+pub mod providers;
 pub mod refresh;
 pub mod render;
 pub mod schedule;

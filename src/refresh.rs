@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use crate::clock::{Clock, Ts};
 use crate::config::{IdentityConfig, IdentityKind, RefreshPolicy};
-use crate::identity::cognito;
 use crate::identity::oauth::{Http, client_credentials, resolve_token_endpoint};
 use crate::identity::reply::{TokenReply, expiry_of};
 use crate::identity::{FailureKind, FetchError};
+use crate::identity::{cognito, egress};
+use crate::providers::RefreshKind;
 use crate::schedule::plan::{Expiry, Standing, jitter_unit, standing};
 use crate::store::atomic::ReadError;
 use crate::store::{Store, StoreError, TokenRecord};
@@ -83,10 +84,21 @@ pub fn build_record(
     token_url: &str,
 ) -> TokenRecord {
     let (expiry, source) = expiry_of(reply, sent_at);
-    let expires_at = match expiry {
-        Expiry::At(t) => Some(t),
-        _ => None,
+    let (expires_at, source) = match (expiry, &id.egress) {
+        (Expiry::At(t), _) => (Some(t), source.as_str()),
+        // The reply says nothing: the catalog may (the reply always wins over it).
+        (_, Some(eg)) if eg.def.refresh == RefreshKind::None && reply.refresh_token.is_none() => {
+            (None, "never")
+        }
+        (_, Some(eg)) if eg.def.access_token_lifetime.is_some() => (
+            eg.def
+                .access_token_lifetime
+                .map(|s| sent_at.plus_ms(s * 1000)),
+            "catalog",
+        ),
+        _ => (None, source.as_str()),
     };
+    let egress = id.egress.is_some();
     let mut extra = serde_json::Map::new();
     for (k, v) in &id.extra_fields {
         extra.insert(k.clone(), serde_json::Value::String(v.clone()));
@@ -111,16 +123,144 @@ pub fn build_record(
             None
         },
         region: if cognito { id.region.clone() } else { None },
-        usage_notes: Some(usage_notes(id)),
+        usage_notes: Some(match &id.egress {
+            Some(eg) => format!(
+                "This token is for EGRESS authentication to {} external services",
+                eg.provider
+            ),
+            None => usage_notes(id),
+        }),
+        cloud_id: None,
+        scopes: egress.then(|| match &reply.scope {
+            Some(s) => s
+                .split([' ', ','])
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect(),
+            None => id.scopes.clone(),
+        }),
+        refresh_token_expires_at: reply
+            .refresh_token_expires_in
+            .map(|s| sent_at.plus_ms(s * 1000).as_secs_f64()),
         identity: Some(id.name.clone()),
         obtained_at: Some(sent_at.as_secs_f64()),
-        expiry_source: Some(source.as_str().to_string()),
+        expiry_source: Some(source.to_string()),
         scope: reply
             .scope
             .clone()
             .or_else(|| (!id.scopes.is_empty()).then(|| id.scopes.join(" "))),
         token_endpoint: Some(token_url.to_string()),
         extra,
+    }
+}
+
+/// Logs `id` in (interactively) and stores the token, under the identity's lock.
+pub async fn login_and_store(
+    id: &IdentityConfig,
+    ctx: &Ctx<'_>,
+    opts: crate::login::LoginOptions,
+    say: &dyn Fn(String),
+) -> Result<TokenRecord, FetchError> {
+    let _lock = ctx
+        .store
+        .lock(&id.name, LOCK_WAIT)
+        .await
+        .map_err(|e| FetchError::transient(e.to_string()))?;
+    let mut state = ctx.store.read_state(&id.name);
+    state.last_attempt_at = Some(ctx.clock.now().as_secs_f64());
+    let result = async {
+        let reply = crate::login::login(id, ctx.http, opts, say).await?;
+        let eg = id.egress.as_ref().expect("login is for egress identities");
+        let mut rec = build_record(id, &reply, ctx.clock.now(), &eg.def.token_url);
+        if let Some(extra) = &eg.def.extras.cloud_id {
+            rec.cloud_id = egress::fetch_cloud_id(
+                ctx.http,
+                &extra.url,
+                reply.access_token.expose(),
+                eg.cloud_site.as_deref(),
+            )
+            .await?;
+        }
+        ctx.store
+            .write_token(&id.file_name, &rec)
+            .map_err(store_failure)?;
+        Ok::<_, FetchError>(rec)
+    }
+    .await;
+    match &result {
+        Ok(_) => {
+            state.last_success_at = Some(ctx.clock.now().as_secs_f64());
+            state.last_error = None;
+            state.last_error_kind = None;
+        }
+        Err(e) => {
+            state.last_error = Some(e.message.clone());
+            state.last_error_kind = Some(kind_str(e.kind).to_string());
+        }
+    }
+    let _ = ctx.store.write_state(&id.name, &state);
+    result
+}
+
+fn reauth(message: String) -> FetchError {
+    FetchError {
+        kind: FailureKind::ReauthRequired,
+        message,
+        retry_after_ms: None,
+    }
+}
+
+/// Refreshes a provider token with its refresh token. Only a login can create the first
+/// one, and only a login can replace a grant the provider no longer honours.
+async fn refresh_egress(
+    id: &IdentityConfig,
+    ctx: &Ctx<'_>,
+    existing: Option<&TokenRecord>,
+    file: &str,
+) -> Result<TokenRecord, FetchError> {
+    let login = format!("run `mcp-credd login {}`", id.name);
+    let Some(rec) = existing.filter(|r| belongs_to(r, id)) else {
+        return Err(reauth(format!("not logged in yet: {login}")));
+    };
+    let Some(rt) = rec.refresh_token.clone() else {
+        return Err(reauth(format!(
+            "the token expired and the provider gave no refresh token: {login}"
+        )));
+    };
+    let token_url = id
+        .egress
+        .as_ref()
+        .map(|e| e.def.token_url.clone())
+        .unwrap_or_default();
+    let sent_at = ctx.clock.now();
+    match egress::refresh(ctx.http, id, rt.expose()).await {
+        Ok(reply) => {
+            let mut new = build_record(id, &reply, sent_at, &token_url);
+            // A provider that does not rotate keeps the refresh token valid.
+            if new.refresh_token.is_none() {
+                new.refresh_token = Some(rt);
+            }
+            new.cloud_id = rec.cloud_id.clone();
+            if reply.scope.is_none() {
+                new.scopes = rec.scopes.clone().or(new.scopes);
+            }
+            if new.refresh_token_expires_at.is_none() {
+                new.refresh_token_expires_at = rec.refresh_token_expires_at;
+            }
+            Ok(new)
+        }
+        Err(e) if e.kind == FailureKind::ReauthRequired => {
+            // Another process (one that does not take our lock) may have refreshed and
+            // rotated the grant meanwhile: its token is good.
+            if let Ok(Some(now)) = ctx.store.read_token(file)
+                && now.refresh_token.is_some()
+                && now.refresh_token != rec.refresh_token
+            {
+                return Ok(now);
+            }
+            Err(reauth(format!("{}; {login}", e.message)))
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -135,9 +275,10 @@ fn cognito_api_url(id: &IdentityConfig) -> String {
     }
 }
 
-/// Is `rec` a token of this identity as configured now (same provider and client)?
+/// Is `rec` a token of this identity as configured now (same provider and client)? Files
+/// written by the reference tool name no client; their provider must match.
 pub fn belongs_to(rec: &TokenRecord, id: &IdentityConfig) -> bool {
-    rec.client_id.as_deref() == Some(id.client_id.as_str()) && rec.provider == id.provider_label
+    rec.client_id.as_deref().is_none_or(|c| c == id.client_id) && rec.provider == id.provider_label
 }
 
 /// Is the stored token still good by the refresh policy?
@@ -201,6 +342,9 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
     state.last_attempt_at = Some(now.as_secs_f64());
     tracing::info!(identity = %id.name, force, "requesting a new token");
     let result = async {
+        if id.kind == IdentityKind::Egress {
+            return refresh_egress(id, ctx, existing.as_ref(), &file).await;
+        }
         if id.kind == IdentityKind::CognitoPassword {
             let sent_at = ctx.clock.now();
             let mine = existing.as_ref().filter(|r| belongs_to(r, id));

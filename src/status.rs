@@ -52,6 +52,8 @@ pub struct Input<'a> {
     pub token_file: PathBuf,
     pub record: Result<Option<&'a TokenRecord>, String>,
     pub state: &'a IdentityState,
+    /// Only a person's login can create this identity's first token (egress).
+    pub needs_login_when_missing: bool,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -98,7 +100,9 @@ pub fn row(input: &Input, policy: &RefreshPolicy, now: Ts) -> Row {
     let failed_last = st.last_error.is_some();
     let reauth = st.last_error_kind.as_deref() == Some("reauth_required");
     let (state, times) = match record {
-        None if reauth => (State::NeedsLogin, None),
+        None if reauth || (input.needs_login_when_missing && input.record.is_ok()) => {
+            (State::NeedsLogin, None)
+        }
         None if failed_last || input.record.is_err() => (State::Error, None),
         None => (State::Missing, None),
         Some(r) => {
@@ -131,10 +135,7 @@ pub fn row(input: &Input, policy: &RefreshPolicy, now: Ts) -> Row {
                 )
             });
             let refresh = refresh_at(&t, policy, jitter_unit(input.name, t.obtained_at));
-            let rt = r
-                .extra
-                .get("refresh_token_expires_at")
-                .and_then(|v| v.as_f64());
+            let rt = r.refresh_token_expires_at;
             (
                 exp,
                 exp.map(|e| e.ms_since(now).div_euclid(1000)),
@@ -233,6 +234,9 @@ mod tests {
             user_pool_id: None,
             region: None,
             usage_notes: None,
+            cloud_id: None,
+            scopes: None,
+            refresh_token_expires_at: None,
             identity: None,
             obtained_at: Some(obtained),
             expiry_source: None,
@@ -253,6 +257,7 @@ mod tests {
             token_file: "/t/ingress.json".into(),
             record,
             state: st,
+            needs_login_when_missing: false,
         };
         let p = RefreshPolicy {
             jitter_fraction: 0.0,
@@ -297,6 +302,7 @@ mod tests {
             token_file: "/t/ingress.json".into(),
             record: Ok(Some(&r)),
             state: &st,
+            needs_login_when_missing: false,
         };
         let now = Ts::from_secs(1080);
         let p = RefreshPolicy {

@@ -184,6 +184,7 @@ fn base_identity(
         extra_fields: Vec::new(),
         extra_headers: Vec::new(),
         cognito: None,
+        egress: None,
     }
 }
 

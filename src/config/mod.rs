@@ -74,6 +74,8 @@ pub enum IdentityKind {
     OidcM2m,
     /// A Cognito user (service account) signing in through the Cognito API.
     CognitoPassword,
+    /// A person's token at a provider (3-legged: browser login, then refresh).
+    Egress,
 }
 
 impl IdentityKind {
@@ -82,6 +84,7 @@ impl IdentityKind {
             IdentityKind::CognitoM2m => "cognito_m2m",
             IdentityKind::OidcM2m => "oidc_m2m",
             IdentityKind::CognitoPassword => "cognito_password",
+            IdentityKind::Egress => "egress",
         }
     }
 }
@@ -158,6 +161,39 @@ pub struct IdentityConfig {
     pub extra_headers: Vec<(String, String)>,
     /// `cognito_password` settings.
     pub cognito: Option<CognitoPassword>,
+    /// Egress (3-legged) settings.
+    pub egress: Option<EgressConfig>,
+}
+
+/// A provider login whose token the gateway forwards to one MCP server.
+#[derive(Clone, Debug)]
+pub struct EgressConfig {
+    /// The catalog key (`atlassian`...).
+    pub provider: String,
+    /// The provider's definition with its variables filled in.
+    pub def: crate::providers::ProviderDef,
+    /// Where the browser comes back: a loopback http URL mcp-credd listens on.
+    pub redirect_uri: String,
+    /// The MCP server whose entries carry this token.
+    pub server: String,
+    /// Atlassian: which site's cloud id to use when the token reaches several (name or URL).
+    pub cloud_site: Option<String>,
+}
+
+/// Checks a redirect URI mcp-credd can listen on: http, a loopback host, a port.
+pub fn check_redirect_uri(uri: &str) -> Result<(), String> {
+    let u = reqwest::Url::parse(uri).map_err(|e| format!("`{uri}` is not a valid URL: {e}"))?;
+    if u.scheme() != "http" || !is_loopback_host(&u) {
+        return Err(format!(
+            "`{uri}`: the redirect URI must be http://localhost:PORT/PATH (or 127.0.0.1, [::1]) so mcp-credd can receive the login on this machine"
+        ));
+    }
+    if u.port().is_none() {
+        return Err(format!(
+            "`{uri}`: give the redirect URI an explicit port (e.g. http://localhost:8080/callback)"
+        ));
+    }
+    Ok(())
 }
 
 /// How a server entry is authenticated.

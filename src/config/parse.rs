@@ -9,10 +9,11 @@ use serde::Deserialize;
 
 use super::locate::locate;
 use super::{
-    BearerToken, ClientAuth, CognitoPassword, Config, ConfigError, Endpoint, Hooks, HttpPolicy,
-    IdentityConfig, IdentityKind, Origin, RefreshPolicy, ServerAuth, ServerConfig, Transport,
-    check_endpoint_url, default_server_url,
+    BearerToken, ClientAuth, CognitoPassword, Config, ConfigError, EgressConfig, Endpoint, Hooks,
+    HttpPolicy, IdentityConfig, IdentityKind, Origin, RefreshPolicy, ServerAuth, ServerConfig,
+    Transport, check_endpoint_url, check_redirect_uri, default_server_url,
 };
+use crate::providers::{Catalog, TokenAuth};
 use crate::secret::Secret;
 
 /// Access to the outside world that resolving a config needs.
@@ -20,6 +21,11 @@ pub trait Lookup {
     fn env(&self, name: &str) -> Option<String>;
     fn read_file(&self, path: &Path) -> std::io::Result<String>;
     fn home_dir(&self) -> Option<PathBuf>;
+    /// The user's own provider definitions (`~/.config/mcp-credd/providers/*.yaml`), as
+    /// (key, file name, text).
+    fn provider_files(&self) -> Vec<(String, String, String)> {
+        Vec::new()
+    }
 }
 
 /// A secret as written in the config: a literal, `{env: NAME}` or `{file: PATH}`.
@@ -255,6 +261,23 @@ struct RawIdentity {
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
+struct RawEgress {
+    name: Option<String>,
+    provider: String,
+    client_id: String,
+    client_secret: Option<SecretSpec>,
+    redirect_uri: Option<String>,
+    scopes: Option<Scopes>,
+    server: Option<String>,
+    variables: Option<std::collections::BTreeMap<String, String>>,
+    cloud_site: Option<String>,
+}
+
+/// Where the browser comes back when the config does not say.
+pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:8080/callback";
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
 struct RawServer {
     name: String,
     url: Option<String>,
@@ -305,6 +328,8 @@ struct RawConfig {
     gateway_url: Option<String>,
     ingress: Option<RawIdentity>,
     identities: Option<std::collections::BTreeMap<String, RawIdentity>>,
+    egress: Option<Vec<RawEgress>>,
+    providers: Option<std::collections::BTreeMap<String, yaml_serde::Mapping>>,
     servers: Option<Vec<RawServer>>,
     servers_dir: Option<String>,
     refresh: Option<RawRefresh>,
@@ -556,6 +581,41 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
         )?);
     }
 
+    // The provider catalog: built in, then the user's files, then `providers:`.
+    let mut catalog = Catalog::builtin();
+    for (key, file, text) in lookup.provider_files() {
+        match yaml_serde::from_str::<yaml_serde::Mapping>(&text) {
+            Ok(m) => catalog.overlay(&key, m),
+            Err(e) => {
+                return Err(ConfigError::new(
+                    file,
+                    format!("not a provider definition: {e}"),
+                ));
+            }
+        }
+    }
+    for (key, m) in raw.providers.iter().flatten() {
+        catalog.overlay(key, m.clone());
+    }
+    for (i, e) in raw.egress.iter().flatten().enumerate() {
+        let key = format!("egress[{i}]");
+        let id = egress_identity(&ctx, &key, e, &catalog, lookup, base, &mut literal_secrets)?;
+        if id.name == "ingress"
+            || identities
+                .iter()
+                .any(|x: &IdentityConfig| x.name == id.name)
+        {
+            return Err(ctx.err(
+                &format!("{key}.name"),
+                format!(
+                    "the name `{}` is taken; give this entry its own `name`",
+                    id.name
+                ),
+            ));
+        }
+        identities.push(id);
+    }
+
     let mut servers = Vec::new();
     for (i, s) in raw.servers.iter().flatten().enumerate() {
         let key = format!("servers[{i}]");
@@ -630,6 +690,42 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
             },
             auth,
         });
+    }
+
+    // Each egress identity's token goes to its server, with the gateway's headers when
+    // there is a gateway identity; a server not listed is reached through the gateway.
+    for (i, id) in identities.iter().enumerate() {
+        let Some(eg) = &id.egress else { continue };
+        let binding = ServerAuth::Identity {
+            name: id.name.clone(),
+            header: "Authorization".into(),
+            scheme: "Bearer".into(),
+            gateway: ingress.is_some(),
+        };
+        match servers
+            .iter_mut()
+            .find(|s: &&mut ServerConfig| s.name == eg.server)
+        {
+            Some(s) => {
+                if s.auth == ServerAuth::Gateway {
+                    s.auth = binding;
+                }
+            }
+            None => {
+                let Some(g) = &gateway_url else {
+                    return Err(ctx.err(
+                        &format!("egress[{i}]"),
+                        format!("no `gateway_url` to build the URL of server `{}`; set it, or list the server under `servers:` with a `url`", eg.server),
+                    ));
+                };
+                servers.push(ServerConfig {
+                    name: eg.server.clone(),
+                    url: default_server_url(g, &eg.server),
+                    transport: Transport::StreamableHttp,
+                    auth: binding,
+                });
+            }
+        }
     }
 
     let d = RefreshPolicy::default();
@@ -748,6 +844,8 @@ fn identity(
             ("user_pool_id", r.user_pool_id.is_some()),
             ("domain", r.domain.is_some()),
         ],
+        // Not reachable from `kind:` (egress entries have their own section).
+        IdentityKind::Egress => &[],
         IdentityKind::CognitoPassword => &[
             ("issuer", r.issuer.is_some()),
             ("audience", r.audience.is_some()),
@@ -881,7 +979,7 @@ fn identity(
                 }
             }
         }
-        IdentityKind::OidcM2m => {
+        IdentityKind::OidcM2m | IdentityKind::Egress => {
             if let Some(u) = &r.token_url {
                 Endpoint::TokenUrl(url_key(ctx, &k("token_url"), u)?)
             } else if let Some(u) = &r.discovery_url {
@@ -912,7 +1010,7 @@ fn identity(
                     .map(str::to_string)
             })
         }
-        IdentityKind::OidcM2m => None,
+        IdentityKind::OidcM2m | IdentityKind::Egress => None,
     };
     Ok(IdentityConfig {
         name: name.to_string(),
@@ -934,6 +1032,114 @@ fn identity(
         extra_fields: Vec::new(),
         extra_headers: Vec::new(),
         cognito,
+        egress: None,
+    })
+}
+
+/// An egress (3-legged) identity from an `egress:` entry.
+fn egress_identity(
+    ctx: &Ctx,
+    key: &str,
+    e: &RawEgress,
+    catalog: &Catalog,
+    lookup: &dyn Lookup,
+    base: Option<&Path>,
+    literal_secrets: &mut Vec<String>,
+) -> Result<IdentityConfig, ConfigError> {
+    let k = |field: &str| format!("{key}.{field}");
+    let def = match catalog.get(&e.provider) {
+        Some(Ok(d)) => d,
+        Some(Err(m)) => return Err(ctx.err(&k("provider"), m)),
+        None => {
+            let known: Vec<&str> = catalog.keys().collect();
+            let hint = did_you_mean(&e.provider, &known)
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_else(|| {
+                    format!(
+                        "; known: {} (or define it under `providers:`)",
+                        known.join(", ")
+                    )
+                });
+            return Err(ctx.err(
+                &k("provider"),
+                format!("unknown provider `{}`{hint}", e.provider),
+            ));
+        }
+    };
+    let def = def
+        .resolved(&e.variables.clone().unwrap_or_default())
+        .map_err(|m| ctx.err(&k("variables"), m))?;
+    for (field, url) in [
+        ("provider", &def.authorize_url),
+        ("provider", &def.token_url),
+    ] {
+        check_endpoint_url(url).map_err(|m| ctx.err(&k(field), m))?;
+    }
+    let redirect_uri = e
+        .redirect_uri
+        .clone()
+        .unwrap_or_else(|| DEFAULT_REDIRECT_URI.into());
+    check_redirect_uri(&redirect_uri).map_err(|m| ctx.err(&k("redirect_uri"), m))?;
+    let client_secret = match &e.client_secret {
+        Some(spec) => {
+            if matches!(spec, SecretSpec::Literal(_)) {
+                literal_secrets.push(k("client_secret"));
+            }
+            Some(resolve_secret(
+                ctx,
+                &k("client_secret"),
+                spec,
+                lookup,
+                base,
+            )?)
+        }
+        None => None,
+    };
+    let name = e.name.clone().unwrap_or_else(|| e.provider.clone());
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ctx.err(&k("name"), "a name uses letters, digits, - and _"));
+    }
+    let file_name = match &e.server {
+        Some(s) => format!("{}-{s}-egress.json", e.provider),
+        None if e.name.is_some() => format!("{}-{name}-egress.json", e.provider),
+        None => format!("{}-egress.json", e.provider),
+    };
+    let server = e.server.clone().unwrap_or_else(|| name.clone());
+    Ok(IdentityConfig {
+        name,
+        file_name,
+        kind: IdentityKind::Egress,
+        provider_label: e.provider.clone(),
+        client_id: e.client_id.clone(),
+        client_secret,
+        scopes: e
+            .scopes
+            .clone()
+            .map(|s| s.0)
+            .unwrap_or_else(|| def.scopes.clone()),
+        endpoint: Endpoint::TokenUrl(def.token_url.clone()),
+        client_auth: match def.token_auth {
+            TokenAuth::Basic => ClientAuth::Basic,
+            TokenAuth::Post => ClientAuth::Post,
+        },
+        audience: None,
+        resource: None,
+        region: None,
+        user_pool_id: None,
+        extra_fields: Vec::new(),
+        extra_headers: Vec::new(),
+        cognito: None,
+        egress: Some(EgressConfig {
+            provider: e.provider.clone(),
+            def,
+            redirect_uri,
+            server,
+            cloud_site: e.cloud_site.clone(),
+        }),
     })
 }
 

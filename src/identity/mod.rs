@@ -2,6 +2,7 @@
 //! endpoints and discovery documents over HTTP.
 
 pub mod cognito;
+pub mod egress;
 pub mod jwt;
 pub mod oauth;
 pub mod reply;

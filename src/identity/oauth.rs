@@ -20,6 +20,11 @@ pub struct Http {
 }
 
 impl Http {
+    /// The underlying client, for calls that are not token requests.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     pub fn new(policy: HttpPolicy) -> Result<Http, String> {
         let timeout = Duration::from_millis(policy.timeout_ms);
         let client = reqwest::Client::builder()
@@ -76,7 +81,25 @@ fn hint_for(error: &str) -> &'static str {
     }
 }
 
+/// Errors that mean the grant behind a refresh token is gone (Slack names its own).
+fn grant_gone(error: &str) -> bool {
+    matches!(
+        error,
+        "invalid_grant" | "invalid_refresh_token" | "token_revoked" | "token_expired"
+    )
+}
+
+/// How a provider wants its token requests.
+#[derive(Clone, Debug, Default)]
+pub struct Style {
+    /// A JSON body instead of a form (Notion).
+    pub json_body: bool,
+    /// The token sits under this key of the reply (Slack's `authed_user`).
+    pub nesting: Option<String>,
+}
+
 /// Classifies an HTTP reply from a token endpoint.
+#[cfg(test)]
 fn classify(
     url: &str,
     status: u16,
@@ -84,6 +107,26 @@ fn classify(
     body: &[u8],
     retry_after: Option<u64>,
     refresh_grant: bool,
+) -> Result<TokenReply, FetchError> {
+    classify_with(
+        url,
+        status,
+        content_type,
+        body,
+        retry_after,
+        refresh_grant,
+        None,
+    )
+}
+
+fn classify_with(
+    url: &str,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    retry_after: Option<u64>,
+    refresh_grant: bool,
+    nesting: Option<&str>,
 ) -> Result<TokenReply, FetchError> {
     let transient = |m: String| FetchError {
         kind: FailureKind::Transient,
@@ -96,7 +139,7 @@ fn classify(
         )));
     }
     if (200..300).contains(&status) {
-        return match reply::parse(body) {
+        return match reply::parse_nested(body, nesting) {
             Ok(r) => Ok(r),
             Err(ReplyError::NotJson(_)) => Err(transient(format!(
                 "token endpoint {url} answered HTTP {status} with {} ({} bytes) that is not a JSON token reply; check the token URL if this persists",
@@ -107,18 +150,26 @@ fn classify(
                 },
                 body.len()
             ))),
-            Err(ReplyError::OAuth(e)) => Err(FetchError::permanent(format!(
-                "token endpoint {url} refused: {}{}",
-                reply::describe(&e),
-                hint_for(&e.error)
-            ))),
+            Err(ReplyError::OAuth(e)) => Err(FetchError {
+                kind: if refresh_grant && grant_gone(&e.error) {
+                    FailureKind::ReauthRequired
+                } else {
+                    FailureKind::Permanent
+                },
+                message: format!(
+                    "token endpoint {url} refused: {}{}",
+                    reply::describe(&e),
+                    hint_for(&e.error)
+                ),
+                retry_after_ms: None,
+            }),
             Err(ReplyError::NoAccessToken) => Err(FetchError::permanent(format!(
                 "token endpoint {url} answered without an access_token"
             ))),
         };
     }
     if let Some(e) = reply::parse_error(body) {
-        let kind = if e.error == "invalid_grant" && refresh_grant {
+        let kind = if grant_gone(&e.error) && refresh_grant {
             FailureKind::ReauthRequired
         } else {
             FailureKind::Permanent
@@ -177,11 +228,36 @@ where
 pub async fn token_request(
     http: &Http,
     url: &str,
+    form: Vec<(&'static str, String)>,
+    client_id: &str,
+    client_secret: Option<&str>,
+    auth: ClientAuth,
+    refresh_grant: bool,
+) -> Result<TokenReply, FetchError> {
+    token_request_styled(
+        http,
+        url,
+        form,
+        client_id,
+        client_secret,
+        auth,
+        refresh_grant,
+        &Style::default(),
+    )
+    .await
+}
+
+/// [`token_request`] for providers with their own request and reply shapes.
+#[allow(clippy::too_many_arguments)] // One call site per grant; a struct would only rename them.
+pub async fn token_request_styled(
+    http: &Http,
+    url: &str,
     mut form: Vec<(&'static str, String)>,
     client_id: &str,
     client_secret: Option<&str>,
     auth: ClientAuth,
     refresh_grant: bool,
+    style: &Style,
 ) -> Result<TokenReply, FetchError> {
     check_endpoint_url(url).map_err(FetchError::permanent)?;
     let mut basic = None;
@@ -197,8 +273,16 @@ pub async fn token_request(
         let mut req = http
             .client
             .post(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form);
+            .header(reqwest::header::ACCEPT, "application/json");
+        req = if style.json_body {
+            let obj: serde_json::Map<String, serde_json::Value> = form
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
+                .collect();
+            req.json(&obj)
+        } else {
+            req.form(&form)
+        };
         if let Some(b) = &basic {
             req = req.header(reqwest::header::AUTHORIZATION, b);
         }
@@ -221,7 +305,15 @@ pub async fn token_request(
                 ))
             })?;
             debug!(url, status, bytes = body.len(), "token endpoint replied");
-            classify(url, status, &ct, &body, ra, refresh_grant)
+            classify_with(
+                url,
+                status,
+                &ct,
+                &body,
+                ra,
+                refresh_grant,
+                style.nesting.as_deref(),
+            )
         }
     })
     .await

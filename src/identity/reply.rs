@@ -101,7 +101,24 @@ pub fn parse_error(body: &[u8]) -> Option<ErrorReply> {
 }
 
 pub fn parse(body: &[u8]) -> Result<TokenReply, ReplyError> {
-    let raw: Raw = serde_json::from_slice(body).map_err(|e| ReplyError::NotJson(e.to_string()))?;
+    parse_nested(body, None)
+}
+
+/// Like [`parse`], but the token may sit under `nesting` (Slack's `authed_user`); a reply
+/// without that key is read at the top level (Slack's refresh replies are flat).
+pub fn parse_nested(body: &[u8], nesting: Option<&str>) -> Result<TokenReply, ReplyError> {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ReplyError::NotJson(e.to_string()))?;
+    if !value.is_object() {
+        return Err(ReplyError::NotJson("not a JSON object".into()));
+    }
+    if let Some(key) = nesting
+        && value.get("error").is_none()
+        && let Some(inner) = value.get(key).filter(|v| v.get("access_token").is_some())
+    {
+        value = inner.clone();
+    }
+    let raw: Raw = serde_json::from_value(value).map_err(|e| ReplyError::NotJson(e.to_string()))?;
     if let Some(error) = raw.error {
         let description = parse_error(body).and_then(|e| e.error_description);
         return Err(ReplyError::OAuth(ErrorReply {

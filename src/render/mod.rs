@@ -62,7 +62,9 @@ pub fn gateway_headers(id: &IdentityConfig, rec: &TokenRecord) -> Option<Vec<(St
                 id.region.clone().unwrap_or_else(|| "us-east-1".into()),
             ));
         }
-        IdentityKind::OidcM2m => h.push(("X-Client-Id".into(), id.client_id.clone())),
+        IdentityKind::OidcM2m | IdentityKind::Egress => {
+            h.push(("X-Client-Id".into(), id.client_id.clone()))
+        }
     }
     h.extend(id.extra_headers.iter().cloned());
     Some(h)

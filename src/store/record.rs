@@ -37,6 +37,11 @@ pub struct TokenRecord {
     pub region: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage_notes: Option<String>,
+    /// Egress (reference fields): the Atlassian site id and the granted scopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
     // mcp-credd's own fields.
     /// The OpenID ID token, when the provider gave one (Cognito service accounts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,6 +62,13 @@ pub struct TokenRecord {
     pub scope: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_endpoint: Option<String>,
+    /// Epoch seconds when the refresh token stops working, when the provider says.
+    #[serde(
+        default,
+        deserialize_with = "lenient_secs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub refresh_token_expires_at: Option<f64>,
     /// Fields we do not know (written by another tool or a newer version), kept as they are.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,

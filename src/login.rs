@@ -1,0 +1,472 @@
+//! The interactive part of a provider login: the authorization URL (PKCE S256, `state`),
+//! the loopback listener the browser comes back to, opening the browser, the pasted-URL
+//! fallback for machines without one, and the device flow. The URL building and callback
+//! parsing are pure; the listener and the browser are the I/O around them.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::config::{EgressConfig, IdentityConfig};
+use crate::identity::egress;
+use crate::identity::oauth::Http;
+use crate::identity::reply::TokenReply;
+use crate::identity::{FailureKind, FetchError};
+
+fn random_b64(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).expect("the OS random source works");
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// PKCE (RFC 7636), S256 only.
+#[derive(Clone)]
+pub struct Pkce {
+    pub verifier: String,
+    pub challenge: String,
+}
+
+impl Pkce {
+    pub fn new() -> Pkce {
+        Pkce::from_verifier(random_b64(32))
+    }
+    pub fn from_verifier(verifier: String) -> Pkce {
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        Pkce {
+            verifier,
+            challenge,
+        }
+    }
+}
+
+impl Default for Pkce {
+    fn default() -> Self {
+        Pkce::new()
+    }
+}
+
+/// The authorization URL a person opens.
+pub fn authorize_url(
+    id: &IdentityConfig,
+    eg: &EgressConfig,
+    state: &str,
+    pkce: Option<&Pkce>,
+) -> Result<String, String> {
+    let mut url =
+        reqwest::Url::parse(&eg.def.authorize_url).map_err(|e| format!("authorize_url: {e}"))?;
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code");
+        q.append_pair("client_id", &id.client_id);
+        q.append_pair("redirect_uri", &eg.redirect_uri);
+        if !id.scopes.is_empty() {
+            q.append_pair(
+                &eg.def.scope_param,
+                &id.scopes.join(&eg.def.scope_separator),
+            );
+        }
+        q.append_pair("state", state);
+        if let Some(p) = pkce {
+            q.append_pair("code_challenge", &p.challenge);
+            q.append_pair("code_challenge_method", "S256");
+        }
+        for (k, v) in &eg.def.auth_params {
+            q.append_pair(k, v);
+        }
+    }
+    Ok(url.into())
+}
+
+/// What one request to the loopback listener amounts to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Callback {
+    /// Another path: 404.
+    NotOurs,
+    /// Our path without the right `state`: refused, and the listener keeps waiting.
+    BadState,
+    /// The provider reports a failure (`error=access_denied`...).
+    Error(String),
+    /// `iss` names another issuer than the provider's (RFC 9207 mix-up defence).
+    WrongIssuer(String),
+    Code(String),
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Judges a request target (`/callback?code=...&state=...`) against what we expect.
+pub fn judge(target: &str, path: &str, state: &str, issuer: Option<&str>) -> Callback {
+    let Ok(u) = reqwest::Url::parse(&format!("http://localhost{target}")) else {
+        return Callback::NotOurs;
+    };
+    if u.path() != path {
+        return Callback::NotOurs;
+    }
+    let get = |k: &str| {
+        u.query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+    };
+    // The state is checked before anything else is believed, the code included.
+    match get("state") {
+        Some(s) if constant_time_eq(&s, state) => {}
+        _ => return Callback::BadState,
+    }
+    if let (Some(expected), Some(iss)) = (issuer, get("iss"))
+        && iss.trim_end_matches('/') != expected.trim_end_matches('/')
+    {
+        return Callback::WrongIssuer(iss);
+    }
+    if let Some(e) = get("error") {
+        let d = get("error_description")
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
+        return Callback::Error(format!("{e}{d}"));
+    }
+    match get("code") {
+        Some(c) if !c.is_empty() => Callback::Code(c),
+        _ => Callback::Error("the provider sent neither a code nor an error".into()),
+    }
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>{title}</title></head>\
+<body style=\"font-family:sans-serif;max-width:36em;margin:4em auto\"><h1>{title}</h1><p>{body}</p></body></html>"
+    )
+}
+
+async fn respond(stream: &mut tokio::net::TcpStream, status: &str, html: &str) {
+    let resp = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{html}",
+        html.len()
+    );
+    let _ = stream.write_all(resp.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Reads one request head (bounded in size and time) and returns its target.
+async fn read_target(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut buf = Vec::with_capacity(1024);
+    let read = async {
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Some(())
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .ok()??;
+    let head = String::from_utf8_lossy(&buf);
+    let line = head.lines().next()?;
+    let mut parts = line.split(' ');
+    match (parts.next(), parts.next()) {
+        (Some("GET"), Some(t)) => Some(t.to_string()),
+        _ => None,
+    }
+}
+
+/// The addresses to listen on for a redirect URI's host: loopback only.
+fn listen_addrs(redirect: &reqwest::Url) -> Result<Vec<SocketAddr>, String> {
+    let port = redirect.port().ok_or("the redirect URI has no port")?;
+    Ok(match redirect.host() {
+        Some(url::Host::Ipv4(ip)) if ip.is_loopback() => vec![SocketAddr::from((ip, port))],
+        Some(url::Host::Ipv6(ip)) if ip.is_loopback() => vec![SocketAddr::from((ip, port))],
+        // Browsers may resolve localhost to either family: listen on both loopbacks.
+        Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => vec![
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+        ],
+        _ => return Err("the redirect URI's host must be localhost, 127.0.0.1 or [::1]".into()),
+    })
+}
+
+/// Binds the loopback listeners for `redirect_uri`. A taken port is a clear error.
+pub async fn bind(redirect_uri: &str) -> Result<Vec<TcpListener>, String> {
+    let u = reqwest::Url::parse(redirect_uri).map_err(|e| format!("redirect_uri: {e}"))?;
+    let mut out = Vec::new();
+    for (i, addr) in listen_addrs(&u)?.into_iter().enumerate() {
+        match TcpListener::bind(addr).await {
+            Ok(l) => out.push(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(format!(
+                    "port {} of the redirect URI {redirect_uri} is already in use (another login running?); stop that program or register another redirect URI",
+                    addr.port()
+                ));
+            }
+            // The second (IPv6) listener is a nicety; a host without IPv6 does without it.
+            Err(_) if i > 0 => {}
+            Err(e) => return Err(format!("cannot listen on {addr}: {e}")),
+        }
+    }
+    Ok(out)
+}
+
+/// Serves the callback until a code (or a provider error) arrives, or `timeout` passes.
+/// Requests with a wrong `state` are refused and waiting goes on.
+pub async fn wait_for_code(
+    listeners: Vec<TcpListener>,
+    path: String,
+    state: String,
+    issuer: Option<String>,
+    timeout: Duration,
+    pasted: Option<mpsc::Receiver<String>>,
+) -> Result<String, FetchError> {
+    let (tx, mut rx) = mpsc::channel::<Result<String, String>>(4);
+    let mut tasks = tokio::task::JoinSet::new();
+    for l in listeners {
+        let (tx, path, state, issuer) = (tx.clone(), path.clone(), state.clone(), issuer.clone());
+        tasks.spawn(async move {
+            // Connections are handled one at a time but each is bounded in time and size,
+            // so a flood of requests cannot hold the listener for long.
+            loop {
+                let Ok((mut stream, _)) = l.accept().await else { continue };
+                let tx = tx.clone();
+                let (path, state, issuer) = (path.clone(), state.clone(), issuer.clone());
+                tokio::spawn(async move {
+                    let Some(target) = read_target(&mut stream).await else {
+                        respond(&mut stream, "400 Bad Request", &page("Bad request", "mcp-credd expected a browser redirect.")).await;
+                        return;
+                    };
+                    match judge(&target, &path, &state, issuer.as_deref()) {
+                        Callback::NotOurs => respond(&mut stream, "404 Not Found", &page("Not found", "Nothing here.")).await,
+                        Callback::BadState => {
+                            tracing::warn!("refused a login callback with a missing or wrong state");
+                            respond(&mut stream, "400 Bad Request", &page("Login refused", "This response does not belong to the login mcp-credd started (wrong state). Start the login again.")).await;
+                        }
+                        Callback::WrongIssuer(iss) => {
+                            respond(&mut stream, "400 Bad Request", &page("Login refused", "The response came from an unexpected identity provider.")).await;
+                            let _ = tx.send(Err(format!("the callback came from issuer {iss}, not the provider's; refused"))).await;
+                        }
+                        Callback::Error(e) => {
+                            respond(&mut stream, "200 OK", &page("Login failed", "The provider did not grant access. You can close this tab; mcp-credd says why in the terminal.")).await;
+                            let _ = tx.send(Err(format!("the provider refused the login: {e}"))).await;
+                        }
+                        Callback::Code(code) => {
+                            respond(&mut stream, "200 OK", &page("Logged in", "mcp-credd received the login. You can close this tab.")).await;
+                            let _ = tx.send(Ok(code)).await;
+                        }
+                    }
+                });
+            }
+        });
+    }
+    drop(tx);
+    let mut pasted = pasted;
+    let result = tokio::time::timeout(timeout, async {
+        loop {
+            tokio::select! {
+                Some(r) = rx.recv() => return r,
+                Some(line) = async { match pasted.as_mut() { Some(p) => p.recv().await, None => std::future::pending().await } } => {
+                    let target = match reqwest::Url::parse(line.trim()) {
+                        Ok(u) => format!("{}{}", u.path(), u.query().map(|q| format!("?{q}")).unwrap_or_default()),
+                        Err(_) => { eprintln!("that is not a URL; paste the whole address the browser ended on"); continue; }
+                    };
+                    match judge(&target, &path, &state, issuer.as_deref()) {
+                        Callback::Code(c) => return Ok(c),
+                        Callback::Error(e) => return Err(format!("the provider refused the login: {e}")),
+                        other => eprintln!("that URL is not this login's redirect ({other:?}); paste the address the browser ended on"),
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    tasks.abort_all();
+    match result {
+        Ok(Ok(code)) => Ok(code),
+        Ok(Err(m)) => Err(FetchError::permanent(m)),
+        Err(_) => Err(FetchError::permanent(format!(
+            "no login arrived within {}s; run the login again",
+            timeout.as_secs()
+        ))),
+    }
+}
+
+/// Options of `mcp-credd login`.
+#[derive(Clone, Copy, Debug)]
+pub struct LoginOptions {
+    pub open_browser: bool,
+    pub device: bool,
+    pub timeout: Duration,
+}
+
+/// Opens `url` in the user's browser; false if none could be started.
+fn open_browser(url: &str) -> bool {
+    let candidates: Vec<String> = std::env::var("BROWSER")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .into_iter()
+        .chain(if cfg!(target_os = "macos") {
+            vec!["open".to_string()]
+        } else {
+            vec!["xdg-open".to_string(), "gio".to_string()]
+        })
+        .collect();
+    for c in candidates {
+        let mut cmd = std::process::Command::new(&c);
+        if c == "gio" {
+            cmd.arg("open");
+        }
+        let ok = cmd
+            .arg(url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .is_ok();
+        if ok {
+            return true;
+        }
+    }
+    false
+}
+
+/// Lines typed on the terminal, for the pasted-URL fallback (only when stdin is a TTY).
+fn pasted_lines() -> Option<mpsc::Receiver<String>> {
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    let (tx, rx) = mpsc::channel(4);
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while std::io::stdin()
+            .read_line(&mut line)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {
+            if tx.blocking_send(std::mem::take(&mut line)).is_err() {
+                break;
+            }
+        }
+    });
+    Some(rx)
+}
+
+/// Runs a login for `id` and returns the provider's token reply.
+pub async fn login(
+    id: &IdentityConfig,
+    http: &Http,
+    opts: LoginOptions,
+    say: &dyn Fn(String),
+) -> Result<TokenReply, FetchError> {
+    let eg = id
+        .egress
+        .as_ref()
+        .ok_or_else(|| FetchError::permanent(format!("`{}` is not an egress identity", id.name)))?;
+    if opts.device {
+        let start = egress::device_start(http, id).await?;
+        let target = start
+            .verification_uri_complete
+            .clone()
+            .unwrap_or_else(|| start.verification_uri.clone());
+        say(format!(
+            "To log in to {} as `{}`, open {} on any device and enter the code {}",
+            eg.def.display_name, id.name, start.verification_uri, start.user_code
+        ));
+        if opts.open_browser {
+            open_browser(&target);
+        }
+        return egress::device_poll(http, id, &start).await;
+    }
+    let listeners = bind(&eg.redirect_uri)
+        .await
+        .map_err(FetchError::permanent)?;
+    let state = random_b64(32);
+    let pkce = eg.def.pkce.then(Pkce::new);
+    let url = authorize_url(id, eg, &state, pkce.as_ref()).map_err(FetchError::permanent)?;
+    say(format!(
+        "To log in to {} as `{}`, open this URL in a browser:\n\n  {url}\n",
+        eg.def.display_name, id.name
+    ));
+    let redirect =
+        reqwest::Url::parse(&eg.redirect_uri).map_err(|e| FetchError::permanent(e.to_string()))?;
+    if std::env::var_os("SSH_CONNECTION").is_some() {
+        let port = redirect.port().unwrap_or(80);
+        say(format!(
+            "This is a remote shell: open the URL on your own computer after forwarding the port, e.g.\n  ssh -L {port}:127.0.0.1:{port} <this host>\nor use --device where the provider supports it."
+        ));
+    }
+    let pasted = pasted_lines();
+    if pasted.is_some() {
+        say("If the browser cannot reach this machine, paste the address it ends on here and press Enter.".into());
+    }
+    if opts.open_browser && !open_browser(&url) {
+        say("(could not start a browser; open the URL yourself)".into());
+    }
+    let code = wait_for_code(
+        listeners,
+        redirect.path().to_string(),
+        state,
+        eg.def.issuer.clone(),
+        opts.timeout,
+        pasted,
+    )
+    .await?;
+    egress::exchange_code(http, id, &code, pkce.as_ref().map(|p| p.verifier.as_str()))
+        .await
+        .map_err(|e| match e.kind {
+            FailureKind::ReauthRequired => FetchError::permanent(e.message),
+            _ => e,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_s256_matches_rfc7636_appendix_b() {
+        let p = Pkce::from_verifier("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".into());
+        assert_eq!(p.challenge, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        assert_eq!(Pkce::new().verifier.len(), 43);
+    }
+
+    #[test]
+    fn callbacks_are_judged_state_first() {
+        let j = |t: &str| judge(t, "/callback", "S", Some("https://idp"));
+        assert_eq!(j("/callback?code=C&state=S"), Callback::Code("C".into()));
+        assert_eq!(
+            j("/callback?code=C&state=S&iss=https://idp/"),
+            Callback::Code("C".into())
+        );
+        assert_eq!(
+            j("/callback?code=C&state=S&iss=https://evil"),
+            Callback::WrongIssuer("https://evil".into())
+        );
+        assert_eq!(j("/callback?code=C&state=X"), Callback::BadState);
+        assert_eq!(j("/callback?code=C"), Callback::BadState);
+        assert_eq!(
+            j("/callback?error=access_denied&state=X"),
+            Callback::BadState,
+            "even errors need the state"
+        );
+        assert_eq!(
+            j("/callback?error=access_denied&error_description=no&state=S"),
+            Callback::Error("access_denied (no)".into())
+        );
+        assert_eq!(j("/other?code=C&state=S"), Callback::NotOurs);
+        assert_eq!(j("/favicon.ico"), Callback::NotOurs);
+        assert_eq!(
+            judge("/callback?code=C&state=S&iss=x", "/callback", "S", None),
+            Callback::Code("C".into())
+        );
+    }
+}
