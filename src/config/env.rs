@@ -12,8 +12,9 @@ use super::parse::{
 use super::{
     BearerToken, ClientAuth, CognitoPassword, Config, ConfigError, Endpoint, HttpPolicy,
     IdentityConfig, IdentityKind, Origin, RefreshPolicy, ServerAuth, ServerConfig, Transport,
-    check_endpoint_url, default_server_url,
+    EgressConfig, check_endpoint_url, check_redirect_uri, default_server_url,
 };
+use crate::providers::{Catalog, TokenAuth};
 use crate::secret::Secret;
 
 /// Variables with the line of the env file they came from (`None`: process environment).
@@ -81,7 +82,7 @@ pub fn from_env(env: &EnvVars, tokens_dir: PathBuf) -> Result<Option<Config>, Co
     let agentcore = env
         .vars
         .keys()
-        .any(|k| k.starts_with("AGENTCORE_CLIENT_ID_"));
+        .any(|k| k.starts_with("AGENTCORE_CLIENT_ID_") || k.starts_with("EGRESS_OAUTH_CLIENT_ID_"));
     if !agentcore && !MARKERS.iter().any(|k| env.get(k).is_some()) {
         return Ok(None);
     }
@@ -107,6 +108,25 @@ pub fn from_env(env: &EnvVars, tokens_dir: PathBuf) -> Result<Option<Config>, Co
         None => None,
     };
     let mut servers = Vec::new();
+    for id in egress_from_env(env)? {
+        let server = id.egress.as_ref().map(|e| e.server.clone()).unwrap_or_default();
+        if let Some(g) = &gateway_url
+            && !servers.iter().any(|s: &ServerConfig| s.name == server)
+        {
+            servers.push(ServerConfig {
+                name: server.clone(),
+                url: default_server_url(g, &server),
+                transport: Transport::StreamableHttp,
+                auth: ServerAuth::Identity {
+                    name: id.name.clone(),
+                    header: "Authorization".into(),
+                    scheme: "Bearer".into(),
+                    gateway: ingress.is_some(),
+                },
+            });
+        }
+        identities.push(id);
+    }
     for (id, server) in agentcore_from_env(env)? {
         if let Some(g) = &gateway_url {
             servers.push(ServerConfig {
@@ -186,6 +206,71 @@ fn base_identity(
         cognito: None,
         egress: None,
     }
+}
+
+/// The reference tool's numbered egress sets: `EGRESS_OAUTH_CLIENT_ID_N`,
+/// `EGRESS_OAUTH_CLIENT_SECRET_N`, `EGRESS_OAUTH_REDIRECT_URI_N` (all three make a set),
+/// `EGRESS_OAUTH_SCOPE_N`, `EGRESS_PROVIDER_NAME_N`, `EGRESS_MCP_SERVER_NAME_N`.
+fn egress_from_env(env: &EnvVars) -> Result<Vec<IdentityConfig>, ConfigError> {
+    let catalog = Catalog::builtin();
+    let mut out: Vec<IdentityConfig> = Vec::new();
+    for n in 1..=100 {
+        let var = |k: &str| format!("EGRESS_{k}_{n}");
+        let (Some(cid), Some(secret), Some(redirect)) = (
+            env.get(&var("OAUTH_CLIENT_ID")),
+            env.get(&var("OAUTH_CLIENT_SECRET")),
+            env.get(&var("OAUTH_REDIRECT_URI")),
+        ) else {
+            continue;
+        };
+        let provider = env.get(&var("PROVIDER_NAME")).unwrap_or("atlassian").to_lowercase();
+        let def = match catalog.get(&provider) {
+            Some(Ok(d)) => d,
+            _ => {
+                let known: Vec<&str> = catalog.keys().collect();
+                return Err(env.err(
+                    &var("PROVIDER_NAME"),
+                    format!("unknown provider `{provider}`; known: {}", known.join(", ")),
+                ));
+            }
+        };
+        let def = def
+            .resolved(&Default::default())
+            .map_err(|m| env.err(&var("PROVIDER_NAME"), format!("provider `{provider}`: {m}; configure it in a config file")))?;
+        check_redirect_uri(redirect).map_err(|m| env.err(&var("OAUTH_REDIRECT_URI"), m))?;
+        let server_var = env.get(&var("MCP_SERVER_NAME")).map(str::to_string);
+        let server = server_var.clone().unwrap_or_else(|| provider.clone());
+        let name = if out.iter().any(|i| i.name == server) { format!("{server}-{n}") } else { server.clone() };
+        let mut id = base_identity(
+            IdentityKind::Egress,
+            &provider,
+            cid.to_string(),
+            secret.to_string(),
+            Endpoint::TokenUrl(def.token_url.clone()),
+        );
+        id.name = name;
+        id.file_name = match &server_var {
+            Some(s) => format!("{provider}-{s}-egress.json"),
+            None => format!("{provider}-egress.json"),
+        };
+        id.scopes = match env.get(&var("OAUTH_SCOPE")) {
+            Some(s) => s.split([' ', ',']).filter(|x| !x.is_empty()).map(str::to_string).collect(),
+            None => def.scopes.clone(),
+        };
+        id.client_auth = match def.token_auth {
+            TokenAuth::Basic => ClientAuth::Basic,
+            TokenAuth::Post => ClientAuth::Post,
+        };
+        id.egress = Some(EgressConfig {
+            provider,
+            def,
+            redirect_uri: redirect.to_string(),
+            server,
+            cloud_site: None,
+        });
+        out.push(id);
+    }
+    Ok(out)
 }
 
 /// A Cognito service account from COGNITO_USERNAME and friends (USER_PASSWORD_AUTH).

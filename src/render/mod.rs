@@ -77,15 +77,24 @@ fn bound_header(
     name: &str,
     header: &str,
     scheme: &str,
-) -> Option<(String, String)> {
+) -> Option<Vec<(String, String)>> {
     let id = config.identity(name)?;
-    let token = bearer_of(id, records.get(name)?)?;
+    let rec = records.get(name)?;
+    let token = bearer_of(id, rec)?;
     let value = if scheme.is_empty() {
         token.to_string()
     } else {
         format!("{scheme} {token}")
     };
-    Some((header.to_string(), value))
+    let mut out = vec![(header.to_string(), value)];
+    // Provider extras: Atlassian's site, in the header MCP servers read it from.
+    if let (Some(extra), Some(cloud)) = (
+        id.egress.as_ref().and_then(|e| e.def.extras.cloud_id.as_ref()),
+        &rec.cloud_id,
+    ) {
+        out.push((extra.header.clone(), cloud.clone()));
+    }
+    Some(out)
 }
 
 /// Entries for every configured server, given the stored tokens by identity name.
@@ -112,11 +121,11 @@ pub fn entries(config: &Config, records: &HashMap<String, TokenRecord>) -> Vec<S
                     gateway: with_gateway,
                 } => bound_header(config, records, name, header, scheme).and_then(|h| {
                     if !with_gateway {
-                        return Some(vec![h]);
+                        return Some(h);
                     }
                     // Both are needed; without the gateway token the entry is unusable.
                     let mut all = gateway.clone()?;
-                    all.push(h);
+                    all.extend(h);
                     Some(all)
                 }),
             },
