@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need, on a fresh machine: the local identity
-# provider's Node packages (oidc-provider). Idempotent and quick when already installed.
+# provider's Node packages (oidc-provider, playwright-core), Chromium (headless
+# browser login), systemd-analyze and moto. Idempotent and quick when already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,13 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   echo "test-deps: installing systemd (for systemd-analyze)" >&2
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq systemd >/dev/null
   else sudo apt-get update -qq && sudo apt-get install -y -qq systemd >/dev/null; fi
+fi
+
+# Chromium drives the real-browser login test (tests/idp/browser-login.mjs, via playwright-core).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "test-deps: installing chromium (for the headless-browser login test)" >&2
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; fi
 fi
 
 # Node packages for tests/idp, exactly as locked.

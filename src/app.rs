@@ -244,10 +244,15 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, clock: &dyn Clock, ui: Ui) -> 
     let config = loaded.config;
     let egress_only = args.egress_only || args.provider.is_some();
     let is_egress = |id: &IdentityConfig| id.egress.is_some();
+    // `--provider NAME` names an egress entry, or else every entry of that provider.
+    let by_name = args.provider.as_ref().is_some_and(|p| {
+        config
+            .all_identities()
+            .any(|i| is_egress(i) && &i.name == p)
+    });
     let selected = |id: &IdentityConfig| match &args.provider {
-        Some(p) => {
-            is_egress(id) && (&id.name == p || id.egress.as_ref().is_some_and(|e| &e.provider == p))
-        }
+        Some(p) if by_name => is_egress(id) && &id.name == p,
+        Some(p) => id.egress.as_ref().is_some_and(|e| &e.provider == p),
         None => !args.ingress_only || !is_egress(id),
     };
     if let Some(p) = &args.provider
@@ -294,8 +299,13 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, clock: &dyn Clock, ui: Ui) -> 
         } else {
             let (mut rec, mut ex) =
                 ensure_m2m(id, &store, &config, &http, args.force, clock, ui).await;
-            // Asked for egress explicitly: log in where a login is what it takes.
-            if ex == Exit::ReauthRequired && egress_only && is_egress(id) {
+            // Asked for egress explicitly, by a person at a terminal: log in where a login
+            // is what it takes. Unattended runs report it (exit 4) instead of waiting.
+            if ex == Exit::ReauthRequired
+                && egress_only
+                && is_egress(id)
+                && std::io::IsTerminal::is_terminal(&std::io::stdin())
+            {
                 (rec, ex) = login_one(id, &store, &config, &http, &args.login, clock, ui).await;
             }
             exit = exit.worst(ex);

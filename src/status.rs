@@ -108,6 +108,8 @@ pub fn row(input: &Input, policy: &RefreshPolicy, now: Ts) -> Row {
         Some(r) => {
             let t = r.times();
             let s = match standing(&t, policy, jitter_unit(input.name, t.obtained_at), now) {
+                // The grant is gone: whatever the stored token still does, a login is due.
+                _ if reauth => State::NeedsLogin,
                 Standing::Valid => State::Valid,
                 Standing::Expiring => State::Expiring,
                 Standing::Expired if reauth => State::NeedsLogin,
@@ -286,6 +288,7 @@ mod tests {
         assert_eq!(state_of(Ok(Some(&r)), &failed, 60), State::Valid);
         assert_eq!(state_of(Ok(Some(&r)), &failed, 4000), State::Error);
         assert_eq!(state_of(Ok(Some(&r)), &reauth, 4000), State::NeedsLogin);
+        assert_eq!(state_of(Ok(Some(&r)), &reauth, 60), State::NeedsLogin);
         assert_eq!(state_of(Ok(None), &ok, 0), State::Missing);
         assert_eq!(state_of(Ok(None), &failed, 0), State::Error);
         assert_eq!(state_of(Ok(None), &reauth, 0), State::NeedsLogin);

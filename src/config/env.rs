@@ -10,9 +10,9 @@ use super::parse::{
     region_of_pool,
 };
 use super::{
-    BearerToken, ClientAuth, CognitoPassword, Config, ConfigError, Endpoint, HttpPolicy,
-    IdentityConfig, IdentityKind, Origin, RefreshPolicy, ServerAuth, ServerConfig, Transport,
-    EgressConfig, check_endpoint_url, check_redirect_uri, default_server_url,
+    BearerToken, ClientAuth, CognitoPassword, Config, ConfigError, EgressConfig, Endpoint,
+    HttpPolicy, IdentityConfig, IdentityKind, Origin, RefreshPolicy, ServerAuth, ServerConfig,
+    Transport, check_endpoint_url, check_redirect_uri, default_server_url,
 };
 use crate::providers::{Catalog, TokenAuth};
 use crate::secret::Secret;
@@ -109,7 +109,11 @@ pub fn from_env(env: &EnvVars, tokens_dir: PathBuf) -> Result<Option<Config>, Co
     };
     let mut servers = Vec::new();
     for id in egress_from_env(env)? {
-        let server = id.egress.as_ref().map(|e| e.server.clone()).unwrap_or_default();
+        let server = id
+            .egress
+            .as_ref()
+            .map(|e| e.server.clone())
+            .unwrap_or_default();
         if let Some(g) = &gateway_url
             && !servers.iter().any(|s: &ServerConfig| s.name == server)
         {
@@ -223,7 +227,10 @@ fn egress_from_env(env: &EnvVars) -> Result<Vec<IdentityConfig>, ConfigError> {
         ) else {
             continue;
         };
-        let provider = env.get(&var("PROVIDER_NAME")).unwrap_or("atlassian").to_lowercase();
+        let provider = env
+            .get(&var("PROVIDER_NAME"))
+            .unwrap_or("atlassian")
+            .to_lowercase();
         let def = match catalog.get(&provider) {
             Some(Ok(d)) => d,
             _ => {
@@ -234,13 +241,20 @@ fn egress_from_env(env: &EnvVars) -> Result<Vec<IdentityConfig>, ConfigError> {
                 ));
             }
         };
-        let def = def
-            .resolved(&Default::default())
-            .map_err(|m| env.err(&var("PROVIDER_NAME"), format!("provider `{provider}`: {m}; configure it in a config file")))?;
+        let def = def.resolved(&Default::default()).map_err(|m| {
+            env.err(
+                &var("PROVIDER_NAME"),
+                format!("provider `{provider}`: {m}; configure it in a config file"),
+            )
+        })?;
         check_redirect_uri(redirect).map_err(|m| env.err(&var("OAUTH_REDIRECT_URI"), m))?;
         let server_var = env.get(&var("MCP_SERVER_NAME")).map(str::to_string);
         let server = server_var.clone().unwrap_or_else(|| provider.clone());
-        let name = if out.iter().any(|i| i.name == server) { format!("{server}-{n}") } else { server.clone() };
+        let name = if out.iter().any(|i| i.name == server) {
+            format!("{server}-{n}")
+        } else {
+            server.clone()
+        };
         let mut id = base_identity(
             IdentityKind::Egress,
             &provider,
@@ -254,7 +268,11 @@ fn egress_from_env(env: &EnvVars) -> Result<Vec<IdentityConfig>, ConfigError> {
             None => format!("{provider}-egress.json"),
         };
         id.scopes = match env.get(&var("OAUTH_SCOPE")) {
-            Some(s) => s.split([' ', ',']).filter(|x| !x.is_empty()).map(str::to_string).collect(),
+            Some(s) => s
+                .split([' ', ','])
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect(),
             None => def.scopes.clone(),
         };
         id.client_auth = match def.token_auth {

@@ -110,18 +110,30 @@ pub async fn device_start(http: &Http, id: &IdentityConfig) -> Result<DeviceStar
         ))
     })?;
     crate::config::check_endpoint_url(url).map_err(FetchError::permanent)?;
-    let mut form = vec![("client_id", id.client_id.clone())];
+    let mut form = Vec::new();
     if !id.scopes.is_empty() {
         form.push(("scope", id.scopes.join(&eg.def.scope_separator)));
     }
-    if let Some(s) = &id.client_secret {
-        form.push(("client_secret", s.expose().to_string()));
+    // Client authentication as at the token endpoint.
+    let mut basic = None;
+    match (&id.client_secret, id.client_auth) {
+        (Some(s), crate::config::ClientAuth::Basic) => basic = Some(s.expose().to_string()),
+        (Some(s), crate::config::ClientAuth::Post) => {
+            form.push(("client_id", id.client_id.clone()));
+            form.push(("client_secret", s.expose().to_string()));
+        }
+        (None, _) => form.push(("client_id", id.client_id.clone())),
     }
-    let resp = http
+    let mut req = http
         .client()
         .post(url)
         .header(reqwest::header::ACCEPT, "application/json")
-        .form(&form)
+        .form(&form);
+    if let Some(secret) = &basic {
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        req = req.basic_auth(enc(&id.client_id), Some(enc(secret)));
+    }
+    let resp = req
         .send()
         .await
         .map_err(|e| FetchError::transient(format!("device authorization {url}: {e}")))?;

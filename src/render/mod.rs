@@ -89,7 +89,9 @@ fn bound_header(
     let mut out = vec![(header.to_string(), value)];
     // Provider extras: Atlassian's site, in the header MCP servers read it from.
     if let (Some(extra), Some(cloud)) = (
-        id.egress.as_ref().and_then(|e| e.def.extras.cloud_id.as_ref()),
+        id.egress
+            .as_ref()
+            .and_then(|e| e.def.extras.cloud_id.as_ref()),
         &rec.cloud_id,
     ) {
         out.push((extra.header.clone(), cloud.clone()));

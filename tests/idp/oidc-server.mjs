@@ -4,6 +4,9 @@
 //   POST /oauth2/token      (client_credentials, authorization_code, refresh_token)
 //   GET  /oauth2/authorize  (authorization code + PKCE S256, dev login/consent forms)
 //   GET  /.well-known/openid-configuration
+// plus the device authorization grant (RFC 8628), which Cognito does not have:
+//   POST /device/auth       (device authorization endpoint)
+//   GET  /device            (user code entry page, then the same login/consent forms)
 //
 // Protocol on stdout: exactly one line, `READY <port>`, once listening.
 // Everything else goes to stderr.
@@ -17,6 +20,9 @@
 //                 with the same client_id as a built-in one replaces it)
 //   RESOURCE      resource indicator / JWT `aud` of access tokens
 //                 (default urn:mcp-servers-unrestricted)
+//   DEVICE_TTL    device_code / user_code lifetime, seconds (default 600)
+//   DEVICE_INTERVAL  the `interval` (seconds) in device authorization replies
+//                 (default 1; 0 omits it, so clients fall back to RFC 8628's 5 s)
 
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
@@ -43,6 +49,8 @@ const PORT = intEnv('PORT', 0);
 const TOKEN_TTL = intEnv('TOKEN_TTL', 3600);
 const AC_TTL = intEnv('AC_TTL', 3600);
 const RT_TTL = intEnv('RT_TTL', 86400);
+const DEVICE_TTL = intEnv('DEVICE_TTL', 600);
+const DEVICE_INTERVAL = intEnv('DEVICE_INTERVAL', 1);
 const RESOURCE = process.env.RESOURCE || 'urn:mcp-servers-unrestricted';
 
 const MCP_SCOPES = ['mcp-servers-unrestricted/read', 'mcp-servers-unrestricted/execute'];
@@ -73,6 +81,24 @@ const builtinClients = [
     grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
     redirect_uris: ['http://127.0.0.1:8976/callback', 'http://localhost:8976/callback'],
+    scope: 'openid offline_access profile',
+  },
+  // Device authorization grant (RFC 8628): a confidential and a public client.
+  {
+    client_id: 'device-client',
+    client_secret: 'device-secret',
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
+    response_types: [],
+    redirect_uris: [],
+    scope: 'openid offline_access profile',
+  },
+  {
+    client_id: 'device-public',
+    token_endpoint_auth_method: 'none',
+    grant_types: ['urn:ietf:params:oauth:grant-type:device_code', 'refresh_token'],
+    response_types: [],
+    redirect_uris: [],
     scope: 'openid offline_access profile',
   },
 ];
@@ -144,12 +170,16 @@ const provider = new Provider(issuer, {
     introspection: '/oauth2/introspect',
     jwks: '/.well-known/jwks.json',
     end_session: '/logout',
+    device_authorization: '/device/auth',
+    code_verification: '/device',
   },
   responseTypes: ['code'],
   pkce: { required: () => true }, // oidc-provider 9 only supports S256
   rotateRefreshToken: true,
   // Default policy made explicit: a refresh token whenever offline_access was
   // granted (see the prompt=consent shim below) and the client may refresh.
+  // The device flow keeps offline_access without it: its requests have no
+  // prompt parameter, so oidc-provider only checks that the client may refresh.
   async issueRefreshToken(ctx, client, code) {
     return client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access');
   },
@@ -158,6 +188,7 @@ const provider = new Provider(issuer, {
     clientCredentials: { enabled: true },
     introspection: { enabled: true },
     revocation: { enabled: true },
+    deviceFlow: { enabled: true },
     resourceIndicators: {
       enabled: true,
       async defaultResource(ctx, client, oneOf) {
@@ -199,6 +230,7 @@ const provider = new Provider(issuer, {
     ClientCredentials: () => TOKEN_TTL,
     RefreshToken: () => RT_TTL,
     AuthorizationCode: () => 300,
+    DeviceCode: () => DEVICE_TTL,
     Interaction: () => 3600,
     Session: () => Math.max(RT_TTL, 14 * 24 * 3600),
     Grant: () => Math.max(RT_TTL, 14 * 24 * 3600),
@@ -226,11 +258,12 @@ provider.use(async (ctx, next) => {
 // interchangeably. Unless STRICT_CLIENT_AUTH=0, insist on the registered
 // method, so a test can tell that the client under test sends its secret the
 // configured way. Checked before oidc-provider runs the grant (a rejected
-// refresh request must not rotate the refresh token).
+// refresh request must not rotate the refresh token). The device authorization
+// endpoint authenticates clients too, so it gets the same check.
 const STRICT_CLIENT_AUTH = process.env.STRICT_CLIENT_AUTH !== '0';
 const clientAuthMethod = new Map(clients.map((c) => [c.client_id, c.token_endpoint_auth_method || 'client_secret_basic']));
 provider.use(async (ctx, next) => {
-  if (STRICT_CLIENT_AUTH && ctx.method === 'POST' && ctx.path === '/oauth2/token' && ctx.is('application/x-www-form-urlencoded')) {
+  if (STRICT_CLIENT_AUTH && ctx.method === 'POST' && (ctx.path === '/oauth2/token' || ctx.path === '/device/auth') && ctx.is('application/x-www-form-urlencoded')) {
     const chunks = [];
     let size = 0;
     for await (const chunk of ctx.req) {
@@ -267,11 +300,23 @@ provider.use(async (ctx, next) => {
   await next();
 });
 
+// oidc-provider's device authorization reply has no `interval` (RFC 8628: the
+// client then polls every 5 s); announce DEVICE_INTERVAL so tests poll faster.
+// oidc-provider does not answer slow_down, whatever the polling rate.
+provider.use(async (ctx, next) => {
+  await next();
+  if (DEVICE_INTERVAL > 0 && ctx.method === 'POST' && ctx.path === '/device/auth'
+    && ctx.status === 200 && ctx.body && typeof ctx.body === 'object' && ctx.body.device_code) {
+    ctx.body = { ...ctx.body, interval: DEVICE_INTERVAL };
+  }
+});
+
 const logEvent = (name) => (ctx, err) => {
   const e = err || ctx;
   process.stderr.write(`[idp] ${name}: ${e?.name || ''} ${e?.message || ''} ${e?.error_description || ''} ${e?.error_detail || ''}\n`);
 };
-for (const ev of ['server_error', 'grant.error', 'authorization.error', 'introspection.error', 'revocation.error', 'userinfo.error']) {
+for (const ev of ['server_error', 'grant.error', 'authorization.error', 'introspection.error', 'revocation.error', 'userinfo.error',
+  'device_authorization.error', 'code_verification.error', 'device_resume.error']) {
   provider.on(ev, logEvent(ev));
 }
 provider.on('grant.success', (ctx) => {
@@ -293,6 +338,6 @@ function shutdown(signal) {
 process.on('SIGTERM', () => shutdown('SIGTERM'));
 process.on('SIGINT', () => shutdown('SIGINT'));
 
-process.stderr.write(`[idp] issuer ${issuer}, TOKEN_TTL=${TOKEN_TTL} AC_TTL=${AC_TTL} RT_TTL=${RT_TTL}, clients: ${clients.map((c) => c.client_id).join(', ')}\n`);
+process.stderr.write(`[idp] issuer ${issuer}, TOKEN_TTL=${TOKEN_TTL} AC_TTL=${AC_TTL} RT_TTL=${RT_TTL} DEVICE_TTL=${DEVICE_TTL} DEVICE_INTERVAL=${DEVICE_INTERVAL}, clients: ${clients.map((c) => c.client_id).join(', ')}\n`);
 process.stdout.write(`READY ${port}\n`);
 

@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# Self-test of the local OpenID provider (oidc-server.mjs) using curl only.
-# Starts the server(s) by PID, checks client_credentials (basic + post, with and
-# without scope, wrong secret), discovery, and the full authorization-code +
-# PKCE flow through the dev login/consent forms, then refresh-token rotation
-# and reuse detection. Exits non-zero on the first failure.
+# Self-test of the local OpenID provider (oidc-server.mjs) and of the login
+# helpers for integration tests. Starts the server(s) by PID, checks
+# client_credentials (basic + post, with and without scope, wrong secret),
+# discovery, and the full authorization-code + PKCE flow through the dev
+# login/consent forms with curl, then refresh-token rotation and reuse
+# detection. Then, against a stand-in for the client's loopback listener:
+# drive-login.mjs (plain HTTP, also --deny), browser-login.mjs (headless
+# Chromium; skipped when /usr/bin/chromium is missing), and the device
+# authorization grant with curl + drive-device.mjs. Exits non-zero on the
+# first failure.
 set -Eeuo pipefail
 
 DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 WORK="$(mktemp -d)"
 SERVER_PID=""
+CB_PID=""
 CURL=(curl -sS --max-time 5)
 REDIRECT_URI="http://127.0.0.1:8976/callback"
 PASSED=0
 
 cleanup() {
+  stop_cb
   stop_server
   rm -rf "$WORK"
 }
@@ -85,6 +92,46 @@ stop_server() {
   fi
 }
 
+# A stand-in for mcp-credd's loopback listener: answers every request with a
+# small HTML page and appends {"method", "url"} as a JSON line to $WORK/cb.log.
+start_cb() {
+  : >"$WORK/cb.out"
+  : >"$WORK/cb.log"
+  node -e '
+    const http = require("http"), fs = require("fs");
+    const log = process.argv[1];
+    const srv = http.createServer((req, res) => {
+      fs.appendFileSync(log, JSON.stringify({ method: req.method, url: req.url }) + "\n");
+      res.setHeader("content-type", "text/html; charset=utf-8");
+      res.end("<!DOCTYPE html><html><head><title>done</title></head><body><h1>Login complete</h1><p>You can close this window.</p></body></html>");
+    });
+    srv.keepAliveTimeout = 500;
+    srv.listen(0, "127.0.0.1", () => process.stdout.write("LISTENING " + srv.address().port + "\n"));
+    process.on("SIGTERM", () => process.exit(0));
+  ' -- "$WORK/cb.log" >"$WORK/cb.out" 2>"$WORK/cb.err" &
+  CB_PID=$!
+  CB_PORT=""
+  for _ in $(seq 1 50); do # up to 5 s
+    if read -r word port <"$WORK/cb.out" 2>/dev/null && [[ "$word" == "LISTENING" ]]; then
+      CB_PORT="$port"
+      break
+    fi
+    kill -0 "$CB_PID" 2>/dev/null || fail "callback listener exited early: $(cat "$WORK/cb.err")"
+    sleep 0.1
+  done
+  [[ -n "$CB_PORT" ]] || fail "callback listener not listening within 5 s"
+  echo "# callback listener pid $CB_PID on 127.0.0.1:$CB_PORT"
+}
+
+stop_cb() {
+  if [[ -n "$CB_PID" ]]; then
+    local pid="$CB_PID"
+    CB_PID=""
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+}
+
 # post_token OUTFILE curl-args... ; prints the HTTP status
 post_token() {
   local out="$1"; shift
@@ -107,7 +154,7 @@ check_cc_token() {
   [[ "$(json "$WORK/payload.json" 'j.scope')" == "$scope" ]] || fail "JWT scope: $(cat "$WORK/payload.json")"
 }
 
-if [[ ! -d "$DIR/node_modules/oidc-provider" ]]; then
+if [[ ! -d "$DIR/node_modules/oidc-provider" || ! -d "$DIR/node_modules/playwright-core" ]]; then
   echo "# installing node modules (npm ci)"
   (cd "$DIR" && timeout 300 npm ci --no-audit --no-fund >&2) || fail "npm ci"
 fi
@@ -271,5 +318,202 @@ code=$(post_token "$WORK/x2.json" -u m2m-client:m2m-secret -d grant_type=client_
 [[ "$code" == 200 ]] || fail "built-in client with CLIENTS_JSON HTTP $code: $(cat "$WORK/x2.json")"
 ok "CLIENTS_JSON adds clients (and their scopes)"
 stop_server
+
+############ instance 3: login helpers against a loopback listener; device flow ############
+start_cb
+CB_URI="http://127.0.0.1:$CB_PORT/callback"
+# A port nobody listens on (bound and released just now), for the "client not listening" case.
+DEAD_PORT="$(node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { process.stdout.write(String(s.address().port)); s.close(); })')"
+DEAD_URI="http://127.0.0.1:$DEAD_PORT/callback"
+CLI_CLIENT="$(node -e '
+  process.stdout.write(JSON.stringify([{ client_id: "cli-client", token_endpoint_auth_method: "none",
+    grant_types: ["authorization_code", "refresh_token"], response_types: ["code"],
+    redirect_uris: process.argv.slice(1), scope: "openid offline_access profile" }]));
+' -- "$CB_URI" "$DEAD_URI")"
+start_server CLIENTS_JSON="$CLI_CLIENT"
+
+code=$("${CURL[@]}" -o "$WORK/disc3.json" -w '%{http_code}' "$BASE/.well-known/openid-configuration")
+[[ "$code" == 200 ]] || fail "discovery HTTP $code"
+[[ "$(json "$WORK/disc3.json" 'j.device_authorization_endpoint')" == "$BASE/device/auth" ]] \
+  || fail "discovery device_authorization_endpoint: $(cat "$WORK/disc3.json")"
+[[ "$(json "$WORK/disc3.json" 'j.grant_types_supported.includes("urn:ietf:params:oauth:grant-type:device_code")')" == true ]] \
+  || fail "discovery lacks the device_code grant: $(cat "$WORK/disc3.json")"
+ok "discovery lists device_authorization_endpoint and the device_code grant"
+
+# new_authorize_url REDIRECT_URI: sets AUTH_URL (cli-client, PKCE S256), VERIFIER and STATE
+new_authorize_url() {
+  VERIFIER="$(node -e 'process.stdout.write(require("crypto").randomBytes(32).toString("base64url"))')"
+  STATE="st-$RANDOM$RANDOM"
+  AUTH_URL="$BASE/oauth2/authorize?$(node -e '
+    const [ru, v, st] = process.argv.slice(1);
+    const ch = require("crypto").createHash("sha256").update(v).digest("base64url");
+    process.stdout.write(new URLSearchParams({ client_id: "cli-client", response_type: "code", redirect_uri: ru,
+      scope: "openid offline_access profile", state: st, code_challenge: ch, code_challenge_method: "S256" }).toString());
+  ' -- "$1" "$VERIFIER" "$STATE")"
+}
+# last_cb_param NAME: query parameter NAME of the last request the listener got
+last_cb_param() {
+  node -e '
+    const lines = require("fs").readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean);
+    const last = lines.length ? JSON.parse(lines[lines.length - 1]) : { url: "/" };
+    process.stdout.write(new URL(last.url, "http://x").searchParams.get(process.argv[2]) ?? "");
+  ' -- "$WORK/cb.log" "$1"
+}
+# check_callback OUTFILE TEXT_FIELD N_BEFORE: the helper's JSON line says the callback
+# got 200 + the listener's page, and the listener got exactly that one GET, with our state.
+check_callback() {
+  local out="$1" field="$2" before="$3" n cb_url
+  [[ "$(wc -l <"$out")" -eq 1 ]] || fail "helper stdout must be one JSON line: $(cat "$out")"
+  [[ "$(json "$out" 'j.status')" == 200 ]] || fail "callback status: $(cat "$out")"
+  [[ "$(json "$out" "typeof j.$field === 'string' && j.$field.includes('Login complete')")" == true ]] || fail "callback $field: $(cat "$out")"
+  cb_url="$(json "$out" 'j.callback_url')"
+  [[ "$cb_url" == "$CB_URI?"* ]] || fail "callback_url: $cb_url"
+  n="$(wc -l <"$WORK/cb.log")"
+  [[ "$n" -eq $((before + 1)) ]] || fail "the listener got $((n - before)) requests, expected 1: $(cat "$WORK/cb.log")"
+  tail -n 1 "$WORK/cb.log" >"$WORK/cb.last"
+  [[ "$(json "$WORK/cb.last" 'j.method + " " + j.url')" == "GET ${cb_url#"http://127.0.0.1:$CB_PORT"}" ]] \
+    || fail "listener saw $(cat "$WORK/cb.last"), helper reported $cb_url"
+  [[ "$(last_cb_param state)" == "$STATE" ]] || fail "callback state: $(cat "$WORK/cb.last")"
+}
+# exchange_code OUTFILE EXPECTED_SUB: redeem the last callback's code for cli-client, check sub
+exchange_code() {
+  local out="$1" sub="$2" code
+  code=$(post_token "$out" -d grant_type=authorization_code -d client_id=cli-client -d "code=$(last_cb_param code)" \
+    --data-urlencode "redirect_uri=$CB_URI" -d "code_verifier=$VERIFIER")
+  [[ "$code" == 200 ]] || fail "code exchange HTTP $code: $(cat "$out")"
+  [[ -n "$(json "$out" 'j.refresh_token')" ]] || fail "no refresh_token: $(cat "$out")"
+  jwt_payload "$(json "$out" 'j.access_token')" >"$WORK/xp.json"
+  [[ "$(json "$WORK/xp.json" 'j.sub')" == "$sub" ]] || fail "access token sub != $sub: $(cat "$WORK/xp.json")"
+}
+
+# drive-login.mjs: login + consent over HTTP, then the GET on the callback
+new_authorize_url "$CB_URI"
+before="$(wc -l <"$WORK/cb.log")"
+timeout 40 node "$DIR/drive-login.mjs" "$AUTH_URL" >"$WORK/dl1.out" 2>"$WORK/dl1.err" || fail "drive-login: $(cat "$WORK/dl1.err")"
+check_callback "$WORK/dl1.out" body "$before"
+[[ -n "$(last_cb_param code)" && -z "$(last_cb_param error)" ]] || fail "no code in callback: $(cat "$WORK/cb.last")"
+exchange_code "$WORK/dl1.tok" alice
+ok "drive-login.mjs: code+state reach the listener, code redeems (sub alice)"
+
+new_authorize_url "$CB_URI"
+before="$(wc -l <"$WORK/cb.log")"
+timeout 40 node "$DIR/drive-login.mjs" "$AUTH_URL" --user bob --password pw >"$WORK/dl2.out" 2>"$WORK/dl2.err" || fail "drive-login --user: $(cat "$WORK/dl2.err")"
+check_callback "$WORK/dl2.out" body "$before"
+exchange_code "$WORK/dl2.tok" bob
+ok "drive-login.mjs --user bob"
+
+new_authorize_url "$CB_URI"
+before="$(wc -l <"$WORK/cb.log")"
+timeout 40 node "$DIR/drive-login.mjs" "$AUTH_URL" --deny >"$WORK/dl3.out" 2>"$WORK/dl3.err" || fail "drive-login --deny: $(cat "$WORK/dl3.err")"
+check_callback "$WORK/dl3.out" body "$before"
+[[ "$(last_cb_param error)" == access_denied && -z "$(last_cb_param code)" ]] || fail "--deny callback: $(cat "$WORK/cb.last")"
+ok "drive-login.mjs --deny: error=access_denied reaches the listener"
+
+new_authorize_url "$DEAD_URI"
+rc=0
+timeout 40 node "$DIR/drive-login.mjs" "$AUTH_URL" >"$WORK/dl4.out" 2>"$WORK/dl4.err" || rc=$?
+[[ "$rc" -eq 1 && ! -s "$WORK/dl4.out" ]] && grep -q 'callback GET failed' "$WORK/dl4.err" \
+  || fail "drive-login without a listener: rc=$rc stdout=$(cat "$WORK/dl4.out") stderr=$(cat "$WORK/dl4.err")"
+rc=0
+timeout 40 node "$DIR/drive-login.mjs" "$BASE/oauth2/authorize?client_id=nope&response_type=code" >/dev/null 2>"$WORK/dl5.err" || rc=$?
+[[ "$rc" -eq 1 ]] && grep -q 'invalid_client' "$WORK/dl5.err" || fail "drive-login with a bad client: rc=$rc $(cat "$WORK/dl5.err")"
+ok "drive-login.mjs exits 1 with a message when the callback GET fails or the provider refuses"
+
+# browser-login.mjs: the same in headless Chromium
+if [[ -x /usr/bin/chromium ]]; then
+  new_authorize_url "$CB_URI"
+  before="$(wc -l <"$WORK/cb.log")"
+  t0="$(date +%s%N)"
+  timeout 90 node "$DIR/browser-login.mjs" "$AUTH_URL" --user carol --screenshot "$WORK/browser.png" >"$WORK/bl.out" 2>"$WORK/bl.err" \
+    || fail "browser-login: $(cat "$WORK/bl.err")"
+  ms=$((($(date +%s%N) - t0) / 1000000))
+  check_callback "$WORK/bl.out" text "$before"
+  [[ -n "$(last_cb_param code)" ]] || fail "no code in callback: $(cat "$WORK/cb.last")"
+  exchange_code "$WORK/bl.tok" carol
+  [[ "$(head -c 8 "$WORK/browser.png" | od -An -tx1 | tr -d ' \n')" == 89504e470d0a1a0a ]] || fail "--screenshot did not write a PNG"
+  ok "browser-login.mjs (headless Chromium, ${ms} ms): code+state reach the listener, code redeems (sub carol)"
+else
+  echo "# skipped browser-login.mjs: /usr/bin/chromium not found (scripts/test-deps.sh installs it)"
+fi
+
+# device authorization grant (RFC 8628)
+DC_GRANT="urn:ietf:params:oauth:grant-type:device_code"
+DEVICE_SCOPE="openid offline_access profile"
+# device_auth OUTFILE curl-args... ; prints the HTTP status
+device_auth() { local out="$1"; shift; "${CURL[@]}" -o "$out" -w '%{http_code}' "$@" --data-urlencode "scope=$DEVICE_SCOPE" "$BASE/device/auth"; }
+# poll_device OUTFILE DEVICE_CODE curl-args... ; polls every second (10 tries) while authorization_pending, prints the last HTTP status
+poll_device() {
+  local out="$1" dc="$2" code
+  shift 2
+  for _ in $(seq 1 10); do
+    code=$(post_token "$out" "$@" -d "grant_type=$DC_GRANT" -d "device_code=$dc")
+    [[ "$code" == 400 && "$(json "$out" 'j.error')" == authorization_pending ]] || break
+    sleep 1
+  done
+  echo "$code"
+}
+
+code=$(device_auth "$WORK/da1.json" -u device-client:device-secret)
+[[ "$code" == 200 ]] || fail "device authorization HTTP $code: $(cat "$WORK/da1.json")"
+for k in device_code user_code verification_uri verification_uri_complete expires_in interval; do
+  [[ -n "$(json "$WORK/da1.json" "j.$k")" ]] || fail "device authorization reply lacks $k: $(cat "$WORK/da1.json")"
+done
+[[ "$(json "$WORK/da1.json" 'j.verification_uri')" == "$BASE/device" && "$(json "$WORK/da1.json" 'j.interval')" == 1 \
+  && "$(json "$WORK/da1.json" 'j.expires_in')" == 600 ]] || fail "device authorization reply: $(cat "$WORK/da1.json")"
+DC="$(json "$WORK/da1.json" 'j.device_code')"
+UC="$(json "$WORK/da1.json" 'j.user_code')"
+code=$(post_token "$WORK/dp0.json" -u device-client:device-secret -d "grant_type=$DC_GRANT" -d "device_code=$DC")
+[[ "$code" == 400 && "$(json "$WORK/dp0.json" 'j.error')" == authorization_pending ]] || fail "early poll: HTTP $code $(cat "$WORK/dp0.json")"
+ok "device authorization (device-client), then authorization_pending"
+
+timeout 40 node "$DIR/drive-device.mjs" "$BASE" "$UC" --user dave >"$WORK/dd1.out" 2>"$WORK/dd1.err" || fail "drive-device: $(cat "$WORK/dd1.err")"
+[[ "$(wc -l <"$WORK/dd1.out")" -eq 1 && "$(json "$WORK/dd1.out" 'j.result')" == approved ]] || fail "drive-device output: $(cat "$WORK/dd1.out")"
+code=$(poll_device "$WORK/dt1.json" "$DC" -u device-client:device-secret)
+[[ "$code" == 200 ]] || fail "device token HTTP $code: $(cat "$WORK/dt1.json")"
+for k in access_token refresh_token id_token expires_in token_type scope; do
+  [[ -n "$(json "$WORK/dt1.json" "j.$k")" ]] || fail "device token reply lacks $k: $(cat "$WORK/dt1.json")"
+done
+[[ "$(json "$WORK/dt1.json" 'j.scope.split(" ").includes("offline_access")')" == true ]] || fail "device token scope: $(cat "$WORK/dt1.json")"
+jwt_payload "$(json "$WORK/dt1.json" 'j.access_token')" >"$WORK/dtp.json"
+[[ "$(json "$WORK/dtp.json" 'j.sub')" == dave && "$(json "$WORK/dtp.json" 'j.client_id')" == device-client ]] || fail "device access token: $(cat "$WORK/dtp.json")"
+ok "drive-device.mjs --user dave, then polling gets access, refresh and id tokens"
+
+DRT0="$(json "$WORK/dt1.json" 'j.refresh_token')"
+code=$(post_token "$WORK/dr1.json" -u device-client:device-secret -d grant_type=refresh_token -d "refresh_token=$DRT0")
+[[ "$code" == 200 && -n "$(json "$WORK/dr1.json" 'j.access_token')" ]] || fail "device refresh HTTP $code: $(cat "$WORK/dr1.json")"
+[[ -n "$(json "$WORK/dr1.json" 'j.refresh_token')" && "$(json "$WORK/dr1.json" 'j.refresh_token')" != "$DRT0" ]] || fail "device refresh did not rotate: $(cat "$WORK/dr1.json")"
+ok "device-flow refresh token works and rotates"
+
+code=$(post_token "$WORK/dt2.json" -u device-client:device-secret -d "grant_type=$DC_GRANT" -d "device_code=$DC")
+[[ "$code" == 400 && "$(json "$WORK/dt2.json" 'j.error')" == invalid_grant ]] || fail "device code reuse: HTTP $code $(cat "$WORK/dt2.json")"
+rc=0
+timeout 40 node "$DIR/drive-device.mjs" "$BASE" "$UC" >/dev/null 2>"$WORK/dd2.err" || rc=$?
+[[ "$rc" -eq 1 ]] && grep -q 'not accepted' "$WORK/dd2.err" || fail "drive-device with a used code: rc=$rc $(cat "$WORK/dd2.err")"
+code=$(device_auth "$WORK/da2.json" -d client_id=device-client -d client_secret=device-secret)
+[[ "$code" == 401 && "$(json "$WORK/da2.json" 'j.error')" == invalid_client ]] || fail "device auth with the wrong method: HTTP $code $(cat "$WORK/da2.json")"
+ok "device code reuse -> invalid_grant; used user code refused; wrong client auth method -> invalid_client"
+
+# public client, verification_uri as drive-device's first argument
+code=$(device_auth "$WORK/da3.json" -d client_id=device-public)
+[[ "$code" == 200 ]] || fail "device authorization (public) HTTP $code: $(cat "$WORK/da3.json")"
+timeout 40 node "$DIR/drive-device.mjs" "$(json "$WORK/da3.json" 'j.verification_uri')" "$(json "$WORK/da3.json" 'j.user_code')" \
+  >"$WORK/dd3.out" 2>"$WORK/dd3.err" || fail "drive-device (public): $(cat "$WORK/dd3.err")"
+code=$(poll_device "$WORK/dt3.json" "$(json "$WORK/da3.json" 'j.device_code')" -d client_id=device-public)
+[[ "$code" == 200 && -n "$(json "$WORK/dt3.json" 'j.refresh_token')" ]] || fail "device token (public) HTTP $code: $(cat "$WORK/dt3.json")"
+jwt_payload "$(json "$WORK/dt3.json" 'j.access_token')" >"$WORK/dtp3.json"
+[[ "$(json "$WORK/dtp3.json" 'j.sub')" == alice ]] || fail "device access token (public): $(cat "$WORK/dtp3.json")"
+ok "device flow with the public client device-public (default user alice)"
+
+code=$(device_auth "$WORK/da4.json" -d client_id=device-public)
+[[ "$code" == 200 ]] || fail "device authorization (deny) HTTP $code: $(cat "$WORK/da4.json")"
+timeout 40 node "$DIR/drive-device.mjs" "$BASE" "$(json "$WORK/da4.json" 'j.user_code')" --deny >"$WORK/dd4.out" 2>"$WORK/dd4.err" \
+  || fail "drive-device --deny: $(cat "$WORK/dd4.err")"
+[[ "$(json "$WORK/dd4.out" 'j.result')" == denied ]] || fail "drive-device --deny output: $(cat "$WORK/dd4.out")"
+code=$(poll_device "$WORK/dt4.json" "$(json "$WORK/da4.json" 'j.device_code')" -d client_id=device-public)
+[[ "$code" == 400 && "$(json "$WORK/dt4.json" 'j.error')" == access_denied ]] || fail "poll after deny: HTTP $code $(cat "$WORK/dt4.json")"
+ok "drive-device.mjs --deny -> polling gets access_denied"
+
+stop_server
+stop_cb
 
 echo "selftest: $PASSED passed, 0 failed"

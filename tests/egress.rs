@@ -1,0 +1,405 @@
+//! Egress (3-legged) logins and refreshes, for real: `mcp-credd login` against oidc-provider
+//! on 127.0.0.1 (PKCE required, refresh-token rotation on), driven over plain HTTP, through
+//! a real headless Chromium, and with the device flow.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Setup {
+    idp: Idp,
+    sb: Sandbox,
+    port: u16,
+}
+
+fn setup(ttl: &str) -> Setup {
+    let port = closed_port();
+    let clients = format!(
+        r#"[{{"client_id":"mcp-web","client_secret":"mcp-web-secret","token_endpoint_auth_method":"client_secret_basic","grant_types":["authorization_code","refresh_token"],"response_types":["code"],"redirect_uris":["http://127.0.0.1:{port}/callback"],"scope":"openid offline_access profile"}}]"#
+    );
+    let idp = Idp::start(&[("CLIENTS_JSON", &clients), ("AC_TTL", ttl)]);
+    let sb = Sandbox::new();
+    sb.write_config(&format!(
+        "gateway_url: https://gw.example.com
+ingress:
+  kind: cognito_m2m
+  user_pool_id: us-east-1_AbC123
+  client_id: m2m-client
+  client_secret: m2m-secret
+  domain: {base}
+providers:
+  local:
+    display_name: Local IdP
+    authorize_url: {base}/oauth2/authorize
+    token_url: {base}/oauth2/token
+    device_authorization_url: {base}/device/auth
+    scopes: [openid, offline_access, profile]
+    pkce: true
+    token_auth: basic
+    refresh: rotating
+    issuer: {base}
+egress:
+  - name: local
+    provider: local
+    client_id: mcp-web
+    client_secret: {{env: LOCAL_SECRET}}
+    redirect_uri: http://127.0.0.1:{port}/callback
+    server: tools
+  - name: dev
+    provider: local
+    client_id: device-client
+    client_secret: device-secret
+    redirect_uri: http://127.0.0.1:{port}/callback
+    server: devtools
+http:
+  attempts: 2
+  initial_backoff: 100ms
+",
+        base = idp.base()
+    ));
+    Setup { idp, sb, port }
+}
+
+const ENV: &[(&str, &str)] = &[("LOCAL_SECRET", "mcp-web-secret")];
+
+/// `mcp-credd login ...` running, with the authorization URL it printed.
+fn start_login(s: &Setup, args: &[&str], url_prefix: &str) -> (Child, String) {
+    let mut all = vec!["login"];
+    all.extend_from_slice(args);
+    let mut c = s.sb.command(&all);
+    for (k, v) in ENV {
+        c.env(k, v);
+    }
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let prefix = url_prefix.to_string();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let t = line.trim();
+            if t.starts_with(&prefix) || t.contains("enter the code") {
+                let _ = tx.send(t.to_string());
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("login printed no URL");
+    (child, line)
+}
+
+fn finish(mut child: Child, within: Duration) -> Run {
+    let end = Instant::now() + within;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return Run {
+                code: st.code().unwrap_or(-1),
+                stdout: String::new(),
+                stderr: err,
+            };
+        }
+        assert!(Instant::now() < end, "login did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn node(script: &str, args: &[&str]) -> std::process::Output {
+    Command::new("node")
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/idp")
+                .join(script),
+        )
+        .args(args)
+        .output()
+        .expect("run node")
+}
+
+fn raw_get(port: u16, target: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn token_file(s: &Setup) -> std::path::PathBuf {
+    s.sb.tokens().join("local-tools-egress.json")
+}
+
+fn login_over_http(s: &Setup) {
+    let (child, url) = start_login(
+        s,
+        &["local", "--no-browser", "--timeout", "30"],
+        &s.idp.base(),
+    );
+    let out = node("drive-login.mjs", &[&url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = finish(child, Duration::from_secs(20));
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+#[test]
+fn login_over_http_then_refresh_with_rotation_then_revocation() {
+    let s = setup("3600");
+    assert_eq!(s.sb.run_env(&["--ingress-only"], ENV).code, 0);
+    let (child, url) = start_login(
+        &s,
+        &["local", "--no-browser", "--timeout", "30"],
+        &s.idp.base(),
+    );
+    assert!(
+        url.contains("code_challenge_method=S256") && url.contains("state="),
+        "{url}"
+    );
+    // While it waits: a wrong state is refused, another path is 404.
+    let bad = raw_get(s.port, "/callback?code=forged&state=wrong");
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    assert!(raw_get(s.port, "/elsewhere").starts_with("HTTP/1.1 404"));
+    let out = node("drive-login.mjs", &[&url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cb: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cb["status"], 200, "{cb}");
+    assert!(
+        cb["callback_url"].as_str().unwrap().contains("iss="),
+        "the provider sends iss: {cb}"
+    );
+    let r = finish(child, Duration::from_secs(20));
+    assert_eq!(r.code, 0, "{r:?}");
+
+    let file = token_file(&s);
+    assert_eq!(mode(&file), 0o600);
+    let t1 = s.sb.read_json(&file);
+    assert_eq!(t1["provider"], "local");
+    assert!(t1["refresh_token"].is_string() && t1["access_token"].is_string());
+    assert!(t1["expires_at"].as_f64().unwrap() > now_secs() + 3000.0);
+    assert!(
+        t1["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "offline_access")
+    );
+    let roo = s.sb.read_json(&s.sb.tokens().join("mcp.json"));
+    let h = &roo["mcpServers"]["tools"]["headers"];
+    assert_eq!(
+        h["Authorization"],
+        format!("Bearer {}", t1["access_token"].as_str().unwrap())
+    );
+    assert!(
+        h["X-Authorization"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bearer "),
+        "gateway headers too: {h}"
+    );
+    assert_eq!(
+        roo["mcpServers"]["tools"]["url"],
+        "https://gw.example.com/tools/mcp"
+    );
+
+    // Refresh with rotation: a new refresh token is stored.
+    let r =
+        s.sb.run_env(&["--egress-only", "--provider", "local", "--force"], ENV);
+    assert_eq!(r.code, 0, "{r:?}");
+    let t2 = s.sb.read_json(&file);
+    assert_ne!(t2["refresh_token"], t1["refresh_token"]);
+    assert_ne!(t2["access_token"], t1["access_token"]);
+
+    // Several processes refreshing the same grant at once leave a working grant: the
+    // provider revokes the whole grant on reuse, so a race would fail loudly.
+    let kids: Vec<Child> = (0..4)
+        .map(|_| {
+            let mut c =
+                s.sb.command(&["--egress-only", "--force", "--provider", "local"]);
+            c.env("LOCAL_SECRET", "mcp-web-secret")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for k in kids {
+        let out = k.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let r = s.sb.run_env(&["--provider", "local", "--force"], ENV);
+    assert_eq!(r.code, 0, "the grant survived the race: {r:?}");
+
+    // Replaying an old refresh token makes the provider revoke the grant: re-authorization
+    // required, said by status and the exit code; the other identities are unaffected.
+    let mut t = s.sb.read_json(&file);
+    t["refresh_token"] = t1["refresh_token"].clone();
+    std::fs::write(&file, serde_json::to_string(&t).unwrap()).unwrap();
+    let r = s.sb.run_env(&["--force"], ENV);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stderr.contains("invalid_grant") && r.stderr.contains("mcp-credd login local"),
+        "{r:?}"
+    );
+    assert!(r.stdout.contains("ingress: new token obtained"), "{r:?}");
+    let st = s.sb.run_env(&["status", "--json"], ENV);
+    assert_eq!(st.code, 4, "{st:?}");
+    let j: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    let state = |n: &str| {
+        j["identities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == n)
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(state("ingress"), "valid");
+    assert_eq!(state("local"), "needs_login");
+    assert_eq!(state("dev"), "needs_login");
+}
+
+#[test]
+fn callback_refusals_timeout_port_in_use_and_denial() {
+    let s = setup("3600");
+    // Timeout.
+    let r =
+        s.sb.run_env(&["login", "local", "--no-browser", "--timeout", "1"], ENV);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("no login arrived within 1s"), "{r:?}");
+    // Port already in use.
+    let hold = std::net::TcpListener::bind(("127.0.0.1", s.port)).unwrap();
+    let r =
+        s.sb.run_env(&["login", "local", "--no-browser", "--timeout", "5"], ENV);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("port {} of the redirect URI", s.port))
+            && r.stderr.contains("already in use"),
+        "{r:?}"
+    );
+    drop(hold);
+    // The user says no at the consent screen.
+    let (child, url) = start_login(
+        &s,
+        &["local", "--no-browser", "--timeout", "30"],
+        &s.idp.base(),
+    );
+    let out = node("drive-login.mjs", &[&url, "--deny"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = finish(child, Duration::from_secs(20));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("access_denied"), "{r:?}");
+    assert!(!token_file(&s).exists());
+    // Nothing to refresh without a login: unattended runs say so and exit 4.
+    let r = s.sb.run_env(&["--egress-only"], ENV);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("not logged in yet: run `mcp-credd login local`"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn tokens_that_expire_in_seconds_are_refreshed_by_the_daemon_flow() {
+    let s = setup("4");
+    login_over_http(&s);
+    let t1 = s.sb.read_json(&token_file(&s));
+    std::thread::sleep(Duration::from_millis(2500));
+    // Past half its 4 s life: due, refreshed without --force.
+    let r = s.sb.run_env(&["--provider", "local"], ENV);
+    assert_eq!(r.code, 0, "{r:?}");
+    let t2 = s.sb.read_json(&token_file(&s));
+    assert_ne!(t1["access_token"], t2["access_token"]);
+    assert!(t2["expires_at"].as_f64().unwrap() > now_secs());
+}
+
+#[test]
+fn device_login() {
+    let s = setup("3600");
+    let (child, line) = start_login(
+        &s,
+        &["dev", "--device", "--no-browser", "--timeout", "30"],
+        "never-a-url",
+    );
+    let code = line.rsplit(' ').next().unwrap().to_string();
+    let out = node("drive-device.mjs", &[&s.idp.base(), &code]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = finish(child, Duration::from_secs(30));
+    assert_eq!(r.code, 0, "{r:?}");
+    let t =
+        s.sb.read_json(&s.sb.tokens().join("local-devtools-egress.json"));
+    assert!(
+        t["access_token"].is_string() && t["refresh_token"].is_string(),
+        "{t}"
+    );
+}
+
+#[test]
+fn login_through_a_real_browser() {
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "chromium is missing: run scripts/test-deps.sh"
+    );
+    let s = setup("3600");
+    let (child, url) = start_login(
+        &s,
+        &["local", "--no-browser", "--timeout", "60"],
+        &s.idp.base(),
+    );
+    let shot = s.sb.home().join("browser.png");
+    let out = node(
+        "browser-login.mjs",
+        &[&url, "--screenshot", shot.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], 200, "{v}");
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("mcp-credd received the login"),
+        "{v}"
+    );
+    let r = finish(child, Duration::from_secs(30));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(s.sb.read_json(&token_file(&s))["refresh_token"].is_string());
+}
