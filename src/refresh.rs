@@ -395,3 +395,89 @@ pub fn kind_str(k: FailureKind) -> &'static str {
         FailureKind::ReauthRequired => "reauth_required",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClientAuth, EgressConfig, Endpoint};
+    use crate::identity::reply;
+    use crate::providers::Catalog;
+    use crate::schedule::plan::Expiry;
+
+    fn egress_id(provider: &str) -> IdentityConfig {
+        let def = Catalog::builtin()
+            .get(provider)
+            .unwrap()
+            .unwrap()
+            .resolved(&Default::default())
+            .unwrap();
+        IdentityConfig {
+            name: provider.into(),
+            file_name: format!("{provider}-egress.json"),
+            kind: IdentityKind::Egress,
+            provider_label: provider.into(),
+            client_id: "c".into(),
+            client_secret: None,
+            scopes: def.scopes.clone(),
+            endpoint: Endpoint::TokenUrl(def.token_url.clone()),
+            client_auth: ClientAuth::Basic,
+            audience: None,
+            resource: None,
+            region: None,
+            user_pool_id: None,
+            extra_fields: vec![],
+            extra_headers: vec![],
+            cognito: None,
+            egress: Some(EgressConfig {
+                provider: provider.into(),
+                def,
+                redirect_uri: "http://localhost:8080/callback".into(),
+                server: provider.into(),
+                cloud_site: None,
+            }),
+        }
+    }
+
+    fn record(provider: &str, body: &str) -> TokenRecord {
+        let r = reply::parse(body.as_bytes()).unwrap();
+        build_record(&egress_id(provider), &r, Ts::from_secs(1000), "https://t")
+    }
+
+    #[test]
+    fn expiry_comes_from_the_reply_then_the_catalog() {
+        // GitHub OAuth app: no expires_in, no refresh token, `bearer` in lower case.
+        let gh = record(
+            "github",
+            r#"{"access_token":"gho_x","token_type":"bearer","scope":"repo,read:org"}"#,
+        );
+        assert_eq!(gh.times().expiry, Expiry::Never);
+        assert_eq!(gh.expiry_source.as_deref(), Some("never"));
+        assert_eq!(gh.token_type, "Bearer");
+        assert_eq!(
+            gh.scopes.as_deref(),
+            Some(&["repo".to_string(), "read:org".to_string()][..])
+        );
+        assert!(gh.refresh_token.is_none());
+        // A GitHub App answers with expiries: the reply wins over the catalog.
+        let app = record(
+            "github",
+            r#"{"access_token":"ghu_x","expires_in":28800,"refresh_token":"ghr_x","refresh_token_expires_in":15811200}"#,
+        );
+        assert_eq!(app.times().expiry, Expiry::At(Ts::from_secs(1000 + 28800)));
+        assert_eq!(
+            app.refresh_token_expires_at,
+            Some((1000 + 15_811_200) as f64)
+        );
+        // Salesforce sends no expires_in: the catalog's typical lifetime stands in.
+        let sf = record(
+            "salesforce",
+            r#"{"access_token":"00D","refresh_token":"r"}"#,
+        );
+        assert_eq!(sf.expiry_source.as_deref(), Some("catalog"));
+        assert!(matches!(sf.times().expiry, Expiry::At(_)));
+        assert_eq!(
+            sf.usage_notes.as_deref(),
+            Some("This token is for EGRESS authentication to salesforce external services")
+        );
+    }
+}

@@ -11,6 +11,9 @@ use crate::schedule::plan::{Expiry, Standing, jitter_unit, refresh_at, standing}
 use crate::store::{IdentityState, TokenRecord};
 use crate::timefmt::{human_utc, relative, rfc3339};
 
+/// How far ahead `status` warns that a refresh token will stop working (7 days).
+pub const REFRESH_TOKEN_WARNING_MS: i64 = 7 * 86_400_000;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -70,6 +73,8 @@ pub struct Row {
     pub refresh_at: Option<String>,
     pub obtained_at: Option<String>,
     pub refresh_token_expires_at: Option<String>,
+    #[serde(skip)]
+    pub refresh_token_expires_at_epoch: Option<f64>,
     pub last_attempt_at: Option<String>,
     pub last_success_at: Option<String>,
     pub last_error: Option<String>,
@@ -160,6 +165,7 @@ pub fn row(input: &Input, policy: &RefreshPolicy, now: Ts) -> Row {
         refresh_at: refresh.filter(|r| r.0 != i64::MIN).map(rfc3339),
         obtained_at: ts_str(obtained),
         refresh_token_expires_at: ts_str(rt_exp),
+        refresh_token_expires_at_epoch: rt_exp,
         last_attempt_at: ts_str(st.last_attempt_at),
         last_success_at: ts_str(st.last_success_at),
         last_error,
@@ -207,8 +213,20 @@ pub fn render_table(report: &Report, now: Ts) -> String {
             r.provider,
             r.state.as_str()
         ));
-        if let Some(rt) = &r.refresh_token_expires_at {
-            out.push_str(&format!("{:w_name$}  refresh token expires {rt}\n", ""));
+        if let Some(rt) = &r.refresh_token_expires_at_epoch {
+            let t = Ts::from_secs_f64(*rt);
+            // Say it days ahead, so a login can be planned rather than discovered.
+            let soon = if t.ms_since(now) < REFRESH_TOKEN_WARNING_MS {
+                "warning: "
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "{:w_name$}  {soon}refresh token expires {} ({}); log in again before then\n",
+                "",
+                human_utc(t),
+                relative(t, now)
+            ));
         }
         if let Some(e) = &r.last_error {
             out.push_str(&format!("{:w_name$}  last error: {e}\n", ""));

@@ -40,6 +40,28 @@ impl Lookup for OsLookup<'_> {
     fn home_dir(&self) -> Option<PathBuf> {
         self.home.clone()
     }
+    fn provider_files(&self) -> Vec<(String, String, String)> {
+        let Some(dir) = default_config_path().and_then(|p| p.parent().map(|d| d.join("providers")))
+        else {
+            return Vec::new();
+        };
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .filter_map(|p| {
+                let key = p.file_stem()?.to_str()?.to_string();
+                let text = std::fs::read_to_string(&p).ok()?;
+                Some((key, p.display().to_string(), text))
+            })
+            .collect()
+    }
 }
 
 /// `~/.config/mcp-credd/config.yaml` on Linux (honouring XDG_CONFIG_HOME), the platform's

@@ -218,6 +218,29 @@ mod tests {
     }
 
     #[test]
+    fn nested_replies() {
+        // Slack's code exchange: the user token under authed_user; refresh replies are flat.
+        let body = br#"{"ok":true,"access_token":"bot","authed_user":{"access_token":"user","refresh_token":"r","expires_in":43200,"token_type":"user"}}"#;
+        let r = parse_nested(body, Some("authed_user")).unwrap();
+        assert_eq!(
+            (r.access_token.expose(), r.expires_in),
+            ("user", Some(43200))
+        );
+        let flat = parse_nested(
+            br#"{"ok":true,"access_token":"a2","refresh_token":"r2"}"#,
+            Some("authed_user"),
+        )
+        .unwrap();
+        assert_eq!(flat.access_token.expose(), "a2");
+        let e = parse_nested(
+            br#"{"ok":false,"error":"invalid_refresh_token"}"#,
+            Some("authed_user"),
+        )
+        .unwrap_err();
+        assert!(matches!(e, ReplyError::OAuth(ref o) if o.error == "invalid_refresh_token"));
+    }
+
+    #[test]
     fn expiry_sources() {
         let now = Ts::from_secs(1000);
         let r = parse(br#"{"access_token":"a","expires_in":60}"#).unwrap();
