@@ -20,6 +20,9 @@ use crate::identity::oauth::Http;
 use crate::identity::reply::TokenReply;
 use crate::identity::{FailureKind, FetchError};
 
+/// Connections the callback listener serves at once; each is bounded to 5 s.
+const MAX_CONNECTIONS: usize = 32;
+
 fn random_b64(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     getrandom::fill(&mut b).expect("the OS random source works");
@@ -234,13 +237,23 @@ pub async fn wait_for_code(
     for l in listeners {
         let (tx, path, state, issuer) = (tx.clone(), path.clone(), state.clone(), issuer.clone());
         tasks.spawn(async move {
-            // Connections are handled one at a time but each is bounded in time and size,
-            // so a flood of requests cannot hold the listener for long.
+            // Each connection is bounded in time and size and their number is capped, so a
+            // flood of requests cannot hold the listener.
+            let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
             loop {
-                let Ok((mut stream, _)) = l.accept().await else { continue };
+                let Ok((mut stream, _)) = l.accept().await else {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    // Too many at once: drop this one rather than queue without bound.
+                    continue;
+                };
                 let tx = tx.clone();
                 let (path, state, issuer) = (path.clone(), state.clone(), issuer.clone());
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let Some(target) = read_target(&mut stream).await else {
                         respond(&mut stream, "400 Bad Request", &page("Bad request", "mcp-credd expected a browser redirect.")).await;
                         return;
