@@ -1,0 +1,171 @@
+//! In-process benchmarks of the pure core: planning, rendering and merging, token-reply
+//! parsing. Prints figures (median of several rounds); run with `cargo bench --bench core`.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use mcp_credd::clock::Ts;
+use mcp_credd::config::{
+    ClientAuth, Config, Endpoint, HttpPolicy, IdentityConfig, IdentityKind, Origin, RefreshPolicy, ServerAuth,
+    ServerConfig, Transport,
+};
+use mcp_credd::identity::reply;
+use mcp_credd::render::reference::{Shape, merge};
+use mcp_credd::render::{ServerEntry, entries};
+use mcp_credd::schedule::plan::{Expiry, TokenTimes, jitter_unit, refresh_at};
+use mcp_credd::schedule::slots::Schedule;
+use mcp_credd::secret::Secret;
+use mcp_credd::store::TokenRecord;
+
+/// Runs `f` `rounds` times and returns the median duration of one call.
+fn median<F: FnMut()>(rounds: usize, mut f: F) -> Duration {
+    let mut v: Vec<Duration> = (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn report(what: &str, d: Duration, target: Option<Duration>) {
+    let verdict = match target {
+        Some(t) if d <= t => format!("  (target < {t:?}: met)"),
+        Some(t) => format!("  (target < {t:?}: MISSED)"),
+        None => String::new(),
+    };
+    println!("{what:<58} {:>10.3} ms{verdict}", d.as_secs_f64() * 1000.0);
+}
+
+fn identity(name: &str) -> IdentityConfig {
+    IdentityConfig {
+        name: name.into(),
+        file_name: format!("{name}.json"),
+        kind: IdentityKind::OidcM2m,
+        provider_label: "oidc_m2m".into(),
+        client_id: format!("client-{name}"),
+        client_secret: Some(Secret::new("s")),
+        scopes: vec![],
+        endpoint: Endpoint::TokenUrl("https://idp.example.com/token".into()),
+        client_auth: ClientAuth::Basic,
+        audience: None,
+        resource: None,
+        region: None,
+        user_pool_id: None,
+        extra_fields: vec![],
+        extra_headers: vec![],
+        cognito: None,
+        egress: None,
+    }
+}
+
+fn record(i: usize) -> TokenRecord {
+    serde_json::from_value(serde_json::json!({
+        "provider": "oidc_m2m",
+        "access_token": format!("eyJhbGciOiJSUzI1NiJ9.{}.sig", "x".repeat(900 + i % 7)),
+        "refresh_token": null,
+        "expires_at": 1_800_000_000.0 + i as f64,
+        "expires_at_human": null,
+        "client_id": format!("client-id{i}"),
+        "obtained_at": 1_799_996_400.0 + i as f64,
+    }))
+    .unwrap()
+}
+
+fn main() {
+    println!("mcp-credd core benchmarks (median of rounds, this machine)\n");
+
+    // Planning: 10,000 identities.
+    let n = 10_000;
+    let policy = RefreshPolicy::default();
+    let times: Vec<(String, TokenTimes)> = (0..n)
+        .map(|i| {
+            let o = Ts::from_secs(1_800_000_000 + i as i64);
+            (format!("id{i}"), TokenTimes { obtained_at: Some(o), expiry: Expiry::At(o.plus_ms(3_600_000)) })
+        })
+        .collect();
+    let d = median(21, || {
+        let mut earliest = Ts(i64::MAX);
+        for (name, t) in &times {
+            if let Some(at) = refresh_at(t, &policy, jitter_unit(name, t.obtained_at)) {
+                earliest = earliest.min(at);
+            }
+        }
+        black_box(earliest);
+    });
+    report("plan: refresh_at for 10,000 identities", d, Some(Duration::from_millis(5)));
+    let mut sched = Schedule::new(policy);
+    sched.set_identities(times.iter().map(|(n, _)| n.as_str()), policy);
+    for (name, t) in &times {
+        sched.set_token(name, Some(*t));
+    }
+    let now = Ts::from_secs(1_800_002_000);
+    let d = median(21, || {
+        black_box(sched.due(now));
+        black_box(sched.sleep_ms(now));
+    });
+    report("plan: daemon schedule due + next sleep, 10,000 identities", d, Some(Duration::from_millis(5)));
+
+    // Rendering 1,000 servers bound to 1,000 identities.
+    let m = 1_000;
+    let mut identities = Vec::new();
+    let mut servers = Vec::new();
+    let mut records = HashMap::new();
+    for i in 0..m {
+        let name = format!("id{i}");
+        identities.push(identity(&name));
+        servers.push(ServerConfig {
+            name: format!("server-{i}"),
+            url: format!("https://gw.example.com/server-{i}/mcp"),
+            transport: Transport::StreamableHttp,
+            auth: ServerAuth::Identity { name: name.clone(), header: "Authorization".into(), scheme: "Bearer".into(), gateway: false },
+        });
+        records.insert(name, record(i));
+    }
+    let config = Config {
+        origin: Origin::File("/bench.yaml".into()),
+        tokens_dir: "/tmp".into(),
+        gateway_url: Some("https://gw.example.com".into()),
+        ingress: None,
+        identities,
+        servers,
+        refresh: policy,
+        http: HttpPolicy::default(),
+        hooks: Default::default(),
+    };
+    let d = median(21, || {
+        black_box(entries(&config, &records));
+    });
+    report("render: entries (headers) for 1,000 servers", d, None);
+    let es: Vec<ServerEntry> = entries(&config, &records);
+    let d = median(11, || {
+        black_box(merge(None, Shape::Roo, &es).unwrap());
+        black_box(merge(None, Shape::VsCodeLegacy, &es).unwrap());
+    });
+    report("render: both reference copies from scratch, 1,000 servers", d, None);
+    let existing = merge(None, Shape::Roo, &es).unwrap();
+    let d = median(11, || {
+        black_box(merge(Some(&existing), Shape::Roo, &es).unwrap());
+    });
+    println!("{:<58} {:>10} KiB", "  (size of that Roo file)", existing.len() / 1024);
+    report("render: merge 1,000 servers into an existing 1,000-server file", d, Some(Duration::from_millis(50)));
+
+    // Token replies.
+    let bodies: Vec<String> = (0..1_000)
+        .map(|i| {
+            format!(
+                r#"{{"access_token":"eyJhbGciOiJSUzI1NiJ9.{}.sig","token_type":"bearer","expires_in":"3600","refresh_token":"r{i}","scope":"openid offline_access"}}"#,
+                "y".repeat(800)
+            )
+        })
+        .collect();
+    let d = median(21, || {
+        for b in &bodies {
+            black_box(reply::parse(b.as_bytes()).unwrap());
+        }
+    });
+    report("parse: 1,000 token replies", d, None);
+}
