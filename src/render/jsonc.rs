@@ -225,6 +225,20 @@ impl Doc {
         self.reparse(text)
     }
 
+    /// Removes the member `name` of the object at `path`, if there is one (see
+    /// `remove_member`). Returns whether it was there.
+    pub fn remove_member_at(&mut self, path: &[&str], name: &str) -> Result<bool, String> {
+        // A fresh tree: members emptied by an earlier removal are gone from it.
+        self.reparse(self.root.to_string())?;
+        match self.object_at(path)?.and_then(|o| o.get(name)) {
+            Some(prop) => {
+                remove_member(&prop);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     fn newline(&self) -> &'static str {
         match self.root.newline_kind() {
             CstNewlineKind::CarriageReturnLineFeed => "\r\n",
@@ -318,7 +332,13 @@ fn inline(v: &Value) -> String {
     }
 }
 
-/// Removes the member `prop` (see the module comment for what goes with it).
+/// Trivia, or a member emptied by `remove_member` (it prints as nothing).
+fn is_gap(n: &CstNode) -> bool {
+    n.is_trivia() || n.to_string().is_empty()
+}
+
+/// Removes the member `prop` (see the module comment for what goes with it). The tree is
+/// left with an empty member in its place: use `Doc::remove_member_at` for more than one.
 pub fn remove_member(prop: &CstObjectProp) {
     let node: CstNode = prop.clone().into();
     let parent = prop.parent();
@@ -333,13 +353,13 @@ pub fn remove_member(prop: &CstObjectProp) {
             newline_before = Some(s);
             break;
         }
-        if !s.is_trivia() {
+        if !is_gap(&s) {
             break;
         }
         before.push(s);
     }
     // The previous member's comma, or the opening brace.
-    let previous_token = node.previous_siblings().find(|s| !s.is_trivia());
+    let previous_token = node.previous_siblings().find(|s| !is_gap(s));
     let own_line = newline_before.is_some();
 
     // What follows the member (or its comma) on the same line.
@@ -353,7 +373,7 @@ pub fn remove_member(prop: &CstObjectProp) {
             newline_after = Some(s);
             break;
         }
-        if s.is_whitespace() || s.is_comment() {
+        if s.is_whitespace() || s.is_comment() || is_gap(&s) {
             after.push(s);
             continue;
         }

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::ServerEntry;
 use super::formats::{self, fields, fresh, servers_path, syntax, url_key};
-use super::jsonc::{Doc, remove_member, update_entry, value_of};
+use super::jsonc::{Doc, update_entry, value_of};
 use crate::config::EditorFormat;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,12 +89,9 @@ pub fn merge(
     }
     // Ours before and not now: the server left the config (an entry still configured was
     // ours before, so it is in `owned` again).
-    if let Some(servers) = &servers {
-        for gone in owned_before.difference(&owned) {
-            if let Some(prop) = servers.get(gone) {
-                remove_member(&prop);
-            }
-        }
+    drop(servers);
+    for gone in owned_before.difference(&owned) {
+        doc.remove_member_at(path, gone)?;
     }
     if !new.is_empty() {
         doc.ensure_object_at(path)?;
