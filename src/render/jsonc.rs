@@ -57,20 +57,22 @@ impl Doc {
             Some(rest) => (true, rest),
             None => (false, text),
         };
-        let root = CstRootNode::parse(body, &options(syntax)).map_err(|e| {
-            let what = match syntax {
-                Syntax::Jsonc => "JSON with comments",
-                Syntax::Json => {
-                    "JSON (this editor reads strict JSON: no comments or trailing commas)"
-                }
-            };
+        let what = match syntax {
+            Syntax::Jsonc => "JSON with comments",
+            Syntax::Json => "JSON (this editor reads strict JSON: no comments or trailing commas)",
+        };
+        let located = |e: jsonc_parser::errors::ParseError| {
             format!(
                 "line {}, column {}: not valid {what}: {}",
                 e.line_display(),
                 e.column_display(),
                 e.kind()
             )
-        })?;
+        };
+        // jsonc-parser does not enforce `allow_comments: false` while it keeps comments as
+        // tokens for the tree, so the text is checked once without them first.
+        jsonc_parser::parse_to_ast(body, &Default::default(), &options(syntax)).map_err(located)?;
+        let root = CstRootNode::parse(body, &options(syntax)).map_err(located)?;
         match root.value() {
             None => {}
             Some(v) if v.as_object().is_some() => {}
@@ -677,10 +679,13 @@ mod tests {
             "line 2, column 9: not valid JSON with comments: Expected comma"
         );
         let e = Doc::parse("{\"a\": 1,}", Syntax::Json).err().unwrap();
-        assert!(
-            e.starts_with("line 1, column 8: not valid JSON (this editor reads strict JSON"),
-            "{e}"
+        assert_eq!(
+            e,
+            "line 1, column 8: not valid JSON (this editor reads strict JSON: no comments or trailing commas): Trailing commas are not allowed"
         );
+        let e = Doc::parse("{\"a\": 1} // c\n", Syntax::Json).err().unwrap();
+        assert!(e.starts_with("line 1, column 10: not valid JSON"), "{e}");
+        assert!(e.ends_with("Comments are not allowed"), "{e}");
         assert!(Doc::parse("{\"a\": 1,}", Syntax::Jsonc).is_ok());
         assert_eq!(
             Doc::parse("[1]", Syntax::Json).err().unwrap(),
