@@ -333,7 +333,14 @@ fn opt_in_formats_get_what_their_editors_accept() {
     let tok = format!("Bearer {}", token(&sb));
     let h = sb.home();
     // (file, servers key, URL key, `type` for streamable HTTP, for SSE)
-    let table: [(PathBuf, &str, &str, Option<&str>, Option<&str>); 7] = [
+    type Row = (
+        PathBuf,
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+    let table: [Row; 7] = [
         (h.join(".cursor/mcp.json"), "mcpServers", "url", None, None),
         (
             h.join(".config/Code/User/globalStorage/saoudrizwan.claude-dev/settings/cline_mcp_settings.json"),
