@@ -6,17 +6,19 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use mcp_credd::clock::Ts;
+use mcp_credd::config::EditorFormat;
 use mcp_credd::config::{
-    ClientAuth, Config, Endpoint, HttpPolicy, IdentityConfig, IdentityKind, Origin, RefreshPolicy, ServerAuth,
-    ServerConfig, Transport,
+    ClientAuth, Config, Endpoint, HttpPolicy, IdentityConfig, IdentityKind, Origin, RefreshPolicy,
+    ServerAuth, ServerConfig, Transport,
 };
 use mcp_credd::identity::reply;
-use mcp_credd::render::reference::{Shape, merge};
+use mcp_credd::render::merge::merge;
 use mcp_credd::render::{ServerEntry, entries};
 use mcp_credd::schedule::plan::{Expiry, TokenTimes, jitter_unit, refresh_at};
 use mcp_credd::schedule::slots::Schedule;
 use mcp_credd::secret::Secret;
 use mcp_credd::store::TokenRecord;
+use std::collections::BTreeSet;
 
 /// Runs `f` `rounds` times and returns the median duration of one call.
 fn median<F: FnMut()>(rounds: usize, mut f: F) -> Duration {
@@ -84,7 +86,13 @@ fn main() {
     let times: Vec<(String, TokenTimes)> = (0..n)
         .map(|i| {
             let o = Ts::from_secs(1_800_000_000 + i as i64);
-            (format!("id{i}"), TokenTimes { obtained_at: Some(o), expiry: Expiry::At(o.plus_ms(3_600_000)) })
+            (
+                format!("id{i}"),
+                TokenTimes {
+                    obtained_at: Some(o),
+                    expiry: Expiry::At(o.plus_ms(3_600_000)),
+                },
+            )
         })
         .collect();
     let d = median(21, || {
@@ -96,7 +104,11 @@ fn main() {
         }
         black_box(earliest);
     });
-    report("plan: refresh_at for 10,000 identities", d, Some(Duration::from_millis(5)));
+    report(
+        "plan: refresh_at for 10,000 identities",
+        d,
+        Some(Duration::from_millis(5)),
+    );
     let mut sched = Schedule::new(policy);
     sched.set_identities(times.iter().map(|(n, _)| n.as_str()), policy);
     for (name, t) in &times {
@@ -107,7 +119,11 @@ fn main() {
         black_box(sched.due(now));
         black_box(sched.sleep_ms(now));
     });
-    report("plan: daemon schedule due + next sleep, 10,000 identities", d, Some(Duration::from_millis(5)));
+    report(
+        "plan: daemon schedule due + next sleep, 10,000 identities",
+        d,
+        Some(Duration::from_millis(5)),
+    );
 
     // Rendering 1,000 servers bound to 1,000 identities.
     let m = 1_000;
@@ -121,7 +137,12 @@ fn main() {
             name: format!("server-{i}"),
             url: format!("https://gw.example.com/server-{i}/mcp"),
             transport: Transport::StreamableHttp,
-            auth: ServerAuth::Identity { name: name.clone(), header: "Authorization".into(), scheme: "Bearer".into(), gateway: false },
+            auth: ServerAuth::Identity {
+                name: name.clone(),
+                header: "Authorization".into(),
+                scheme: "Bearer".into(),
+                gateway: false,
+            },
         });
         records.insert(name, record(i));
     }
@@ -135,23 +156,75 @@ fn main() {
         refresh: policy,
         http: HttpPolicy::default(),
         hooks: Default::default(),
+        editors: Vec::new(),
     };
     let d = median(21, || {
         black_box(entries(&config, &records));
     });
     report("render: entries (headers) for 1,000 servers", d, None);
     let es: Vec<ServerEntry> = entries(&config, &records);
+    // A user's VS Code file: comments, trailing commas, their own servers and inputs.
+    let mut user = String::from("// My MCP servers\n{\n  \"inputs\": [],\n  \"servers\": {\n");
+    for i in 0..50 {
+        user.push_str(&format!("    // server {i}\n    \"mine-{i}\": {{\"type\": \"stdio\", \"command\": \"tool-{i}\",}},\n"));
+    }
+    user.push_str("  },\n}\n");
+    let none = BTreeSet::new();
     let d = median(11, || {
-        black_box(merge(None, Shape::Roo, &es).unwrap());
-        black_box(merge(None, Shape::VsCodeLegacy, &es).unwrap());
+        black_box(merge(Some(&user), EditorFormat::Vscode, &es, &none).unwrap());
     });
-    report("render: both reference copies from scratch, 1,000 servers", d, None);
-    let existing = merge(None, Shape::Roo, &es).unwrap();
+    report(
+        "render: add 1,000 servers to a commented VS Code file (JSONC CST)",
+        d,
+        None,
+    );
+    let first = merge(Some(&user), EditorFormat::Vscode, &es, &none).unwrap();
+    let vscode = first.text.unwrap();
+    println!(
+        "{:<58} {:>10} KiB",
+        "  (size of that VS Code file)",
+        vscode.len() / 1024
+    );
+    // Every token changed (a refresh cycle): update all 1,000 entries in place.
+    let mut newer = records.clone();
+    for (i, r) in newer.values_mut().enumerate() {
+        *r = record(i + 7);
+    }
+    let es2: Vec<ServerEntry> = entries(&config, &newer);
     let d = median(11, || {
-        black_box(merge(Some(&existing), Shape::Roo, &es).unwrap());
+        black_box(merge(Some(&vscode), EditorFormat::Vscode, &es2, &first.owned).unwrap());
     });
-    println!("{:<58} {:>10} KiB", "  (size of that Roo file)", existing.len() / 1024);
-    report("render: merge 1,000 servers into an existing 1,000-server file", d, Some(Duration::from_millis(50)));
+    report(
+        "render: update 1,000 tokens in that VS Code file",
+        d,
+        Some(Duration::from_millis(50)),
+    );
+    let formats = [
+        EditorFormat::Vscode,
+        EditorFormat::VscodeLegacy,
+        EditorFormat::Roo,
+        EditorFormat::Cline,
+        EditorFormat::Cursor,
+        EditorFormat::ClaudeCode,
+        EditorFormat::Windsurf,
+    ];
+    let files: Vec<(EditorFormat, String, BTreeSet<String>)> = formats
+        .iter()
+        .map(|f| {
+            let m = merge(None, *f, &es, &none).unwrap();
+            (*f, m.text.unwrap(), m.owned)
+        })
+        .collect();
+    let d = median(11, || {
+        for (f, text, owned) in &files {
+            black_box(merge(Some(text), *f, &es2, owned).unwrap());
+        }
+    });
+    report(
+        "render: all 7 formats, 1,000 servers each, every token new",
+        d,
+        Some(Duration::from_millis(50)),
+    );
 
     // Token replies.
     let bodies: Vec<String> = (0..1_000)

@@ -47,7 +47,20 @@ YAML
 echo "== config ($home/.config/mcp-credd/config.yaml)"
 cat "$home/.config/mcp-credd/config.yaml"
 
-run() { (cd "$home" && HOME="$home" INGRESS_OAUTH_CLIENT_SECRET=m2m-secret "$bin" "$@"); }
+# A VS Code file of "yours", with a comment and a server of your own: mcp-credd adds its
+# entries and leaves the rest byte for byte.
+mkdir -p "$home/.config/Code/User"
+cat >"$home/.config/Code/User/mcp.json" <<'JSONC'
+{
+  // my own servers
+  "servers": {
+    "mine": {"type": "stdio", "command": "node", "args": ["server.js"]},
+  },
+}
+JSONC
+
+# XDG_CONFIG_HOME too: the editors' files must land in the temporary HOME, not yours.
+run() { (cd "$home" && HOME="$home" XDG_CONFIG_HOME="$home/.config" INGRESS_OAUTH_CLIENT_SECRET=m2m-secret "$bin" "$@"); }
 echo
 echo "== mcp-credd (one-shot)"
 run
@@ -65,3 +78,8 @@ for f in ingress.json vscode_mcp.json mcp.json; do
   echo "-- $f (tokens shortened)"
   shorten <"$home/.oauth-tokens/$f"
 done
+echo "-- ~/.config/Code/User/mcp.json (tokens shortened)"
+shorten <"$home/.config/Code/User/mcp.json"
+echo
+echo "== mcp-credd headers currenttime (for Claude Code's headersHelper)"
+run headers currenttime | shorten

@@ -8,14 +8,16 @@ use std::sync::Arc;
 use crate::cli::{Cli, Command, OnceArgs};
 use crate::clock::{Clock, Ts};
 use crate::config::load::{LoadOptions, Loaded, load};
-use crate::config::{Config, IdentityConfig, Origin};
+use crate::config::{Config, IdentityConfig, Origin, ServerAuth};
 use crate::daemon;
 use crate::exit::Exit;
 use crate::identity::FailureKind;
 use crate::identity::oauth::Http;
 use crate::identity::reply::ExpirySource;
 use crate::refresh::{self, Outcome, token_file_name};
-use crate::render::write::{self as render_write, write_reference_copies};
+use crate::render::ServerEntry;
+use crate::render::targets::Dirs;
+use crate::render::write::{Outcome as WriteOutcome, write_all};
 use crate::schedule::plan::Expiry;
 use crate::status;
 use crate::store::{IdentityState, Store, TokenRecord};
@@ -63,13 +65,33 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
     match cli.command {
         Some(Command::Status { json }) => status_cmd(&loaded.config, json, clock.as_ref(), ui),
         Some(Command::Login { name, args }) => {
-            login_cmd(&loaded.config, name, &args, clock.as_ref(), ui).await
+            login_cmd(
+                &loaded.config,
+                name,
+                &args,
+                &Dirs::from_env(process_env),
+                clock.as_ref(),
+                ui,
+            )
+            .await
         }
         Some(Command::Daemon) => daemon_cmd(loaded, opts, process_env.clone(), clock, ui).await,
         Some(Command::InstallService { unit_path }) => {
             install_service(&loaded.config, unit_path, process_env, ui)
         }
-        None => oneshot(loaded, &cli.once, clock.as_ref(), ui).await,
+        Some(Command::Render) => render_cmd(
+            &loaded.config,
+            &Dirs::from_env(process_env),
+            clock.as_ref(),
+            ui,
+        ),
+        Some(Command::Headers { server }) => {
+            headers_cmd(&loaded.config, &server, clock.as_ref(), ui)
+        }
+        None => {
+            let dirs = Dirs::from_env(process_env);
+            oneshot(loaded, &cli.once, &dirs, clock.as_ref(), ui).await
+        }
     }
 }
 
@@ -129,9 +151,13 @@ async fn daemon_cmd(
         }
     };
     let notifier = daemon::sd::Notifier::new(env.get("NOTIFY_SOCKET").map(String::as_str));
+    let dirs = Dirs::from_env(&env);
     let loader: daemon::Loader = Box::new(move || load(&opts, &env));
     let d = match daemon::Daemon::new(config, store, clock, notifier, loader) {
-        Ok(d) => d,
+        Ok(mut d) => {
+            d.dirs = dirs;
+            d
+        }
         Err(e) => {
             ui.error(e);
             return Exit::Failure;
@@ -240,7 +266,7 @@ fn open_store(config: &Config, ui: Ui) -> Result<Store, Exit> {
     }
 }
 
-async fn oneshot(loaded: Loaded, args: &OnceArgs, clock: &dyn Clock, ui: Ui) -> Exit {
+async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock, ui: Ui) -> Exit {
     let config = loaded.config;
     let egress_only = args.egress_only || args.provider.is_some();
     let is_egress = |id: &IdentityConfig| id.egress.is_some();
@@ -316,19 +342,153 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, clock: &dyn Clock, ui: Ui) -> 
         }
     }
     let entries = crate::render::entries(&config, &records);
-    for t in write_reference_copies(store.dir(), &entries) {
-        match t.outcome {
-            render_write::Outcome::Written => ui.out(format!("wrote {}", t.path.display())),
-            render_write::Outcome::Unchanged => {
-                tracing::debug!(path = %t.path.display(), "config copy unchanged")
+    exit.worst(write_editors(&config, &store, dirs, &entries, ui))
+}
+
+/// Writes every editor target and tells the user what happened; `Failure` if one could
+/// not be written (the others still are).
+fn write_editors(
+    config: &Config,
+    store: &Store,
+    dirs: &Dirs,
+    entries: &[ServerEntry],
+    ui: Ui,
+) -> Exit {
+    let report = write_all(store, &config.editors, dirs, entries);
+    for w in &report.warnings {
+        ui.warn(w);
+    }
+    for t in &report.targets {
+        for n in &t.notes {
+            ui.warn(n);
+        }
+        match &t.outcome {
+            WriteOutcome::Written => ui.out(format!("wrote {}", t.path.display())),
+            WriteOutcome::Unchanged => {
+                tracing::debug!(path = %t.path.display(), "editor config unchanged")
             }
-            render_write::Outcome::Skipped(why) => {
-                ui.error(why);
-                exit = exit.worst(Exit::Failure);
-            }
+            WriteOutcome::Skipped(why) => ui.error(why),
         }
     }
-    exit
+    for e in &report.errors {
+        ui.error(e);
+    }
+    if report.ok() {
+        Exit::Success
+    } else {
+        Exit::Failure
+    }
+}
+
+/// The stored tokens by identity, read only: nothing is created or fetched. Also says
+/// which identities have no usable token; with `usable_only`, expired ones are left out.
+fn stored_records(
+    config: &Config,
+    store: Option<&Store>,
+    clock: &dyn Clock,
+    usable_only: bool,
+) -> (HashMap<String, TokenRecord>, Vec<String>) {
+    let mut records = HashMap::new();
+    let mut problems = Vec::new();
+    let now = clock.now();
+    let get_one = "run `mcp-credd` (or start the daemon) to get one";
+    for id in config.ingress.iter() {
+        let rec = match store.map(|s| s.read_token(&token_file_name(id))) {
+            Some(Ok(Some(r))) if refresh::belongs_to(&r, id) => r,
+            Some(Ok(Some(_))) => {
+                problems.push(format!(
+                    "{}: the stored token was obtained for another client (the configuration changed); {get_one}",
+                    id.name
+                ));
+                continue;
+            }
+            Some(Err(e)) => {
+                problems.push(e.to_string());
+                continue;
+            }
+            Some(Ok(None)) | None => {
+                problems.push(format!("{}: no stored token; {get_one}", id.name));
+                continue;
+            }
+        };
+        if let Expiry::At(t) = rec.times().expiry
+            && t <= now
+        {
+            problems.push(format!(
+                "{}: the stored token expired {} ({}); run `mcp-credd` (or start the daemon) to refresh it",
+                id.name,
+                human_utc(t),
+                relative(t, now)
+            ));
+            if usable_only {
+                continue;
+            }
+        }
+        records.insert(id.name.clone(), rec);
+    }
+    (records, problems)
+}
+
+/// `render`: every editor target from the stored tokens, without any network call.
+fn render_cmd(config: &Config, dirs: &Dirs, clock: &dyn Clock, ui: Ui) -> Exit {
+    let store = match open_store(config, ui) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let (records, problems) = stored_records(config, Some(&store), clock, false);
+    for p in &problems {
+        ui.warn(p);
+    }
+    let entries = crate::render::entries(config, &records);
+    write_editors(config, &store, dirs, &entries, ui)
+}
+
+/// `headers SERVER`: the server's headers as one JSON object on stdout, from the stored
+/// tokens (Claude Code's headersHelper runs this). Never writes anything.
+fn headers_cmd(config: &Config, server: &str, clock: &dyn Clock, ui: Ui) -> Exit {
+    let Some(s) = config.servers.iter().find(|s| s.name == server) else {
+        let names: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
+        let known = if names.is_empty() {
+            "none is configured".to_string()
+        } else {
+            format!("configured: {}", names.join(", "))
+        };
+        ui.error(format!(
+            "no server named `{server}` in the configuration from {} ({known})",
+            config.origin
+        ));
+        return Exit::Failure;
+    };
+    // Read only, like `status`: a missing tokens directory is not created.
+    let store = if config.tokens_dir.exists() {
+        open_store(config, ui).ok()
+    } else {
+        None
+    };
+    let (records, problems) = stored_records(config, store.as_ref(), clock, true);
+    let entries = crate::render::entries(config, &records);
+    let headers = entries
+        .into_iter()
+        .find(|e| e.name == server)
+        .and_then(|e| e.headers);
+    let headers = match (headers, &s.auth) {
+        (Some(h), _) => h,
+        // A server that needs no token has no headers: an empty object is its answer.
+        (None, ServerAuth::None) => Vec::new(),
+        (None, _) => {
+            for p in &problems {
+                ui.error(p);
+            }
+            ui.error(format!("no usable token for server `{server}`"));
+            return Exit::Failure;
+        }
+    };
+    let obj: serde_json::Map<String, serde_json::Value> = headers
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    println!("{}", serde_json::Value::Object(obj));
+    Exit::Success
 }
 
 /// Logs one egress identity in and reports it.
@@ -372,6 +532,7 @@ async fn login_cmd(
     config: &Config,
     name: Option<String>,
     args: &crate::cli::LoginArgs,
+    dirs: &Dirs,
     clock: &dyn Clock,
     ui: Ui,
 ) -> Exit {
@@ -446,17 +607,8 @@ async fn login_cmd(
             records.insert(id.name.clone(), r);
         }
     }
-    for t in write_reference_copies(store.dir(), &crate::render::entries(config, &records)) {
-        match t.outcome {
-            render_write::Outcome::Written => ui.out(format!("wrote {}", t.path.display())),
-            render_write::Outcome::Unchanged => {}
-            render_write::Outcome::Skipped(why) => {
-                ui.error(why);
-                exit = exit.worst(Exit::Failure);
-            }
-        }
-    }
-    exit
+    let entries = crate::render::entries(config, &records);
+    exit.worst(write_editors(config, &store, dirs, &entries, ui))
 }
 
 fn describe_expiry(rec: &TokenRecord, now: Ts) -> String {

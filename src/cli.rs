@@ -113,6 +113,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rewrite every editor config from the stored tokens, without any network call
+    Render,
+    /// Print a server's current headers as a JSON object, from the stored tokens
+    /// (for Claude Code's headersHelper)
+    Headers {
+        /// The server's name, as in the config
+        server: String,
+    },
 }
 
 #[cfg(test)]
@@ -142,6 +150,12 @@ mod tests {
             Cli::try_parse_from(["mcp-credd", "status", "--json", "--config", "/c.yaml"]).unwrap();
         assert!(matches!(c.command, Some(Command::Status { json: true })));
         assert!(Cli::try_parse_from(["mcp-credd", "--force", "status"]).is_err());
+        let c = Cli::try_parse_from(["mcp-credd", "render", "--tokens-dir", "/t"]).unwrap();
+        assert!(matches!(c.command, Some(Command::Render)));
+        let c = Cli::try_parse_from(["mcp-credd", "headers", "currenttime", "-q"]).unwrap();
+        assert!(matches!(c.command, Some(Command::Headers { server }) if server == "currenttime"));
+        assert!(Cli::try_parse_from(["mcp-credd", "headers"]).is_err());
+        assert!(Cli::try_parse_from(["mcp-credd", "--force", "render"]).is_err());
         assert!(Cli::try_parse_from(["mcp-credd", "--ingress-only", "--egress-only"]).is_err());
         assert!(Cli::try_parse_from(["mcp-credd", "-q", "-v"]).is_err());
     }

@@ -356,7 +356,15 @@ fn a_planted_symlink_is_replaced_not_followed() {
     let meta = std::fs::symlink_metadata(sb.tokens().join("ingress.json")).unwrap();
     assert!(meta.file_type().is_file());
     assert_eq!(mode(&sb.tokens().join("ingress.json")), 0o600);
-    // The editor copy that is a symlink is reported and left alone.
+    // An editor file that is a symlink is followed to the user's own file (dotfile
+    // managers); this one leads to a file that is not JSON: reported, and left alone.
+    assert!(
+        r.stderr.contains(&format!(
+            "{}: line 1, column 1: not valid JSON",
+            victim.display()
+        )),
+        "{r:?}"
+    );
     assert!(
         std::fs::symlink_metadata(sb.tokens().join("mcp.json"))
             .unwrap()

@@ -159,6 +159,7 @@ pub fn from_env(env: &EnvVars, tokens_dir: PathBuf) -> Result<Option<Config>, Co
         refresh: RefreshPolicy::default(),
         http: HttpPolicy::default(),
         hooks: Default::default(),
+        editors: super::EditorSpec::defaults(),
     }))
 }
 

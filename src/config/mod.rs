@@ -47,6 +47,8 @@ pub struct Config {
     pub refresh: RefreshPolicy,
     pub http: HttpPolicy,
     pub hooks: Hooks,
+    /// Editor config files to keep current (`editors:`); `EditorSpec::defaults()` if omitted.
+    pub editors: Vec<EditorSpec>,
 }
 
 /// Commands the daemon runs when an identity needs attention. Each is an argv (no shell);
@@ -238,6 +240,82 @@ pub struct ServerConfig {
     pub url: String,
     pub transport: Transport,
     pub auth: ServerAuth,
+}
+
+/// An editor's MCP config file format (REFERENCE.md §2). `render::formats` knows each
+/// one's layout; `render::targets` knows where each lives by default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EditorFormat {
+    /// VS Code `mcp.json` (user or `.vscode/`): JSONC, `servers`.
+    Vscode,
+    /// `{"mcp": {"servers": ...}}`: the reference tool's `vscode_mcp.json`, read by agents.
+    VscodeLegacy,
+    /// Roo Code `mcp_settings.json` / `.roo/mcp.json`, and the reference tool's `mcp.json`.
+    Roo,
+    Cline,
+    Cursor,
+    /// A Claude Code project's `.mcp.json` (never `~/.claude.json`, which the app rewrites).
+    ClaudeCode,
+    Windsurf,
+}
+
+impl EditorFormat {
+    pub const ALL: [EditorFormat; 7] = [
+        EditorFormat::Vscode,
+        EditorFormat::VscodeLegacy,
+        EditorFormat::Roo,
+        EditorFormat::Cline,
+        EditorFormat::Cursor,
+        EditorFormat::ClaudeCode,
+        EditorFormat::Windsurf,
+    ];
+
+    /// The name used in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            EditorFormat::Vscode => "vscode",
+            EditorFormat::VscodeLegacy => "vscode_legacy",
+            EditorFormat::Roo => "roo",
+            EditorFormat::Cline => "cline",
+            EditorFormat::Cursor => "cursor",
+            EditorFormat::ClaudeCode => "claude_code",
+            EditorFormat::Windsurf => "windsurf",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<EditorFormat> {
+        EditorFormat::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+/// One item of `editors:`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EditorSpec {
+    /// The reference tool's two copies in `tokens_dir` (`vscode_mcp.json`, `mcp.json`).
+    Reference,
+    /// A format at its usual place (`path: None`) or at the given path.
+    File {
+        format: EditorFormat,
+        path: Option<PathBuf>,
+    },
+}
+
+impl EditorSpec {
+    /// What an omitted `editors:` means: VS Code's and Roo Code's user files, and the
+    /// reference copies that existing agents read.
+    pub fn defaults() -> Vec<EditorSpec> {
+        vec![
+            EditorSpec::File {
+                format: EditorFormat::Vscode,
+                path: None,
+            },
+            EditorSpec::File {
+                format: EditorFormat::Roo,
+                path: None,
+            },
+            EditorSpec::Reference,
+        ]
+    }
 }
 
 /// When tokens are refreshed; one policy for the one-shot and the daemon.

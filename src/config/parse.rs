@@ -9,9 +9,10 @@ use serde::Deserialize;
 
 use super::locate::locate;
 use super::{
-    BearerToken, ClientAuth, CognitoPassword, Config, ConfigError, EgressConfig, Endpoint, Hooks,
-    HttpPolicy, IdentityConfig, IdentityKind, Origin, RefreshPolicy, ServerAuth, ServerConfig,
-    Transport, check_endpoint_url, check_redirect_uri, default_server_url,
+    BearerToken, ClientAuth, CognitoPassword, Config, ConfigError, EditorFormat, EditorSpec,
+    EgressConfig, Endpoint, Hooks, HttpPolicy, IdentityConfig, IdentityKind, Origin, RefreshPolicy,
+    ServerAuth, ServerConfig, Transport, check_endpoint_url, check_redirect_uri,
+    default_server_url,
 };
 use crate::providers::{Catalog, TokenAuth};
 use crate::secret::Secret;
@@ -321,6 +322,51 @@ struct RawHttp {
     max_backoff: Option<Millis>,
 }
 
+/// An item of `editors:`: a format name (`vscode`) or `{format: NAME, path: PATH}`.
+/// Names are checked after parsing, so that a typo gets a "did you mean".
+#[derive(Debug)]
+struct RawEditor {
+    format: String,
+    path: Option<String>,
+    /// Written as a map (errors then point at `.format`).
+    map: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEditorMap {
+    format: String,
+    path: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawEditor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawEditor;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an editor name or {format: NAME, path: PATH}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawEditor, E> {
+                Ok(RawEditor {
+                    format: v.to_string(),
+                    path: None,
+                    map: false,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<RawEditor, A::Error> {
+                let r = RawEditorMap::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
+                Ok(RawEditor {
+                    format: r.format,
+                    path: r.path,
+                    map: true,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -336,6 +382,7 @@ struct RawConfig {
     http: Option<RawHttp>,
     on_error: Option<Argv>,
     on_reauth_required: Option<Argv>,
+    editors: Option<Vec<RawEditor>>,
 }
 
 /// The result of parsing: the config plus the `servers_dir` to import service files from,
@@ -788,6 +835,11 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
         return Err(ctx.err("http.timeout", "must be at least 100ms"));
     }
 
+    let editors = match &raw.editors {
+        None => EditorSpec::defaults(),
+        Some(list) => editors(&ctx, list, base, lookup)?,
+    };
+
     Ok(Parsed {
         config: Config {
             origin: Origin::File(path.to_path_buf()),
@@ -802,6 +854,7 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
                 on_error: raw.on_error.map(|a| a.0),
                 on_reauth_required: raw.on_reauth_required.map(|a| a.0),
             },
+            editors,
         },
         servers_dir: raw
             .servers_dir
@@ -809,6 +862,69 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
             .map(|d| expand_path(d, base, lookup)),
         literal_secrets,
     })
+}
+
+/// Validates `editors:`. Paths are expanded (`~`, relative to the config file); default
+/// locations are left to `render::targets`, which knows the platform.
+fn editors(
+    ctx: &Ctx,
+    list: &[RawEditor],
+    base: Option<&Path>,
+    lookup: &dyn Lookup,
+) -> Result<Vec<EditorSpec>, ConfigError> {
+    // A flow map (`- {format: x}`) has no line of its own for `.format`: fall back to the item.
+    let err = |i: usize, field: Option<&str>, msg: String| {
+        let item = format!("editors[{i}]");
+        let key = field.map_or_else(|| item.clone(), |f| format!("{item}.{f}"));
+        let line = locate(ctx.text, &key).or_else(|| locate(ctx.text, &item));
+        ConfigError::new(ctx.origin.clone(), msg).at(key, line)
+    };
+    let mut names: Vec<&str> = EditorFormat::ALL.iter().map(|f| f.name()).collect();
+    names.push("reference");
+    let mut out = Vec::new();
+    for (i, r) in list.iter().enumerate() {
+        let field = r.map.then_some("format");
+        if r.format == "reference" {
+            if r.path.is_some() {
+                return Err(err(
+                    i,
+                    Some("path"),
+                    "`reference` takes no path: its two files live in tokens_dir; for other places use {format: vscode_legacy, path: ...} and {format: roo, path: ...}".into(),
+                ));
+            }
+            out.push(EditorSpec::Reference);
+            continue;
+        }
+        let Some(format) = EditorFormat::from_name(&r.format) else {
+            let mut msg = format!("unknown editor `{}`", r.format);
+            match did_you_mean(&r.format, &names) {
+                Some(s) => msg.push_str(&format!("; did you mean `{s}`?")),
+                None => msg.push_str(&format!("; expected one of: {}", names.join(", "))),
+            }
+            return Err(err(i, field, msg));
+        };
+        let path = match r.path.as_deref() {
+            Some("") => return Err(err(i, Some("path"), "the path is empty".into())),
+            Some(p) => Some(expand_path(p, base, lookup)),
+            None => None,
+        };
+        if path.is_none() {
+            let why = match format {
+                EditorFormat::ClaudeCode => Some(
+                    "claude_code needs a `path` (a project's .mcp.json): mcp-credd never edits ~/.claude.json, which Claude Code rewrites itself; `mcp-credd headers SERVER` can serve as its headersHelper instead",
+                ),
+                EditorFormat::VscodeLegacy => Some(
+                    "vscode_legacy needs a `path`; its usual copy in tokens_dir comes with `reference`",
+                ),
+                _ => None,
+            };
+            if let Some(why) = why {
+                return Err(err(i, field, why.into()));
+            }
+        }
+        out.push(EditorSpec::File { format, path });
+    }
+    Ok(out)
 }
 
 fn identity(
@@ -1401,6 +1517,75 @@ servers:
         let c = ok("");
         assert!(c.ingress.is_none());
         assert!(c.servers.is_empty());
+    }
+
+    #[test]
+    fn editors_defaults_names_and_paths() {
+        assert_eq!(ok("").editors, EditorSpec::defaults());
+        assert!(ok("editors: []\n").editors.is_empty());
+        let c = ok("editors:
+  - vscode
+  - reference
+  - {format: roo, path: ~/proj/.roo/mcp.json}
+  - format: claude_code
+    path: proj/.mcp.json
+  - cursor
+");
+        assert_eq!(
+            c.editors,
+            vec![
+                EditorSpec::File {
+                    format: EditorFormat::Vscode,
+                    path: None
+                },
+                EditorSpec::Reference,
+                EditorSpec::File {
+                    format: EditorFormat::Roo,
+                    path: Some("/home/u/proj/.roo/mcp.json".into())
+                },
+                EditorSpec::File {
+                    format: EditorFormat::ClaudeCode,
+                    path: Some("/c/proj/.mcp.json".into())
+                },
+                EditorSpec::File {
+                    format: EditorFormat::Cursor,
+                    path: None
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn editors_errors_are_located() {
+        let e = err("editors:\n  - vscode\n  - vscod\n");
+        assert_eq!(
+            e,
+            "/c/config.yaml:3: editors[1]: unknown editor `vscod`; did you mean `vscode`?"
+        );
+        let e = err("editors:\n  - {format: emacs, path: /x}\n");
+        assert!(
+            e.starts_with("/c/config.yaml:2: editors[0].format: unknown editor `emacs`; expected one of: vscode, vscode_legacy, roo"),
+            "{e}"
+        );
+        let e = err("editors:\n  - claude_code\n");
+        assert!(
+            e.starts_with("/c/config.yaml:2: editors[0]: claude_code needs a `path`"),
+            "{e}"
+        );
+        let e = err("editors:\n  - format: reference\n    path: /x\n");
+        assert!(
+            e.starts_with("/c/config.yaml:3: editors[0].path: `reference` takes no path"),
+            "{e}"
+        );
+        let e = err("editors:\n  - format: roo\n    pth: /x\n");
+        assert!(
+            e.starts_with(
+                "/c/config.yaml:3: editors[0].pth: unknown key `pth`; did you mean `path`?"
+            ),
+            "{e}"
+        );
+        let e = err("editors: vscode\n");
+        assert!(e.starts_with("/c/config.yaml:1: editors: "), "{e}");
     }
 
     #[test]

@@ -25,7 +25,8 @@ use crate::exit::Exit;
 use crate::identity::FailureKind;
 use crate::identity::oauth::Http;
 use crate::refresh::{self, Outcome, token_file_name};
-use crate::render::write::{Outcome as WriteOutcome, write_reference_copies};
+use crate::render::targets::Dirs;
+use crate::render::write::{Outcome as WriteOutcome, write_all};
 use crate::render::{ServerEntry, entries};
 use crate::schedule::backoff::random_unit;
 use crate::schedule::plan::{Expiry, TokenTimes};
@@ -71,6 +72,8 @@ pub struct Daemon {
     pub loader: Loader,
     /// `None`: the real refresh against the identity providers.
     pub refresher: Option<RefreshFn>,
+    /// Where the editors' files are (from HOME); replaceable before `run`.
+    pub dirs: Dirs,
     schedule: Schedule,
     records: HashMap<String, TokenRecord>,
     last_entries: Option<Vec<ServerEntry>>,
@@ -100,6 +103,7 @@ impl Daemon {
             notifier,
             loader,
             refresher: None,
+            dirs: Dirs::from_process(),
             schedule,
             records: HashMap::new(),
             last_entries: None,
@@ -141,12 +145,22 @@ impl Daemon {
         if self.last_entries.as_ref() == Some(&now_entries) {
             return;
         }
-        for t in write_reference_copies(self.store.dir(), &now_entries) {
-            match t.outcome {
+        let report = write_all(&self.store, &self.config.editors, &self.dirs, &now_entries);
+        for w in &report.warnings {
+            warn!("{w}");
+        }
+        for t in &report.targets {
+            for n in &t.notes {
+                warn!("{n}");
+            }
+            match &t.outcome {
                 WriteOutcome::Written => info!(path = %t.path.display(), "config written"),
                 WriteOutcome::Unchanged => {}
                 WriteOutcome::Skipped(why) => error!("{why}"),
             }
+        }
+        for e in &report.errors {
+            error!("{e}");
         }
         self.last_entries = Some(now_entries);
     }
@@ -529,6 +543,7 @@ mod tests {
             },
             http: HttpPolicy::default(),
             hooks: Default::default(),
+            editors: vec![crate::config::EditorSpec::Reference],
         }
     }
 

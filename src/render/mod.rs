@@ -1,7 +1,12 @@
-//! What goes into MCP config files: per-server entries with their headers (pure), the
-//! formats (`reference`), and the one writer that touches those files (`write`).
+//! What goes into MCP config files: per-server entries with their headers (pure, here),
+//! each editor's format (`formats`), in-place JSONC edits (`jsonc`), the merge with what is
+//! in a file and which entries are ours (`merge`), where the files are (`targets`), and the
+//! one writer that touches them (`write`).
 
-pub mod reference;
+pub mod formats;
+pub mod jsonc;
+pub mod merge;
+pub mod targets;
 pub mod write;
 
 use std::collections::HashMap;

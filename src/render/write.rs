@@ -1,13 +1,32 @@
-//! The only code that writes MCP config files: reads the current file, merges, and writes
-//! atomically (0600, since the files hold tokens) only when the content changes. A file it
-//! cannot read or parse is left untouched and reported.
+//! The only code that writes MCP config files. For each target it finds the real file (a
+//! symlink, as dotfile managers make, is followed to a file the user owns), reads it,
+//! merges our entries (pure, `merge`), and writes atomically next to the real file only
+//! when the content changes. A file it cannot read or parse is left untouched and reported;
+//! the other targets are still written. Which entries are ours is remembered per file in
+//! `tokens_dir/.mcp-credd/owned.json`.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use super::ServerEntry;
-use super::reference::{Shape, merge};
-use crate::store::FILE_MODE;
-use crate::store::atomic::{read_private, write_atomic};
+use super::merge::merge;
+use super::targets::{Dirs, Target, resolve};
+use crate::config::{EditorFormat, EditorSpec};
+use crate::store::atomic::{euid, read_private, sweep_temp_files, write_atomic};
+use crate::store::{FILE_MODE, Store};
+
+/// Which entries we wrote, per file; in the store's private directory.
+const OWNED_FILE: &str = "owned.json";
+/// Taken while writing editor files, so a one-shot run and the daemon take turns.
+const LOCK_FILE: &str = "render.lock";
+/// A render takes milliseconds; waiting longer means something is stuck.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -20,80 +39,529 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct TargetResult {
     pub path: PathBuf,
+    pub format: EditorFormat,
     pub outcome: Outcome,
+    /// Things the user should know that did not stop the write (an entry left to the user,
+    /// a file made private).
+    pub notes: Vec<String>,
 }
 
-fn write_one(path: &Path, shape: Shape, entries: &[ServerEntry]) -> Outcome {
-    let existing = match read_private(path, FILE_MODE) {
-        Ok(None) => None,
-        Ok(Some((bytes, _))) => match String::from_utf8(bytes) {
-            Ok(s) => Some(s),
-            Err(_) => {
-                return Outcome::Skipped(format!(
-                    "{} is not UTF-8; left untouched",
-                    path.display()
-                ));
-            }
-        },
-        Err(e) => return Outcome::Skipped(format!("{e}; left untouched")),
+/// Everything one render did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub targets: Vec<TargetResult>,
+    /// Problems outside any one file (no home directory, the ownership record).
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    /// Every target written or already current, and no other error.
+    pub fn ok(&self) -> bool {
+        self.errors.is_empty()
+            && self
+                .targets
+                .iter()
+                .all(|t| !matches!(t.outcome, Outcome::Skipped(_)))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Owned {
+    schema: u32,
+    /// Target path (as configured) → names of the entries we own in it.
+    files: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// Writes `entries` into every editor file `editors` names.
+pub fn write_all(
+    store: &Store,
+    editors: &[EditorSpec],
+    dirs: &Dirs,
+    entries: &[ServerEntry],
+) -> Report {
+    let (targets, errors) = resolve(editors, dirs, store.dir());
+    let mut report = Report {
+        errors,
+        ..Report::default()
     };
-    let new = match merge(existing.as_deref(), shape, entries) {
-        Ok(n) => n,
-        Err(why) => {
-            return Outcome::Skipped(format!(
-                "{}: {why}; left untouched (fix or delete it)",
-                path.display()
-            ));
+    let _lock = match lock(&store.private_path(LOCK_FILE)) {
+        Ok(l) => l,
+        Err(e) => {
+            report.errors.push(e);
+            return report;
         }
     };
-    if existing.as_deref() == Some(new.as_str()) {
-        return Outcome::Unchanged;
+    let owned_path = store.private_path(OWNED_FILE);
+    let before = match read_private(&owned_path, FILE_MODE) {
+        Ok(None) => Owned::default(),
+        Ok(Some((bytes, _))) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            report.warnings.push(format!(
+                "{} is not valid ({e}); starting a new record: entries written before are kept in the editors' files until removed by hand",
+                owned_path.display()
+            ));
+            Owned::default()
+        }),
+        Err(e) => {
+            report.warnings.push(format!("{e}; starting a new record"));
+            Owned::default()
+        }
+    };
+    let mut owned = before.clone();
+    owned.schema = 1;
+    for t in &targets {
+        let key = t.path.display().to_string();
+        let was = owned.files.get(&key).cloned().unwrap_or_default();
+        let (result, now) = write_target(t, entries, &was);
+        match now {
+            Some(now) if now.is_empty() => {
+                owned.files.remove(&key);
+            }
+            Some(now) => {
+                owned.files.insert(key, now);
+            }
+            // Skipped: the file is as it was, and so is what we own in it.
+            None => {}
+        }
+        report.targets.push(result);
     }
-    match write_atomic(path, new.as_bytes(), FILE_MODE) {
-        Ok(()) => Outcome::Written,
-        Err(e) => Outcome::Skipped(format!("cannot write {}: {e}", path.display())),
+    if owned != before {
+        let mut bytes = serde_json::to_vec_pretty(&owned).expect("the record serializes");
+        bytes.push(b'\n');
+        if let Err(e) = write_atomic(&owned_path, &bytes, FILE_MODE) {
+            report.errors.push(format!(
+                "cannot write {}: {e} (entries of servers removed from the config may stay in the editors' files)",
+                owned_path.display()
+            ));
+        }
+    }
+    report
+}
+
+/// Takes the render lock, waiting a little for another process to finish.
+fn lock(path: &Path) -> Result<File, String> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "another mcp-credd process has been writing the editor configs for over {}s; try again later",
+                    LOCK_WAIT.as_secs()
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!("cannot lock {}: {e}", path.display()));
+            }
+        }
     }
 }
 
-/// Writes the reference-layout copies into the tokens directory.
-pub fn write_reference_copies(tokens_dir: &Path, entries: &[ServerEntry]) -> Vec<TargetResult> {
-    [Shape::VsCodeLegacy, Shape::Roo]
-        .into_iter()
-        .map(|shape| {
-            let path = tokens_dir.join(shape.file_name());
-            let outcome = write_one(&path, shape, entries);
-            TargetResult { path, outcome }
-        })
-        .collect()
+/// The file to read and replace for `path`: itself, or the file its symlink leads to,
+/// which must be a regular file the user owns. `Ok` for a path that does not exist yet.
+fn real_path(path: &Path) -> Result<PathBuf, String> {
+    let shown = path.display();
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(path.to_path_buf()),
+        Err(e) => return Err(format!("cannot use {shown}: {e}")),
+    };
+    if !meta.file_type().is_symlink() {
+        check_file(&meta, &shown.to_string())?;
+        return Ok(path.to_path_buf());
+    }
+    let real = std::fs::canonicalize(path).map_err(|e| {
+        format!("{shown} is a symbolic link that leads nowhere ({e}); left untouched: point it at an existing file or remove it")
+    })?;
+    let meta =
+        std::fs::metadata(&real).map_err(|e| format!("cannot use {}: {e}", real.display()))?;
+    check_file(
+        &meta,
+        &format!("{shown} is a symbolic link to {}, which", real.display()),
+    )?;
+    Ok(real)
+}
+
+fn check_file(meta: &std::fs::Metadata, what: &str) -> Result<(), String> {
+    if !meta.is_file() {
+        return Err(format!("{what} is not a regular file; left untouched"));
+    }
+    if meta.uid() != euid() {
+        return Err(format!(
+            "{what} is owned by uid {}, not by you; left untouched",
+            meta.uid()
+        ));
+    }
+    Ok(())
+}
+
+/// The text and permission bits of `real`, `None` if it does not exist. It is opened
+/// without following a symlink: `real_path` already resolved them, so one appearing now
+/// is a race, not the user's setup.
+fn read_existing(real: &Path) -> Result<Option<(String, u32)>, String> {
+    let f = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(real)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", real.display())),
+    };
+    let meta = f
+        .metadata()
+        .map_err(|e| format!("cannot read {}: {e}", real.display()))?;
+    check_file(&meta, &real.display().to_string())?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    (&f).read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", real.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "{} is not UTF-8 text (byte {}); left untouched",
+            real.display(),
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    Ok(Some((text, meta.mode() & 0o7777)))
+}
+
+/// Writes one target; also returns the entries we own in it now (`None`: skipped).
+fn write_target(
+    t: &Target,
+    entries: &[ServerEntry],
+    owned_before: &BTreeSet<String>,
+) -> (TargetResult, Option<BTreeSet<String>>) {
+    let mut result = TargetResult {
+        path: t.path.clone(),
+        format: t.format,
+        outcome: Outcome::Unchanged,
+        notes: Vec::new(),
+    };
+    let skip = |mut r: TargetResult, why: String| {
+        r.outcome = Outcome::Skipped(why);
+        (r, None)
+    };
+    let real = match real_path(&t.path) {
+        Ok(r) => r,
+        Err(why) => return skip(result, why),
+    };
+    let existing = match read_existing(&real) {
+        Ok(x) => x,
+        Err(why) => return skip(result, why),
+    };
+    let old_text = existing.as_ref().map(|(t, _)| t.as_str());
+    let merged = match merge(old_text, t.format, entries, owned_before) {
+        Ok(m) => m,
+        Err(why) => {
+            return skip(
+                result,
+                format!(
+                    "{}: {why}; left untouched (fix it, or delete it to have it recreated)",
+                    real.display()
+                ),
+            );
+        }
+    };
+    let shown = t.path.display();
+    result
+        .notes
+        .extend(merged.notes.iter().map(|n| format!("{shown}: {n}")));
+    let Some(text) = merged.text else {
+        return (result, Some(merged.owned));
+    };
+    // A file holding our tokens is private to the user, whatever it was before; one
+    // without them keeps its mode (a new one is private anyway).
+    let old_mode = existing.as_ref().map(|(_, m)| *m);
+    let loose = old_mode.is_some_and(|m| m & 0o077 != 0);
+    let mode = match old_mode {
+        Some(m) if !merged.holds_tokens => m & 0o777,
+        _ => FILE_MODE,
+    };
+    let tightened =
+        || format!("{shown} was readable by others; made it private (600): it holds tokens");
+    if old_text == Some(text.as_str()) {
+        if merged.holds_tokens && loose {
+            if let Err(e) =
+                std::fs::set_permissions(&real, std::fs::Permissions::from_mode(FILE_MODE))
+            {
+                return skip(
+                    result,
+                    format!("cannot make {} private: {e}", real.display()),
+                );
+            }
+            result.notes.push(tightened());
+        }
+        return (result, Some(merged.owned));
+    }
+    let dir = real
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if existing.is_none()
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        return skip(result, format!("cannot create {}: {e}", dir.display()));
+    }
+    sweep_temp_files(dir);
+    if let Err(e) = write_atomic(&real, text.as_bytes(), mode) {
+        return skip(result, format!("cannot write {}: {e}", real.display()));
+    }
+    if merged.holds_tokens && loose {
+        result.notes.push(tightened());
+    }
+    result.outcome = Outcome::Written;
+    (result, Some(merged.owned))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Transport;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::symlink;
+
+    struct Env {
+        _dir: tempfile::TempDir,
+        home: PathBuf,
+        store: Store,
+    }
+
+    fn env() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let (store, _) = Store::open(&home.join(".oauth-tokens")).unwrap();
+        Env {
+            home,
+            store,
+            _dir: dir,
+        }
+    }
+
+    impl Env {
+        fn dirs(&self) -> Dirs {
+            Dirs::new(Some(self.home.clone()), None, false)
+        }
+        fn write(&self, editors: &[EditorSpec], entries: &[ServerEntry]) -> Report {
+            write_all(&self.store, editors, &self.dirs(), entries)
+        }
+        fn outcomes(&self, editors: &[EditorSpec], entries: &[ServerEntry]) -> Vec<Outcome> {
+            self.write(editors, entries)
+                .targets
+                .into_iter()
+                .map(|t| t.outcome)
+                .collect()
+        }
+    }
+
+    fn e(name: &str, tok: Option<&str>) -> ServerEntry {
+        ServerEntry {
+            name: name.into(),
+            url: format!("https://gw/{name}/mcp"),
+            transport: Transport::StreamableHttp,
+            headers: tok.map(|t| vec![("X-Authorization".into(), format!("Bearer {t}"))]),
+        }
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().mode() & 0o777
+    }
+
+    fn cursor_at(p: &Path) -> Vec<EditorSpec> {
+        vec![EditorSpec::File {
+            format: EditorFormat::Cursor,
+            path: Some(p.to_path_buf()),
+        }]
+    }
 
     #[test]
     fn writes_once_then_leaves_alone() {
-        let d = tempfile::tempdir().unwrap();
-        let es = [ServerEntry {
-            name: "a".into(),
-            url: "u".into(),
-            transport: Transport::StreamableHttp,
-            headers: None,
-        }];
-        let r = write_reference_copies(d.path(), &es);
-        assert!(r.iter().all(|t| t.outcome == Outcome::Written), "{r:?}");
-        let p = d.path().join("mcp.json");
-        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
-        let r = write_reference_copies(d.path(), &es);
-        assert!(r.iter().all(|t| t.outcome == Outcome::Unchanged), "{r:?}");
-        std::fs::write(&p, "{broken").unwrap();
-        let r = write_reference_copies(d.path(), &es);
+        let env = env();
+        let es = [e("a", Some("T"))];
+        let specs = [EditorSpec::Reference];
+        assert_eq!(
+            env.outcomes(&specs, &es),
+            [Outcome::Written, Outcome::Written]
+        );
+        let p = env.store.dir().join("mcp.json");
+        assert_eq!(mode(&p), 0o600);
+        let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+        assert_eq!(
+            env.outcomes(&specs, &es),
+            [Outcome::Unchanged, Outcome::Unchanged]
+        );
+        assert_eq!(std::fs::metadata(&p).unwrap().modified().unwrap(), mtime);
+    }
+
+    #[test]
+    fn a_broken_file_is_left_alone_and_the_others_written() {
+        let env = env();
+        let vscode = env.home.join(".config/Code/User/mcp.json");
+        std::fs::create_dir_all(vscode.parent().unwrap()).unwrap();
+        std::fs::write(&vscode, "{\n  \"servers\": {\n    \"x\": 1,,\n  }\n}\n").unwrap();
+        let r = env.write(&EditorSpec::defaults(), &[e("a", Some("T"))]);
+        assert!(!r.ok());
+        let Outcome::Skipped(why) = &r.targets[0].outcome else {
+            panic!("{r:?}");
+        };
         assert!(
-            matches!(&r[1].outcome, Outcome::Skipped(m) if m.contains("not valid JSON")),
+            why.starts_with(&format!("{}: line 3, column 12: ", vscode.display())),
+            "{why}"
+        );
+        assert!(why.ends_with("left untouched (fix it, or delete it to have it recreated)"));
+        assert_eq!(
+            std::fs::read_to_string(&vscode).unwrap(),
+            "{\n  \"servers\": {\n    \"x\": 1,,\n  }\n}\n"
+        );
+        assert!(r.targets[1..].iter().all(|t| t.outcome == Outcome::Written));
+        assert!(
+            !format!("{r:?}").contains("Bearer T"),
+            "no token in reports"
+        );
+    }
+
+    #[test]
+    fn a_symlink_is_written_through_to_its_target() {
+        let env = env();
+        let dotfiles = env.home.join("dotfiles");
+        std::fs::create_dir_all(&dotfiles).unwrap();
+        let real = dotfiles.join("cursor-mcp.json");
+        std::fs::write(&real, "{\"mcpServers\": {\"mine\": {\"command\": \"x\"}}}").unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let link = env.home.join(".cursor/mcp.json");
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        symlink("../dotfiles/cursor-mcp.json", &link).unwrap();
+        let r = env.write(&cursor_at(&link), &[e("a", Some("T"))]);
+        assert_eq!(r.targets[0].outcome, Outcome::Written, "{r:?}");
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&real).unwrap()).unwrap();
+        assert_eq!(v["mcpServers"]["mine"]["command"], "x");
+        assert_eq!(
+            v["mcpServers"]["a"]["headers"]["X-Authorization"],
+            "Bearer T"
+        );
+        assert_eq!(mode(&real), 0o600, "it holds a token now");
+        assert!(r.targets[0].notes[0].contains("made it private"), "{r:?}");
+        // No temp file left next to the link or the target.
+        assert_eq!(std::fs::read_dir(&dotfiles).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(link.parent().unwrap()).unwrap().count(),
+            1
+        );
+    }
+
+    #[test]
+    fn foreign_and_dangling_targets_are_refused() {
+        let env = env();
+        let theirs = env.home.join("theirs.json");
+        std::fs::create_dir_all(&env.home).unwrap();
+        std::fs::write(&theirs, "{}").unwrap();
+        let link = env.home.join("link.json");
+        symlink(&theirs, &link).unwrap();
+        if euid() == 0 {
+            // Only root can hand a file to someone else; elsewhere this part is skipped.
+            std::os::unix::fs::chown(&theirs, Some(4242), None).unwrap();
+            for p in [&theirs, &link] {
+                let r = env.write(&cursor_at(p), &[e("a", None)]);
+                assert!(
+                    matches!(&r.targets[0].outcome, Outcome::Skipped(m) if m.contains("owned by uid 4242, not by you")),
+                    "{r:?}"
+                );
+            }
+            assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "{}");
+        }
+        let dangling = env.home.join("dangling.json");
+        symlink(env.home.join("nowhere.json"), &dangling).unwrap();
+        let r = env.write(&cursor_at(&dangling), &[e("a", None)]);
+        assert!(
+            matches!(&r.targets[0].outcome, Outcome::Skipped(m) if m.contains("leads nowhere")),
             "{r:?}"
         );
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{broken");
+        assert!(!env.home.join("nowhere.json").exists());
+    }
+
+    #[test]
+    fn entries_of_removed_servers_go_and_the_users_stay() {
+        let env = env();
+        let p = env.home.join("proj/.vscode/mcp.json");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let user = "{\n  // my servers\n  \"servers\": {\n    \"mine\": {\"command\": \"x\"}, // keep\n  },\n  \"inputs\": []\n}\n";
+        std::fs::write(&p, user).unwrap();
+        let specs = vec![EditorSpec::File {
+            format: EditorFormat::Vscode,
+            path: Some(p.clone()),
+        }];
+        let r = env.write(&specs, &[e("a", Some("T")), e("b", Some("T"))]);
+        assert!(r.ok(), "{r:?}");
+        let owned = std::fs::read_to_string(env.store.private_path(OWNED_FILE)).unwrap();
+        assert!(
+            owned.contains("\"a\"") && owned.contains("\"b\""),
+            "{owned}"
+        );
+        assert_eq!(mode(&env.store.private_path(OWNED_FILE)), 0o600);
+        // `b` leaves the config: its entry goes; `a` is updated.
+        let r = env.write(&specs, &[e("a", Some("U"))]);
+        assert_eq!(r.targets[0].outcome, Outcome::Written);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            !text.contains("\"b\"") && text.contains("Bearer U"),
+            "{text}"
+        );
+        // Everything leaves: the user's file is back to what they wrote.
+        env.write(&specs, &[]);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), user);
+        let owned = std::fs::read_to_string(env.store.private_path(OWNED_FILE)).unwrap();
+        assert!(!owned.contains("mcp.json"), "{owned}");
+    }
+
+    #[test]
+    fn a_file_without_our_tokens_keeps_its_mode() {
+        let env = env();
+        let p = env.home.join("p/.mcp.json");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, "{\"mcpServers\": {}}\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let specs = vec![EditorSpec::File {
+            format: EditorFormat::ClaudeCode,
+            path: Some(p.clone()),
+        }];
+        let r = env.write(&specs, &[e("public", None)]);
+        assert_eq!(r.targets[0].outcome, Outcome::Written);
+        assert_eq!(mode(&p), 0o644);
+        // Now with a token in it: private.
+        let r = env.write(&specs, &[e("public", Some("T"))]);
+        assert_eq!(r.targets[0].outcome, Outcome::Written);
+        assert_eq!(mode(&p), 0o600);
+        // Loosened by hand with nothing to change: tightened without a rewrite.
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let r = env.write(&specs, &[e("public", Some("T"))]);
+        assert_eq!(r.targets[0].outcome, Outcome::Unchanged);
+        assert_eq!(mode(&p), 0o600);
+        assert_eq!(r.targets[0].notes.len(), 1);
+    }
+
+    #[test]
+    fn nothing_to_write_creates_nothing() {
+        let env = env();
+        let r = env.write(&EditorSpec::defaults(), &[]);
+        assert!(r.ok());
+        assert!(!env.home.join(".config").exists());
+        assert!(!env.store.dir().join("mcp.json").exists());
     }
 }

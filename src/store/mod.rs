@@ -170,6 +170,11 @@ impl Store {
         write_atomic(&path, &record.to_json(), FILE_MODE).map_err(|e| StoreError::Write(path, e))
     }
 
+    /// A file in our private subdirectory (0700), for other modules' bookkeeping.
+    pub fn private_path(&self, name: &str) -> PathBuf {
+        self.dir.join(PRIVATE).join(name)
+    }
+
     fn state_path(&self, identity: &str) -> PathBuf {
         self.dir
             .join(PRIVATE)
