@@ -12,7 +12,6 @@ use clap::{ArgAction, Args, Parser, Subcommand};
     long_about = "Keeps MCP gateway and provider OAuth tokens fresh and writes them into MCP configs.\n\n\
 Without a command, runs once: obtains or refreshes every configured identity that needs it, \
 writes the token files and the MCP config copies, and exits.",
-    args_conflicts_with_subcommands = true,
     after_help = "Exit codes: 0 success, 1 failure, 2 usage error, 3 configuration error, 4 re-authorization required."
 )]
 pub struct Cli {
@@ -41,6 +40,25 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The one-shot flags make no sense with a command; say so (clap's own conflict rule
+    /// would also reject global flags such as `-v` before the command).
+    pub fn check(&self) -> Result<(), String> {
+        let o = &self.once;
+        let used = o.ingress_only
+            || o.egress_only
+            || o.provider.is_some()
+            || o.force
+            || o.login.no_browser
+            || o.login.device
+            || o.login.timeout.is_some();
+        if self.command.is_some() && used {
+            return Err("--ingress-only, --egress-only, --provider, --force, --no-browser, --device and --timeout before a command apply only to the one-shot run; put login's options after `login`".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -149,13 +167,35 @@ mod tests {
         let c =
             Cli::try_parse_from(["mcp-credd", "status", "--json", "--config", "/c.yaml"]).unwrap();
         assert!(matches!(c.command, Some(Command::Status { json: true })));
-        assert!(Cli::try_parse_from(["mcp-credd", "--force", "status"]).is_err());
+        assert!(
+            Cli::try_parse_from(["mcp-credd", "--force", "status"])
+                .unwrap()
+                .check()
+                .is_err()
+        );
+        let c = Cli::try_parse_from(["mcp-credd", "-vv", "--config", "/c", "daemon"]).unwrap();
+        assert!(c.check().is_ok() && c.verbose == 2);
+        let c = Cli::try_parse_from([
+            "mcp-credd",
+            "login",
+            "atlassian",
+            "--device",
+            "--timeout",
+            "9",
+        ])
+        .unwrap();
+        assert!(c.check().is_ok());
         let c = Cli::try_parse_from(["mcp-credd", "render", "--tokens-dir", "/t"]).unwrap();
         assert!(matches!(c.command, Some(Command::Render)));
         let c = Cli::try_parse_from(["mcp-credd", "headers", "currenttime", "-q"]).unwrap();
         assert!(matches!(c.command, Some(Command::Headers { server }) if server == "currenttime"));
         assert!(Cli::try_parse_from(["mcp-credd", "headers"]).is_err());
-        assert!(Cli::try_parse_from(["mcp-credd", "--force", "render"]).is_err());
+        assert!(
+            Cli::try_parse_from(["mcp-credd", "--force", "render"])
+                .unwrap()
+                .check()
+                .is_err()
+        );
         assert!(Cli::try_parse_from(["mcp-credd", "--ingress-only", "--egress-only"]).is_err());
         assert!(Cli::try_parse_from(["mcp-credd", "-q", "-v"]).is_err());
     }

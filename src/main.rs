@@ -50,6 +50,10 @@ fn main() -> ExitCode {
             });
         }
     };
+    if let Err(msg) = cli.check() {
+        eprintln!("error: {msg}");
+        return ExitCode::from(Exit::Usage.code());
+    }
     init_logging(&cli);
     let env: std::collections::HashMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))

@@ -1,0 +1,203 @@
+//! Secrets never reach output or logs: every command, at the most verbose log level (our
+//! crate and every dependency at trace), with known secret values; nor the command lines of
+//! the processes mcp-credd starts.
+
+mod common;
+
+use common::*;
+
+const CLIENT_SECRET: &str = "m2m-secret";
+
+#[test]
+fn no_command_prints_a_secret_at_trace_level() {
+    let port = closed_port();
+    let clients = format!(
+        r#"[{{"client_id":"mcp-web","client_secret":"mcp-web-secret","token_endpoint_auth_method":"client_secret_basic","grant_types":["authorization_code","refresh_token"],"response_types":["code"],"redirect_uris":["http://127.0.0.1:{port}/callback"],"scope":"openid offline_access profile"}}]"#
+    );
+    let idp = Idp::start(&[("CLIENTS_JSON", &clients)]);
+    let sb = Sandbox::new();
+    let hook_out = sb.home().join("hook.txt");
+    sb.write_config(&format!(
+        "gateway_url: https://gw.example.com
+ingress:
+  kind: cognito_m2m
+  user_pool_id: us-east-1_AbC123
+  client_id: m2m-client
+  client_secret: {{env: INGRESS_SECRET}}
+  domain: {base}
+providers:
+  local:
+    display_name: Local
+    authorize_url: {base}/oauth2/authorize
+    token_url: {base}/oauth2/token
+    scopes: [openid, offline_access, profile]
+    pkce: true
+    token_auth: basic
+    refresh: rotating
+egress:
+  - name: local
+    provider: local
+    client_id: mcp-web
+    client_secret: {{env: EGRESS_SECRET}}
+    redirect_uri: http://127.0.0.1:{port}/callback
+    server: tools
+servers:
+  - name: currenttime
+on_reauth_required: [sh, -c, 'echo \"$0 $@\" > {hook}; cat /proc/$$/cmdline >> {hook}; env >> {hook}', hook-arg]
+",
+        base = idp.base(),
+        hook = hook_out.display()
+    ));
+    let env = [
+        ("INGRESS_SECRET", CLIENT_SECRET),
+        ("EGRESS_SECRET", "mcp-web-secret"),
+        ("MCP_CREDD_LOG", "trace"),
+        ("RUST_LOG", "trace"),
+    ];
+    let mut outputs = Vec::new();
+    // One-shot and status before and after a login.
+    outputs.push(sb.run_env(&["-vvv", "--force", "--ingress-only"], &env));
+    let mut c = sb.command(&["-vvv", "login", "local", "--no-browser", "--timeout", "30"]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the URL from stdout as it arrives, drive the login, then collect everything.
+    let out = {
+        use std::io::{BufRead, BufReader, Read};
+        let mut child = child;
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut seen = String::new();
+        let mut url = None;
+        let mut line = String::new();
+        while url.is_none() && stdout.read_line(&mut line).unwrap() > 0 {
+            if line.trim().starts_with(&idp.base()) {
+                url = Some(line.trim().to_string());
+            }
+            seen.push_str(&line);
+            line.clear();
+        }
+        let d = std::process::Command::new("node")
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp/drive-login.mjs"))
+            .arg(url.unwrap_or_else(|| {
+                let mut err = String::new();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!("no login URL; stdout: {seen}\nstderr: {err}")
+            }))
+            .output()
+            .unwrap();
+        assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+        let st = child.wait().unwrap();
+        stdout.read_to_string(&mut seen).unwrap();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        Run {
+            code: st.code().unwrap_or(-1),
+            stdout: seen,
+            stderr: err,
+        }
+    };
+    assert_eq!(out.code, 0, "{out:?}");
+    outputs.push(out);
+    outputs.push(sb.run_env(&["-vvv", "--force"], &env));
+    outputs.push(sb.run_env(&["-vvv", "--provider", "local", "--force"], &env));
+    outputs.push(sb.run_env(&["-vvv", "status"], &env));
+    outputs.push(sb.run_env(&["-vvv", "status", "--json"], &env));
+    outputs.push(sb.run_env(&["-vvv", "render"], &env));
+    // A revoked grant runs the hook, whose argv and environment we inspect below.
+    let egress_file = sb.tokens().join("local-tools-egress.json");
+    let mut t = sb.read_json(&egress_file);
+    t["refresh_token"] = serde_json::json!("not-the-refresh-token");
+    t["expires_at"] = serde_json::json!(now_secs() - 10.0);
+    t["obtained_at"] = serde_json::json!(now_secs() - 3610.0);
+    std::fs::write(&egress_file, serde_json::to_string(&t).unwrap()).unwrap();
+    // The daemon for a moment: first pass (refresh fails, hook runs), then SIGTERM.
+    let mut c = sb.command(&["-vvv", "daemon"]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let log = sb.home().join("daemon.log");
+    let child = c
+        .stdout(std::fs::File::create(sb.home().join("daemon.out")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !hook_out.exists() && std::time::Instant::now() < end {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: kill(2) on our child's PID.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait_with_output();
+    outputs.push(Run {
+        code: 0,
+        stdout: std::fs::read_to_string(sb.home().join("daemon.out")).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&log).unwrap_or_default(),
+    });
+    outputs.push(sb.run_env(&["-vvv", "headers", "currenttime"], &env));
+
+    // The secrets: configured ones and every token that was issued.
+    let mut secrets = vec![CLIENT_SECRET.to_string(), "mcp-web-secret".to_string()];
+    for f in ["ingress.json", "local-tools-egress.json"] {
+        let v = sb.read_json(&sb.tokens().join(f));
+        for k in ["access_token", "refresh_token", "id_token"] {
+            if let Some(s) = v[k]
+                .as_str()
+                .filter(|s| s.len() > 8 && *s != "not-the-refresh-token")
+            {
+                secrets.push(s.to_string());
+            }
+        }
+    }
+    assert!(secrets.len() >= 4, "{secrets:?}");
+    let headers_out = outputs.pop().unwrap();
+    // The log level really was trace, dependencies included (hyper's connection logs).
+    assert!(
+        outputs[0].stderr.contains("TRACE") && outputs[0].stderr.contains("Http::connect"),
+        "{:?}",
+        outputs[0]
+    );
+    for (i, o) in outputs.iter().enumerate() {
+        for s in &secrets {
+            assert!(
+                !o.all().contains(s.as_str()),
+                "run {i} printed a secret ({}...):\n{o:?}",
+                &s[..6]
+            );
+        }
+    }
+    // `headers` prints a token on purpose (it is what headersHelper asks for) and nothing
+    // else: its stderr stays clean.
+    for s in &secrets {
+        assert!(!headers_out.stderr.contains(s.as_str()));
+    }
+    // The hook ran with the details in its environment, and no secret on its command line.
+    let hook = std::fs::read_to_string(&hook_out).expect("the on_reauth_required hook ran");
+    assert!(
+        hook.contains("MCP_CREDD_EVENT=reauth_required")
+            && hook.contains("MCP_CREDD_IDENTITY=local"),
+        "{hook}"
+    );
+    let argv = hook.lines().take(2).collect::<Vec<_>>().join("\n");
+    for s in &secrets {
+        assert!(
+            !argv.contains(s.as_str()),
+            "a secret in the hook's argv: {argv}"
+        );
+    }
+}
