@@ -75,6 +75,31 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
             )
             .await
         }
+        Some(Command::Doctor { json }) => {
+            let findings = crate::doctor::run(
+                &loaded.config,
+                &loaded.warnings,
+                &Dirs::from_env(process_env),
+                clock.as_ref(),
+            )
+            .await;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&findings).expect("findings serialize")
+                );
+            } else {
+                print!("{}", crate::doctor::render_text(&findings));
+            }
+            if findings
+                .iter()
+                .any(|f| f.level == crate::doctor::Level::Fail)
+            {
+                Exit::Failure
+            } else {
+                Exit::Success
+            }
+        }
         Some(Command::Daemon) => daemon_cmd(loaded, opts, process_env.clone(), clock, ui).await,
         Some(Command::InstallService { unit_path }) => {
             install_service(&loaded.config, unit_path, process_env, ui)

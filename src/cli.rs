@@ -119,6 +119,12 @@ pub enum Command {
     },
     /// Run as a service: keep every token fresh until stopped (systemd user service)
     Daemon,
+    /// Check the configuration, files, tokens, endpoints and editor files; say what to fix
+    Doctor {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
     /// Install the systemd user unit for the daemon and print how to start it
     InstallService {
         /// Write the unit here instead of ~/.config/systemd/user/mcp-credd.service

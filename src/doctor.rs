@@ -1,0 +1,471 @@
+//! `mcp-credd doctor`: checks the setup and says what to do. The judgements (a token's
+//! claims against the config, file modes, clock skew) are pure functions; `run` gathers
+//! the facts (files, one request per endpoint) and prints or returns the findings.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::clock::{Clock, Ts};
+use crate::config::{Config, Endpoint, IdentityConfig};
+use crate::identity::jwt;
+use crate::identity::oauth::Http;
+use crate::render::formats::syntax;
+use crate::render::jsonc::Doc;
+use crate::render::targets::{Dirs, resolve};
+use crate::store::TokenRecord;
+use crate::store::atomic::euid;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Finding {
+    pub level: Level,
+    pub check: String,
+    pub message: String,
+    /// What to do about it, when something is wrong.
+    pub hint: Option<String>,
+}
+
+fn f(level: Level, check: &str, message: impl Into<String>, hint: Option<&str>) -> Finding {
+    Finding {
+        level,
+        check: check.into(),
+        message: message.into(),
+        hint: hint.map(str::to_string),
+    }
+}
+
+/// A file or directory's mode and owner against what it should be.
+pub fn judge_mode(path: &Path, mode: u32, uid: u32, want: u32, me: u32) -> Finding {
+    let check = format!("permissions {}", path.display());
+    if uid != me {
+        return f(
+            Level::Fail,
+            &check,
+            format!("owned by uid {uid}, not you"),
+            Some("move it away; mcp-credd refuses files owned by others"),
+        );
+    }
+    if mode & 0o077 != 0 {
+        return f(
+            Level::Fail,
+            &check,
+            format!("mode {:o}: readable by other users", mode & 0o777),
+            Some(&format!("chmod {:o} {}", want, path.display())),
+        );
+    }
+    f(
+        Level::Ok,
+        &check,
+        format!("mode {:o}, yours", mode & 0o777),
+        None,
+    )
+}
+
+/// A stored token's own claims (read without verification) against the configuration.
+pub fn judge_token(id: &IdentityConfig, rec: &TokenRecord, now: Ts) -> Vec<Finding> {
+    let check = format!("token {}", id.name);
+    let mut out = Vec::new();
+    if let Some(c) = &rec.client_id
+        && c != &id.client_id
+    {
+        out.push(f(
+            Level::Fail,
+            &check,
+            format!(
+                "stored for client `{c}`, configured client is `{}`",
+                id.client_id
+            ),
+            Some("run mcp-credd --force to replace it"),
+        ));
+    }
+    match rec.expires_at {
+        Some(e) if Ts::from_secs_f64(e) <= now => out.push(f(
+            Level::Warn,
+            &check,
+            "expired",
+            Some("run mcp-credd (or start the daemon) to refresh it"),
+        )),
+        _ => {}
+    }
+    let Some(claims) = jwt::claims(rec.access_token.expose()) else {
+        out.push(f(
+            Level::Ok,
+            &check,
+            "opaque access token (not a JWT): nothing more to check",
+            None,
+        ));
+        return out;
+    };
+    if let Some(cid) = claims.get("client_id").and_then(|v| v.as_str())
+        && id.egress.is_none()
+        && cid != id.client_id
+    {
+        out.push(f(
+            Level::Fail,
+            &check,
+            format!(
+                "the token's client_id claim is `{cid}`, the configured client is `{}`",
+                id.client_id
+            ),
+            Some("run mcp-credd --force"),
+        ));
+    }
+    if let (Some(exp), Some(stored)) = (claims.get("exp").and_then(|v| v.as_f64()), rec.expires_at)
+        && (exp - stored).abs() > 120.0
+    {
+        out.push(f(Level::Warn, &check, format!("the token's exp claim differs from the recorded expiry by {:.0}s", exp - stored), Some("the provider's expires_in and the token disagree; mcp-credd refreshes by the earlier")));
+    }
+    if let Some(scope) = claims.get("scope").and_then(|v| v.as_str())
+        && !id.scopes.is_empty()
+    {
+        let granted: Vec<&str> = scope.split(' ').collect();
+        let missing: Vec<&str> = id
+            .scopes
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !granted.contains(s))
+            .collect();
+        if !missing.is_empty() {
+            out.push(f(
+                Level::Warn,
+                &check,
+                format!("scopes asked for but not granted: {}", missing.join(", ")),
+                Some("check the client's allowed scopes at the provider"),
+            ));
+        }
+    }
+    let who = ["iss", "aud", "sub"]
+        .iter()
+        .filter_map(|k| {
+            claims.get(*k).map(|v| {
+                format!(
+                    "{k}={}",
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                )
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    if out.is_empty() {
+        out.push(f(
+            Level::Ok,
+            &check,
+            format!("claims fit the configuration ({who})"),
+            None,
+        ));
+    }
+    out
+}
+
+/// The provider's clock against ours, from an HTTP Date header.
+pub fn judge_skew(endpoint: &str, date: Option<&str>, now: Ts) -> Option<Finding> {
+    let t = httpdate(date?)?;
+    let skew = (t.0 - now.0) / 1000;
+    let check = format!("clock {endpoint}");
+    Some(if skew.abs() > 60 {
+        f(
+            Level::Warn,
+            &check,
+            format!("the provider's clock is {skew}s from ours"),
+            Some("fix this machine's clock (timedatectl / NTP): expiries are judged by it"),
+        )
+    } else {
+        f(
+            Level::Ok,
+            &check,
+            format!("clocks agree within {}s", skew.abs()),
+            None,
+        )
+    })
+}
+
+/// Parses an IMF-fixdate (`Sun, 22 Nov 2026 03:00:00 GMT`).
+fn httpdate(s: &str) -> Option<Ts> {
+    let p: Vec<&str> = s.split_whitespace().collect();
+    if p.len() != 6 {
+        return None;
+    }
+    let day: i64 = p[1].parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == p[2])? as i64
+        + 1;
+    let year: i64 = p[3].parse().ok()?;
+    let hms: Vec<i64> = p[4].split(':').filter_map(|x| x.parse().ok()).collect();
+    if hms.len() != 3 {
+        return None;
+    }
+    // Days from civil (H. Hinnant).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(Ts::from_secs(
+        days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2],
+    ))
+}
+
+async fn probe(http: &Http, id: &IdentityConfig, now: Ts, out: &mut Vec<Finding>) {
+    let (url, what) = match &id.endpoint {
+        Endpoint::TokenUrl(u) => (u.clone(), "token endpoint"),
+        Endpoint::Discovery { url, .. } => (url.clone(), "discovery document"),
+        Endpoint::CognitoApi => match id.cognito.as_ref().and_then(|c| c.endpoint_url.clone()) {
+            Some(u) => (u, "Cognito API"),
+            None => (
+                format!(
+                    "https://cognito-idp.{}.amazonaws.com/",
+                    id.region.as_deref().unwrap_or("us-east-1")
+                ),
+                "Cognito API",
+            ),
+        },
+    };
+    let check = format!("reach {}", id.name);
+    match http.client().get(&url).send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let date = resp
+                .headers()
+                .get(reqwest::header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            if let Some(s) = judge_skew(&url, date.as_deref(), now) {
+                out.push(s);
+            }
+            if what == "discovery document" {
+                let ok = resp.json::<serde_json::Value>().await.ok().and_then(|d| {
+                    d.get("token_endpoint")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                });
+                match ok {
+                    Some(ep) => out.push(f(
+                        Level::Ok,
+                        &check,
+                        format!("{what} {url} lists token_endpoint {ep}"),
+                        None,
+                    )),
+                    None => out.push(f(
+                        Level::Fail,
+                        &check,
+                        format!("{what} {url} (HTTP {status}) lists no token_endpoint"),
+                        Some("set `token_url` or `domain`"),
+                    )),
+                }
+            } else {
+                // Any HTTP answer shows the endpoint is there (a GET to a token endpoint is
+                // usually refused with 400 or 405).
+                out.push(f(
+                    Level::Ok,
+                    &check,
+                    format!("{what} {url} answers (HTTP {status})"),
+                    None,
+                ));
+            }
+        }
+        Err(e) => out.push(f(
+            Level::Fail,
+            &check,
+            format!(
+                "{what} {url}: {}",
+                if e.is_timeout() {
+                    "timed out".to_string()
+                } else {
+                    "could not connect".to_string()
+                }
+            ),
+            Some("check the URL, the network and any proxy (HTTPS_PROXY)"),
+        )),
+    }
+}
+
+fn mode_of(path: &Path, want: u32, out: &mut Vec<Finding>) {
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        out.push(judge_mode(path, m.mode(), m.uid(), want, euid()));
+    }
+}
+
+/// Runs every check.
+pub async fn run(
+    config: &Config,
+    warnings: &[String],
+    dirs: &Dirs,
+    clock: &dyn Clock,
+) -> Vec<Finding> {
+    let now = clock.now();
+    let mut out = vec![f(
+        Level::Ok,
+        "config",
+        format!("configuration from {} is valid", config.origin),
+        None,
+    )];
+    for w in warnings {
+        out.push(f(Level::Warn, "config", w.clone(), None));
+    }
+    if !config.tokens_dir.exists() {
+        out.push(f(
+            Level::Warn,
+            "tokens",
+            format!("{} does not exist yet", config.tokens_dir.display()),
+            Some("run mcp-credd once"),
+        ));
+    } else {
+        mode_of(&config.tokens_dir, 0o700, &mut out);
+    }
+    let http = match Http::new(crate::config::HttpPolicy {
+        timeout_ms: 5_000,
+        attempts: 1,
+        ..config.http
+    }) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            out.push(f(Level::Fail, "http", e, None));
+            None
+        }
+    };
+    for id in config.all_identities() {
+        let path = config.tokens_dir.join(&id.file_name);
+        if path.exists() {
+            mode_of(&path, 0o600, &mut out);
+            match std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<TokenRecord>(&b).ok())
+            {
+                Some(rec) => out.extend(judge_token(id, &rec, now)),
+                None => out.push(f(
+                    Level::Fail,
+                    &format!("token {}", id.name),
+                    format!("{} is not a valid token file", path.display()),
+                    Some("delete it; the next run obtains a new one"),
+                )),
+            }
+        } else {
+            let hint = if id.egress.is_some() {
+                format!("run mcp-credd login {}", id.name)
+            } else {
+                "run mcp-credd".to_string()
+            };
+            out.push(f(
+                Level::Warn,
+                &format!("token {}", id.name),
+                "no token stored yet",
+                Some(&hint),
+            ));
+        }
+        if let Some(h) = &http {
+            probe(h, id, now, &mut out).await;
+        }
+    }
+    let (targets, problems) = resolve(&config.editors, dirs, &config.tokens_dir);
+    for p in problems {
+        out.push(f(Level::Warn, "editors", p, None));
+    }
+    for t in targets {
+        let check = format!("editor {}", t.path.display());
+        match std::fs::read_to_string(&t.path) {
+            Err(_) => out.push(f(
+                Level::Warn,
+                &check,
+                "missing (written on the next run)",
+                None,
+            )),
+            Ok(text) => match Doc::parse(&text, syntax(t.format)) {
+                Ok(_) => {
+                    let ours = config
+                        .servers
+                        .iter()
+                        .filter(|s| text.contains(&format!("\"{}\"", s.name)))
+                        .count();
+                    let level = if ours == config.servers.len() {
+                        Level::Ok
+                    } else {
+                        Level::Warn
+                    };
+                    out.push(f(
+                        level,
+                        &check,
+                        format!("parses; {ours} of {} servers present", config.servers.len()),
+                        (level == Level::Warn).then_some("run mcp-credd render"),
+                    ));
+                }
+                Err(e) => out.push(f(
+                    Level::Fail,
+                    &check,
+                    format!("does not parse: {e}"),
+                    Some("fix the file; mcp-credd leaves it untouched until then"),
+                )),
+            },
+        }
+    }
+    out
+}
+
+pub fn render_text(findings: &[Finding]) -> String {
+    let mut s = String::new();
+    for x in findings {
+        let tag = match x.level {
+            Level::Ok => "ok  ",
+            Level::Warn => "warn",
+            Level::Fail => "FAIL",
+        };
+        s.push_str(&format!("{tag}  {}: {}\n", x.check, x.message));
+        if let Some(h) = &x.hint {
+            s.push_str(&format!("      -> {h}\n"));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes() {
+        let p = Path::new("/t");
+        assert_eq!(judge_mode(p, 0o700, 1, 0o700, 1).level, Level::Ok);
+        let w = judge_mode(p, 0o755, 1, 0o700, 1);
+        assert_eq!(w.level, Level::Fail);
+        assert_eq!(w.hint.as_deref(), Some("chmod 700 /t"));
+        assert_eq!(judge_mode(p, 0o600, 2, 0o600, 1).level, Level::Fail);
+    }
+
+    #[test]
+    fn dates_and_skew() {
+        assert_eq!(
+            httpdate("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Ts::from_secs(784_111_777))
+        );
+        assert_eq!(httpdate("garbage"), None);
+        let now = Ts::from_secs(784_111_777);
+        assert_eq!(
+            judge_skew("u", Some("Sun, 06 Nov 1994 08:49:40 GMT"), now)
+                .unwrap()
+                .level,
+            Level::Ok
+        );
+        assert_eq!(
+            judge_skew("u", Some("Sun, 06 Nov 1994 08:59:37 GMT"), now)
+                .unwrap()
+                .level,
+            Level::Warn
+        );
+        assert!(judge_skew("u", None, now).is_none());
+    }
+}
