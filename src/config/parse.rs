@@ -1689,3 +1689,84 @@ mod identity_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod bad_input {
+    use super::*;
+
+    struct L;
+    impl Lookup for L {
+        fn env(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn read_file(&self, _: &Path) -> std::io::Result<String> {
+            Err(std::io::ErrorKind::NotFound.into())
+        }
+        fn home_dir(&self) -> Option<PathBuf> {
+            Some("/h".into())
+        }
+    }
+
+    /// Every malformed config gets an error that names the file and, where it can, the line
+    /// and the key.
+    #[test]
+    fn corpus() {
+        let huge = format!("tokens_dir: {}\n", "a".repeat(100_000));
+        let deep = format!("servers: {}{}\n", "[".repeat(200), "]".repeat(200));
+        let cases: &[(&str, &str)] = &[
+            ("ingress: 5\n", ":1: ingress: invalid type"),
+            ("servers: {a: 1}\n", ":1: servers: invalid type"),
+            (
+                "servers:\n  - name: [x]\n",
+                ":2: servers[0].name: invalid type",
+            ),
+            (
+                "ingress:\n  kind: oidc_m2m\n  kind: cognito_m2m\n",
+                "duplicate",
+            ),
+            (
+                "refresh:\n  at_fraction: 7\n",
+                ":2: refresh.at_fraction: 7 is out of range",
+            ),
+            (
+                "refresh:\n  concurrency: -1\n",
+                ":2: refresh.concurrency: invalid type",
+            ),
+            ("http:\n  attempts: 99999999999\n", ":2: http.attempts"),
+            (
+                "refresh:\n  before_expiry: 99999999999999999999d\n",
+                ":2: refresh.before_expiry",
+            ),
+            ("\t- bad\n", "/c.yaml"),
+            ("key: \"unterminated\n", "/c.yaml"),
+            (&deep, "/c.yaml"),
+            (
+                "egress:\n  - provider: nosuch\n    client_id: x\n",
+                ":2: egress[0].provider: unknown provider `nosuch`",
+            ),
+            (
+                "egress:\n  - provider: githb\n    client_id: x\n",
+                "did you mean `github`?",
+            ),
+            (
+                "egress:\n  - provider: github\n    client_id: x\n    redirect_uri: https://example.com/cb\n",
+                ":4: egress[0].redirect_uri",
+            ),
+            (
+                "egress:\n  - provider: keycloak\n    client_id: x\n",
+                "egress[0].variables: `base_url` is not set",
+            ),
+            ("editors: [notepad]\n", ":1: editors"),
+        ];
+        for (text, want) in cases {
+            let e = parse(text, Path::new("/c.yaml"), &L)
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("/c.yaml"), "{text:?}: {e}");
+            assert!(e.contains(want), "{text:?}: wanted {want:?} in {e}");
+        }
+        // A huge value is not an error by itself, and parses quickly.
+        assert!(parse(&huge, Path::new("/c.yaml"), &L).is_ok());
+    }
+}
