@@ -128,6 +128,19 @@ impl Doc {
         name: &str,
         value: &Value,
     ) -> Result<(), String> {
+        self.append_members(path, &[(name.to_string(), value.clone())])
+    }
+
+    /// Adds members at the end of the object at `path`, in order, with one re-parse for
+    /// all of them (a re-parse per member would make large files quadratic).
+    pub fn append_members(
+        &mut self,
+        path: &[&str],
+        items: &[(String, Value)],
+    ) -> Result<(), String> {
+        if items.is_empty() {
+            return Ok(());
+        }
         let obj = self
             .object_at(path)?
             .ok_or_else(|| format!("`{}` is missing", path.join(".")))?;
@@ -137,7 +150,22 @@ impl Doc {
             .root
             .single_indent_text()
             .unwrap_or_else(|| "  ".to_string());
-        let key = serde_json::to_string(name).expect("strings serialize");
+        let key_of = |name: &str| serde_json::to_string(name).expect("strings serialize");
+        // Every member inline (`"k": v`), or pretty at an indent, joined by `sep`.
+        let inline_all = |sep: &str| {
+            items
+                .iter()
+                .map(|(k, v)| format!("{}: {}", key_of(k), inline(v)))
+                .collect::<Vec<_>>()
+                .join(sep)
+        };
+        let pretty_all = |indent: &str, sep: &str| {
+            items
+                .iter()
+                .map(|(k, v)| format!("{}: {}", key_of(k), pretty(v, indent, &unit, nl)))
+                .collect::<Vec<_>>()
+                .join(sep)
+        };
         let obj_node: CstNode = obj.clone().into();
         let (obj_start, obj_end) = span(&obj_node);
         let brace_indent = line_indent(&body, obj_start);
@@ -153,7 +181,7 @@ impl Doc {
                     .and_then(|prop| prop.parent())
                     .is_some_and(|outer| !outer.children().iter().any(CstNode::is_newline));
                 if one_line && inner.trim().is_empty() {
-                    let member = format!("{key}: {}", inline(value));
+                    let member = inline_all(", ");
                     return self.reparse(format!(
                         "{}{member}{}",
                         &body[..inner_start],
@@ -161,7 +189,7 @@ impl Doc {
                     ));
                 }
                 let indent = format!("{brace_indent}{unit}");
-                let member = format!("{key}: {}", pretty(value, &indent, &unit, nl));
+                let member = pretty_all(&indent, &format!(",{nl}{indent}"));
                 if inner.trim().is_empty() {
                     // `{}` or braces around whitespace: the member on its own line between.
                     return self.reparse(format!(
@@ -199,7 +227,7 @@ impl Doc {
                     }
                     let indent = own_line_indent(&last_node)
                         .unwrap_or_else(|| format!("{brace_indent}{unit}"));
-                    let member = format!("{key}: {}", pretty(value, &indent, &unit, nl));
+                    let member = pretty_all(&indent, &format!(",{nl}{indent}"));
                     match comma {
                         // Trailing-comma style: ours gets one too.
                         Some(_) => edits.push((anchor_end, format!("{nl}{indent}{member},"))),
@@ -210,7 +238,7 @@ impl Doc {
                     }
                 } else {
                     // A one-line object stays on one line.
-                    let member = format!("{key}: {}", inline(value));
+                    let member = inline_all(", ");
                     match comma {
                         Some(_) => edits.push((anchor_end, format!(" {member},"))),
                         None => edits.push((last_end, format!(", {member}"))),

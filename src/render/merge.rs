@@ -95,9 +95,8 @@ pub fn merge(
     }
     if !new.is_empty() {
         doc.ensure_object_at(path)?;
-        for (name, value) in new {
-            doc.append_member(path, name, &value)?;
-        }
+        let new: Vec<(String, Value)> = new.into_iter().map(|(n, v)| (n.to_string(), v)).collect();
+        doc.append_members(path, &new)?;
     }
     Ok(Merged {
         text: Some(doc.text()),
