@@ -64,10 +64,16 @@ pub fn merge(
     let mut new = Vec::new();
     // In place first: updates and removals keep the tree; additions re-parse it.
     let servers = doc.object_at(path)?;
+    // One pass over the members: looking each entry up by name would be quadratic.
+    let index: std::collections::HashMap<String, _> = servers
+        .iter()
+        .flat_map(|s| s.properties())
+        .filter_map(|p| Some((p.name()?.decoded_value().ok()?, p)))
+        .collect();
     for e in entries {
         let fs = fields(format, e);
         let value = fresh(&fs);
-        match servers.as_ref().and_then(|s| s.get(&e.name)) {
+        match index.get(&e.name).cloned() {
             None => new.push((e.name.as_str(), value)),
             Some(prop) => {
                 let ours = owned_before.contains(&e.name)
