@@ -141,7 +141,7 @@ pub fn build_record(
         }),
         refresh_token_expires_at: reply
             .refresh_token_expires_in
-            .map(|s| sent_at.plus_ms(s * 1000).as_secs_f64()),
+            .map(|s| sent_at.plus_ms(s.saturating_mul(1000)).as_secs_f64()),
         identity: Some(id.name.clone()),
         obtained_at: Some(sent_at.as_secs_f64()),
         expiry_source: Some(source.to_string()),
@@ -172,18 +172,31 @@ pub async fn login_and_store(
         let reply = crate::login::login(id, ctx.http, opts, say).await?;
         let eg = id.egress.as_ref().expect("login is for egress identities");
         let mut rec = build_record(id, &reply, ctx.clock.now(), &eg.def.token_url);
+        // The code is spent: store the tokens before anything else can fail.
+        ctx.store
+            .write_token(&id.file_name, &rec)
+            .map_err(store_failure)?;
         if let Some(extra) = &eg.def.extras.cloud_id {
-            rec.cloud_id = egress::fetch_cloud_id(
+            match egress::fetch_cloud_id(
                 ctx.http,
                 &extra.url,
                 reply.access_token.expose(),
                 eg.cloud_site.as_deref(),
             )
-            .await?;
+            .await
+            {
+                Ok(cloud) => {
+                    rec.cloud_id = cloud;
+                    ctx.store
+                        .write_token(&id.file_name, &rec)
+                        .map_err(store_failure)?;
+                }
+                Err(e) => say(format!(
+                    "logged in, but the site id could not be read ({}); servers get no {} header until the next login",
+                    e.message, extra.header
+                )),
+            }
         }
-        ctx.store
-            .write_token(&id.file_name, &rec)
-            .map_err(store_failure)?;
         Ok::<_, FetchError>(rec)
     }
     .await;
@@ -253,6 +266,7 @@ async fn refresh_egress(
             // Another process (one that does not take our lock) may have refreshed and
             // rotated the grant meanwhile: its token is good.
             if let Ok(Some(now)) = ctx.store.read_token(file)
+                && belongs_to(&now, id)
                 && now.refresh_token.is_some()
                 && now.refresh_token != rec.refresh_token
             {

@@ -101,8 +101,7 @@ pub fn from_env(env: &EnvVars, tokens_dir: PathBuf) -> Result<Option<Config>, Co
     }
     let gateway_url = match env.get("REGISTRY_URL") {
         Some(u) => {
-            reqwest::Url::parse(u)
-                .map_err(|e| env.err("REGISTRY_URL", format!("`{u}` is not a valid URL: {e}")))?;
+            env.url("REGISTRY_URL", u.to_string())?;
             Some(u.trim_end_matches('/').to_string())
         }
         None => None,

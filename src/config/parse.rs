@@ -48,6 +48,27 @@ impl<'de> Deserialize<'de> for SecretSpec {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecretSpec, E> {
                 Ok(SecretSpec::Literal(Secret::new(v)))
             }
+            // A secret written as a bare number or boolean: refuse without echoing it.
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<SecretSpec, E> {
+                Err(E::custom(
+                    "a secret must be a quoted string; quote it (\"...\")",
+                ))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<SecretSpec, E> {
+                Err(E::custom(
+                    "a secret must be a quoted string; quote it (\"...\")",
+                ))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<SecretSpec, E> {
+                Err(E::custom(
+                    "a secret must be a quoted string; quote it (\"...\")",
+                ))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<SecretSpec, E> {
+                Err(E::custom(
+                    "a secret must be a quoted string; quote it (\"...\")",
+                ))
+            }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut m: A,
@@ -581,11 +602,8 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
     };
     let gateway_url = match &raw.gateway_url {
         Some(u) => {
-            let parsed = reqwest::Url::parse(u)
-                .map_err(|e| ctx.err("gateway_url", format!("`{u}` is not a valid URL: {e}")))?;
-            if !matches!(parsed.scheme(), "https" | "http") {
-                return Err(ctx.err("gateway_url", "use an https:// URL"));
-            }
+            // Tokens travel to these servers: https, or plain http on loopback only.
+            check_endpoint_url(u).map_err(|m| ctx.err("gateway_url", m))?;
             Some(u.trim_end_matches('/').to_string())
         }
         None => None,
@@ -680,12 +698,16 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
         }
         let url = match (&s.url, &gateway_url) {
             (Some(u), _) => {
-                reqwest::Url::parse(u).map_err(|e| {
-                    ctx.err(
-                        &format!("{key}.url"),
-                        format!("`{u}` is not a valid URL: {e}"),
-                    )
-                })?;
+                if !matches!(s.auth, Some(RawServerAuth::None)) {
+                    check_endpoint_url(u).map_err(|m| ctx.err(&format!("{key}.url"), m))?;
+                } else {
+                    reqwest::Url::parse(u).map_err(|e| {
+                        ctx.err(
+                            &format!("{key}.url"),
+                            format!("`{u}` is not a valid URL: {e}"),
+                        )
+                    })?;
+                }
                 u.clone()
             }
             (None, Some(g)) => default_server_url(g, &s.name),
@@ -1225,6 +1247,17 @@ fn egress_identity(
         None => format!("{}-egress.json", e.provider),
     };
     let server = e.server.clone().unwrap_or_else(|| name.clone());
+    if server.is_empty()
+        || !server
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        || server.starts_with('.')
+    {
+        return Err(ctx.err(
+            &k("server"),
+            "a server name uses letters, digits, '.', '-' and '_'",
+        ));
+    }
     Ok(IdentityConfig {
         name,
         file_name,
@@ -1757,6 +1790,22 @@ mod bad_input {
                 "egress[0].variables: `base_url` is not set",
             ),
             ("editors: [notepad]\n", ":1: editors"),
+            (
+                "gateway_url: http://gw.example.com\n",
+                ":1: gateway_url: `http://gw.example.com` uses plain http",
+            ),
+            (
+                "servers:\n  - name: a\n    url: http://mcp.example.com/mcp\n",
+                ":3: servers[0].url",
+            ),
+            (
+                "egress:\n  - provider: github\n    client_id: x\n    server: ../../etc\n",
+                ":4: egress[0].server",
+            ),
+            (
+                "ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: 918273645\n",
+                ":4: ingress.client_secret: a secret must be a quoted string",
+            ),
         ];
         for (text, want) in cases {
             let e = parse(text, Path::new("/c.yaml"), &L)
@@ -1765,6 +1814,7 @@ mod bad_input {
                 .to_string();
             assert!(e.starts_with("/c.yaml"), "{text:?}: {e}");
             assert!(e.contains(want), "{text:?}: wanted {want:?} in {e}");
+            assert!(!e.contains("918273645"), "a secret echoed: {e}");
         }
         // A huge value is not an error by itself, and parses quickly.
         assert!(parse(&huge, Path::new("/c.yaml"), &L).is_ok());

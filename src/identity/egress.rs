@@ -80,7 +80,8 @@ pub async fn refresh(
 /// The start of a device login: what the user must enter, and where.
 #[derive(Clone, Debug, Deserialize)]
 pub struct DeviceStart {
-    pub device_code: String,
+    /// A bearer secret until used.
+    pub device_code: crate::secret::Secret,
     pub user_code: String,
     #[serde(alias = "verification_url")]
     pub verification_uri: String,
@@ -150,11 +151,24 @@ pub async fn device_start(http: &Http, id: &IdentityConfig) -> Result<DeviceStar
             "device authorization {url} refused: {why}"
         )));
     }
-    serde_json::from_slice(&body).map_err(|e| {
+    let mut start: DeviceStart = serde_json::from_slice(&body).map_err(|e| {
         FetchError::permanent(format!(
             "device authorization {url}: unexpected reply ({e})"
         ))
-    })
+    })?;
+    // What the user is sent to must be a web page of the provider's, not anything else.
+    crate::config::check_endpoint_url(&start.verification_uri).map_err(|m| {
+        FetchError::permanent(format!("device authorization {url}: verification_uri {m}"))
+    })?;
+    if let Some(c) = &start.verification_uri_complete
+        && crate::config::check_endpoint_url(c).is_err()
+    {
+        start.verification_uri_complete = None;
+    }
+    // Bounds on what the provider asks for: at most an hour, polling at most every minute.
+    start.expires_in = start.expires_in.clamp(1, 3600);
+    start.interval = start.interval.clamp(1, 60);
+    Ok(start)
 }
 
 /// Polls the token endpoint until the user has approved, denied, or the code expired.
@@ -172,12 +186,12 @@ pub async fn device_poll(
                 "grant_type",
                 "urn:ietf:params:oauth:grant-type:device_code".to_string(),
             ),
-            ("device_code", start.device_code.clone()),
+            ("device_code", start.device_code.expose().to_string()),
         ];
         match grant(http, id, form, false).await {
             Ok(r) => return Ok(r),
             Err(e) if e.message.contains("authorization_pending") => {}
-            Err(e) if e.message.contains("slow_down") => interval += 5,
+            Err(e) if e.message.contains("slow_down") => interval = (interval + 5).min(60),
             Err(e) if e.kind == FailureKind::Transient => {}
             Err(e) => return Err(e),
         }

@@ -62,7 +62,12 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
         return Err(e);
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)?.sync_all()?;
+        // The rename has happened: the new file is in place. A failed directory fsync
+        // only weakens durability across a power cut, so it is not reported as a failed
+        // write (which would make callers keep a token the provider already replaced).
+        if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot fsync the directory");
+        }
     }
     Ok(())
 }
