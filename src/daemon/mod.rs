@@ -61,6 +61,8 @@ pub type Loader = Box<dyn FnMut() -> Result<Loaded, ConfigError> + Send>;
 /// How long in-flight refreshes may take to finish after a stop request. Their writes are
 /// atomic, so abandoning one after this is safe.
 const DRAIN: Duration = Duration::from_secs(3);
+/// The longest a token change waits to reach the editor files while other refreshes run.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Config files are often written in several steps; wait this long for the last one.
 const RELOAD_SETTLE: Duration = Duration::from_millis(200);
 
@@ -282,7 +284,6 @@ impl Daemon {
                 }
             }
         }
-        self.render();
     }
 
     fn reload(&mut self) {
@@ -333,9 +334,22 @@ impl Daemon {
         let mut tasks: JoinSet<(String, Outcome)> = JoinSet::new();
         let mut ready = false;
         let mut last_status = String::new();
+        // Token changes are rendered in batches: at once when no refresh is running, else at
+        // most every FLUSH_EVERY. Rendering after each of a thousand refreshes (or re-reading
+        // every token file after each of our own writes) would make a big setup quadratic.
+        let (mut dirty, mut reread) = (false, false);
+        let mut last_flush = tokio::time::Instant::now();
         info!(identities = names.len(), tokens_dir = %self.store.dir().display(), "daemon started");
         loop {
             self.spawn_due(&mut tasks, &sem);
+            if (dirty || reread) && (tasks.is_empty() || last_flush.elapsed() >= FLUSH_EVERY) {
+                if reread {
+                    self.reread_tokens();
+                }
+                self.render();
+                (dirty, reread) = (false, false);
+                last_flush = tokio::time::Instant::now();
+            }
             let now = self.clock.now();
             if !ready && !self.schedule.any_in_flight() {
                 ready = true;
@@ -346,11 +360,17 @@ impl Daemon {
                 self.notifier.status(&line);
                 last_status = line;
             }
-            let sleep = Duration::from_millis(self.schedule.sleep_ms(now) as u64);
+            let mut sleep = Duration::from_millis(self.schedule.sleep_ms(now) as u64);
+            if dirty || reread {
+                sleep = sleep.min(FLUSH_EVERY.saturating_sub(last_flush.elapsed()));
+            }
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => match done {
-                    Ok((name, outcome)) => self.finished(name, outcome),
+                    Ok((name, outcome)) => {
+                        self.finished(name, outcome);
+                        dirty = true;
+                    }
                     Err(e) => error!(error = %e, "a refresh task failed"),
                 },
                 ev = events.recv() => {
@@ -374,8 +394,7 @@ impl Daemon {
                         }
                     }
                     if pending.contains(&Event::TokensChanged) {
-                        self.reread_tokens();
-                        self.render();
+                        reread = true;
                     }
                     if pending.contains(&Event::RefreshAll) {
                         info!("refreshing every identity now (SIGUSR1)");
@@ -401,6 +420,7 @@ impl Daemon {
             );
             tasks.abort_all();
         }
+        self.render();
         Exit::Success
     }
 }
