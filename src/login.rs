@@ -21,7 +21,7 @@ use crate::identity::reply::TokenReply;
 use crate::identity::{FailureKind, FetchError};
 
 /// Connections the callback listener serves at once; each is bounded to 5 s.
-const MAX_CONNECTIONS: usize = 32;
+const MAX_CONNECTIONS: usize = 512;
 
 fn random_b64(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];

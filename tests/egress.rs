@@ -403,3 +403,42 @@ fn login_through_a_real_browser() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(s.sb.read_json(&token_file(&s))["refresh_token"].is_string());
 }
+
+#[test]
+fn a_request_flood_does_not_wedge_the_callback() {
+    let s = setup("3600");
+    let (child, url) = start_login(
+        &s,
+        &["local", "--no-browser", "--timeout", "30"],
+        &s.idp.base(),
+    );
+    // 150 connections that never send a byte, and 150 forged callbacks.
+    let idle: Vec<TcpStream> = (0..150)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", s.port)).ok())
+        .collect();
+    assert!(idle.len() > 100);
+    let forged: Vec<std::thread::JoinHandle<String>> = (0..150)
+        .map(|i| {
+            let port = s.port;
+            std::thread::spawn(move || {
+                raw_get(port, &format!("/callback?code=forged{i}&state=wrong{i}"))
+            })
+        })
+        .collect();
+    for f in forged {
+        assert!(f.join().unwrap().starts_with("HTTP/1.1 400"));
+    }
+    // The real login still gets through, and only its code is used.
+    let out = node("drive-login.mjs", &[&url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = finish(child, Duration::from_secs(20));
+    assert_eq!(r.code, 0, "{r:?}");
+    drop(idle);
+    assert!(s.sb.read_json(&token_file(&s))["refresh_token"].is_string());
+    // Once the code is taken the listener is gone: a late callback finds nobody.
+    assert!(TcpStream::connect(("127.0.0.1", s.port)).is_err());
+}
