@@ -442,3 +442,43 @@ fn a_request_flood_does_not_wedge_the_callback() {
     // Once the code is taken the listener is gone: a late callback finds nobody.
     assert!(TcpStream::connect(("127.0.0.1", s.port)).is_err());
 }
+
+#[test]
+fn concurrent_one_shots_and_the_daemon_keep_a_rotating_grant_alive() {
+    let s = setup("4");
+    login_over_http(&s);
+    let log = s.sb.home().join("daemon.log");
+    let mut c = s.sb.command(&["daemon"]);
+    c.env("LOCAL_SECRET", "mcp-web-secret")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut daemon = c.spawn().unwrap();
+    // The daemon refreshes every ~2 s on its own; four one-shots force refreshes alongside.
+    for _ in 0..4 {
+        let kids: Vec<Child> = (0..4)
+            .map(|_| {
+                let mut c = s.sb.command(&["--provider", "local", "--force"]);
+                c.env("LOCAL_SECRET", "mcp-web-secret")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped());
+                c.spawn().unwrap()
+            })
+            .collect();
+        for k in kids {
+            let out = k.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    // SAFETY: kill(2) on our child's PID.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    assert!(daemon.wait().unwrap().success());
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(!log_text.contains("invalid_grant"), "{log_text}");
+    let r = s.sb.run_env(&["--provider", "local", "--force"], ENV);
+    assert_eq!(r.code, 0, "the grant survived: {r:?}");
+}
