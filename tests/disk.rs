@@ -78,6 +78,22 @@ fn a_full_disk_is_a_clear_error_and_loses_nothing() {
     // Space again: the next run works.
     std::fs::remove_file(&filler).unwrap();
     assert_eq!(sb.run(&["--force"]).code, 0);
+    // A read-only file system: a clear error, the token untouched.
+    let before = std::fs::read(&file).unwrap();
+    assert!(
+        Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(sb.tokens())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let r = sb.run(&["--force"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("Read-only file system"), "{r:?}");
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+    let s = sb.run(&["status"]);
+    assert!(s.stdout.contains("ingress"), "status still reads: {s:?}");
 }
 
 #[test]
