@@ -258,14 +258,18 @@ impl Doc {
     /// Removes the member `name` of the object at `path`, if there is one (see
     /// `remove_member`). Returns whether it was there.
     pub fn remove_member_at(&mut self, path: &[&str], name: &str) -> Result<bool, String> {
-        // A fresh tree: members emptied by an earlier removal are gone from it.
-        self.reparse(self.root.to_string())?;
-        match self.object_at(path)?.and_then(|o| o.get(name)) {
-            Some(prop) => {
-                remove_member(&prop);
-                Ok(true)
+        // A fresh tree: members emptied by an earlier removal are gone from it. Every
+        // member of that name goes: with duplicates, editors read the last one.
+        let mut removed = false;
+        loop {
+            self.reparse(self.root.to_string())?;
+            match self.object_at(path)?.and_then(|o| o.get(name)) {
+                Some(prop) => {
+                    remove_member(&prop);
+                    removed = true;
+                }
+                None => return Ok(removed),
             }
-            None => Ok(false),
         }
     }
 
@@ -504,7 +508,16 @@ pub fn update_entry(prop: &CstObjectProp, fields: &[(&'static str, Field)], fres
         let Field::Managed(want) = field else {
             continue;
         };
-        match (obj.get(key), want) {
+        // A key written twice in our entry: editors read the last, so that is the one we
+        // keep current; the earlier copies go.
+        let mut same: Vec<CstObjectProp> = obj
+            .properties()
+            .into_iter()
+            .filter(|p| p.name().and_then(|n| n.decoded_value().ok()).as_deref() == Some(*key))
+            .collect();
+        let last = same.pop();
+        remove.extend(same);
+        match (last, want) {
             (Some(p), Some(w)) => {
                 if value_of(&p).as_ref() != Some(w) {
                     p.set_value(to_input(w));

@@ -135,6 +135,28 @@ mod tests {
         serde_json::from_str(text).unwrap()
     }
 
+    /// Found by the fuzzer: editors read the last of duplicate keys, so the last is the one
+    /// to keep current, and a removal must take every copy.
+    #[test]
+    fn duplicate_keys_are_resolved_the_way_editors_read_them() {
+        let text = r#"{"servers":{"a":{"url":"old","url":"old2","type":"http"}}}"#;
+        let m = merge(
+            Some(text),
+            EditorFormat::Vscode,
+            &[e("a", Some("T"))],
+            &set(&["a"]),
+        )
+        .unwrap();
+        let out = m.text.unwrap();
+        assert_eq!(out.matches("\"url\"").count(), 1, "{out}");
+        assert_eq!(json_of(&out)["servers"]["a"]["url"], "https://gw/a/mcp");
+        let text = r#"{"mcpServers":{"x":{"url":"u"},"x":{"url":"v"},"mine":{}}}"#;
+        let m = merge(Some(text), EditorFormat::Roo, &[], &set(&["x"])).unwrap();
+        let out = m.text.unwrap();
+        assert!(!out.contains("\"x\""), "{out}");
+        assert!(out.contains("\"mine\""), "{out}");
+    }
+
     #[test]
     fn nothing_to_write_creates_no_file() {
         let m = merge(None, EditorFormat::Vscode, &[], &set(&[])).unwrap();
