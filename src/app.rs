@@ -324,16 +324,9 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
         ));
         return Exit::Config;
     }
-    let store = match open_store(&config, ui) {
-        Ok(s) => s,
+    let (store, http) = match open_store_and_http(&config, ui) {
+        Ok(x) => x,
         Err(e) => return e,
-    };
-    let http = match Http::new(config.http) {
-        Ok(h) => h,
-        Err(e) => {
-            ui.error(e);
-            return Exit::Failure;
-        }
     };
     let mut exit = Exit::Success;
     if egress_only && !config.all_identities().any(is_egress) {
@@ -407,6 +400,16 @@ fn write_editors(
 
 /// The stored tokens by identity, read only: nothing is created or fetched. Also says
 /// which identities have no usable token; with `usable_only`, expired ones are left out.
+/// The store and the HTTP client, for commands that may fetch tokens.
+fn open_store_and_http(config: &Config, ui: Ui) -> Result<(Store, Http), Exit> {
+    let store = open_store(config, ui)?;
+    let http = Http::new(config.http).map_err(|e| {
+        ui.error(e);
+        Exit::Failure
+    })?;
+    Ok((store, http))
+}
+
 fn stored_records(
     config: &Config,
     store: Option<&Store>,
@@ -417,7 +420,7 @@ fn stored_records(
     let mut problems = Vec::new();
     let now = clock.now();
     let get_one = "run `mcp-credd` (or start the daemon) to get one";
-    for id in config.ingress.iter() {
+    for id in config.all_identities() {
         let rec = match store.map(|s| s.read_token(&token_file_name(id))) {
             Some(Ok(Some(r))) if refresh::belongs_to(&r, id) => r,
             Some(Ok(Some(_))) => {
@@ -593,16 +596,9 @@ async fn login_cmd(
         ui.error("no egress provider is configured: add an `egress:` entry (see README)");
         return Exit::Config;
     }
-    let store = match open_store(config, ui) {
-        Ok(s) => s,
+    let (store, http) = match open_store_and_http(config, ui) {
+        Ok(x) => x,
         Err(e) => return e,
-    };
-    let http = match Http::new(config.http) {
-        Ok(h) => h,
-        Err(e) => {
-            ui.error(e);
-            return Exit::Failure;
-        }
     };
     let mut exit = Exit::Success;
     for id in targets {
@@ -626,12 +622,7 @@ async fn login_cmd(
         });
     }
     // Render with every stored token, so editors see the new login at once.
-    let mut records = HashMap::new();
-    for id in config.all_identities() {
-        if let Ok(Some(r)) = store.read_token(&token_file_name(id)) {
-            records.insert(id.name.clone(), r);
-        }
-    }
+    let (records, _) = stored_records(config, Some(&store), clock, false);
     let entries = crate::render::entries(config, &records);
     exit.worst(write_editors(config, &store, dirs, &entries, ui))
 }

@@ -222,6 +222,22 @@ fn login_over_http_then_refresh_with_rotation_then_revocation() {
         roo["mcpServers"]["tools"]["url"],
         "https://gw.example.com/tools/mcp"
     );
+    // `headers` and `render` (no network) see the provider token too.
+    let hd = s.sb.run_env(&["headers", "tools"], ENV);
+    assert_eq!(hd.code, 0, "{hd:?}");
+    let hv: serde_json::Value = serde_json::from_str(&hd.stdout).unwrap();
+    assert_eq!(
+        hv["Authorization"],
+        format!("Bearer {}", t1["access_token"].as_str().unwrap())
+    );
+    assert!(hv["X-Authorization"].is_string(), "{hv}");
+    std::fs::remove_file(s.sb.tokens().join("mcp.json")).unwrap();
+    assert_eq!(s.sb.run_env(&["render"], ENV).code, 0);
+    let again = s.sb.read_json(&s.sb.tokens().join("mcp.json"));
+    assert_eq!(
+        again["mcpServers"]["tools"]["headers"]["Authorization"],
+        h["Authorization"]
+    );
 
     // Refresh with rotation: a new refresh token is stored.
     let r =
