@@ -267,7 +267,7 @@ fn install_service(
     }
     let text = unit_text(&bin, &config.tokens_dir, home.as_deref());
     if let Some(dir) = path.parent()
-        && let Err(e) = std::fs::create_dir_all(dir)
+        && let Err(e) = crate::store::atomic::create_private_dirs(dir)
     {
         ui.error(format!("cannot create {}: {e}", dir.display()));
         return Exit::Failure;
