@@ -296,7 +296,7 @@ mod tests {
             ("short", true, TokenAuth::Basic, RefreshKind::Rotating)
         );
         assert!(d.scopes.is_empty());
-        c.overlay("bad", yaml_serde::from_str("display_name: Bad\n").unwrap());
+        c.overlay("bad", yaml_serde::from_str("pkce: maybe\n").unwrap());
         assert!(
             c.get("bad")
                 .unwrap()
