@@ -25,10 +25,12 @@ fn init_logging(cli: &Cli) {
     let filter =
         std::env::var("MCP_CREDD_LOG").unwrap_or_else(|_| format!("warn,mcp_credd={level}"));
     let stderr_tty = std::io::stderr().is_terminal();
+    // No colours: every event goes through a writer that escapes control characters (a
+    // server's text cannot forge a log line or drive the terminal), which would mangle them.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(stderr_tty)
+        .with_writer(mcp_credd::sanitize::EscapingStderr)
+        .with_ansi(false)
         .with_target(false);
     // journald stamps each line itself; print our own time only on a terminal.
     if stderr_tty {

@@ -22,15 +22,22 @@ use crate::secret::Secret;
 pub struct EnvVars {
     pub file: Option<PathBuf>,
     pub vars: HashMap<String, (String, Option<usize>)>,
+    /// Every set variable the config was built from (see `load`'s implicit-.env rule).
+    pub used: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl EnvVars {
     /// A set, non-empty variable.
     pub fn get(&self, k: &str) -> Option<&str> {
-        self.vars
+        let v = self
+            .vars
             .get(k)
             .map(|(v, _)| v.as_str())
-            .filter(|v| !v.is_empty())
+            .filter(|v| !v.is_empty());
+        if v.is_some() {
+            self.used.borrow_mut().insert(k.to_string());
+        }
+        v
     }
 
     fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
@@ -514,6 +521,7 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> EnvVars {
         EnvVars {
+            used: Default::default(),
             file: Some(PathBuf::from("/r/.env")),
             vars: pairs
                 .iter()
