@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod exit;
 pub mod identity;
 pub mod login;
+pub mod mcpauth;
 pub mod providers;
 pub mod refresh;
 pub mod render;
