@@ -295,10 +295,15 @@ async fn mcp_client_credentials(
     server_url: &str,
     authorization_server: Option<&str>,
 ) -> Result<TokenRecord, FetchError> {
-    let d = crate::mcpauth::discover::discover(ctx.http, server_url, authorization_server, &id.scopes)
-        .await?;
+    let d =
+        crate::mcpauth::discover::discover(ctx.http, server_url, authorization_server, &id.scopes)
+            .await?;
     if !d.server.grant_types_supported.is_empty()
-        && !d.server.grant_types_supported.iter().any(|g| g == "client_credentials")
+        && !d
+            .server
+            .grant_types_supported
+            .iter()
+            .any(|g| g == "client_credentials")
     {
         return Err(FetchError::permanent(format!(
             "authorization server {} does not offer the client_credentials grant (grant_types_supported); use `auth: oauth` and `mcp-credd login`, or ask its operator",

@@ -845,7 +845,10 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
                     base,
                     &mut literal_secrets,
                 )?;
-                if identities.iter().any(|i: &IdentityConfig| i.name == id.name) {
+                if identities
+                    .iter()
+                    .any(|i: &IdentityConfig| i.name == id.name)
+                {
                     return Err(ctx.err(
                         &format!("{key}.name"),
                         format!("an identity is already named `{}`; a server with `auth: oauth` gets an identity of its own name, so rename one of them", id.name),
@@ -2141,5 +2144,168 @@ mod bad_input {
         }
         // A huge value is not an error by itself, and parses quickly.
         assert!(parse(&huge, Path::new("/c.yaml"), &L).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod mcp_oauth_tests {
+    use super::*;
+
+    struct L;
+    impl Lookup for L {
+        fn env(&self, name: &str) -> Option<String> {
+            (name == "AGENT_SECRET").then(|| "s3cret".to_string())
+        }
+        fn read_file(&self, p: &Path) -> std::io::Result<String> {
+            match p.to_str() {
+                Some("/k.pem") => Ok(include_str!("../identity/testdata/ec-test.pem").into()),
+                Some("/bad.pem") => {
+                    Ok("-----BEGIN PRIVATE KEY-----\nbm9wZQ==\n-----END PRIVATE KEY-----\n".into())
+                }
+                _ => Err(std::io::ErrorKind::NotFound.into()),
+            }
+        }
+        fn home_dir(&self) -> Option<PathBuf> {
+            Some("/h".into())
+        }
+    }
+
+    fn parse_str(text: &str) -> Result<Config, String> {
+        parse(text, Path::new("/c.yaml"), &L)
+            .map(|p| p.config)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn client_credentials_servers_get_an_identity_of_their_own() {
+        let c = parse_str(
+            "servers:\n  - name: reports\n    url: HTTPS://Reports.example.com:443/mcp\n    auth:\n      oauth:\n        grant: client_credentials\n        client_id: reports-agent\n        private_key: {file: /k.pem}\n  - name: calc\n    url: https://calc.example.com/mcp\n    auth:\n      oauth:\n        grant: client_credentials\n        client_id: calc-agent\n        client_secret: {env: AGENT_SECRET}\n        scopes: [mcp:tools]\n        authorization_server: https://as.example.com/t1\n",
+        )
+        .unwrap();
+        let r = c.identity("reports").unwrap();
+        assert_eq!(r.file_name, "reports.json");
+        assert_eq!(r.client_auth, ClientAuth::PrivateKeyJwt);
+        assert_eq!(
+            r.resource.as_deref(),
+            Some("https://reports.example.com/mcp")
+        );
+        assert_eq!(
+            r.endpoint,
+            Endpoint::McpServer {
+                server_url: "https://reports.example.com/mcp".into(),
+                authorization_server: None
+            }
+        );
+        let k = c.identity("calc").unwrap();
+        assert_eq!(k.client_auth, ClientAuth::Basic);
+        assert_eq!(k.client_secret.as_ref().unwrap().expose(), "s3cret");
+        assert_eq!(k.scopes, ["mcp:tools"]);
+        assert_eq!(
+            k.endpoint,
+            Endpoint::McpServer {
+                server_url: "https://calc.example.com/mcp".into(),
+                authorization_server: Some("https://as.example.com/t1".into())
+            }
+        );
+        assert_eq!(
+            c.servers[1].auth,
+            ServerAuth::Identity {
+                name: "calc".into(),
+                header: "Authorization".into(),
+                scheme: "Bearer".into(),
+                gateway: false
+            }
+        );
+    }
+
+    #[test]
+    fn oauth_errors_name_file_line_and_key() {
+        let srv = "servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth:\n        grant: client_credentials\n";
+        let e = parse_str(&format!(
+            "{srv}        client_id: a\n        private_key: {{file: /bad.pem}}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.starts_with(
+                "/c.yaml:8: servers[0].auth.oauth.private_key: the private key is neither"
+            ),
+            "{e}"
+        );
+        assert!(!e.contains("bm9wZQ"), "{e}");
+        let e = parse_str(&format!("{srv}        client_id: a\n")).unwrap_err();
+        assert!(
+            e.contains("servers[0].auth.oauth: missing `client_secret` or `private_key`"),
+            "{e}"
+        );
+        let e = parse_str(&format!("{srv}        client_id: a\n        client_secret: x\n        private_key: {{file: /k.pem}}\n")).unwrap_err();
+        assert!(e.contains(":9: servers[0].auth.oauth.private_key: give `client_secret` or `private_key`, not both"), "{e}");
+        let e = parse_str(&format!("{srv}        client_id: a\n        client_secret: x\n        authorization_server: http://as.example.com\n")).unwrap_err();
+        assert!(e.contains(":9: servers[0].auth.oauth.authorization_server: `http://as.example.com` uses plain http"), "{e}");
+        let e = parse_str(&format!(
+            "{srv}        client_id: a\n        client_sceret: x\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains(":8: servers[0].auth.oauth.client_sceret") || e.contains("client_sceret"),
+            "{e}"
+        );
+        assert!(e.contains("unknown"), "{e}");
+        let e = parse_str(
+            "servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth: oauth\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains(":4: servers[0].auth.oauth: the interactive login for MCP servers"),
+            "{e}"
+        );
+        let e = parse_str("servers:\n  - name: r\n    url: https://r.example.com/mcp#x\n    auth:\n      oauth: {grant: client_credentials, client_id: a, client_secret: b}\n").unwrap_err();
+        assert!(
+            e.contains(":3: servers[0].url: `https://r.example.com/mcp#x` has a fragment"),
+            "{e}"
+        );
+        let e = parse_str("identities:\n  r:\n    kind: oidc_m2m\n    client_id: c\n    client_secret: s\n    token_url: https://t.example.com/\nservers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth: {grant: client_credentials, client_id: a, client_secret: b}\n").unwrap_err();
+        assert!(
+            e.contains(":8: servers[0].name: an identity is already named `r`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn oidc_m2m_takes_a_private_key() {
+        let base = "ingress:\n  kind: oidc_m2m\n  client_id: a\n  token_url: https://t.example.com/token\n";
+        let c = parse_str(&format!("{base}  private_key: {{file: /k.pem}}\n")).unwrap();
+        assert_eq!(
+            c.ingress.as_ref().unwrap().client_auth,
+            ClientAuth::PrivateKeyJwt
+        );
+        let c = parse_str(&format!(
+            "{base}  private_key: {{file: /k.pem}}\n  client_auth: private_key_jwt\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.ingress.as_ref().unwrap().client_auth,
+            ClientAuth::PrivateKeyJwt
+        );
+        let e = parse_str(&format!(
+            "{base}  private_key: {{file: /k.pem}}\n  client_auth: post\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains(":6: ingress.client_auth: with `private_key`"),
+            "{e}"
+        );
+        let e = parse_str(&format!(
+            "{base}  client_secret: x\n  client_auth: private_key_jwt\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains(":6: ingress.client_auth: private_key_jwt needs `private_key`"),
+            "{e}"
+        );
+        let e = parse_str("ingress:\n  kind: cognito_m2m\n  client_id: a\n  domain: d\n  region: eu-west-1\n  private_key: {file: /k.pem}\n").unwrap_err();
+        assert!(
+            e.contains(":6: ingress.private_key: `private_key` does not apply to kind cognito_m2m"),
+            "{e}"
+        );
     }
 }

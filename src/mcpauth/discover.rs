@@ -28,7 +28,11 @@ pub struct Probe {
 const PING: &str = r#"{"jsonrpc":"2.0","id":"mcp-credd-probe","method":"ping"}"#;
 
 /// Sends the MCP server one request, with `token` as its bearer when given.
-pub async fn probe(http: &Http, server_url: &str, token: Option<&str>) -> Result<Probe, FetchError> {
+pub async fn probe(
+    http: &Http,
+    server_url: &str,
+    token: Option<&str>,
+) -> Result<Probe, FetchError> {
     check_endpoint_url(server_url).map_err(FetchError::permanent)?;
     with_retries(&http.policy, server_url, || async move {
         let mut req = http
@@ -110,9 +114,8 @@ async fn fetch_metadata(http: &Http, url: &str) -> Result<Option<serde_json::Val
 
 /// Fetches and checks an authorization server's metadata, trying the spec's URLs in order.
 pub async fn server_metadata(http: &Http, issuer: &str) -> Result<ServerMetadata, FetchError> {
-    check_endpoint_url(issuer).map_err(|m| {
-        FetchError::permanent(format!("authorization server {m}"))
-    })?;
+    check_endpoint_url(issuer)
+        .map_err(|m| FetchError::permanent(format!("authorization server {m}")))?;
     let candidates = as_metadata_candidates(issuer);
     for url in &candidates {
         if let Some(doc) = fetch_metadata(http, url).await? {
@@ -186,7 +189,10 @@ pub async fn discover(
         return Err(FetchError::permanent(format!(
             "MCP server {server_url} does not announce its authorization: {} and no protected resource metadata at {}; check the server's `url`, or set `authorization_server` under `auth.oauth`",
             match p.status {
-                401 | 403 => format!("it answered HTTP {} without a resource_metadata challenge", p.status),
+                401 | 403 => format!(
+                    "it answered HTTP {} without a resource_metadata challenge",
+                    p.status
+                ),
                 s => format!("it answered HTTP {s} without asking for a token"),
             },
             candidates.join(", ")
@@ -235,7 +241,7 @@ pub async fn check_token(
             .map(|s| format!("; it wants scope `{}`", escape(s)))
             .unwrap_or_default();
         format!(
-            "MCP server {server_url} refused the new token for insufficient scope{desc}{wanted}; the token has `{}`. Allow this client the scopes the server needs at the authorization server, or set `scopes` under `auth.oauth`",
+            "MCP server {server_url} refused the new token for insufficient scope{desc}{wanted}; the token has `{}`; allow this client the scopes the server needs at the authorization server, or set `scopes` under `auth.oauth`",
             asked.join(" ")
         )
     } else {

@@ -248,7 +248,7 @@ pub fn check_resource_metadata(
     }
     for a in &authorization_servers {
         check_endpoint_url(a).map_err(|m| {
-            format!("the protected resource metadata at {from} names authorization server {m}")
+            format!("the protected resource metadata at {from} names an unacceptable authorization server: {m}")
         })?;
     }
     Ok(ResourceMetadata {
@@ -384,7 +384,10 @@ mod tests {
         let c = parse_www_authenticate(r#"Bearer realm="a", DPoP scope="x""#).unwrap();
         assert_eq!(c.scope, None);
         assert_eq!(parse_www_authenticate(r#"Basic realm="x""#), None);
-        assert_eq!(parse_www_authenticate(r#"Bearer scope="unterminated"#), None);
+        assert_eq!(
+            parse_www_authenticate(r#"Bearer scope="unterminated"#),
+            None
+        );
         assert_eq!(parse_www_authenticate("Bearer"), Some(Challenge::default()));
     }
 
