@@ -15,6 +15,7 @@ pub mod refresh;
 pub mod render;
 pub mod schedule;
 pub mod secret;
+pub mod service;
 pub mod status;
 pub mod store;
 pub mod timefmt;

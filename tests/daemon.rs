@@ -308,9 +308,16 @@ fn the_unit_file_verifies_and_install_service_fills_it_in() {
         "{r:?}"
     );
     let text = std::fs::read_to_string(&unit).unwrap();
-    assert!(text.contains(&format!("ExecStart={BIN} daemon")), "{text}");
     assert!(
-        text.contains(&format!("ReadWritePaths=-{}/tok", sb.home().display())),
+        text.contains(&format!(
+            "ExecStart=\"{BIN}\" \"--config\" \"{}\" \"--tokens-dir\" \"{}/tok\" daemon",
+            sb.config_path().display(),
+            sb.home().display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("ReadWritePaths=\"-{}/tok\"", sb.home().display())),
         "{text}"
     );
     assert!(

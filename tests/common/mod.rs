@@ -12,6 +12,8 @@ use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mcp-credd");
 
+pub mod systemd;
+
 fn idp_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp")
 }
