@@ -357,7 +357,9 @@ mod tests {
         );
         assert!(t.contains("Type=notify\nExecReload=/bin/kill -HUP $MAINPID\n"));
         assert!(t.contains("LimitCORE=0\n") && !t.contains("EnvironmentFile"));
-        assert!(!t.contains('@'), "every placeholder filled: {t}");
+        for p in ["@TYPE@", "@EXEC@", "@RWPATHS@"] {
+            assert!(!t.contains(p), "{p} filled: {t}");
+        }
         let r = unit_text(&UnitSpec {
             notify_reload: true,
             ..spec()
