@@ -115,9 +115,19 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
             .await
         }
         Some(Command::Doctor { json }) => {
+            let facts = crate::doctor::Facts {
+                missing_secrets: loaded
+                    .missing_secrets
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect(),
+                servers_unavailable: loaded.servers_unavailable.clone(),
+                unit: crate::service::installed_unit(&loaded, process_env),
+            };
             let findings = crate::doctor::run(
                 &loaded.config,
                 &loaded.warnings,
+                &facts,
                 &Dirs::from_env(process_env),
                 clock.as_ref(),
             )

@@ -191,6 +191,32 @@ pub fn default_unit_path(env: &HashMap<String, String>) -> Option<PathBuf> {
     Some(base.join("systemd/user").join(UNIT_NAME))
 }
 
+/// The installed unit (default place) and the one `install-service` would write now, for
+/// `doctor`; `None` when no unit is installed.
+pub fn installed_unit(
+    loaded: &Loaded,
+    env: &HashMap<String, String>,
+) -> Option<crate::doctor::UnitFacts> {
+    let path = default_unit_path(env)?;
+    let installed = std::fs::read_to_string(&path).ok()?;
+    let wanted = (|| {
+        let bin = std::env::current_exe().map_err(|e| e.to_string())?;
+        let home = env.get("HOME").map(PathBuf::from);
+        let dirs = Dirs::new(home, None, cfg!(target_os = "macos"));
+        unit_text(&UnitSpec {
+            bin,
+            args: source_args(loaded)?,
+            rw_paths: writable_dirs(&loaded.config, &dirs).0,
+            notify_reload: systemd_version().is_some_and(|v| v >= 253),
+        })
+    })();
+    Some(crate::doctor::UnitFacts {
+        path,
+        installed,
+        wanted,
+    })
+}
+
 /// What `install-service` did, for the user.
 pub struct Installed {
     pub unit_path: PathBuf,
