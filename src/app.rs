@@ -18,6 +18,7 @@ use crate::refresh::{self, Outcome, token_file_name};
 use crate::render::ServerEntry;
 use crate::render::targets::Dirs;
 use crate::render::write::{Outcome as WriteOutcome, write_all_keeping};
+use crate::sanitize::escape_keep_newlines;
 use crate::schedule::plan::Expiry;
 use crate::status;
 use crate::store::{IdentityState, Store, TokenRecord};
@@ -30,18 +31,20 @@ pub struct Ui {
 }
 
 impl Ui {
+    // Every line we print goes through `escape_keep_newlines`: text from a server that
+    // was not escaped where it entered still cannot drive the terminal.
     pub fn out(&self, s: impl AsRef<str>) {
         if !self.quiet {
-            println!("{}", s.as_ref());
+            println!("{}", escape_keep_newlines(s.as_ref()));
         }
     }
     pub fn warn(&self, s: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("warning: {}", s.as_ref());
+            eprintln!("warning: {}", escape_keep_newlines(s.as_ref()));
         }
     }
     pub fn error(&self, s: impl AsRef<str>) {
-        eprintln!("error: {}", s.as_ref());
+        eprintln!("error: {}", escape_keep_newlines(s.as_ref()));
     }
 }
 
@@ -138,7 +141,10 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
                     serde_json::to_string_pretty(&findings).expect("findings serialize")
                 );
             } else {
-                print!("{}", crate::doctor::render_text(&findings));
+                print!(
+                    "{}",
+                    escape_keep_newlines(&crate::doctor::render_text(&findings))
+                );
             }
             if findings
                 .iter()
@@ -551,7 +557,7 @@ async fn login_one(
         policy: &config.refresh,
         clock,
     };
-    let say = |s: String| println!("{s}");
+    let say = |s: String| println!("{}", escape_keep_newlines(&s));
     match refresh::login_and_store(id, &ctx, args.options(), &say).await {
         Ok(rec) => {
             ui.out(format!(
@@ -770,7 +776,10 @@ fn status_cmd(config: &Config, json: bool, clock: &dyn Clock, ui: Ui) -> Exit {
             serde_json::to_string_pretty(&report).expect("status serializes")
         );
     } else {
-        print!("{}", status::render_table(&report, now));
+        print!(
+            "{}",
+            escape_keep_newlines(&status::render_table(&report, now))
+        );
     }
     if report
         .identities

@@ -13,6 +13,7 @@ pub mod login;
 pub mod providers;
 pub mod refresh;
 pub mod render;
+pub mod sanitize;
 pub mod schedule;
 pub mod secret;
 pub mod service;

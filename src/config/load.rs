@@ -50,7 +50,7 @@ impl Lookup for OsLookup<'_> {
         self.env.get(name).map(str::to_string)
     }
     fn read_file(&self, path: &Path) -> std::io::Result<String> {
-        std::fs::read_to_string(path)
+        crate::secret::read_secret_file(path)
     }
     fn home_dir(&self) -> Option<PathBuf> {
         self.home.clone()

@@ -88,10 +88,11 @@ impl<'de> Deserialize<'de> for SecretSpec {
                 let spec = match k.as_str() {
                     "env" => SecretSpec::Env(v),
                     "file" => SecretSpec::File(v),
-                    other => {
-                        return Err(A::Error::custom(format!(
-                            "unknown secret source `{other}`; use {{env: VARIABLE}} or {{file: PATH}}"
-                        )));
+                    // The key is not echoed: `{SECRET}` is a YAML map whose key is the secret.
+                    _ => {
+                        return Err(A::Error::custom(
+                            "unknown secret source; use {env: VARIABLE}, {file: PATH} or a quoted string",
+                        ));
                     }
                 };
                 if m.next_key::<String>()?.is_some() {
@@ -458,6 +459,41 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
 }
 
 /// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" into our wording.
+/// Whether a config key path names a secret-bearing key (or something inside one).
+fn is_secret_key(path: &str) -> bool {
+    path.split(['.', '[']).any(|seg| {
+        let seg = seg.trim_end_matches(']');
+        matches!(seg, "client_secret" | "password")
+    })
+}
+
+/// Replaces every quoted fragment (`...`, "...", '...') of an error message: for errors
+/// about secret-bearing keys, where the fragment may be (part of) the secret.
+fn redact_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut close: Option<char> = None;
+    for c in msg.chars() {
+        match close {
+            Some(q) if c == q => {
+                out.push_str("[redacted]");
+                out.push(c);
+                close = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if matches!(c, '`' | '"' | '\'') {
+                    close = Some(c);
+                }
+            }
+        }
+    }
+    if close.is_some() {
+        out.push_str("[redacted]");
+    }
+    out
+}
+
 fn explain_serde_message(msg: &str, path: &str) -> String {
     let msg = msg.split(" at line ").next().unwrap_or(msg);
     let msg = msg
@@ -591,7 +627,10 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
                 .location()
                 .map(|l| l.line())
                 .or_else(|| locate(text, &key));
-            let message = explain_serde_message(&inner.to_string(), &key);
+            let mut message = explain_serde_message(&inner.to_string(), &key);
+            if is_secret_key(&key) {
+                message = redact_quoted(&message);
+            }
             let key = (key != "." && !key.is_empty()).then_some(key);
             ConfigError {
                 origin: ctx.origin.clone(),
@@ -1398,6 +1437,31 @@ mod tests {
             .to_string()
     }
 
+    #[test]
+    fn errors_on_secret_keys_never_show_the_value() {
+        let head =
+            "ingress:\n  kind: oidc_m2m\n  client_id: a\n  issuer: https://idp.example.com/\n";
+        for bad in [
+            "  client_secret: {SECRETabc}\n",
+            "  client_secret: {SECRETabc: x}\n",
+            "  client_secret: [SECRETabc]\n",
+            "  client_secret: {env: [SECRETabc]}\n",
+            "  client_secret: {env: {SECRETabc: 1}}\n",
+            "  client_secret: !SECRETabc x\n",
+            "  client_secret:\n    SECRETabc: 1\n",
+        ] {
+            let e = err(&format!("{head}{bad}"));
+            assert!(!e.contains("SECRETabc"), "{bad:?} gave {e}");
+            assert!(e.contains("client_secret"), "{bad:?} gave {e}");
+        }
+        let e = err("identities:\n  svc:\n    kind: cognito_password\n    password: {SECRETabc}\n");
+        assert!(!e.contains("SECRETabc"), "{e}");
+        assert_eq!(
+            redact_quoted("x `a` \"b\" 'c"),
+            "x `[redacted]` \"[redacted]\" '[redacted]"
+        );
+    }
+
     const FULL: &str = "\
 tokens_dir: ~/.oauth-tokens
 gateway_url: https://gw.example.com/
@@ -1511,7 +1575,7 @@ servers:
         );
         let e = err("ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: {vault: x}\n");
         assert!(
-            e.contains(":4: ingress.client_secret: unknown secret source `vault`"),
+            e.contains(":4: ingress.client_secret: unknown secret source; use {env: VARIABLE}"),
             "{e}"
         );
         let e = err("a: [\n");

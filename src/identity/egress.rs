@@ -102,6 +102,11 @@ impl std::fmt::Display for DeviceStart {
     }
 }
 
+/// A URL as the parser writes it back: control characters percent-encoded or dropped.
+fn normal_url(u: &str) -> String {
+    reqwest::Url::parse(u).map_or_else(|_| String::new(), String::from)
+}
+
 pub async fn device_start(http: &Http, id: &IdentityConfig) -> Result<DeviceStart, FetchError> {
     let eg = egress(id)?;
     let url = eg.def.device_authorization_url.as_deref().ok_or_else(|| {
@@ -139,10 +144,9 @@ pub async fn device_start(http: &Http, id: &IdentityConfig) -> Result<DeviceStar
         .await
         .map_err(|e| FetchError::transient(format!("device authorization {url}: {e}")))?;
     let status = resp.status().as_u16();
-    let body = resp
-        .bytes()
+    let body = super::oauth::read_capped(resp, super::oauth::REPLY_MAX)
         .await
-        .map_err(|e| FetchError::transient(format!("device authorization {url}: {e}")))?;
+        .map_err(|m| FetchError::transient(format!("device authorization {url}: {m}")))?;
     if !(200..300).contains(&status) {
         let why = super::reply::parse_error(&body)
             .map(|e| super::reply::describe(&e))
@@ -165,6 +169,12 @@ pub async fn device_start(http: &Http, id: &IdentityConfig) -> Result<DeviceStar
     {
         start.verification_uri_complete = None;
     }
+    // Shown to the user: the URLs as the parser writes them (controls percent-encoded),
+    // the code escaped and short.
+    start.verification_uri = normal_url(&start.verification_uri);
+    start.verification_uri_complete = start.verification_uri_complete.as_deref().map(normal_url);
+    start.user_code =
+        crate::sanitize::escape(&start.user_code.chars().take(64).collect::<String>());
     // Bounds on what the provider asks for: at most an hour, polling at most every minute.
     start.expires_in = start.expires_in.clamp(1, 3600);
     start.interval = start.interval.clamp(1, 60);
@@ -264,9 +274,10 @@ pub async fn fetch_cloud_id(
             "{url} answered HTTP {status}"
         )));
     }
-    let sites: Vec<Site> = resp
-        .json()
+    let body = super::oauth::read_capped(resp, super::oauth::REPLY_MAX)
         .await
+        .map_err(|m| FetchError::transient(format!("{url}: {m}")))?;
+    let sites: Vec<Site> = serde_json::from_slice(&body)
         .map_err(|e| FetchError::permanent(format!("{url}: unexpected reply ({e})")))?;
     choose_site(&sites, wanted)
         .map(|s| s.map(|s| s.id.clone()))

@@ -19,7 +19,9 @@ fn lenient_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TokenRecord {
     pub provider: String,
+    #[serde(serialize_with = "crate::secret::expose_ser")]
     pub access_token: Secret,
+    #[serde(serialize_with = "crate::secret::expose_ser_opt")]
     pub refresh_token: Option<Secret>,
     /// Epoch seconds; `null` when the expiry is unknown or the token never expires.
     #[serde(default, deserialize_with = "lenient_secs")]
@@ -44,7 +46,11 @@ pub struct TokenRecord {
     pub scopes: Option<Vec<String>>,
     // mcp-credd's own fields.
     /// The OpenID ID token, when the provider gave one (Cognito service accounts).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::secret::expose_ser_opt"
+    )]
     pub id_token: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
