@@ -272,10 +272,7 @@ pub fn install(
     let mut created = Vec::new();
     for d in &rw_paths {
         if !d.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(d)
+            crate::store::atomic::create_private_dirs(d)
                 .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
             created.push(d.clone());
         }
@@ -296,8 +293,6 @@ pub fn install(
         notes,
     })
 }
-
-use std::os::unix::fs::DirBuilderExt;
 
 /// `uninstall-service`: stop and disable the unit (when a user manager answers), remove
 /// the file, reload the manager. Returns what it did.

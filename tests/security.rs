@@ -413,3 +413,127 @@ fn a_malformed_cognito_reply_leaks_no_token() {
         assert!(!leaked(&r.all()), "{args:?} {r:?}");
     }
 }
+
+#[test]
+fn directories_created_under_umask_000_are_0700() {
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    // The config outside ~/.config, so that mcp-credd is the one creating ~/.config.
+    let cfg = sb.home().join("cfg.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "gateway_url: https://gw.example.com\n{}tokens_dir: ~/deep/er/tokens\neditors: [vscode, cursor]\nservers:\n  - name: currenttime\n",
+            m2m_config("s", &h.url("/ok/token"))
+        ),
+    )
+    .unwrap();
+    let r = sb.run_umask(&["--config", cfg.to_str().unwrap()], 0o000, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        sb.home().join(".config/Code/User/mcp.json").is_file(),
+        "{r:?}"
+    );
+    assert!(sb.home().join(".cursor/mcp.json").is_file(), "{r:?}");
+    for d in [
+        ".config",
+        ".config/Code",
+        ".config/Code/User",
+        ".cursor",
+        "deep",
+        "deep/er",
+        "deep/er/tokens",
+    ] {
+        assert_eq!(mode(&sb.home().join(d)), 0o700, "{d}");
+    }
+    for f in [".config/Code/User/mcp.json", ".cursor/mcp.json"] {
+        assert_eq!(mode(&sb.home().join(f)), 0o600, "{f}");
+    }
+}
+
+#[test]
+fn hooks_get_a_minimal_environment() {
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    let out = sb.home().join("hook-env.txt");
+    sb.write_config(&format!(
+        "{}{ONE_ATTEMPT}on_error: [sh, -c, 'env > {}.tmp && mv {}.tmp {}']\n",
+        m2m_config("{env: THE_CLIENT_SECRET}", &h.url("/escape/token")),
+        out.display(),
+        out.display(),
+        out.display()
+    ));
+    let mut c = sb.command(&["daemon"]);
+    c.env("THE_CLIENT_SECRET", "hunter2-client-secret")
+        .env("AWS_SECRET_ACCESS_KEY", "aws-secret")
+        .env("LANG", "C.UTF-8")
+        .env("MCP_CREDD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut daemon = c.spawn().unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    while !out.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let env = std::fs::read_to_string(&out).expect("the on_error hook ran");
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    for want in ["PATH", "HOME", "LANG", "MCP_CREDD_EVENT", "MCP_CREDD_LOG"] {
+        assert!(names.contains(&want), "{want} missing: {env}");
+    }
+    // What sh itself adds (PWD, SHLVL, _) aside, nothing else is passed.
+    for n in &names {
+        assert!(
+            ["PATH", "HOME", "LANG", "PWD", "SHLVL", "_", "OLDPWD"].contains(n)
+                || n.starts_with("MCP_CREDD_"),
+            "{n} reached the hook: {env}"
+        );
+    }
+    assert!(!env.contains("hunter2") && !env.contains("aws-secret"));
+}
+
+#[test]
+fn an_implicit_env_cannot_send_an_exported_secret_elsewhere() {
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    // A cloned repository's .env in the current directory names the endpoint.
+    std::fs::write(
+        sb.home().join(".env"),
+        format!(
+            "INGRESS_OAUTH_CLIENT_ID=m2m\nINGRESS_OAUTH_TOKEN_URL={}\nINGRESS_OAUTH_USER_POOL_ID=us-east-1_AbC123\n",
+            h.url("/ok/token")
+        ),
+    )
+    .unwrap();
+    let exported = [("INGRESS_OAUTH_CLIENT_SECRET", "exported-secret")];
+    let r = sb.run_env(&["--ingress-only"], &exported);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stderr.contains(".env:2: INGRESS_OAUTH_TOKEN_URL")
+            && r.stderr
+                .contains("INGRESS_OAUTH_CLIENT_SECRET comes from your environment")
+            && r.stderr.contains("--env-file"),
+        "{r:?}"
+    );
+    assert!(h.requests().is_empty(), "the secret was sent");
+    // Chosen explicitly, the same file is trusted.
+    let r = sb.run_env(&["--ingress-only", "--env-file", ".env"], &exported);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(h.requests().len(), 1);
+    // A .env that carries its own secret sends only that.
+    std::fs::write(
+        sb.home().join(".env"),
+        format!(
+            "INGRESS_OAUTH_CLIENT_ID=m2m\nINGRESS_OAUTH_CLIENT_SECRET=its-own\nINGRESS_OAUTH_TOKEN_URL={}\nINGRESS_OAUTH_USER_POOL_ID=us-east-1_AbC123\n",
+            h.url("/ok/token")
+        ),
+    )
+    .unwrap();
+    let r = sb.run(&["--ingress-only", "--force"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(h.requests().len(), 2);
+}

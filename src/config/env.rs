@@ -27,15 +27,22 @@ pub struct EnvVars {
     pub deferred: Option<std::cell::RefCell<Vec<ConfigError>>>,
     /// The user's provider files (key, file name, text), overlaid on the built-in catalog.
     pub provider_files: Vec<(String, String, String)>,
+    /// Every set variable the config was built from (see `load`'s implicit-.env rule).
+    pub used: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl EnvVars {
     /// A set, non-empty variable.
     pub fn get(&self, k: &str) -> Option<&str> {
-        self.vars
+        let v = self
+            .vars
             .get(k)
             .map(|(v, _)| v.as_str())
-            .filter(|v| !v.is_empty())
+            .filter(|v| !v.is_empty());
+        if v.is_some() {
+            self.used.borrow_mut().insert(k.to_string());
+        }
+        v
     }
 
     fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
@@ -538,6 +545,7 @@ mod tests {
         EnvVars {
             deferred: None,
             provider_files: Vec::new(),
+            used: Default::default(),
             file: Some(PathBuf::from("/r/.env")),
             vars: pairs
                 .iter()

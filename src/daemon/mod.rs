@@ -511,17 +511,34 @@ pub struct UnwritableTargets {
     pub targets: Vec<crate::status::UnwritableTarget>,
 }
 
+/// The variables a hook inherits: PATH, HOME, LANG and mcp-credd's own settings. Nothing
+/// else: the daemon's environment may hold client secrets and passwords.
+pub const HOOK_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "MCP_CREDD_CONFIG",
+    "MCP_CREDD_ENV_FILE",
+    "MCP_CREDD_TOKENS_DIR",
+    "MCP_CREDD_SERVERS_DIR",
+    "MCP_CREDD_LOG",
+];
+
 /// Runs a hook command without waiting for it; it gets the details in its environment.
 fn run_hook(argv: &[String], event: &str, identity: &str, message: &str) {
     let Some((prog, args)) = argv.split_first() else {
         return;
     };
     let mut cmd = tokio::process::Command::new(prog);
-    cmd.args(args)
-        .env("MCP_CREDD_EVENT", event)
+    cmd.args(args).env_clear();
+    for k in HOOK_ENV {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env("MCP_CREDD_EVENT", event)
         .env("MCP_CREDD_IDENTITY", identity)
         .env("MCP_CREDD_MESSAGE", message)
-        .env_remove("NOTIFY_SOCKET")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     match cmd.spawn() {

@@ -62,7 +62,7 @@ fn ensure_private_dir(dir: &Path, warnings: &mut Vec<String>) -> Result<(), Stor
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = dir.parent() {
-                std::fs::create_dir_all(parent)
+                atomic::create_private_dirs(parent)
                     .map_err(|e| derr(format!("cannot create its parent: {e}")))?;
             }
             std::fs::DirBuilder::new()
