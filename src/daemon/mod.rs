@@ -84,6 +84,8 @@ pub struct Daemon {
     /// Editor files that could not be written (path, why), for STATUS= and `status`.
     /// `None` until the first render (a record left by an earlier run is replaced).
     unwritable: Option<Vec<(String, String)>>,
+    /// The token files the watcher follows; kept equal to the configured identities'.
+    pub watched: WatchedTokens,
     schedule: Schedule,
     records: HashMap<String, TokenRecord>,
     last_entries: Option<Vec<ServerEntry>>,
@@ -117,6 +119,7 @@ impl Daemon {
             keep_unlisted: false,
             notify_reload: false,
             unwritable: None,
+            watched: Default::default(),
             schedule,
             records: HashMap::new(),
             last_entries: None,
@@ -134,6 +137,14 @@ impl Daemon {
             .get(&id.name)
             .filter(|r| refresh::belongs_to(r, id))
             .map(TokenRecord::times)
+    }
+
+    /// Makes the watcher follow exactly the configured identities' token files.
+    fn watch_token_files(&self) {
+        let files: HashSet<String> = self.ids().iter().map(|i| token_file_name(i)).collect();
+        if let Ok(mut w) = self.watched.write() {
+            *w = files;
+        }
     }
 
     /// Re-reads every identity's token file into the schedule.
@@ -382,6 +393,7 @@ impl Daemon {
                     self.schedule
                         .set_identities(names.iter().map(String::as_str), self.config.refresh);
                     self.hooked.clear();
+                    self.watch_token_files();
                     self.reread_tokens();
                     self.last_entries = None;
                     self.render();
@@ -402,6 +414,7 @@ impl Daemon {
         let names: Vec<String> = self.ids().iter().map(|i| i.name.clone()).collect();
         self.schedule
             .set_identities(names.iter().map(String::as_str), self.config.refresh);
+        self.watch_token_files();
         self.reread_tokens();
         self.render();
         let mut sem = Arc::new(Semaphore::new(self.config.refresh.concurrency));
@@ -579,11 +592,15 @@ pub fn forward_signals(tx: mpsc::Sender<Event>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The token file names the watcher reports changes of; the daemon replaces the set when
+/// a reload adds or removes identities.
+pub type WatchedTokens = Arc<std::sync::RwLock<HashSet<String>>>;
+
 /// Watches the config file(s) and the tokens directory. The watcher stops when dropped.
 pub fn watch(
     config_files: Vec<PathBuf>,
     tokens_dir: PathBuf,
-    token_files: Vec<String>,
+    token_files: WatchedTokens,
     tx: mpsc::Sender<Event>,
 ) -> notify::Result<notify::RecommendedWatcher> {
     use notify::{EventKind, RecursiveMode, Watcher};
@@ -600,7 +617,7 @@ pub fn watch(
             } else if p.parent() == Some(tdir.as_path())
                 && p.file_name()
                     .and_then(|n| n.to_str())
-                    .is_some_and(|n| token_files.iter().any(|t| t == n))
+                    .is_some_and(|n| token_files.read().is_ok_and(|t| t.contains(n)))
             {
                 let _ = tx.try_send(Event::TokensChanged);
             }
@@ -692,6 +709,7 @@ mod tests {
             expiry_source: Some("expires_in".into()),
             scope: None,
             token_endpoint: None,
+            binding: None,
             extra: Default::default(),
         }
     }
