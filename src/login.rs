@@ -724,6 +724,11 @@ mod tests {
             j("/callback?error=access_denied&error_description=no&state=S"),
             Callback::Error("access_denied (no)".into())
         );
+        assert_eq!(
+            j("/callback?error=x&error_description=%1b%5b2J%0d%0aforged&state=S"),
+            Callback::Error("x (\\u{1b}[2J\\r\\nforged)".into()),
+            "the browser's text is escaped"
+        );
         assert_eq!(j("/other?code=C&state=S"), Callback::NotOurs);
         assert_eq!(j("/favicon.ico"), Callback::NotOurs);
         assert_eq!(
