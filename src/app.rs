@@ -170,9 +170,13 @@ async fn daemon_cmd(
     if let Some(p) = &opts.env_file {
         watched.push(absolute(p));
     }
-    let token_files: Vec<String> = config.all_identities().map(token_file_name).collect();
-    let _watcher = match daemon::watch(watched, store.dir().to_path_buf(), token_files, tx.clone())
-    {
+    let token_files = daemon::WatchedTokens::default();
+    let _watcher = match daemon::watch(
+        watched,
+        store.dir().to_path_buf(),
+        token_files.clone(),
+        tx.clone(),
+    ) {
         Ok(w) => Some(w),
         Err(e) => {
             ui.warn(format!(
@@ -187,6 +191,7 @@ async fn daemon_cmd(
     let d = match daemon::Daemon::new(config, store, clock, notifier, loader) {
         Ok(mut d) => {
             d.dirs = dirs;
+            d.watched = token_files;
             d
         }
         Err(e) => {
@@ -428,14 +433,21 @@ fn stored_records(
     let get_one = "run `mcp-credd` (or start the daemon) to get one";
     for id in config.all_identities() {
         let rec = match store.map(|s| s.read_token(&token_file_name(id))) {
-            Some(Ok(Some(r))) if refresh::belongs_to(&r, id) => r,
-            Some(Ok(Some(_))) => {
-                problems.push(format!(
-                    "{}: the stored token was obtained for another client (the configuration changed); {get_one}",
-                    id.name
-                ));
-                continue;
-            }
+            Some(Ok(Some(r))) => match crate::binding::mismatch(&r, id) {
+                None => r,
+                Some(why) => {
+                    let next = if id.egress.is_some() {
+                        format!("run `mcp-credd login {}`", id.name)
+                    } else {
+                        get_one.to_string()
+                    };
+                    problems.push(format!(
+                        "{}: the stored token is not used: {why}; {next}",
+                        id.name
+                    ));
+                    continue;
+                }
+            },
             Some(Err(e)) => {
                 problems.push(e.to_string());
                 continue;
@@ -732,6 +744,14 @@ fn status_cmd(config: &Config, json: bool, clock: &dyn Clock, ui: Ui) -> Exit {
             record: record.as_ref().map(Option::as_ref).map_err(Clone::clone),
             state: &state,
             needs_login_when_missing: id.egress.is_some(),
+            not_used: match &record {
+                Ok(Some(r)) => crate::binding::mismatch(r, id),
+                _ => None,
+            },
+            uses_refresh_token: matches!(
+                id.kind,
+                crate::config::IdentityKind::Egress | crate::config::IdentityKind::CognitoPassword
+            ),
         };
         rows.push(status::row(&input, &config.refresh, now));
     }

@@ -2,6 +2,7 @@
 //! and writes them into the MCP configuration files editors read.
 
 pub mod app;
+pub mod binding;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -12,7 +12,7 @@ use super::parse::{
 use super::{
     BearerToken, ClientAuth, CognitoPassword, Config, ConfigError, EgressConfig, Endpoint,
     HttpPolicy, IdentityConfig, IdentityKind, Origin, RefreshPolicy, ServerAuth, ServerConfig,
-    Transport, check_endpoint_url, check_redirect_uri, default_server_url,
+    Transport, check_endpoint_url, check_name, check_redirect_uri, default_server_url,
 };
 use crate::providers::{Catalog, TokenAuth};
 use crate::secret::Secret;
@@ -255,7 +255,11 @@ fn egress_from_env(env: &EnvVars) -> Result<Vec<IdentityConfig>, ConfigError> {
             )
         })?;
         check_redirect_uri(redirect).map_err(|m| env.err(&var("OAUTH_REDIRECT_URI"), m))?;
+        check_name(&provider).map_err(|m| env.err(&var("PROVIDER_NAME"), m))?;
         let server_var = env.get(&var("MCP_SERVER_NAME")).map(str::to_string);
+        if let Some(s) = &server_var {
+            check_name(s).map_err(|m| env.err(&var("MCP_SERVER_NAME"), m))?;
+        }
         let server = server_var.clone().unwrap_or_else(|| provider.clone());
         let name = if out.iter().any(|i| i.name == server) {
             format!("{server}-{n}")
@@ -358,6 +362,7 @@ fn agentcore_from_env(env: &EnvVars) -> Result<Vec<(IdentityConfig, String)>, Co
             .get(&format!("AGENTCORE_SERVER_NAME_{n}"))
             .map(str::to_lowercase)
             .unwrap_or_else(|| format!("agentcore-{n}"));
+        check_name(&server).map_err(|m| env.err(&format!("AGENTCORE_SERVER_NAME_{n}"), m))?;
         let region = env.get("AWS_REGION").unwrap_or("us-east-1");
         let (domain_key, domain) = ["COGNITO_DOMAIN", "OAUTH_DOMAIN"]
             .iter()

@@ -11,7 +11,7 @@ use super::locate::locate;
 use super::{
     BearerToken, ClientAuth, CognitoPassword, Config, ConfigError, EditorFormat, EditorSpec,
     EgressConfig, Endpoint, Hooks, HttpPolicy, IdentityConfig, IdentityKind, Origin, RefreshPolicy,
-    ServerAuth, ServerConfig, Transport, check_endpoint_url, check_redirect_uri,
+    ServerAuth, ServerConfig, Transport, check_endpoint_url, check_name, check_redirect_uri,
     default_server_url,
 };
 use crate::providers::{Catalog, TokenAuth};
@@ -603,6 +603,27 @@ fn fraction(
     }
 }
 
+/// The line of `name:` inside the top-level mapping `parent` (a name the key-path
+/// locator cannot split, such as one holding dots).
+fn map_key_line(text: &str, parent: &str, name: &str) -> Option<usize> {
+    let start = locate(text, parent)?;
+    text.lines()
+        .enumerate()
+        .skip(start)
+        .take_while(|(_, l)| l.is_empty() || l.starts_with([' ', '\t', '#']))
+        .find(|(_, l)| {
+            let t = l.trim_start();
+            [
+                format!("{name}:"),
+                format!("\"{name}\":"),
+                format!("'{name}':"),
+            ]
+            .iter()
+            .any(|k| t.starts_with(k.as_str()))
+        })
+        .map(|(i, _)| i + 1)
+}
+
 fn url_key(ctx: &Ctx, key: &str, url: &str) -> Result<String, ConfigError> {
     check_endpoint_url(url).map_err(|m| ctx.err(key, m))?;
     Ok(url.to_string())
@@ -670,17 +691,16 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
     let mut identities = Vec::new();
     for (name, r) in raw.identities.iter().flatten() {
         let key = format!("identities.{name}");
-        if name == "ingress"
-            || name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(ctx.err(
-                &key,
-                "an identity name uses letters, digits, - and _ (and `ingress` is the gateway's)",
+        // The key path cannot locate a name holding dots or slashes: find its own line.
+        let at = |m: String| {
+            ConfigError::new(ctx.origin.clone(), m).at(&key, map_key_line(text, "identities", name))
+        };
+        if name == "ingress" {
+            return Err(at(
+                "`ingress` is the gateway identity's name; give this identity another".into(),
             ));
         }
+        check_name(name).map_err(at)?;
         identities.push(identity(
             &ctx,
             &key,
@@ -730,12 +750,7 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
     let mut servers = Vec::new();
     for (i, s) in raw.servers.iter().flatten().enumerate() {
         let key = format!("servers[{i}]");
-        if s.name.is_empty() || s.name.contains(['/', ' ']) {
-            return Err(ctx.err(
-                &format!("{key}.name"),
-                "a server name must be non-empty, without spaces or slashes",
-            ));
-        }
+        check_name(&s.name).map_err(|m| ctx.err(&format!("{key}.name"), m))?;
         if servers.iter().any(|x: &ServerConfig| x.name == s.name) {
             return Err(ctx.err(
                 &format!("{key}.name"),
@@ -1231,6 +1246,7 @@ fn egress_identity(
     literal_secrets: &mut Vec<String>,
 ) -> Result<IdentityConfig, ConfigError> {
     let k = |field: &str| format!("{key}.{field}");
+    check_name(&e.provider).map_err(|m| ctx.err(&k("provider"), m))?;
     let def = match catalog.get(&e.provider) {
         Some(Ok(d)) => d,
         Some(Err(m)) => return Err(ctx.err(&k("provider"), m)),
@@ -1253,11 +1269,25 @@ fn egress_identity(
     let def = def
         .resolved(&e.variables.clone().unwrap_or_default())
         .map_err(|m| ctx.err(&k("variables"), m))?;
-    for (field, url) in [
-        ("provider", &def.authorize_url),
-        ("provider", &def.token_url),
-    ] {
-        check_endpoint_url(url).map_err(|m| ctx.err(&k(field), m))?;
+    // A user-defined provider may give only its issuer: discovery gives the endpoints.
+    let from_issuer = def.authorize_url.is_empty() || def.token_url.is_empty();
+    match (&def.issuer, from_issuer) {
+        (None, true) => {
+            return Err(ctx.err(
+                &k("provider"),
+                format!(
+                    "provider `{}` needs `authorize_url` and `token_url`, or an `issuer` whose discovery document lists them",
+                    e.provider
+                ),
+            ));
+        }
+        (Some(iss), true) => check_endpoint_url(iss).map_err(|m| ctx.err(&k("provider"), m))?,
+        _ => {}
+    }
+    for url in [&def.authorize_url, &def.token_url] {
+        if !url.is_empty() {
+            check_endpoint_url(url).map_err(|m| ctx.err(&k("provider"), m))?;
+        }
     }
     let redirect_uri = e
         .redirect_uri
@@ -1280,30 +1310,14 @@ fn egress_identity(
         None => None,
     };
     let name = e.name.clone().unwrap_or_else(|| e.provider.clone());
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(ctx.err(&k("name"), "a name uses letters, digits, - and _"));
-    }
+    check_name(&name).map_err(|m| ctx.err(&k("name"), m))?;
     let file_name = match &e.server {
         Some(s) => format!("{}-{s}-egress.json", e.provider),
         None if e.name.is_some() => format!("{}-{name}-egress.json", e.provider),
         None => format!("{}-egress.json", e.provider),
     };
     let server = e.server.clone().unwrap_or_else(|| name.clone());
-    if server.is_empty()
-        || !server
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        || server.starts_with('.')
-    {
-        return Err(ctx.err(
-            &k("server"),
-            "a server name uses letters, digits, '.', '-' and '_'",
-        ));
-    }
+    check_name(&server).map_err(|m| ctx.err(&k("server"), m))?;
     Ok(IdentityConfig {
         name,
         file_name,
@@ -1316,7 +1330,13 @@ fn egress_identity(
             .clone()
             .map(|s| s.0)
             .unwrap_or_else(|| def.scopes.clone()),
-        endpoint: Endpoint::TokenUrl(def.token_url.clone()),
+        endpoint: match (&def.issuer, def.token_url.is_empty()) {
+            (Some(iss), true) => Endpoint::Discovery {
+                url: issuer_discovery_url(iss),
+                fallback: None,
+            },
+            _ => Endpoint::TokenUrl(def.token_url.clone()),
+        },
         client_auth: match def.token_auth {
             TokenAuth::Basic => ClientAuth::Basic,
             TokenAuth::Post => ClientAuth::Post,
@@ -1784,7 +1804,18 @@ mod identity_tests {
             "{e}"
         );
         let e = parse_str("identities:\n  ingress:\n    kind: oidc_m2m\n").unwrap_err();
-        assert!(e.contains("`ingress` is the gateway's"), "{e}");
+        assert!(
+            e.contains("`ingress` is the gateway identity's name"),
+            "{e}"
+        );
+        // One name rule for everything that becomes a file name: the key and line are named.
+        let e = parse_str("identities:\n  ../evil:\n    kind: oidc_m2m\n").unwrap_err();
+        assert!(
+            e.contains(":2: identities.../evil: `../evil` starts with a dot"),
+            "{e}"
+        );
+        let e = parse_str("servers:\n  - name: ok\n    url: https://d/\n    auth: none\n  - name: a/b\n    url: https://d/\n    auth: none\n").unwrap_err();
+        assert!(e.contains(":5: servers[1].name: `a/b` contains `/`"), "{e}");
         let e = parse_str("servers:\n  - name: d\n    url: https://d/\n    auth: sometimes\n")
             .unwrap_err();
         assert!(

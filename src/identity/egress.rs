@@ -45,6 +45,55 @@ async fn grant(
     .await
 }
 
+/// `id` with its provider's endpoints filled in from the issuer's discovery document, for
+/// user-defined providers that give only an `issuer`. Others are returned as they are.
+pub async fn discovered(http: &Http, id: &IdentityConfig) -> Result<IdentityConfig, FetchError> {
+    let eg = egress(id)?;
+    if !eg.def.authorize_url.is_empty() && !eg.def.token_url.is_empty() {
+        return Ok(id.clone());
+    }
+    let Some(issuer) = eg.def.issuer.clone() else {
+        return Err(FetchError::permanent(format!(
+            "provider `{}` has no token_url and no issuer; give both endpoints or an issuer",
+            eg.provider
+        )));
+    };
+    let url = crate::config::parse::issuer_discovery_url(&issuer);
+    let doc = super::oauth::discovery_document(http, &url).await?;
+    let field = |k: &str| -> Result<Option<String>, FetchError> {
+        match doc.get(k).and_then(|v| v.as_str()) {
+            None => Ok(None),
+            Some(u) => {
+                crate::config::check_endpoint_url(u).map_err(|m| {
+                    FetchError::permanent(format!("discovery document {url}: {k} {m}"))
+                })?;
+                Ok(Some(u.to_string()))
+            }
+        }
+    };
+    let mut out = id.clone();
+    let def = &mut out.egress.as_mut().expect("egress").def;
+    for (k, slot) in [
+        ("authorization_endpoint", &mut def.authorize_url),
+        ("token_endpoint", &mut def.token_url),
+    ] {
+        if slot.is_empty() {
+            *slot = field(k)?.ok_or_else(|| {
+                FetchError::permanent(format!(
+                    "discovery document {url} lists no {k}; give it in the provider definition"
+                ))
+            })?;
+        }
+    }
+    if def.revocation_url.is_none() {
+        def.revocation_url = field("revocation_endpoint")?;
+    }
+    if def.device_authorization_url.is_none() {
+        def.device_authorization_url = field("device_authorization_endpoint")?;
+    }
+    Ok(out)
+}
+
 /// Trades an authorization code (and the PKCE verifier) for tokens.
 pub async fn exchange_code(
     http: &Http,

@@ -380,22 +380,50 @@ pub async fn token_request_styled(
 
 /// Fetches an OIDC discovery document and returns its `token_endpoint`.
 pub async fn discover_token_endpoint(http: &Http, url: &str) -> Result<String, FetchError> {
+    let doc = discovery_document(http, url).await?;
+    let ep = doc.get("token_endpoint").and_then(|v| v.as_str()).ok_or_else(|| FetchError::permanent(format!("discovery document {url} lists no token_endpoint (a Cognito pool lists one only once it has a domain; set `domain` or `token_url`)")))?;
+    check_endpoint_url(ep).map_err(|m| {
+        FetchError::permanent(format!("discovery document {url}: token_endpoint {m}"))
+    })?;
+    Ok(ep.to_string())
+}
+
+/// Fetches an OIDC discovery document (bounded retries on transient failures).
+pub async fn discovery_document(http: &Http, url: &str) -> Result<serde_json::Value, FetchError> {
     check_endpoint_url(url).map_err(FetchError::permanent)?;
     with_retries(&http.policy, url, || async move {
-        let resp = http.client.get(url).header(reqwest::header::ACCEPT, "application/json").send().await.map_err(|e| FetchError::transient(format!("discovery document {url}: {}", describe_transport(&e))))?;
+        let resp = http
+            .client
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                FetchError::transient(format!(
+                    "discovery document {url}: {}",
+                    describe_transport(&e)
+                ))
+            })?;
         let status = resp.status().as_u16();
         let ra = retry_after_ms(resp.headers());
         if status == 408 || status == 429 || status >= 500 {
-            return Err(FetchError { kind: FailureKind::Transient, message: format!("discovery document {url} answered HTTP {status}"), retry_after_ms: ra });
+            return Err(FetchError {
+                kind: FailureKind::Transient,
+                message: format!("discovery document {url} answered HTTP {status}"),
+                retry_after_ms: ra,
+            });
         }
         if !(200..300).contains(&status) {
-            return Err(FetchError::permanent(format!("discovery document {url} answered HTTP {status}")));
+            return Err(FetchError::permanent(format!(
+                "discovery document {url} answered HTTP {status}"
+            )));
         }
-        let body = read_capped(resp, REPLY_MAX).await.map_err(|m| FetchError::transient(format!("discovery document {url}: {m}")))?;
-        let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|_| FetchError::transient(format!("discovery document {url} is not JSON")))?;
-        let ep = doc.get("token_endpoint").and_then(|v| v.as_str()).ok_or_else(|| FetchError::permanent(format!("discovery document {url} lists no token_endpoint (a Cognito pool lists one only once it has a domain; set `domain` or `token_url`)")))?;
-        check_endpoint_url(ep).map_err(|m| FetchError::permanent(format!("discovery document {url}: token_endpoint {m}")))?;
-        Ok(ep.to_string())
+        let body = read_capped(resp, REPLY_MAX)
+            .await
+            .map_err(|m| FetchError::transient(format!("discovery document {url}: {m}")))?;
+        let doc: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|_| FetchError::transient(format!("discovery document {url} is not JSON")))?;
+        Ok(doc)
     })
     .await
 }
