@@ -291,10 +291,25 @@ servers:
         roo["mcpServers"]["currenttime"].get("headers").is_none(),
         "{roo}"
     );
+    // ...`headers` gets a new one from the new issuer rather than serve it...
     let h = sb.run(&["headers", "currenttime"]);
-    assert_eq!(h.code, 1, "{h:?}");
-    assert!(!h.stdout.contains(&old));
-    // ...and the next run fetches one from the new issuer, saying why.
+    assert_eq!(h.code, 0, "{h:?}");
+    assert!(!h.stdout.contains(&old), "{h:?}");
+    assert_eq!(
+        jwt_claims(&access_token(&sb, "ingress.json"))["iss"],
+        b.base().as_str()
+    );
+    // ...and so would the next run, saying why.
+    std::fs::write(
+        sb.tokens().join("ingress.json"),
+        serde_json::to_string(&serde_json::json!({
+            "provider": "oidc_m2m", "access_token": old, "refresh_token": null,
+            "expires_at": now_secs() + 3000.0, "expires_at_human": null, "client_id": "m2m-client",
+            "binding": {"kind": "oidc_m2m", "endpoint": a.token_url(), "client_id": "m2m-client", "scopes": []}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
     let r = sb.run(&[]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("stored token is not used"), "{r:?}");
