@@ -296,8 +296,15 @@ struct RawEgress {
     cloud_site: Option<String>,
 }
 
-/// Where the browser comes back when the config does not say.
-pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:8080/callback";
+/// Where the browser comes back when the config does not say: a path of its own per
+/// provider (`http://localhost:8080/callback/<provider>`), so that a code one provider
+/// sends can never be taken for another's (the mix-up defence of RFC 9700 §4.4 for
+/// providers that do not send `iss`).
+pub const DEFAULT_REDIRECT_BASE: &str = "http://localhost:8080/callback";
+
+pub fn default_redirect_uri(provider: &str) -> String {
+    format!("{DEFAULT_REDIRECT_BASE}/{provider}")
+}
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
@@ -1285,7 +1292,7 @@ fn egress_identity(
     let redirect_uri = e
         .redirect_uri
         .clone()
-        .unwrap_or_else(|| DEFAULT_REDIRECT_URI.into());
+        .unwrap_or_else(|| default_redirect_uri(&e.provider));
     check_redirect_uri(&redirect_uri).map_err(|m| ctx.err(&k("redirect_uri"), m))?;
     let client_secret = match &e.client_secret {
         Some(spec) => {
