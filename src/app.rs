@@ -17,7 +17,7 @@ use crate::identity::reply::ExpirySource;
 use crate::refresh::{self, Outcome, token_file_name};
 use crate::render::ServerEntry;
 use crate::render::targets::Dirs;
-use crate::render::write::{Outcome as WriteOutcome, write_all};
+use crate::render::write::{Outcome as WriteOutcome, write_all_keeping};
 use crate::sanitize::escape_keep_newlines;
 use crate::schedule::plan::Expiry;
 use crate::status;
@@ -50,10 +50,37 @@ impl Ui {
 
 pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, String>) -> Exit {
     let ui = Ui { quiet: cli.quiet };
+    // Commands that make no network call need no secret: resolved only where used.
+    let lazy_secrets = matches!(
+        cli.command,
+        Some(
+            Command::Status { .. }
+                | Command::Render
+                | Command::Headers { .. }
+                | Command::Doctor { .. }
+                | Command::InstallService { .. }
+        )
+    );
+    if let Some(Command::UninstallService { unit_path }) = &cli.command {
+        return match crate::service::uninstall(unit_path.clone(), process_env) {
+            Ok(said) => {
+                for s in said {
+                    ui.out(s);
+                }
+                Exit::Success
+            }
+            Err(e) => {
+                ui.error(e);
+                Exit::Failure
+            }
+        };
+    }
     let opts = LoadOptions {
         config: cli.config.clone(),
         env_file: cli.env_file.clone(),
         tokens_dir: cli.tokens_dir.clone(),
+        servers_dir: cli.servers_dir.clone(),
+        lazy_secrets,
     };
     let loaded = match load(&opts, process_env) {
         Ok(l) => l,
@@ -65,11 +92,23 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
     for w in &loaded.warnings {
         ui.warn(w);
     }
+    if let Some(why) = &loaded.servers_unavailable {
+        ui.error(why);
+    }
     match cli.command {
+        Some(Command::CheckConfig) => {
+            if loaded.servers_unavailable.is_some() {
+                return Exit::Config;
+            }
+            ui.out(format!("configuration from {} loads", loaded.config.origin));
+            Exit::Success
+        }
+        Some(Command::UninstallService { .. }) => unreachable!("handled before loading"),
         Some(Command::Status { json }) => status_cmd(&loaded.config, json, clock.as_ref(), ui),
         Some(Command::Login { name, args }) => {
             login_cmd(
                 &loaded.config,
+                loaded.servers_unavailable.is_some(),
                 name,
                 &args,
                 &Dirs::from_env(process_env),
@@ -79,9 +118,19 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
             .await
         }
         Some(Command::Doctor { json }) => {
+            let facts = crate::doctor::Facts {
+                missing_secrets: loaded
+                    .missing_secrets
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect(),
+                servers_unavailable: loaded.servers_unavailable.clone(),
+                unit: crate::service::installed_unit(&loaded, process_env),
+            };
             let findings = crate::doctor::run(
                 &loaded.config,
                 &loaded.warnings,
+                &facts,
                 &Dirs::from_env(process_env),
                 clock.as_ref(),
             )
@@ -108,10 +157,11 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
         }
         Some(Command::Daemon) => daemon_cmd(loaded, opts, process_env.clone(), clock, ui).await,
         Some(Command::InstallService { unit_path }) => {
-            install_service(&loaded.config, unit_path, process_env, ui)
+            install_service(&loaded, unit_path, process_env, ui)
         }
         Some(Command::Render) => render_cmd(
             &loaded.config,
+            loaded.servers_unavailable.is_some(),
             &Dirs::from_env(process_env),
             clock.as_ref(),
             ui,
@@ -122,6 +172,7 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
         Some(Command::Logout { name, all }) => {
             logout_cmd(
                 &loaded.config,
+                loaded.servers_unavailable.is_some(),
                 name,
                 all,
                 &Dirs::from_env(process_env),
@@ -145,6 +196,9 @@ async fn daemon_cmd(
     clock: Arc<dyn Clock>,
     ui: Ui,
 ) -> Exit {
+    let keep_unlisted = loaded.servers_unavailable.is_some();
+    let notify_reload = env.get("MCP_CREDD_NOTIFY_RELOAD").is_some_and(|v| v == "1");
+    let secrets_file = loaded.secrets_file.clone();
     let config = loaded.config;
     let store = match open_store(&config, ui) {
         Ok(s) => Arc::new(s),
@@ -182,6 +236,12 @@ async fn daemon_cmd(
     if let Some(p) = &opts.env_file {
         watched.push(absolute(p));
     }
+    // A secret changed in the secrets file takes effect like a config change.
+    watched.extend(
+        secrets_file
+            .or_else(crate::config::load::secrets_file_path)
+            .filter(|p| p.parent().is_some_and(std::path::Path::is_dir)),
+    );
     let token_files = daemon::WatchedTokens::default();
     let _watcher = match daemon::watch(
         watched,
@@ -203,6 +263,8 @@ async fn daemon_cmd(
     let d = match daemon::Daemon::new(config, store, clock, notifier, loader) {
         Ok(mut d) => {
             d.dirs = dirs;
+            d.keep_unlisted = keep_unlisted;
+            d.notify_reload = notify_reload;
             d.watched = token_files;
             d
         }
@@ -218,85 +280,36 @@ fn absolute(p: &std::path::Path) -> std::path::PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// The unit file text for this binary and configuration.
-pub fn unit_text(
-    bin: &std::path::Path,
-    tokens_dir: &std::path::Path,
-    home: Option<&std::path::Path>,
-) -> String {
-    let template = include_str!("../systemd/mcp-credd.service");
-    let mut text = template.replace("@BIN@", &systemd_escape_path(bin));
-    // A tokens directory outside the default needs its own write permission.
-    let default = home.map(|h| h.join(".oauth-tokens"));
-    if default.as_deref() != Some(tokens_dir) {
-        text = text.replace(
-            "ReadWritePaths=-%h/.oauth-tokens\n",
-            &format!(
-                "ReadWritePaths=-%h/.oauth-tokens\nReadWritePaths=-{}\n",
-                systemd_escape_path(tokens_dir)
-            ),
-        );
-    }
-    text
-}
-
-/// Quotes a path for a unit file: spaces as \x20, `%` doubled.
-fn systemd_escape_path(p: &std::path::Path) -> String {
-    p.display()
-        .to_string()
-        .replace('%', "%%")
-        .replace(' ', "\\x20")
-}
-
 fn install_service(
-    config: &Config,
+    loaded: &Loaded,
     unit_path: Option<std::path::PathBuf>,
     env: &HashMap<String, String>,
     ui: Ui,
 ) -> Exit {
-    let bin = match std::env::current_exe() {
-        Ok(b) => b,
+    match crate::service::install(loaded, unit_path, env) {
+        Ok(done) => {
+            for n in &done.notes {
+                ui.warn(n);
+            }
+            for d in &done.created {
+                ui.out(format!(
+                    "created {} (the service may write there)",
+                    d.display()
+                ));
+            }
+            ui.out(format!("wrote {}", done.unit_path.display()));
+            ui.out("start it with:\n  systemctl --user daemon-reload && systemctl --user enable --now mcp-credd");
+            ui.out("if it was already running:\n  systemctl --user daemon-reload && systemctl --user restart mcp-credd");
+            ui.out(
+                "then check it with:\n  mcp-credd status   (or: systemctl --user status mcp-credd)",
+            );
+            Exit::Success
+        }
         Err(e) => {
-            ui.error(format!("cannot tell where this binary is: {e}"));
-            return Exit::Failure;
+            ui.error(e);
+            Exit::Config
         }
-    };
-    let home = env.get("HOME").map(std::path::PathBuf::from);
-    let path = match unit_path.or_else(|| {
-        let base = env
-            .get("XDG_CONFIG_HOME")
-            .filter(|s| !s.is_empty())
-            .map(std::path::PathBuf::from)
-            .or_else(|| home.as_ref().map(|h| h.join(".config")))?;
-        Some(base.join("systemd/user/mcp-credd.service"))
-    }) {
-        Some(p) => p,
-        None => {
-            ui.error("HOME is not set; pass --unit-path");
-            return Exit::Failure;
-        }
-    };
-    // The unit makes the home directory read-only except for listed paths, which must
-    // exist when the service starts: create the tokens directory now.
-    if let Err(e) = Store::open(&config.tokens_dir) {
-        ui.error(e.to_string());
-        return Exit::Failure;
     }
-    let text = unit_text(&bin, &config.tokens_dir, home.as_deref());
-    if let Some(dir) = path.parent()
-        && let Err(e) = crate::store::atomic::create_private_dirs(dir)
-    {
-        ui.error(format!("cannot create {}: {e}", dir.display()));
-        return Exit::Failure;
-    }
-    if let Err(e) = crate::store::atomic::write_atomic(&path, text.as_bytes(), 0o644) {
-        ui.error(format!("cannot write {}: {e}", path.display()));
-        return Exit::Failure;
-    }
-    ui.out(format!("wrote {}", path.display()));
-    ui.out("start it with:\n  systemctl --user daemon-reload && systemctl --user enable --now mcp-credd");
-    ui.out("then follow it with:\n  journalctl --user -u mcp-credd -f");
-    Exit::Success
 }
 
 fn open_store(config: &Config, ui: Ui) -> Result<Store, Exit> {
@@ -315,6 +328,8 @@ fn open_store(config: &Config, ui: Ui) -> Result<Store, Exit> {
 }
 
 async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock, ui: Ui) -> Exit {
+    // The servers source could not be read: keep what was written, and say so in the code.
+    let keep = loaded.servers_unavailable.is_some();
     let config = loaded.config;
     let egress_only = args.egress_only || args.provider.is_some();
     let is_egress = |id: &IdentityConfig| id.egress.is_some();
@@ -351,7 +366,7 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
         Ok(x) => x,
         Err(e) => return e,
     };
-    let mut exit = Exit::Success;
+    let mut exit = if keep { Exit::Failure } else { Exit::Success };
     if egress_only && !config.all_identities().any(is_egress) {
         ui.out("no egress provider is configured; nothing to do for --egress-only");
     }
@@ -383,7 +398,7 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
         }
     }
     let entries = crate::render::entries(&config, &records);
-    exit.worst(write_editors(&config, &store, dirs, &entries, ui))
+    exit.worst(write_editors(&config, &store, dirs, &entries, keep, ui))
 }
 
 /// Writes every editor target and tells the user what happened; `Failure` if one could
@@ -393,9 +408,10 @@ fn write_editors(
     store: &Store,
     dirs: &Dirs,
     entries: &[ServerEntry],
+    keep_unlisted: bool,
     ui: Ui,
 ) -> Exit {
-    let report = write_all(store, &config.editors, dirs, entries);
+    let report = write_all_keeping(store, &config.editors, dirs, entries, keep_unlisted);
     for w in &report.warnings {
         ui.warn(w);
     }
@@ -488,7 +504,7 @@ fn stored_records(
 }
 
 /// `render`: every editor target from the stored tokens, without any network call.
-fn render_cmd(config: &Config, dirs: &Dirs, clock: &dyn Clock, ui: Ui) -> Exit {
+fn render_cmd(config: &Config, keep: bool, dirs: &Dirs, clock: &dyn Clock, ui: Ui) -> Exit {
     let store = match open_store(config, ui) {
         Ok(s) => s,
         Err(e) => return e,
@@ -498,7 +514,8 @@ fn render_cmd(config: &Config, dirs: &Dirs, clock: &dyn Clock, ui: Ui) -> Exit {
         ui.warn(p);
     }
     let entries = crate::render::entries(config, &records);
-    write_editors(config, &store, dirs, &entries, ui)
+    let exit = write_editors(config, &store, dirs, &entries, keep, ui);
+    if keep { Exit::Failure } else { exit }
 }
 
 /// How close to its expiry a token handed out by `headers` or `token` may be: less than
@@ -674,6 +691,7 @@ async fn headers_cmd(
 /// its state, rewrite the editor files without its headers, and say each step.
 async fn logout_cmd(
     config: &Config,
+    keep: bool,
     name: Option<String>,
     all: bool,
     dirs: &Dirs,
@@ -757,7 +775,7 @@ async fn logout_cmd(
     // Every editor file keeps its entries, without the headers of the tokens just removed.
     let (records, _) = stored_records(config, Some(&store), clock, false);
     let entries = crate::render::entries(config, &records);
-    exit.worst(write_editors(config, &store, dirs, &entries, ui))
+    exit.worst(write_editors(config, &store, dirs, &entries, keep, ui))
 }
 
 /// Revokes what `rec` holds at the provider's revocation endpoint, if it has one.
@@ -920,6 +938,7 @@ async fn login_one(
 /// `mcp-credd login [NAME]`.
 async fn login_cmd(
     config: &Config,
+    keep: bool,
     name: Option<String>,
     args: &crate::cli::LoginArgs,
     dirs: &Dirs,
@@ -990,7 +1009,7 @@ async fn login_cmd(
     // Render with every stored token, so editors see the new login at once.
     let (records, _) = stored_records(config, Some(&store), clock, false);
     let entries = crate::render::entries(config, &records);
-    exit.worst(write_editors(config, &store, dirs, &entries, ui))
+    exit.worst(write_editors(config, &store, dirs, &entries, keep, ui))
 }
 
 /// What would make the provider give a refresh token, from its catalog entry.
@@ -1139,11 +1158,23 @@ fn status_cmd(config: &Config, json: bool, clock: &dyn Clock, ui: Ui) -> Exit {
         .all_identities()
         .map(|id| status_row(config, store.as_ref(), id, now))
         .collect();
+    // What the daemon could not write (its last render), as it recorded it.
+    let unwritable_targets = store
+        .as_ref()
+        .and_then(|s| {
+            crate::store::atomic::read_private(&s.private_path(daemon::UNWRITABLE_FILE), 0o600)
+                .ok()
+                .flatten()
+        })
+        .and_then(|(bytes, _)| serde_json::from_slice::<daemon::UnwritableTargets>(&bytes).ok())
+        .map(|d| d.targets)
+        .unwrap_or_default();
     let report = status::Report {
         schema: 1,
         generated_at: crate::timefmt::rfc3339(now),
         tokens_dir: config.tokens_dir.clone(),
         identities: rows,
+        unwritable_targets,
     };
     if json {
         println!(
@@ -1162,7 +1193,9 @@ fn status_cmd(config: &Config, json: bool, clock: &dyn Clock, ui: Ui) -> Exit {
         .any(|r| r.state == status::State::NeedsLogin)
     {
         Exit::ReauthRequired
-    } else if report.identities.iter().all(|r| r.state.usable()) {
+    } else if report.identities.iter().all(|r| r.state.usable())
+        && report.unwritable_targets.is_empty()
+    {
         Exit::Success
     } else {
         Exit::Failure
