@@ -210,6 +210,18 @@ fn client_secret_basic_from_the_url_to_a_working_token_in_both_editors() {
     std::fs::write(&bad, text).unwrap();
     let r = sdk_client(&bad, "servers");
     assert_ne!(r.code, 0, "a forged token got in: {r:?}");
+    // logout forgets the token and takes our header out of both editor files.
+    let r = sb.run_env(&["logout", "calc"], &[("AGENT_SECRET", "agent-secret")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!sb.tokens().join("calc.json").exists(), "{r:?}");
+    for (file, key) in [(vscode_file(&sb), "servers"), (roo_file(&sb), "mcpServers")] {
+        let v = sb.read_json(&file);
+        assert!(
+            v[key]["calc"]["headers"]["Authorization"].is_null(),
+            "{}: {v}",
+            file.display()
+        );
+    }
 }
 
 #[test]
