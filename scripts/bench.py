@@ -270,14 +270,12 @@ def drive_login(url):
         sys.exit(f"login failed: {r.stderr}")
 
 
-def rss_series(pid, secs):
-    """VmRSS every second for `secs`: (last, max) in KiB."""
-    last = peak = 0
-    for _ in range(secs):
-        time.sleep(1)
-        _, last, _, _ = proc_stats(pid)
-        peak = max(peak, last)
-    return last, peak
+def rss_parts(pid):
+    """Resident memory split: anonymous (heap, stacks) and file-backed (the binary's and
+    libraries' pages), in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        st = dict(l.split(":", 1) for l in f if ":" in l)
+    return int(st["RssAnon"].split()[0]), int(st["RssFile"].split()[0]), int(st["Threads"])
 
 
 def bench_peer():
@@ -390,9 +388,10 @@ account "local" {{
               f"mcp-credd RSS {c/1024:.1f} MiB (max {cmax/1024:.1f}), "
               f"pizauth RSS {p/1024:.1f} MiB (max {pmax/1024:.1f}); "
               f"ratio mcp-credd/pizauth {c/p:.2f} (target <= 1.00)")
-        ver = subprocess.run([PIZAUTH, "info"], env=penv, capture_output=True, text=True).stdout
-        first = ver.splitlines()[0] if ver else "pizauth"
-        print(f"  (peer: {first.strip()} at {PIZAUTH})")
+        for name, proc in (("mcp-credd", credd), ("pizauth", piz)):
+            anon, filed, threads = rss_parts(proc.pid)
+            print(f"  {name}: anonymous {anon/1024:.1f} MiB, file-backed {filed/1024:.1f} MiB, "
+                  f"{threads} threads, binary {os.path.getsize(BIN if proc is credd else PIZAUTH)/1024/1024:.1f} MiB")
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
