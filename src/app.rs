@@ -18,6 +18,7 @@ use crate::refresh::{self, Outcome, token_file_name};
 use crate::render::ServerEntry;
 use crate::render::targets::Dirs;
 use crate::render::write::{Outcome as WriteOutcome, write_all};
+use crate::sanitize::escape_keep_newlines;
 use crate::schedule::plan::Expiry;
 use crate::status;
 use crate::store::{IdentityState, Store, TokenRecord};
@@ -30,18 +31,20 @@ pub struct Ui {
 }
 
 impl Ui {
+    // Every line we print goes through `escape_keep_newlines`: text from a server that
+    // was not escaped where it entered still cannot drive the terminal.
     pub fn out(&self, s: impl AsRef<str>) {
         if !self.quiet {
-            println!("{}", s.as_ref());
+            println!("{}", escape_keep_newlines(s.as_ref()));
         }
     }
     pub fn warn(&self, s: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("warning: {}", s.as_ref());
+            eprintln!("warning: {}", escape_keep_newlines(s.as_ref()));
         }
     }
     pub fn error(&self, s: impl AsRef<str>) {
-        eprintln!("error: {}", s.as_ref());
+        eprintln!("error: {}", escape_keep_newlines(s.as_ref()));
     }
 }
 
@@ -89,7 +92,10 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
                     serde_json::to_string_pretty(&findings).expect("findings serialize")
                 );
             } else {
-                print!("{}", crate::doctor::render_text(&findings));
+                print!(
+                    "{}",
+                    escape_keep_newlines(&crate::doctor::render_text(&findings))
+                );
             }
             if findings
                 .iter()
@@ -164,9 +170,13 @@ async fn daemon_cmd(
     if let Some(p) = &opts.env_file {
         watched.push(absolute(p));
     }
-    let token_files: Vec<String> = config.all_identities().map(token_file_name).collect();
-    let _watcher = match daemon::watch(watched, store.dir().to_path_buf(), token_files, tx.clone())
-    {
+    let token_files = daemon::WatchedTokens::default();
+    let _watcher = match daemon::watch(
+        watched,
+        store.dir().to_path_buf(),
+        token_files.clone(),
+        tx.clone(),
+    ) {
         Ok(w) => Some(w),
         Err(e) => {
             ui.warn(format!(
@@ -181,6 +191,7 @@ async fn daemon_cmd(
     let d = match daemon::Daemon::new(config, store, clock, notifier, loader) {
         Ok(mut d) => {
             d.dirs = dirs;
+            d.watched = token_files;
             d
         }
         Err(e) => {
@@ -261,7 +272,7 @@ fn install_service(
     }
     let text = unit_text(&bin, &config.tokens_dir, home.as_deref());
     if let Some(dir) = path.parent()
-        && let Err(e) = std::fs::create_dir_all(dir)
+        && let Err(e) = crate::store::atomic::create_private_dirs(dir)
     {
         ui.error(format!("cannot create {}: {e}", dir.display()));
         return Exit::Failure;
@@ -422,14 +433,21 @@ fn stored_records(
     let get_one = "run `mcp-credd` (or start the daemon) to get one";
     for id in config.all_identities() {
         let rec = match store.map(|s| s.read_token(&token_file_name(id))) {
-            Some(Ok(Some(r))) if refresh::belongs_to(&r, id) => r,
-            Some(Ok(Some(_))) => {
-                problems.push(format!(
-                    "{}: the stored token was obtained for another client (the configuration changed); {get_one}",
-                    id.name
-                ));
-                continue;
-            }
+            Some(Ok(Some(r))) => match crate::binding::mismatch(&r, id) {
+                None => r,
+                Some(why) => {
+                    let next = if id.egress.is_some() {
+                        format!("run `mcp-credd login {}`", id.name)
+                    } else {
+                        get_one.to_string()
+                    };
+                    problems.push(format!(
+                        "{}: the stored token is not used: {why}; {next}",
+                        id.name
+                    ));
+                    continue;
+                }
+            },
             Some(Err(e)) => {
                 problems.push(e.to_string());
                 continue;
@@ -535,7 +553,7 @@ async fn login_one(
         policy: &config.refresh,
         clock,
     };
-    let say = |s: String| println!("{s}");
+    let say = |s: String| println!("{}", escape_keep_newlines(&s));
     match refresh::login_and_store(id, &ctx, args.options(), &say).await {
         Ok(rec) => {
             ui.out(format!(
@@ -726,6 +744,14 @@ fn status_cmd(config: &Config, json: bool, clock: &dyn Clock, ui: Ui) -> Exit {
             record: record.as_ref().map(Option::as_ref).map_err(Clone::clone),
             state: &state,
             needs_login_when_missing: id.egress.is_some(),
+            not_used: match &record {
+                Ok(Some(r)) => crate::binding::mismatch(r, id),
+                _ => None,
+            },
+            uses_refresh_token: matches!(
+                id.kind,
+                crate::config::IdentityKind::Egress | crate::config::IdentityKind::CognitoPassword
+            ),
         };
         rows.push(status::row(&input, &config.refresh, now));
     }
@@ -741,7 +767,10 @@ fn status_cmd(config: &Config, json: bool, clock: &dyn Clock, ui: Ui) -> Exit {
             serde_json::to_string_pretty(&report).expect("status serializes")
         );
     } else {
-        print!("{}", status::render_table(&report, now));
+        print!(
+            "{}",
+            escape_keep_newlines(&status::render_table(&report, now))
+        );
     }
     if report
         .identities

@@ -143,6 +143,10 @@ pub fn judge_token(id: &IdentityConfig, rec: &TokenRecord, now: Ts) -> Vec<Findi
             ));
         }
     }
+    // Claims are the token issuer's text: escaped before they are shown.
+    for x in &mut out {
+        x.message = crate::sanitize::escape(&x.message);
+    }
     let who = ["iss", "aud", "sub"]
         .iter()
         .filter_map(|k| {
@@ -157,6 +161,7 @@ pub fn judge_token(id: &IdentityConfig, rec: &TokenRecord, now: Ts) -> Vec<Findi
         })
         .collect::<Vec<_>>()
         .join(", ");
+    let who = crate::sanitize::escape(&who);
     if out.is_empty() {
         out.push(f(
             Level::Ok,
@@ -249,11 +254,17 @@ async fn probe(http: &Http, id: &IdentityConfig, now: Ts, out: &mut Vec<Finding>
                 out.push(s);
             }
             if what == "discovery document" {
-                let ok = resp.json::<serde_json::Value>().await.ok().and_then(|d| {
-                    d.get("token_endpoint")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string)
-                });
+                let body =
+                    crate::identity::oauth::read_capped(resp, crate::identity::oauth::REPLY_MAX)
+                        .await
+                        .unwrap_or_default();
+                let ok = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|d| {
+                        d.get("token_endpoint")
+                            .and_then(|v| v.as_str())
+                            .map(crate::sanitize::escape)
+                    });
                 match ok {
                     Some(ep) => out.push(f(
                         Level::Ok,

@@ -2,6 +2,7 @@
 //! and writes them into the MCP configuration files editors read.
 
 pub mod app;
+pub mod binding;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod login;
 pub mod providers;
 pub mod refresh;
 pub mod render;
+pub mod sanitize;
 pub mod schedule;
 pub mod secret;
 pub mod status;

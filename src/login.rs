@@ -130,13 +130,15 @@ pub fn judge(target: &str, path: &str, state: &str, issuer: Option<&str>) -> Cal
     if let (Some(expected), Some(iss)) = (issuer, get("iss"))
         && iss.trim_end_matches('/') != expected.trim_end_matches('/')
     {
-        return Callback::WrongIssuer(iss);
+        return Callback::WrongIssuer(crate::sanitize::escape(&iss));
     }
     if let Some(e) = get("error") {
         let d = get("error_description")
             .map(|d| format!(" ({d})"))
             .unwrap_or_default();
-        return Callback::Error(format!("{e}{d}"));
+        // The browser's query comes from whoever sent it there: escaped, shortened.
+        let text: String = format!("{e}{d}").chars().take(300).collect();
+        return Callback::Error(crate::sanitize::escape(&text));
     }
     match get("code") {
         Some(c) if !c.is_empty() => Callback::Code(c),

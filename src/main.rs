@@ -25,10 +25,12 @@ fn init_logging(cli: &Cli) {
     let filter =
         std::env::var("MCP_CREDD_LOG").unwrap_or_else(|_| format!("warn,mcp_credd={level}"));
     let stderr_tty = std::io::stderr().is_terminal();
+    // No colours: every event goes through a writer that escapes control characters (a
+    // server's text cannot forge a log line or drive the terminal), which would mangle them.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(stderr_tty)
+        .with_writer(mcp_credd::sanitize::EscapingStderr)
+        .with_ansi(false)
         .with_target(false);
     // journald stamps each line itself; print our own time only on a terminal.
     if stderr_tty {
@@ -38,7 +40,22 @@ fn init_logging(cli: &Cli) {
     }
 }
 
+/// Makes the process non-dumpable: no core file (which would hold secrets and tokens), and
+/// other processes of the same user without CAP_SYS_PTRACE can neither ptrace it nor read
+/// its memory or environment through /proc.
+fn no_core_dumps() {
+    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        eprintln!(
+            "warning: cannot make the process non-dumpable: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn main() -> ExitCode {
+    no_core_dumps();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

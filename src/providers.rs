@@ -51,15 +51,26 @@ pub struct Extras {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderDef {
+    /// Defaults to the provider's key.
+    #[serde(default)]
     pub display_name: String,
+    /// Empty: read from the `issuer`'s discovery document when needed.
+    #[serde(default)]
     pub authorize_url: String,
+    #[serde(default)]
     pub token_url: String,
+    /// Defaults to none: the client's default scopes at the provider.
+    #[serde(default)]
     pub scopes: Vec<String>,
     #[serde(default = "default_scope_param")]
     pub scope_param: String,
     #[serde(default = "default_separator")]
     pub scope_separator: String,
+    /// Defaults to on (S256); turn it off only for providers that reject it.
+    #[serde(default = "yes")]
     pub pkce: bool,
+    /// Defaults to `basic` (RFC 6749 §2.3.1).
+    #[serde(default)]
     pub token_auth: TokenAuth,
     #[serde(default)]
     pub token_body: TokenBody,
@@ -68,6 +79,9 @@ pub struct ProviderDef {
     #[serde(default)]
     pub auth_params: BTreeMap<String, String>,
     pub reply_nesting: Option<String>,
+    /// Defaults to `rotating`: the safe assumption, since every new refresh token is
+    /// stored before use and the old one kept when none comes.
+    #[serde(default = "rotating")]
     pub refresh: RefreshKind,
     pub access_token_lifetime: Option<i64>,
     pub refresh_token_lifetime: Option<i64>,
@@ -81,6 +95,14 @@ pub struct ProviderDef {
     #[serde(default)]
     pub extras: Extras,
     pub notes: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn rotating() -> RefreshKind {
+    RefreshKind::Rotating
 }
 
 fn default_scope_param() -> String {
@@ -140,7 +162,13 @@ impl Catalog {
     pub fn get(&self, key: &str) -> Option<Result<ProviderDef, String>> {
         let m = self.raw.get(key)?;
         Some(
-            yaml_serde::from_value(yaml_serde::Value::Mapping(m.clone()))
+            yaml_serde::from_value::<ProviderDef>(yaml_serde::Value::Mapping(m.clone()))
+                .map(|mut d| {
+                    if d.display_name.is_empty() {
+                        d.display_name = key.to_string();
+                    }
+                    d
+                })
                 .map_err(|e| format!("provider `{key}`: {e}")),
         )
     }
@@ -257,7 +285,18 @@ mod tests {
         assert_eq!(c.get("github").unwrap().unwrap().scopes, vec!["read:user"]);
         c.overlay("mine", yaml_serde::from_str("display_name: Mine\nauthorize_url: https://a\ntoken_url: https://t\nscopes: []\npkce: true\ntoken_auth: post\nrefresh: rotating\n").unwrap());
         assert_eq!(c.get("mine").unwrap().unwrap().token_auth, TokenAuth::Post);
-        c.overlay("bad", yaml_serde::from_str("display_name: Bad\n").unwrap());
+        // Only the endpoints are needed; the rest has defaults.
+        c.overlay(
+            "short",
+            yaml_serde::from_str("authorize_url: https://a\ntoken_url: https://t\n").unwrap(),
+        );
+        let d = c.get("short").unwrap().unwrap();
+        assert_eq!(
+            (d.display_name.as_str(), d.pkce, d.token_auth, d.refresh),
+            ("short", true, TokenAuth::Basic, RefreshKind::Rotating)
+        );
+        assert!(d.scopes.is_empty());
+        c.overlay("bad", yaml_serde::from_str("pkce: maybe\n").unwrap());
         assert!(
             c.get("bad")
                 .unwrap()

@@ -150,6 +150,7 @@ pub fn build_record(
             .clone()
             .or_else(|| (!id.scopes.is_empty()).then(|| id.scopes.join(" "))),
         token_endpoint: Some(token_url.to_string()),
+        binding: Some(crate::binding::of(id)),
         extra,
     }
 }
@@ -169,6 +170,7 @@ pub async fn login_and_store(
     let mut state = ctx.store.read_state(&id.name);
     state.last_attempt_at = Some(ctx.clock.now().as_secs_f64());
     let result = async {
+        let id = &egress::discovered(ctx.http, id).await?;
         let reply = crate::login::login(id, ctx.http, opts, say).await?;
         let eg = id.egress.as_ref().expect("login is for egress identities");
         let mut rec = build_record(id, &reply, ctx.clock.now(), &eg.def.token_url);
@@ -232,14 +234,20 @@ async fn refresh_egress(
     file: &str,
 ) -> Result<TokenRecord, FetchError> {
     let login = format!("run `mcp-credd login {}`", id.name);
-    let Some(rec) = existing.filter(|r| belongs_to(r, id)) else {
+    let Some(rec) = existing else {
         return Err(reauth(format!("not logged in yet: {login}")));
     };
+    if let Some(why) = crate::binding::mismatch(rec, id) {
+        return Err(reauth(format!(
+            "the stored token is not used: {why}; {login}"
+        )));
+    }
     let Some(rt) = rec.refresh_token.clone() else {
         return Err(reauth(format!(
             "the token expired and the provider gave no refresh token: {login}"
         )));
     };
+    let id = &egress::discovered(ctx.http, id).await?;
     let token_url = id
         .egress
         .as_ref()
@@ -278,21 +286,9 @@ async fn refresh_egress(
     }
 }
 
-/// Where a service account's tokens come from, for the token file.
-fn cognito_api_url(id: &IdentityConfig) -> String {
-    match id.cognito.as_ref().and_then(|c| c.endpoint_url.clone()) {
-        Some(u) => u,
-        None => format!(
-            "https://cognito-idp.{}.amazonaws.com/",
-            id.region.as_deref().unwrap_or("us-east-1")
-        ),
-    }
-}
-
-/// Is `rec` a token of this identity as configured now (same provider and client)? Files
-/// written by the reference tool name no client; their provider must match.
+/// Is `rec` a token of this identity as configured now? See `crate::binding`.
 pub fn belongs_to(rec: &TokenRecord, id: &IdentityConfig) -> bool {
-    rec.client_id.as_deref().is_none_or(|c| c == id.client_id) && rec.provider == id.provider_label
+    crate::binding::matches(rec, id)
 }
 
 /// Is the stored token still good by the refresh policy?
@@ -318,7 +314,12 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
     let _lock = match ctx.store.lock(&id.name, LOCK_WAIT).await {
         Ok(l) => l,
         Err(e) => {
-            let kept = ctx.store.read_token(&file).ok().flatten();
+            let kept = ctx
+                .store
+                .read_token(&file)
+                .ok()
+                .flatten()
+                .filter(|r| belongs_to(r, id));
             return (
                 Outcome::Failed {
                     error: FetchError::transient(e.to_string()),
@@ -352,6 +353,15 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
     {
         return (Outcome::Reused(rec.clone()), notes);
     }
+    if let Some(rec) = &existing
+        && id.kind != IdentityKind::Egress
+        && let Some(why) = crate::binding::mismatch(rec, id)
+    {
+        notes.push(format!(
+            "{}: the stored token is not used: {why}; getting a new one",
+            id.name
+        ));
+    }
     let mut state = ctx.store.read_state(&id.name);
     state.last_attempt_at = Some(now.as_secs_f64());
     tracing::info!(identity = %id.name, force, "requesting a new token");
@@ -363,7 +373,7 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
             let sent_at = ctx.clock.now();
             let mine = existing.as_ref().filter(|r| belongs_to(r, id));
             let reply = cognito::obtain(id, mine, &ctx.http.policy).await?;
-            let endpoint = cognito_api_url(id);
+            let endpoint = crate::binding::endpoint_of(id);
             return Ok(build_record(id, &reply, sent_at, &endpoint));
         }
         let url = resolve_token_endpoint(ctx.http, id).await?;
@@ -383,12 +393,13 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
             }
             Err(e) => Outcome::Failed {
                 error: store_failure(e),
-                kept: existing,
+                kept: existing.filter(|r| belongs_to(r, id)),
             },
         },
         Err(error) => Outcome::Failed {
             error,
-            kept: existing,
+            // The file stays as it was; a token of another identity is not "kept" for use.
+            kept: existing.filter(|r| belongs_to(r, id)),
         },
     };
     if let Outcome::Failed { error, .. } = &outcome {

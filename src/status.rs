@@ -57,6 +57,10 @@ pub struct Input<'a> {
     pub state: &'a IdentityState,
     /// Only a person's login can create this identity's first token (egress).
     pub needs_login_when_missing: bool,
+    /// Why the stored token is not used (it was obtained for another identity), if so.
+    pub not_used: Option<String>,
+    /// The identity lives on a refresh token (egress, service accounts): say if one is held.
+    pub uses_refresh_token: bool,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -78,6 +82,11 @@ pub struct Row {
     pub last_attempt_at: Option<String>,
     pub last_success_at: Option<String>,
     pub last_error: Option<String>,
+    /// Why the stored token is not used: it was obtained for another identity than the one
+    /// configured now (another user, issuer, client, scopes...).
+    pub not_used: Option<String>,
+    /// Whether a refresh token is held; `null` for identities that do not use one.
+    pub refresh_token_held: Option<bool>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -96,12 +105,15 @@ pub fn row(input: &Input, policy: &RefreshPolicy, now: Ts) -> Row {
     let st = input.state;
     let mut last_error = st.last_error.clone();
     let record = match &input.record {
+        // A token of another identity is as good as none.
+        Ok(_) if input.not_used.is_some() => None,
         Ok(r) => *r,
         Err(e) => {
             last_error = Some(e.clone());
             None
         }
     };
+    let held = record.map(|r| r.refresh_token.is_some());
     let failed_last = st.last_error.is_some();
     let reauth = st.last_error_kind.as_deref() == Some("reauth_required");
     let (state, times) = match record {
@@ -118,6 +130,12 @@ pub fn row(input: &Input, policy: &RefreshPolicy, now: Ts) -> Row {
                 Standing::Valid => State::Valid,
                 Standing::Expiring => State::Expiring,
                 Standing::Expired if reauth => State::NeedsLogin,
+                // Only a login can replace a person's token that has no refresh token.
+                Standing::Expired
+                    if input.needs_login_when_missing && r.refresh_token.is_none() =>
+                {
+                    State::NeedsLogin
+                }
                 Standing::Expired if failed_last => State::Error,
                 Standing::Expired => State::Expired,
             };
@@ -169,6 +187,8 @@ pub fn row(input: &Input, policy: &RefreshPolicy, now: Ts) -> Row {
         last_attempt_at: ts_str(st.last_attempt_at),
         last_success_at: ts_str(st.last_success_at),
         last_error,
+        not_used: input.not_used.clone(),
+        refresh_token_held: if input.uses_refresh_token { held } else { None },
     }
 }
 
@@ -213,6 +233,23 @@ pub fn render_table(report: &Report, now: Ts) -> String {
             r.provider,
             r.state.as_str()
         ));
+        if let Some(why) = &r.not_used {
+            out.push_str(&format!("{:w_name$}  stored token not used: {why}\n", ""));
+        }
+        match (r.refresh_token_held, r.expiry_source.as_deref()) {
+            (Some(false), Some("never")) => {}
+            (Some(false), _) => out.push_str(&format!(
+                "{:w_name$}  no refresh token held: a login is needed once it expires\n",
+                ""
+            )),
+            (Some(true), _) if r.refresh_token_expires_at_epoch.is_none() => {
+                out.push_str(&format!(
+                    "{:w_name$}  refresh token held (the provider gave no expiry)\n",
+                    ""
+                ))
+            }
+            _ => {}
+        }
         if let Some(rt) = &r.refresh_token_expires_at_epoch {
             let t = Ts::from_secs_f64(*rt);
             // Say it days ahead, so a login can be planned rather than discovered.
@@ -222,7 +259,7 @@ pub fn render_table(report: &Report, now: Ts) -> String {
                 ""
             };
             out.push_str(&format!(
-                "{:w_name$}  {soon}refresh token expires {} ({}); log in again before then\n",
+                "{:w_name$}  {soon}refresh token held, expires {} ({}); log in again before then\n",
                 "",
                 human_utc(t),
                 relative(t, now)
@@ -262,6 +299,7 @@ mod tests {
             expiry_source: None,
             scope: None,
             token_endpoint: None,
+            binding: None,
             extra: Default::default(),
         }
     }
@@ -278,6 +316,8 @@ mod tests {
             record,
             state: st,
             needs_login_when_missing: false,
+            not_used: None,
+            uses_refresh_token: false,
         };
         let p = RefreshPolicy {
             jitter_fraction: 0.0,
@@ -314,6 +354,51 @@ mod tests {
     }
 
     #[test]
+    fn egress_rows_say_why_a_token_is_not_used_and_whether_a_refresh_token_is_held() {
+        let st = IdentityState::default();
+        let r = rec(0.0, Some(3600.0));
+        let p = RefreshPolicy {
+            jitter_fraction: 0.0,
+            ..RefreshPolicy::default()
+        };
+        let input = |rec, not_used: Option<&str>| Input {
+            name: "local",
+            provider: "local",
+            token_file: "/t/local-egress.json".into(),
+            record: Ok(Some(rec)),
+            state: &st,
+            needs_login_when_missing: true,
+            not_used: not_used.map(str::to_string),
+            uses_refresh_token: true,
+        };
+        let row_at = |i: &Input, s| row(i, &p, Ts::from_secs(s));
+        // No refresh token: valid while it lasts, then only a login helps.
+        let a = row_at(&input(&r, None), 60);
+        assert_eq!((a.state, a.refresh_token_held), (State::Valid, Some(false)));
+        assert_eq!(row_at(&input(&r, None), 4000).state, State::NeedsLogin);
+        let mut with_rt = r.clone();
+        with_rt.refresh_token = Some(Secret::new("rt"));
+        assert_eq!(row_at(&input(&with_rt, None), 4000).state, State::Expired);
+        let why = "it was obtained for client `a`, the configuration says `b`";
+        let b = row_at(&input(&r, Some(why)), 60);
+        assert_eq!(b.state, State::NeedsLogin);
+        assert_eq!(b.expires_at, None, "nothing of the foreign token is shown");
+        let now = Ts::from_secs(60);
+        let report = Report {
+            schema: 1,
+            generated_at: rfc3339(now),
+            tokens_dir: "/t".into(),
+            identities: vec![a, b],
+        };
+        let t = render_table(&report, now);
+        assert!(
+            t.contains("no refresh token held: a login is needed once it expires"),
+            "{t}"
+        );
+        assert!(t.contains(&format!("stored token not used: {why}")), "{t}");
+    }
+
+    #[test]
     fn table_and_json() {
         let r = rec(0.0, Some(3600.0));
         let st = IdentityState::default();
@@ -324,6 +409,8 @@ mod tests {
             record: Ok(Some(&r)),
             state: &st,
             needs_login_when_missing: false,
+            not_used: None,
+            uses_refresh_token: false,
         };
         let now = Ts::from_secs(1080);
         let p = RefreshPolicy {

@@ -41,7 +41,8 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, DotenvError> {
         {
             return Err(DotenvError {
                 line: line_no,
-                message: format!("`{key}` is not a valid variable name"),
+                // Not echoed: a line such as `SECRET:Zx9+..=` puts the secret in the "name".
+                message: "not a valid variable name (letters, digits, _ and .); the line is not shown as it may hold a secret".into(),
             });
         }
         let rest = rest.trim_start();
@@ -156,5 +157,19 @@ mod tests {
             "unterminated double quote"
         );
         assert_eq!(parse("BAD KEY=1").unwrap_err().line, 1);
+    }
+
+    #[test]
+    fn errors_never_show_the_line() {
+        for bad in [
+            "INGRESS_OAUTH_CLIENT_SECRET:Zx9+SECRETabc==\n",
+            "INGRESS_OAUTH_CLIENT_SECRET Zx9+SECRETabc\n",
+            "INGRESS_OAUTH_CLIENT_SECRET=\"Zx9+SECRETabc\n",
+            "INGRESS_OAUTH_CLIENT_SECRET='Zx9+SECRETabc\n",
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(!e.message.contains("SECRETabc"), "{bad:?}: {}", e.message);
+            assert_eq!(e.line, 1);
+        }
     }
 }

@@ -12,7 +12,7 @@ use super::parse::{
 use super::{
     BearerToken, ClientAuth, CognitoPassword, Config, ConfigError, EgressConfig, Endpoint,
     HttpPolicy, IdentityConfig, IdentityKind, Origin, RefreshPolicy, ServerAuth, ServerConfig,
-    Transport, check_endpoint_url, check_redirect_uri, default_server_url,
+    Transport, check_endpoint_url, check_name, check_redirect_uri, default_server_url,
 };
 use crate::providers::{Catalog, TokenAuth};
 use crate::secret::Secret;
@@ -22,15 +22,22 @@ use crate::secret::Secret;
 pub struct EnvVars {
     pub file: Option<PathBuf>,
     pub vars: HashMap<String, (String, Option<usize>)>,
+    /// Every set variable the config was built from (see `load`'s implicit-.env rule).
+    pub used: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl EnvVars {
     /// A set, non-empty variable.
     pub fn get(&self, k: &str) -> Option<&str> {
-        self.vars
+        let v = self
+            .vars
             .get(k)
             .map(|(v, _)| v.as_str())
-            .filter(|v| !v.is_empty())
+            .filter(|v| !v.is_empty());
+        if v.is_some() {
+            self.used.borrow_mut().insert(k.to_string());
+        }
+        v
     }
 
     fn err(&self, key: &str, message: impl Into<String>) -> ConfigError {
@@ -248,7 +255,11 @@ fn egress_from_env(env: &EnvVars) -> Result<Vec<IdentityConfig>, ConfigError> {
             )
         })?;
         check_redirect_uri(redirect).map_err(|m| env.err(&var("OAUTH_REDIRECT_URI"), m))?;
+        check_name(&provider).map_err(|m| env.err(&var("PROVIDER_NAME"), m))?;
         let server_var = env.get(&var("MCP_SERVER_NAME")).map(str::to_string);
+        if let Some(s) = &server_var {
+            check_name(s).map_err(|m| env.err(&var("MCP_SERVER_NAME"), m))?;
+        }
         let server = server_var.clone().unwrap_or_else(|| provider.clone());
         let name = if out.iter().any(|i| i.name == server) {
             format!("{server}-{n}")
@@ -351,6 +362,7 @@ fn agentcore_from_env(env: &EnvVars) -> Result<Vec<(IdentityConfig, String)>, Co
             .get(&format!("AGENTCORE_SERVER_NAME_{n}"))
             .map(str::to_lowercase)
             .unwrap_or_else(|| format!("agentcore-{n}"));
+        check_name(&server).map_err(|m| env.err(&format!("AGENTCORE_SERVER_NAME_{n}"), m))?;
         let region = env.get("AWS_REGION").unwrap_or("us-east-1");
         let (domain_key, domain) = ["COGNITO_DOMAIN", "OAUTH_DOMAIN"]
             .iter()
@@ -509,6 +521,7 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> EnvVars {
         EnvVars {
+            used: Default::default(),
             file: Some(PathBuf::from("/r/.env")),
             vars: pairs
                 .iter()

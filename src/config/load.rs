@@ -35,7 +35,7 @@ impl Lookup for OsLookup<'_> {
         self.env.get(name).map(str::to_string)
     }
     fn read_file(&self, path: &Path) -> std::io::Result<String> {
-        std::fs::read_to_string(path)
+        crate::secret::read_secret_file(path)
     }
     fn home_dir(&self) -> Option<PathBuf> {
         self.home.clone()
@@ -111,6 +111,7 @@ pub fn load(
 ) -> Result<Loaded, ConfigError> {
     let mut warnings = Vec::new();
     let mut env = EnvVars {
+        used: Default::default(),
         file: None,
         vars: process_env
             .iter()
@@ -190,18 +191,24 @@ pub fn load(
         config
     } else {
         // No config file: behave like the reference tool, which reads `.env` from where it runs.
+        let mut implicit_env = None;
         if explicit_env_file.is_none() {
             let cwd_env = PathBuf::from(".env");
             if cwd_env.is_file() {
                 let abs = std::fs::canonicalize(&cwd_env).unwrap_or(cwd_env);
                 read_env_file(&abs, &mut env)?;
+                implicit_env = Some(abs);
             }
         }
         let tokens_dir = default_tokens_dir(&OsLookup {
             env: &env,
             home: home.clone(),
         });
-        let Some(mut config) = from_env(&env, tokens_dir)? else {
+        let built = from_env(&env, tokens_dir)?;
+        if let Some(path) = &implicit_env {
+            check_implicit_env(&env, path)?;
+        }
+        let Some(mut config) = built else {
             let where_ = default_config_path()
                 .map_or_else(|| "a config file".to_string(), |p| p.display().to_string());
             return Err(ConfigError::new(
@@ -248,6 +255,52 @@ pub fn load(
         );
     }
     Ok(Loaded { config, warnings })
+}
+
+/// Whether a variable holds a secret (a client secret or a password).
+fn is_secret_var(k: &str) -> bool {
+    k.contains("SECRET") || k.contains("PASSWORD")
+}
+
+/// Variables that cannot send anything anywhere: which client, which scopes, which user.
+fn is_inert_var(k: &str) -> bool {
+    k.starts_with("MCP_CREDD_")
+        || ["CLIENT_ID", "SCOPE", "SCOPES", "USERNAME"]
+            .iter()
+            .any(|s| k.ends_with(s) || k.contains(&format!("{s}_")))
+}
+
+/// The implicit `.env` rule. A `.env` read only because it sits in the current directory
+/// (a cloned repository's, perhaps) may not choose where a secret from elsewhere (the
+/// process environment) is sent: if the config uses such a secret and that file sets any
+/// other variable the config was built from (a URL, domain, region, pool, tenant,
+/// provider...), refuse. All from the file, or all from the environment, is fine; so is
+/// the file named with `--env-file` or `MCP_CREDD_ENV_FILE`.
+fn check_implicit_env(env: &EnvVars, path: &Path) -> Result<(), ConfigError> {
+    let used = env.used.borrow();
+    let line_in_file = |k: &str| env.vars.get(k).and_then(|(_, line)| *line);
+    let secrets_elsewhere: Vec<&str> = used
+        .iter()
+        .map(String::as_str)
+        .filter(|k| is_secret_var(k) && line_in_file(k).is_none())
+        .collect();
+    let routing_here: Vec<(&str, usize)> = used
+        .iter()
+        .filter(|k| !is_secret_var(k) && !is_inert_var(k))
+        .filter_map(|k| line_in_file(k).map(|l| (k.as_str(), l)))
+        .collect();
+    let (Some(secret), Some(&(key, line))) = (secrets_elsewhere.first(), routing_here.first())
+    else {
+        return Ok(());
+    };
+    let shown = path.display();
+    Err(ConfigError::new(
+        shown.to_string(),
+        format!(
+            "this .env was read only because it is in the current directory, and it sets where requests go while {secret} comes from your environment; a cloned repository's .env could send your secret to its own server. If you trust it, pass --env-file {shown} (or MCP_CREDD_ENV_FILE); otherwise put the secret in it too, or run elsewhere"
+        ),
+    )
+    .at(key, Some(line)))
 }
 
 /// Appends the services of a reference-tool `registry/servers` directory; servers the

@@ -440,6 +440,38 @@ pub fn is_loopback_host(url: &reqwest::Url) -> bool {
     }
 }
 
+/// The one rule for names that become parts of file names (identities, servers,
+/// providers), from YAML or `.env`: letters, digits, `-`, `_` and `.`, not starting with a
+/// dot, at most 100 characters. So no name can reach outside the tokens directory (`..`,
+/// `/`), hide a file (`.x`), or carry a control character into a path or a log line.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let shown: String = name.chars().flat_map(char::escape_default).collect();
+    if name.is_empty() {
+        return Err("a name cannot be empty; use letters, digits, `-`, `_` and `.`".into());
+    }
+    if name.len() > 100 {
+        return Err(format!(
+            "`{}...` is too long for a name; use at most 100 characters",
+            shown.chars().take(40).collect::<String>()
+        ));
+    }
+    if name.starts_with('.') {
+        return Err(format!(
+            "`{shown}` starts with a dot; a name uses letters, digits, `-`, `_` and `.` and does not start with `.`"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        let c: String = c.escape_default().collect();
+        return Err(format!(
+            "`{shown}` contains `{c}`; a name uses only letters, digits, `-`, `_` and `.` (it becomes part of a file name)"
+        ));
+    }
+    Ok(())
+}
+
 /// Server URL when the config gives none: `{gateway_url}/{name}/mcp`.
 pub fn default_server_url(gateway_url: &str, name: &str) -> String {
     format!("{}/{}/mcp", gateway_url.trim_end_matches('/'), name)
@@ -448,6 +480,30 @@ pub fn default_server_url(gateway_url: &str, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_rule_for_names() {
+        for ok in ["ingress", "a.b", "my-server_2", "A1", "x.."] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            ".hidden",
+            "..",
+            "../../evil",
+            "a/b",
+            "a b",
+            "a\nb",
+            "é",
+            &"x".repeat(101),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        let e = check_name("../../evil").unwrap_err();
+        assert!(e.contains("starts with a dot"), "{e}");
+        let e = check_name("a\nb").unwrap_err();
+        assert!(e.contains("`a\\nb` contains `\\n`"), "{e}");
+    }
 
     #[test]
     fn endpoint_urls() {

@@ -11,7 +11,7 @@ use super::locate::locate;
 use super::{
     BearerToken, ClientAuth, CognitoPassword, Config, ConfigError, EditorFormat, EditorSpec,
     EgressConfig, Endpoint, Hooks, HttpPolicy, IdentityConfig, IdentityKind, Origin, RefreshPolicy,
-    ServerAuth, ServerConfig, Transport, check_endpoint_url, check_redirect_uri,
+    ServerAuth, ServerConfig, Transport, check_endpoint_url, check_name, check_redirect_uri,
     default_server_url,
 };
 use crate::providers::{Catalog, TokenAuth};
@@ -83,10 +83,11 @@ impl<'de> Deserialize<'de> for SecretSpec {
                 let spec = match k.as_str() {
                     "env" => SecretSpec::Env(v),
                     "file" => SecretSpec::File(v),
-                    other => {
-                        return Err(A::Error::custom(format!(
-                            "unknown secret source `{other}`; use {{env: VARIABLE}} or {{file: PATH}}"
-                        )));
+                    // The key is not echoed: `{SECRET}` is a YAML map whose key is the secret.
+                    _ => {
+                        return Err(A::Error::custom(
+                            "unknown secret source; use {env: VARIABLE}, {file: PATH} or a quoted string",
+                        ));
                     }
                 };
                 if m.next_key::<String>()?.is_some() {
@@ -453,6 +454,41 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
 }
 
 /// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" into our wording.
+/// Whether a config key path names a secret-bearing key (or something inside one).
+fn is_secret_key(path: &str) -> bool {
+    path.split(['.', '[']).any(|seg| {
+        let seg = seg.trim_end_matches(']');
+        matches!(seg, "client_secret" | "password")
+    })
+}
+
+/// Replaces every quoted fragment (`...`, "...", '...') of an error message: for errors
+/// about secret-bearing keys, where the fragment may be (part of) the secret.
+fn redact_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut close: Option<char> = None;
+    for c in msg.chars() {
+        match close {
+            Some(q) if c == q => {
+                out.push_str("[redacted]");
+                out.push(c);
+                close = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if matches!(c, '`' | '"' | '\'') {
+                    close = Some(c);
+                }
+            }
+        }
+    }
+    if close.is_some() {
+        out.push_str("[redacted]");
+    }
+    out
+}
+
 fn explain_serde_message(msg: &str, path: &str) -> String {
     let msg = msg.split(" at line ").next().unwrap_or(msg);
     let msg = msg
@@ -560,6 +596,27 @@ fn fraction(
     }
 }
 
+/// The line of `name:` inside the top-level mapping `parent` (a name the key-path
+/// locator cannot split, such as one holding dots).
+fn map_key_line(text: &str, parent: &str, name: &str) -> Option<usize> {
+    let start = locate(text, parent)?;
+    text.lines()
+        .enumerate()
+        .skip(start)
+        .take_while(|(_, l)| l.is_empty() || l.starts_with([' ', '\t', '#']))
+        .find(|(_, l)| {
+            let t = l.trim_start();
+            [
+                format!("{name}:"),
+                format!("\"{name}\":"),
+                format!("'{name}':"),
+            ]
+            .iter()
+            .any(|k| t.starts_with(k.as_str()))
+        })
+        .map(|(i, _)| i + 1)
+}
+
 fn url_key(ctx: &Ctx, key: &str, url: &str) -> Result<String, ConfigError> {
     check_endpoint_url(url).map_err(|m| ctx.err(key, m))?;
     Ok(url.to_string())
@@ -583,7 +640,10 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
                 .location()
                 .map(|l| l.line())
                 .or_else(|| locate(text, &key));
-            let message = explain_serde_message(&inner.to_string(), &key);
+            let mut message = explain_serde_message(&inner.to_string(), &key);
+            if is_secret_key(&key) {
+                message = redact_quoted(&message);
+            }
             let key = (key != "." && !key.is_empty()).then_some(key);
             ConfigError {
                 origin: ctx.origin.clone(),
@@ -624,17 +684,16 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
     let mut identities = Vec::new();
     for (name, r) in raw.identities.iter().flatten() {
         let key = format!("identities.{name}");
-        if name == "ingress"
-            || name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(ctx.err(
-                &key,
-                "an identity name uses letters, digits, - and _ (and `ingress` is the gateway's)",
+        // The key path cannot locate a name holding dots or slashes: find its own line.
+        let at = |m: String| {
+            ConfigError::new(ctx.origin.clone(), m).at(&key, map_key_line(text, "identities", name))
+        };
+        if name == "ingress" {
+            return Err(at(
+                "`ingress` is the gateway identity's name; give this identity another".into(),
             ));
         }
+        check_name(name).map_err(at)?;
         identities.push(identity(
             &ctx,
             &key,
@@ -684,12 +743,7 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
     let mut servers = Vec::new();
     for (i, s) in raw.servers.iter().flatten().enumerate() {
         let key = format!("servers[{i}]");
-        if s.name.is_empty() || s.name.contains(['/', ' ']) {
-            return Err(ctx.err(
-                &format!("{key}.name"),
-                "a server name must be non-empty, without spaces or slashes",
-            ));
-        }
+        check_name(&s.name).map_err(|m| ctx.err(&format!("{key}.name"), m))?;
         if servers.iter().any(|x: &ServerConfig| x.name == s.name) {
             return Err(ctx.err(
                 &format!("{key}.name"),
@@ -1185,6 +1239,7 @@ fn egress_identity(
     literal_secrets: &mut Vec<String>,
 ) -> Result<IdentityConfig, ConfigError> {
     let k = |field: &str| format!("{key}.{field}");
+    check_name(&e.provider).map_err(|m| ctx.err(&k("provider"), m))?;
     let def = match catalog.get(&e.provider) {
         Some(Ok(d)) => d,
         Some(Err(m)) => return Err(ctx.err(&k("provider"), m)),
@@ -1207,11 +1262,25 @@ fn egress_identity(
     let def = def
         .resolved(&e.variables.clone().unwrap_or_default())
         .map_err(|m| ctx.err(&k("variables"), m))?;
-    for (field, url) in [
-        ("provider", &def.authorize_url),
-        ("provider", &def.token_url),
-    ] {
-        check_endpoint_url(url).map_err(|m| ctx.err(&k(field), m))?;
+    // A user-defined provider may give only its issuer: discovery gives the endpoints.
+    let from_issuer = def.authorize_url.is_empty() || def.token_url.is_empty();
+    match (&def.issuer, from_issuer) {
+        (None, true) => {
+            return Err(ctx.err(
+                &k("provider"),
+                format!(
+                    "provider `{}` needs `authorize_url` and `token_url`, or an `issuer` whose discovery document lists them",
+                    e.provider
+                ),
+            ));
+        }
+        (Some(iss), true) => check_endpoint_url(iss).map_err(|m| ctx.err(&k("provider"), m))?,
+        _ => {}
+    }
+    for url in [&def.authorize_url, &def.token_url] {
+        if !url.is_empty() {
+            check_endpoint_url(url).map_err(|m| ctx.err(&k("provider"), m))?;
+        }
     }
     let redirect_uri = e
         .redirect_uri
@@ -1234,30 +1303,14 @@ fn egress_identity(
         None => None,
     };
     let name = e.name.clone().unwrap_or_else(|| e.provider.clone());
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(ctx.err(&k("name"), "a name uses letters, digits, - and _"));
-    }
+    check_name(&name).map_err(|m| ctx.err(&k("name"), m))?;
     let file_name = match &e.server {
         Some(s) => format!("{}-{s}-egress.json", e.provider),
         None if e.name.is_some() => format!("{}-{name}-egress.json", e.provider),
         None => format!("{}-egress.json", e.provider),
     };
     let server = e.server.clone().unwrap_or_else(|| name.clone());
-    if server.is_empty()
-        || !server
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        || server.starts_with('.')
-    {
-        return Err(ctx.err(
-            &k("server"),
-            "a server name uses letters, digits, '.', '-' and '_'",
-        ));
-    }
+    check_name(&server).map_err(|m| ctx.err(&k("server"), m))?;
     Ok(IdentityConfig {
         name,
         file_name,
@@ -1270,7 +1323,13 @@ fn egress_identity(
             .clone()
             .map(|s| s.0)
             .unwrap_or_else(|| def.scopes.clone()),
-        endpoint: Endpoint::TokenUrl(def.token_url.clone()),
+        endpoint: match (&def.issuer, def.token_url.is_empty()) {
+            (Some(iss), true) => Endpoint::Discovery {
+                url: issuer_discovery_url(iss),
+                fallback: None,
+            },
+            _ => Endpoint::TokenUrl(def.token_url.clone()),
+        },
         client_auth: match def.token_auth {
             TokenAuth::Basic => ClientAuth::Basic,
             TokenAuth::Post => ClientAuth::Post,
@@ -1390,6 +1449,31 @@ mod tests {
             .to_string()
     }
 
+    #[test]
+    fn errors_on_secret_keys_never_show_the_value() {
+        let head =
+            "ingress:\n  kind: oidc_m2m\n  client_id: a\n  issuer: https://idp.example.com/\n";
+        for bad in [
+            "  client_secret: {SECRETabc}\n",
+            "  client_secret: {SECRETabc: x}\n",
+            "  client_secret: [SECRETabc]\n",
+            "  client_secret: {env: [SECRETabc]}\n",
+            "  client_secret: {env: {SECRETabc: 1}}\n",
+            "  client_secret: !SECRETabc x\n",
+            "  client_secret:\n    SECRETabc: 1\n",
+        ] {
+            let e = err(&format!("{head}{bad}"));
+            assert!(!e.contains("SECRETabc"), "{bad:?} gave {e}");
+            assert!(e.contains("client_secret"), "{bad:?} gave {e}");
+        }
+        let e = err("identities:\n  svc:\n    kind: cognito_password\n    password: {SECRETabc}\n");
+        assert!(!e.contains("SECRETabc"), "{e}");
+        assert_eq!(
+            redact_quoted("x `a` \"b\" 'c"),
+            "x `[redacted]` \"[redacted]\" '[redacted]"
+        );
+    }
+
     const FULL: &str = "\
 tokens_dir: ~/.oauth-tokens
 gateway_url: https://gw.example.com/
@@ -1503,7 +1587,7 @@ servers:
         );
         let e = err("ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: {vault: x}\n");
         assert!(
-            e.contains(":4: ingress.client_secret: unknown secret source `vault`"),
+            e.contains(":4: ingress.client_secret: unknown secret source; use {env: VARIABLE}"),
             "{e}"
         );
         let e = err("a: [\n");
@@ -1713,7 +1797,18 @@ mod identity_tests {
             "{e}"
         );
         let e = parse_str("identities:\n  ingress:\n    kind: oidc_m2m\n").unwrap_err();
-        assert!(e.contains("`ingress` is the gateway's"), "{e}");
+        assert!(
+            e.contains("`ingress` is the gateway identity's name"),
+            "{e}"
+        );
+        // One name rule for everything that becomes a file name: the key and line are named.
+        let e = parse_str("identities:\n  ../evil:\n    kind: oidc_m2m\n").unwrap_err();
+        assert!(
+            e.contains(":2: identities.../evil: `../evil` starts with a dot"),
+            "{e}"
+        );
+        let e = parse_str("servers:\n  - name: ok\n    url: https://d/\n    auth: none\n  - name: a/b\n    url: https://d/\n    auth: none\n").unwrap_err();
+        assert!(e.contains(":5: servers[1].name: `a/b` contains `/`"), "{e}");
         let e = parse_str("servers:\n  - name: d\n    url: https://d/\n    auth: sometimes\n")
             .unwrap_err();
         assert!(

@@ -77,6 +77,8 @@ pub struct Daemon {
     pub refresher: Option<RefreshFn>,
     /// Where the editors' files are (from HOME); replaceable before `run`.
     pub dirs: Dirs,
+    /// The token files the watcher follows; kept equal to the configured identities'.
+    pub watched: WatchedTokens,
     schedule: Schedule,
     records: HashMap<String, TokenRecord>,
     last_entries: Option<Vec<ServerEntry>>,
@@ -107,6 +109,7 @@ impl Daemon {
             loader,
             refresher: None,
             dirs: Dirs::from_process(),
+            watched: Default::default(),
             schedule,
             records: HashMap::new(),
             last_entries: None,
@@ -124,6 +127,14 @@ impl Daemon {
             .get(&id.name)
             .filter(|r| refresh::belongs_to(r, id))
             .map(TokenRecord::times)
+    }
+
+    /// Makes the watcher follow exactly the configured identities' token files.
+    fn watch_token_files(&self) {
+        let files: HashSet<String> = self.ids().iter().map(|i| token_file_name(i)).collect();
+        if let Ok(mut w) = self.watched.write() {
+            *w = files;
+        }
     }
 
     /// Re-reads every identity's token file into the schedule.
@@ -309,6 +320,7 @@ impl Daemon {
                     self.schedule
                         .set_identities(names.iter().map(String::as_str), self.config.refresh);
                     self.hooked.clear();
+                    self.watch_token_files();
                     self.reread_tokens();
                     self.last_entries = None;
                     self.render();
@@ -329,6 +341,7 @@ impl Daemon {
         let names: Vec<String> = self.ids().iter().map(|i| i.name.clone()).collect();
         self.schedule
             .set_identities(names.iter().map(String::as_str), self.config.refresh);
+        self.watch_token_files();
         self.reread_tokens();
         self.render();
         let mut sem = Arc::new(Semaphore::new(self.config.refresh.concurrency));
@@ -434,17 +447,34 @@ impl Daemon {
     }
 }
 
+/// The variables a hook inherits: PATH, HOME, LANG and mcp-credd's own settings. Nothing
+/// else: the daemon's environment may hold client secrets and passwords.
+pub const HOOK_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "MCP_CREDD_CONFIG",
+    "MCP_CREDD_ENV_FILE",
+    "MCP_CREDD_TOKENS_DIR",
+    "MCP_CREDD_SERVERS_DIR",
+    "MCP_CREDD_LOG",
+];
+
 /// Runs a hook command without waiting for it; it gets the details in its environment.
 fn run_hook(argv: &[String], event: &str, identity: &str, message: &str) {
     let Some((prog, args)) = argv.split_first() else {
         return;
     };
     let mut cmd = tokio::process::Command::new(prog);
-    cmd.args(args)
-        .env("MCP_CREDD_EVENT", event)
+    cmd.args(args).env_clear();
+    for k in HOOK_ENV {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env("MCP_CREDD_EVENT", event)
         .env("MCP_CREDD_IDENTITY", identity)
         .env("MCP_CREDD_MESSAGE", message)
-        .env_remove("NOTIFY_SOCKET")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     match cmd.spawn() {
@@ -488,11 +518,15 @@ pub fn forward_signals(tx: mpsc::Sender<Event>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The token file names the watcher reports changes of; the daemon replaces the set when
+/// a reload adds or removes identities.
+pub type WatchedTokens = Arc<std::sync::RwLock<HashSet<String>>>;
+
 /// Watches the config file(s) and the tokens directory. The watcher stops when dropped.
 pub fn watch(
     config_files: Vec<PathBuf>,
     tokens_dir: PathBuf,
-    token_files: Vec<String>,
+    token_files: WatchedTokens,
     tx: mpsc::Sender<Event>,
 ) -> notify::Result<notify::RecommendedWatcher> {
     use notify::{EventKind, RecursiveMode, Watcher};
@@ -509,7 +543,7 @@ pub fn watch(
             } else if p.parent() == Some(tdir.as_path())
                 && p.file_name()
                     .and_then(|n| n.to_str())
-                    .is_some_and(|n| token_files.iter().any(|t| t == n))
+                    .is_some_and(|n| token_files.read().is_ok_and(|t| t.contains(n)))
             {
                 let _ = tx.try_send(Event::TokensChanged);
             }
@@ -601,6 +635,7 @@ mod tests {
             expiry_source: Some("expires_in".into()),
             scope: None,
             token_endpoint: None,
+            binding: None,
             extra: Default::default(),
         }
     }

@@ -54,7 +54,13 @@ pub fn classify(
     username: &str,
     during: &str,
 ) -> FetchError {
-    let msg = message.unwrap_or("");
+    // Code and message only, escaped and shortened: they come from the server.
+    let msg: String = message.unwrap_or("").chars().take(300).collect();
+    let msg = crate::sanitize::escape(&msg);
+    let msg = msg.as_str();
+    let code: Option<String> =
+        code.map(|c| crate::sanitize::escape(&c.chars().take(80).collect::<String>()));
+    let code = code.as_deref();
     let text = |what: String| format!("Cognito {during} for `{username}` failed: {what}");
     let permanent = |what: String| FetchError::permanent(text(what));
     match code.unwrap_or("") {
@@ -176,9 +182,16 @@ fn sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt:
                 "could not connect"
             }
         )),
-        other => FetchError::transient(format!(
-            "Cognito {during} for `{username}`: {}",
-            cip::error::DisplayErrorContext(&other)
+        // Never the SDK's own rendering: a reply it could not parse is kept raw inside
+        // the error, tokens included. Only what kind of failure it was.
+        SdkError::ResponseError(_) => FetchError::transient(format!(
+            "Cognito {during} for `{username}`: the reply could not be read (not a Cognito API reply); check endpoint_url, or retry later"
+        )),
+        SdkError::ConstructionFailure(_) => FetchError::permanent(format!(
+            "Cognito {during} for `{username}`: the request could not be built; check region, client_id and username"
+        )),
+        _ => FetchError::transient(format!(
+            "Cognito {during} for `{username}`: the call failed"
         )),
     }
 }
@@ -188,6 +201,17 @@ fn reply_of(r: &AuthenticationResultType) -> Result<TokenReply, FetchError> {
         .access_token()
         .filter(|t| !t.is_empty())
         .ok_or_else(|| FetchError::permanent("Cognito answered without an access token"))?;
+    let unsafe_token = |what: &str| {
+        FetchError::permanent(format!(
+            "Cognito's {what} holds characters not allowed in an HTTP header; refused"
+        ))
+    };
+    if !super::reply::header_safe(access) {
+        return Err(unsafe_token("access token"));
+    }
+    if r.id_token().is_some_and(|t| !super::reply::header_safe(t)) {
+        return Err(unsafe_token("ID token"));
+    }
     Ok(TokenReply {
         access_token: Secret::new(access),
         token_type: match r.token_type() {

@@ -45,6 +45,55 @@ async fn grant(
     .await
 }
 
+/// `id` with its provider's endpoints filled in from the issuer's discovery document, for
+/// user-defined providers that give only an `issuer`. Others are returned as they are.
+pub async fn discovered(http: &Http, id: &IdentityConfig) -> Result<IdentityConfig, FetchError> {
+    let eg = egress(id)?;
+    if !eg.def.authorize_url.is_empty() && !eg.def.token_url.is_empty() {
+        return Ok(id.clone());
+    }
+    let Some(issuer) = eg.def.issuer.clone() else {
+        return Err(FetchError::permanent(format!(
+            "provider `{}` has no token_url and no issuer; give both endpoints or an issuer",
+            eg.provider
+        )));
+    };
+    let url = crate::config::parse::issuer_discovery_url(&issuer);
+    let doc = super::oauth::discovery_document(http, &url).await?;
+    let field = |k: &str| -> Result<Option<String>, FetchError> {
+        match doc.get(k).and_then(|v| v.as_str()) {
+            None => Ok(None),
+            Some(u) => {
+                crate::config::check_endpoint_url(u).map_err(|m| {
+                    FetchError::permanent(format!("discovery document {url}: {k} {m}"))
+                })?;
+                Ok(Some(u.to_string()))
+            }
+        }
+    };
+    let mut out = id.clone();
+    let def = &mut out.egress.as_mut().expect("egress").def;
+    for (k, slot) in [
+        ("authorization_endpoint", &mut def.authorize_url),
+        ("token_endpoint", &mut def.token_url),
+    ] {
+        if slot.is_empty() {
+            *slot = field(k)?.ok_or_else(|| {
+                FetchError::permanent(format!(
+                    "discovery document {url} lists no {k}; give it in the provider definition"
+                ))
+            })?;
+        }
+    }
+    if def.revocation_url.is_none() {
+        def.revocation_url = field("revocation_endpoint")?;
+    }
+    if def.device_authorization_url.is_none() {
+        def.device_authorization_url = field("device_authorization_endpoint")?;
+    }
+    Ok(out)
+}
+
 /// Trades an authorization code (and the PKCE verifier) for tokens.
 pub async fn exchange_code(
     http: &Http,
@@ -102,6 +151,11 @@ impl std::fmt::Display for DeviceStart {
     }
 }
 
+/// A URL as the parser writes it back: control characters percent-encoded or dropped.
+fn normal_url(u: &str) -> String {
+    reqwest::Url::parse(u).map_or_else(|_| String::new(), String::from)
+}
+
 pub async fn device_start(http: &Http, id: &IdentityConfig) -> Result<DeviceStart, FetchError> {
     let eg = egress(id)?;
     let url = eg.def.device_authorization_url.as_deref().ok_or_else(|| {
@@ -139,10 +193,9 @@ pub async fn device_start(http: &Http, id: &IdentityConfig) -> Result<DeviceStar
         .await
         .map_err(|e| FetchError::transient(format!("device authorization {url}: {e}")))?;
     let status = resp.status().as_u16();
-    let body = resp
-        .bytes()
+    let body = super::oauth::read_capped(resp, super::oauth::REPLY_MAX)
         .await
-        .map_err(|e| FetchError::transient(format!("device authorization {url}: {e}")))?;
+        .map_err(|m| FetchError::transient(format!("device authorization {url}: {m}")))?;
     if !(200..300).contains(&status) {
         let why = super::reply::parse_error(&body)
             .map(|e| super::reply::describe(&e))
@@ -165,6 +218,12 @@ pub async fn device_start(http: &Http, id: &IdentityConfig) -> Result<DeviceStar
     {
         start.verification_uri_complete = None;
     }
+    // Shown to the user: the URLs as the parser writes them (controls percent-encoded),
+    // the code escaped and short.
+    start.verification_uri = normal_url(&start.verification_uri);
+    start.verification_uri_complete = start.verification_uri_complete.as_deref().map(normal_url);
+    start.user_code =
+        crate::sanitize::escape(&start.user_code.chars().take(64).collect::<String>());
     // Bounds on what the provider asks for: at most an hour, polling at most every minute.
     start.expires_in = start.expires_in.clamp(1, 3600);
     start.interval = start.interval.clamp(1, 60);
@@ -264,9 +323,10 @@ pub async fn fetch_cloud_id(
             "{url} answered HTTP {status}"
         )));
     }
-    let sites: Vec<Site> = resp
-        .json()
+    let body = super::oauth::read_capped(resp, super::oauth::REPLY_MAX)
         .await
+        .map_err(|m| FetchError::transient(format!("{url}: {m}")))?;
+    let sites: Vec<Site> = serde_json::from_slice(&body)
         .map_err(|e| FetchError::permanent(format!("{url}: unexpected reply ({e})")))?;
     choose_site(&sites, wanted)
         .map(|s| s.map(|s| s.id.clone()))

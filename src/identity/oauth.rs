@@ -26,15 +26,74 @@ impl Http {
     }
 
     pub fn new(policy: HttpPolicy) -> Result<Http, String> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        Http::with_proxy_env(policy, &env)
+    }
+
+    /// Builds the client. Proxies: never for plain http (which goes only to loopback, and
+    /// would carry secrets in clear text to the proxy); for https, `HTTPS_PROXY` (or
+    /// `ALL_PROXY`), minus `NO_PROXY`. `HTTP_PROXY` is ignored. `localhost` is pinned to
+    /// 127.0.0.1 and ::1, never looked up, so plain http cannot leave the machine.
+    pub fn with_proxy_env(
+        policy: HttpPolicy,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Http, String> {
         let timeout = Duration::from_millis(policy.timeout_ms);
-        let client = reqwest::Client::builder()
+        let mut b = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("mcp-credd/", env!("CARGO_PKG_VERSION")))
+            .no_proxy()
+            .resolve_to_addrs(
+                "localhost",
+                &[
+                    std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                    std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0)),
+                ],
+            );
+        let https_proxy = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+            .iter()
+            .find_map(|k| env(k));
+        if let Some(p) = https_proxy {
+            let no_proxy = ["NO_PROXY", "no_proxy"]
+                .iter()
+                .find_map(|k| env(k))
+                .and_then(|v| reqwest::NoProxy::from_string(&v));
+            let proxy = reqwest::Proxy::https(&p)
+                .map_err(|_| "the HTTPS_PROXY (or ALL_PROXY) variable is not a valid proxy URL; fix or unset it".to_string())?
+                .no_proxy(no_proxy);
+            b = b.proxy(proxy);
+        }
+        let client = b
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
         Ok(Http { client, policy })
+    }
+}
+
+/// The most a token, discovery or other JSON reply of an identity provider may hold.
+pub const REPLY_MAX: usize = 1024 * 1024;
+
+/// Reads a reply body, refusing (without reading further) one larger than `cap` bytes,
+/// whether it says so in `Content-Length` or only streams on.
+pub async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, String> {
+    let too_big = || format!("the reply is larger than {} KiB; refused", cap / 1024);
+    if resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if body.len() + c.len() > cap {
+                    return Err(too_big());
+                }
+                body.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(format!("reading the reply: {}", describe_transport(&e))),
+        }
     }
 }
 
@@ -166,6 +225,9 @@ fn classify_with(
             Err(ReplyError::NoAccessToken) => Err(FetchError::permanent(format!(
                 "token endpoint {url} answered without an access_token"
             ))),
+            Err(e @ ReplyError::UnsafeToken(_)) => {
+                Err(FetchError::permanent(format!("token endpoint {url}: {e}")))
+            }
         };
     }
     if let Some(e) = reply::parse_error(body) {
@@ -298,12 +360,9 @@ pub async fn token_request_styled(
                 .unwrap_or("")
                 .to_string();
             let ra = retry_after_ms(resp.headers());
-            let body = resp.bytes().await.map_err(|e| {
-                FetchError::transient(format!(
-                    "token endpoint {url}: reading the reply: {}",
-                    describe_transport(&e)
-                ))
-            })?;
+            let body = read_capped(resp, REPLY_MAX)
+                .await
+                .map_err(|m| FetchError::transient(format!("token endpoint {url}: {m}")))?;
             debug!(url, status, bytes = body.len(), "token endpoint replied");
             classify_with(
                 url,
@@ -321,22 +380,50 @@ pub async fn token_request_styled(
 
 /// Fetches an OIDC discovery document and returns its `token_endpoint`.
 pub async fn discover_token_endpoint(http: &Http, url: &str) -> Result<String, FetchError> {
+    let doc = discovery_document(http, url).await?;
+    let ep = doc.get("token_endpoint").and_then(|v| v.as_str()).ok_or_else(|| FetchError::permanent(format!("discovery document {url} lists no token_endpoint (a Cognito pool lists one only once it has a domain; set `domain` or `token_url`)")))?;
+    check_endpoint_url(ep).map_err(|m| {
+        FetchError::permanent(format!("discovery document {url}: token_endpoint {m}"))
+    })?;
+    Ok(ep.to_string())
+}
+
+/// Fetches an OIDC discovery document (bounded retries on transient failures).
+pub async fn discovery_document(http: &Http, url: &str) -> Result<serde_json::Value, FetchError> {
     check_endpoint_url(url).map_err(FetchError::permanent)?;
     with_retries(&http.policy, url, || async move {
-        let resp = http.client.get(url).header(reqwest::header::ACCEPT, "application/json").send().await.map_err(|e| FetchError::transient(format!("discovery document {url}: {}", describe_transport(&e))))?;
+        let resp = http
+            .client
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|e| {
+                FetchError::transient(format!(
+                    "discovery document {url}: {}",
+                    describe_transport(&e)
+                ))
+            })?;
         let status = resp.status().as_u16();
         let ra = retry_after_ms(resp.headers());
         if status == 408 || status == 429 || status >= 500 {
-            return Err(FetchError { kind: FailureKind::Transient, message: format!("discovery document {url} answered HTTP {status}"), retry_after_ms: ra });
+            return Err(FetchError {
+                kind: FailureKind::Transient,
+                message: format!("discovery document {url} answered HTTP {status}"),
+                retry_after_ms: ra,
+            });
         }
         if !(200..300).contains(&status) {
-            return Err(FetchError::permanent(format!("discovery document {url} answered HTTP {status}")));
+            return Err(FetchError::permanent(format!(
+                "discovery document {url} answered HTTP {status}"
+            )));
         }
-        let body = resp.bytes().await.map_err(|e| FetchError::transient(format!("discovery document {url}: {}", describe_transport(&e))))?;
-        let doc: serde_json::Value = serde_json::from_slice(&body).map_err(|_| FetchError::transient(format!("discovery document {url} is not JSON")))?;
-        let ep = doc.get("token_endpoint").and_then(|v| v.as_str()).ok_or_else(|| FetchError::permanent(format!("discovery document {url} lists no token_endpoint (a Cognito pool lists one only once it has a domain; set `domain` or `token_url`)")))?;
-        check_endpoint_url(ep).map_err(|m| FetchError::permanent(format!("discovery document {url}: token_endpoint {m}")))?;
-        Ok(ep.to_string())
+        let body = read_capped(resp, REPLY_MAX)
+            .await
+            .map_err(|m| FetchError::transient(format!("discovery document {url}: {m}")))?;
+        let doc: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|_| FetchError::transient(format!("discovery document {url} is not JSON")))?;
+        Ok(doc)
     })
     .await
 }

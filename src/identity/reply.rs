@@ -86,13 +86,34 @@ pub enum ReplyError {
     OAuth(ErrorReply),
     #[error("the reply has no access_token")]
     NoAccessToken,
+    #[error(
+        "the reply's {0} holds characters not allowed in an HTTP header (control characters, spaces or non-ASCII); refused"
+    )]
+    UnsafeToken(&'static str),
 }
 
+/// The longest `error_description` we repeat.
+const DESCRIPTION_MAX: usize = 300;
+
+/// `error (description)`, escaped (the text comes from the server) and shortened.
 pub fn describe(e: &ErrorReply) -> String {
+    let error = crate::sanitize::escape(&e.error.chars().take(80).collect::<String>());
     match &e.error_description {
-        Some(d) if !d.is_empty() => format!("{} ({})", e.error, d),
-        _ => e.error.clone(),
+        Some(d) if !d.is_empty() => {
+            let mut d: String = d.chars().take(DESCRIPTION_MAX).collect();
+            if d.len() < e.error_description.as_deref().map_or(0, str::len) {
+                d.push('…');
+            }
+            format!("{error} ({})", crate::sanitize::escape(&d))
+        }
+        _ => error,
     }
+}
+
+/// Whether a token (or token type) can go into an HTTP header as it is: visible ASCII,
+/// no space. A CR/LF in a token would otherwise split the header it is written into.
+pub fn header_safe(t: &str) -> bool {
+    !t.is_empty() && t.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
 /// Parses an error body, if it is an OAuth error.
@@ -130,9 +151,16 @@ pub fn parse_nested(body: &[u8], nesting: Option<&str>) -> Result<TokenReply, Re
         .access_token
         .filter(|t| !t.is_empty())
         .ok_or(ReplyError::NoAccessToken)?;
+    if !header_safe(&access_token) {
+        return Err(ReplyError::UnsafeToken("access_token"));
+    }
+    if raw.id_token.as_deref().is_some_and(|t| !header_safe(t)) {
+        return Err(ReplyError::UnsafeToken("id_token"));
+    }
     let token_type = match raw.token_type {
         Some(t) if t.eq_ignore_ascii_case("bearer") => "Bearer".to_string(),
-        Some(t) if !t.is_empty() => t,
+        Some(t) if !t.is_empty() && header_safe(&t) => t,
+        Some(t) if !t.is_empty() => return Err(ReplyError::UnsafeToken("token_type")),
         _ => "Bearer".to_string(),
     };
     let scope = match raw.scope {
@@ -144,7 +172,8 @@ pub fn parse_nested(body: &[u8], nesting: Option<&str>) -> Result<TokenReply, Re
                 .join(" "),
         ),
         _ => None,
-    };
+    }
+    .map(|s| crate::sanitize::escape(&s));
     Ok(TokenReply {
         access_token: Secret::new(access_token),
         token_type,
@@ -178,6 +207,31 @@ pub fn expiry_of(reply: &TokenReply, now: Ts) -> (Expiry, ExpirySource) {
 mod tests {
     use super::*;
     use base64::Engine;
+
+    #[test]
+    fn tokens_must_be_header_safe_and_errors_are_escaped() {
+        for body in [
+            "{\"access_token\":\"a\\r\\nX-Evil: 1\"}",
+            "{\"access_token\":\"a b\"}",
+            "{\"access_token\":\"caf\\u00e9\"}",
+            "{\"access_token\":\"a\",\"id_token\":\"x\\ny\"}",
+            "{\"access_token\":\"a\",\"token_type\":\"Bearer\\r\\nX: 1\"}",
+        ] {
+            assert!(
+                matches!(parse(body.as_bytes()), Err(ReplyError::UnsafeToken(_))),
+                "{body}"
+            );
+        }
+        assert!(parse(br#"{"access_token":"xoxp-1|a.b~c+/=="}"#).is_ok());
+        let e = ErrorReply {
+            error: "invalid_client".into(),
+            error_description: Some("\x1b[31mred\x07\r\nforged".into()),
+        };
+        assert_eq!(
+            describe(&e),
+            "invalid_client (\\u{1b}[31mred\\u{7}\\r\\nforged)"
+        );
+    }
 
     #[test]
     fn tolerant_forms() {

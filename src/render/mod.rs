@@ -13,6 +13,7 @@ pub mod write;
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::binding;
 use crate::config::{BearerToken, Config, IdentityConfig, IdentityKind, ServerAuth, Transport};
 use crate::store::TokenRecord;
 
@@ -85,7 +86,7 @@ fn bound_header(
     scheme: &str,
 ) -> Option<Vec<(String, String)>> {
     let id = config.identity(name)?;
-    let rec = records.get(name)?;
+    let rec = records.get(name).filter(|r| binding::matches(r, id))?;
     let token = bearer_of(id, rec)?;
     let value = if scheme.is_empty() {
         token.to_string()
@@ -107,7 +108,11 @@ fn bound_header(
 
 /// Entries for every configured server, given the stored tokens by identity name.
 pub fn entries(config: &Config, records: &HashMap<String, TokenRecord>) -> Vec<ServerEntry> {
-    let ingress = config.ingress.as_ref().and_then(|i| records.get(&i.name));
+    // A token obtained for another identity (the configuration changed) is never written.
+    let ingress = config
+        .ingress
+        .as_ref()
+        .and_then(|i| records.get(&i.name).filter(|r| binding::matches(r, i)));
     let gateway = match (&config.ingress, ingress) {
         (Some(id), Some(rec)) => gateway_headers(id, rec),
         _ => None,

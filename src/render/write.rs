@@ -310,7 +310,7 @@ fn write_target(
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     if existing.is_none()
-        && let Err(e) = std::fs::create_dir_all(dir)
+        && let Err(e) = crate::store::atomic::create_private_dirs(dir)
     {
         return skip(result, format!("cannot create {}: {e}", dir.display()));
     }

@@ -70,13 +70,13 @@ impl Schedule {
         self.slots.keys().map(String::as_str)
     }
 
-    /// The stored token changed (read from disk). A new token lifts a block: someone
-    /// logged in or fixed things from another terminal.
+    /// The stored token changed (read from disk). A new token lifts a block, a first one
+    /// included: someone logged in or fixed things from another terminal.
     pub fn set_token(&mut self, name: &str, token: Option<TokenTimes>) {
         if let Some(s) = self.slots.get_mut(name)
             && s.token != token
         {
-            if token.is_some() && s.token.is_some() {
+            if token.is_some() {
                 s.blocked = None;
                 s.failures = 0;
                 s.retry_at = None;
@@ -311,6 +311,19 @@ mod tests {
         s.set_identities(["a"], policy());
         assert_eq!(s.deadline("a"), Some(Ts(100 * MIN)));
         assert!(s.slot("b").is_none());
+    }
+
+    #[test]
+    fn a_first_token_lifts_a_block() {
+        // Never logged in: the refresh says a login is needed and the slot blocks.
+        let mut s = sched();
+        s.start("a");
+        s.failed("a", FailureKind::ReauthRequired, None, Ts(0), 0.5);
+        assert_eq!(s.deadline("a"), None);
+        // `mcp-credd login` in another terminal writes the first token: adopted, scheduled.
+        s.set_token("a", hour_token(1));
+        assert_eq!(s.slot("a").unwrap().blocked, None);
+        assert_eq!(s.deadline("a"), Some(Ts(46 * MIN)));
     }
 
     #[test]

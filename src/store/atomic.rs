@@ -85,6 +85,39 @@ pub enum ReadError {
     Foreign(PathBuf, u32),
 }
 
+/// Creates `dir` and every missing parent, each new one exactly 0700 whatever the umask
+/// (mkdir with 0700 can only come out tighter; the chmod puts back what a strict umask
+/// took). Directories that already exist are left as they are.
+pub fn create_private_dirs(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur.filter(|d| !d.as_os_str().is_empty()) {
+        match std::fs::metadata(d) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a directory", d.display()),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                missing.push(d);
+                cur = d.parent();
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for d in missing.into_iter().rev() {
+        match std::fs::DirBuilder::new().mode(0o700).create(d) {
+            Ok(()) => std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Reads a file we own without following a symlink. `Ok(None)` if it does not exist.
 /// A file readable by others is tightened to `mode`; the returned flag says so.
 pub fn read_private(path: &Path, mode: u32) -> Result<Option<(Vec<u8>, bool)>, ReadError> {

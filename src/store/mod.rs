@@ -34,6 +34,16 @@ pub enum StoreError {
     LockTimeout(String, u64),
     #[error("cannot lock `{0}`: {1}")]
     Lock(String, std::io::Error),
+    #[error("refusing the file name {0:?}: {1}")]
+    Name(String, String),
+}
+
+/// Every name the store turns into a path passes the config's name rule (plus the
+/// `.json` suffix of token files), so no input can build a path outside the tokens
+/// directory, whatever a caller forgot to check.
+fn checked(name: &str) -> Result<&str, StoreError> {
+    crate::config::check_name(name).map_err(|m| StoreError::Name(name.to_string(), m))?;
+    Ok(name)
 }
 
 /// What happened at the last attempt for an identity; `status` shows it.
@@ -62,7 +72,7 @@ fn ensure_private_dir(dir: &Path, warnings: &mut Vec<String>) -> Result<(), Stor
     match std::fs::symlink_metadata(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(parent) = dir.parent() {
-                std::fs::create_dir_all(parent)
+                atomic::create_private_dirs(parent)
                     .map_err(|e| derr(format!("cannot create its parent: {e}")))?;
             }
             std::fs::DirBuilder::new()
@@ -150,13 +160,14 @@ impl Store {
         &self.dir
     }
 
-    pub fn path_of(&self, file_name: &str) -> PathBuf {
-        self.dir.join(file_name)
+    /// The path of a token file; the name must pass the name rule.
+    pub fn path_of(&self, file_name: &str) -> Result<PathBuf, StoreError> {
+        Ok(self.dir.join(checked(file_name)?))
     }
 
     /// Reads a token file; `Ok(None)` if there is none.
     pub fn read_token(&self, file_name: &str) -> Result<Option<TokenRecord>, StoreError> {
-        let path = self.path_of(file_name);
+        let path = self.path_of(file_name)?;
         let Some((bytes, _)) = read_private(&path, FILE_MODE)? else {
             return Ok(None);
         };
@@ -166,7 +177,7 @@ impl Store {
     }
 
     pub fn write_token(&self, file_name: &str, record: &TokenRecord) -> Result<(), StoreError> {
-        let path = self.path_of(file_name);
+        let path = self.path_of(file_name)?;
         write_atomic(&path, &record.to_json(), FILE_MODE).map_err(|e| StoreError::Write(path, e))
     }
 
@@ -175,21 +186,25 @@ impl Store {
         self.dir.join(PRIVATE).join(name)
     }
 
-    fn state_path(&self, identity: &str) -> PathBuf {
-        self.dir
+    fn state_path(&self, identity: &str) -> Result<PathBuf, StoreError> {
+        Ok(self
+            .dir
             .join(PRIVATE)
-            .join(format!("{identity}.state.json"))
+            .join(format!("{}.state.json", checked(identity)?)))
     }
 
     pub fn read_state(&self, identity: &str) -> IdentityState {
-        match read_private(&self.state_path(identity), FILE_MODE) {
+        let Ok(path) = self.state_path(identity) else {
+            return IdentityState::default();
+        };
+        match read_private(&path, FILE_MODE) {
             Ok(Some((bytes, _))) => serde_json::from_slice(&bytes).unwrap_or_default(),
             _ => IdentityState::default(),
         }
     }
 
     pub fn write_state(&self, identity: &str, state: &IdentityState) -> Result<(), StoreError> {
-        let path = self.state_path(identity);
+        let path = self.state_path(identity)?;
         let mut bytes = serde_json::to_vec_pretty(state).expect("state serializes");
         bytes.push(b'\n');
         write_atomic(&path, &bytes, FILE_MODE).map_err(|e| StoreError::Write(path, e))
@@ -227,7 +242,10 @@ impl Store {
 
     /// Takes the identity's lock, waiting up to `wait` for another process to finish.
     pub async fn lock(&self, identity: &str, wait: Duration) -> Result<IdentityLock, StoreError> {
-        let path = self.dir.join(PRIVATE).join(format!("{identity}.lock"));
+        let path = self
+            .dir
+            .join(PRIVATE)
+            .join(format!("{}.lock", checked(identity)?));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -282,6 +300,25 @@ mod tests {
         std::fs::write(&f, "").unwrap();
         let e = Store::open(&f).unwrap_err().to_string();
         assert!(e.contains("not a directory"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn no_path_outside_the_directory_is_built_from_a_name() {
+        let d = tempfile::tempdir().unwrap();
+        let (s, _) = Store::open(&d.path().join("t")).unwrap();
+        for bad in ["../evil.json", "../../evil", "a/b.json", ".hidden.json", ""] {
+            assert!(
+                matches!(s.read_token(bad), Err(StoreError::Name(..))),
+                "{bad}"
+            );
+            assert!(s.path_of(bad).is_err());
+            assert!(s.write_state(bad, &IdentityState::default()).is_err());
+            assert!(s.lock(bad, Duration::from_millis(10)).await.is_err());
+        }
+        assert!(
+            std::fs::read_dir(d.path()).unwrap().count() == 1,
+            "nothing beside t/"
+        );
     }
 
     #[tokio::test]

@@ -19,7 +19,9 @@ fn lenient_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TokenRecord {
     pub provider: String,
+    #[serde(serialize_with = "crate::secret::expose_ser")]
     pub access_token: Secret,
+    #[serde(serialize_with = "crate::secret::expose_ser_opt")]
     pub refresh_token: Option<Secret>,
     /// Epoch seconds; `null` when the expiry is unknown or the token never expires.
     #[serde(default, deserialize_with = "lenient_secs")]
@@ -44,7 +46,11 @@ pub struct TokenRecord {
     pub scopes: Option<Vec<String>>,
     // mcp-credd's own fields.
     /// The OpenID ID token, when the provider gave one (Cognito service accounts).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::secret::expose_ser_opt"
+    )]
     pub id_token: Option<Secret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
@@ -62,6 +68,10 @@ pub struct TokenRecord {
     pub scope: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_endpoint: Option<String>,
+    /// What the token was obtained for; it is used only while the configuration agrees
+    /// (`crate::binding`). Absent in the reference tool's files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binding: Option<Binding>,
     /// Epoch seconds when the refresh token stops working, when the provider says.
     #[serde(
         default,
@@ -72,6 +82,27 @@ pub struct TokenRecord {
     /// Fields we do not know (written by another tool or a newer version), kept as they are.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What identifies the identity a token was obtained for. Not secret: names and URLs.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Binding {
+    /// `cognito_m2m`, `oidc_m2m`, `cognito_password` or `egress`.
+    pub kind: String,
+    /// The token endpoint, the discovery document (issuer) or the Cognito API URL.
+    pub endpoint: String,
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_pool_id: Option<String>,
+    /// The scopes asked for (sorted), not those granted.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
 }
 
 fn bearer() -> String {

@@ -1,0 +1,252 @@
+//! Which identity a stored token belongs to. Every token file mcp-credd writes records what
+//! the token was obtained for (`binding`: kind, token endpoint or issuer, client id,
+//! username, user pool, scopes, audience, resource); a stored token is used, refreshed or
+//! rendered only while all of these still match the configuration. Pure.
+
+use crate::config::{Endpoint, IdentityConfig, IdentityKind};
+use crate::store::TokenRecord;
+use crate::store::record::Binding;
+
+/// Where an identity's tokens come from, as the configuration names it: the token URL,
+/// the discovery document (an issuer), or the Cognito API of a region.
+pub fn endpoint_of(id: &IdentityConfig) -> String {
+    match &id.endpoint {
+        Endpoint::TokenUrl(u) => u.clone(),
+        Endpoint::Discovery { url, .. } => url.clone(),
+        Endpoint::CognitoApi => match id.cognito.as_ref().and_then(|c| c.endpoint_url.clone()) {
+            Some(u) => u,
+            None => format!(
+                "https://cognito-idp.{}.amazonaws.com/",
+                id.region.as_deref().unwrap_or("us-east-1")
+            ),
+        },
+    }
+}
+
+/// What a token obtained now for `id` is bound to.
+pub fn of(id: &IdentityConfig) -> Binding {
+    let mut scopes = id.scopes.clone();
+    scopes.sort();
+    scopes.dedup();
+    let cognito = matches!(
+        id.kind,
+        IdentityKind::CognitoM2m | IdentityKind::CognitoPassword
+    );
+    Binding {
+        kind: id.kind.as_str().to_string(),
+        endpoint: endpoint_of(id),
+        client_id: id.client_id.clone(),
+        username: id.cognito.as_ref().map(|c| c.username.clone()),
+        user_pool_id: if cognito {
+            id.user_pool_id.clone()
+        } else {
+            None
+        },
+        scopes,
+        audience: id.audience.clone(),
+        resource: id.resource.clone(),
+    }
+}
+
+fn show(v: &Option<String>) -> String {
+    match v {
+        Some(s) => format!("`{s}`"),
+        None => "none".into(),
+    }
+}
+
+/// Why the stored token `rec` may not be used for `id` as configured now; `None` when it
+/// may. Files without a binding (the reference tool's, or mcp-credd's before bindings) are
+/// adopted when what they do record matches: provider, client id and token endpoint. A
+/// service account's file is never adopted without one: it names no user, and signing in
+/// again needs no person.
+pub fn mismatch(rec: &TokenRecord, id: &IdentityConfig) -> Option<String> {
+    if rec.provider != id.provider_label {
+        return Some(format!(
+            "it was obtained from provider `{}`, the configuration says `{}`",
+            rec.provider, id.provider_label
+        ));
+    }
+    let Some(b) = &rec.binding else {
+        if let Some(c) = &rec.client_id
+            && c != &id.client_id
+        {
+            return Some(format!(
+                "it was obtained for client `{c}`, the configuration says `{}`",
+                id.client_id
+            ));
+        }
+        if let (Some(t), Endpoint::TokenUrl(u)) = (&rec.token_endpoint, &id.endpoint)
+            && t != u
+        {
+            return Some(format!(
+                "it was obtained from `{t}`, the configuration says `{u}`"
+            ));
+        }
+        if id.kind == IdentityKind::CognitoPassword {
+            return Some("the file does not say which user it was obtained for".into());
+        }
+        return None;
+    };
+    let want = of(id);
+    let differs = |what: &str, had: String, now: String| {
+        Some(format!(
+            "it was obtained for {what} {had}, the configuration says {now}"
+        ))
+    };
+    if b.kind != want.kind {
+        return differs("kind", format!("`{}`", b.kind), format!("`{}`", want.kind));
+    }
+    if b.endpoint != want.endpoint {
+        return differs(
+            "token endpoint",
+            format!("`{}`", b.endpoint),
+            format!("`{}`", want.endpoint),
+        );
+    }
+    if b.client_id != want.client_id {
+        return differs(
+            "client",
+            format!("`{}`", b.client_id),
+            format!("`{}`", want.client_id),
+        );
+    }
+    if b.username != want.username {
+        return differs("username", show(&b.username), show(&want.username));
+    }
+    if b.user_pool_id != want.user_pool_id {
+        return differs("user pool", show(&b.user_pool_id), show(&want.user_pool_id));
+    }
+    let mut had = b.scopes.clone();
+    had.sort();
+    had.dedup();
+    if had != want.scopes {
+        let list = |s: &[String]| {
+            if s.is_empty() {
+                "none".to_string()
+            } else {
+                format!("`{}`", s.join(" "))
+            }
+        };
+        return differs("scopes", list(&had), list(&want.scopes));
+    }
+    if b.audience != want.audience {
+        return differs("audience", show(&b.audience), show(&want.audience));
+    }
+    if b.resource != want.resource {
+        return differs("resource", show(&b.resource), show(&want.resource));
+    }
+    None
+}
+
+/// May `rec` be used for `id` as configured now?
+pub fn matches(rec: &TokenRecord, id: &IdentityConfig) -> bool {
+    mismatch(rec, id).is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClientAuth, CognitoPassword};
+    use crate::secret::Secret;
+
+    fn service_account(user: &str) -> IdentityConfig {
+        IdentityConfig {
+            name: "svc".into(),
+            file_name: "svc.json".into(),
+            kind: IdentityKind::CognitoPassword,
+            provider_label: "cognito_password".into(),
+            client_id: "c".into(),
+            client_secret: None,
+            scopes: vec![],
+            endpoint: Endpoint::CognitoApi,
+            client_auth: ClientAuth::Basic,
+            audience: None,
+            resource: None,
+            region: Some("us-east-1".into()),
+            user_pool_id: Some("us-east-1_P".into()),
+            extra_fields: vec![],
+            extra_headers: vec![],
+            cognito: Some(CognitoPassword {
+                username: user.into(),
+                password: Secret::new("pw"),
+                bearer: Default::default(),
+                refresh_rotation: false,
+                endpoint_url: None,
+            }),
+            egress: None,
+        }
+    }
+
+    fn m2m(token_url: &str, scopes: &[&str]) -> IdentityConfig {
+        IdentityConfig {
+            kind: IdentityKind::OidcM2m,
+            provider_label: "oidc_m2m".into(),
+            endpoint: Endpoint::TokenUrl(token_url.into()),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            cognito: None,
+            region: None,
+            user_pool_id: None,
+            ..service_account("x")
+        }
+    }
+
+    fn record_for(id: &IdentityConfig) -> TokenRecord {
+        let mut r: TokenRecord = serde_json::from_str(&format!(
+            r#"{{"provider":"{}","access_token":"t","refresh_token":null,"expires_at":null,"expires_at_human":null,"client_id":"c"}}"#,
+            id.provider_label
+        ))
+        .unwrap();
+        r.binding = Some(of(id));
+        r
+    }
+
+    #[test]
+    fn a_changed_user_or_issuer_unbinds_the_token() {
+        let alice = service_account("alice");
+        let rec = record_for(&alice);
+        assert_eq!(mismatch(&rec, &alice), None);
+        let why = mismatch(&rec, &service_account("bob")).unwrap();
+        assert_eq!(
+            why,
+            "it was obtained for username `alice`, the configuration says `bob`"
+        );
+        let a = m2m("https://a.example/token", &["x", "y"]);
+        let rec = record_for(&a);
+        assert!(matches(
+            &rec,
+            &m2m("https://a.example/token", &["y", "x", "x"])
+        ));
+        let why = mismatch(&rec, &m2m("https://b.example/token", &["x", "y"])).unwrap();
+        assert!(
+            why.contains("token endpoint `https://a.example/token`"),
+            "{why}"
+        );
+        let why = mismatch(&rec, &m2m("https://a.example/token", &["x"])).unwrap();
+        assert!(why.contains("scopes `x y`"), "{why}");
+        let mut other_aud = m2m("https://a.example/token", &["x", "y"]);
+        other_aud.audience = Some("api".into());
+        assert!(
+            mismatch(&rec, &other_aud)
+                .unwrap()
+                .contains("audience none")
+        );
+    }
+
+    #[test]
+    fn unbound_files_are_adopted_only_when_nothing_they_record_differs() {
+        let a = m2m("https://a.example/token", &[]);
+        let mut rec = record_for(&a);
+        rec.binding = None;
+        assert!(matches(&rec, &a), "the reference tool's files are read");
+        rec.token_endpoint = Some("https://old.example/token".into());
+        assert!(!matches(&rec, &a));
+        rec.token_endpoint = None;
+        rec.client_id = Some("other".into());
+        assert!(!matches(&rec, &a));
+        let alice = service_account("alice");
+        let mut rec = record_for(&alice);
+        rec.binding = None;
+        assert!(mismatch(&rec, &alice).unwrap().contains("which user"));
+    }
+}

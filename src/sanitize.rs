@@ -1,0 +1,86 @@
+//! Escaping text that came from outside (identity providers, the browser, token claims)
+//! before it is printed, logged or stored: control characters (C0, DEL, C1) and the
+//! Unicode bidi overrides become visible escapes, so a server cannot move the cursor,
+//! change the terminal's title, ring its bell or forge a log line.
+
+use std::borrow::Cow;
+
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn escape_with(s: &str, keep_newline: bool) -> Cow<'_, str> {
+    if !s
+        .chars()
+        .any(|c| is_unsafe(c) && !(keep_newline && c == '\n'))
+    {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' if keep_newline => out.push('\n'),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_unsafe(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `s` with every control character (newlines included) written as an escape.
+pub fn escape(s: &str) -> String {
+    escape_with(s, false).into_owned()
+}
+
+/// Like [`escape`], but keeps `\n`: for our own multi-line output, whose network-sourced
+/// parts were already escaped with [`escape`].
+pub fn escape_keep_newlines(s: &str) -> Cow<'_, str> {
+    escape_with(s, true)
+}
+
+/// A log writer that escapes each formatted event: everything but the final newline, so
+/// one event is always one line.
+#[derive(Clone, Copy, Default)]
+pub struct EscapingStderr;
+
+impl std::io::Write for EscapingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let (body, nl) = match text.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (&*text, ""),
+        };
+        let line = format!("{}{nl}", escape_with(body, false));
+        std::io::stderr().write_all(line.as_bytes())?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for EscapingStderr {
+    type Writer = EscapingStderr;
+    fn make_writer(&'a self) -> Self::Writer {
+        EscapingStderr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_controls_and_bidi() {
+        assert_eq!(escape("plain text é"), "plain text é");
+        assert_eq!(
+            escape("a\x1b[31mb\x07c\r\nd\u{9b}e\u{202e}f\x7f"),
+            "a\\u{1b}[31mb\\u{7}c\\r\\nd\\u{9b}e\\u{202e}f\\u{7f}"
+        );
+        assert_eq!(escape_keep_newlines("a\nb\x1b"), "a\nb\\u{1b}");
+    }
+}

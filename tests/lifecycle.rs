@@ -1,0 +1,417 @@
+//! One identity's whole life, with the real binary against real servers on 127.0.0.1
+//! (oidc-provider, moto): a daemon that sees a login made in another terminal, tokens
+//! bound to the identity they were obtained for, names that cannot leave the tokens
+//! directory, logout, `token`, `headers` on demand, no token in files git would commit.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// oidc-provider with a confidential web client whose redirect URI is on `port`.
+fn idp_with_web_client(port: u16, ttl: &str, extra: &[(&str, &str)]) -> Idp {
+    let clients = format!(
+        r#"[{{"client_id":"mcp-web","client_secret":"mcp-web-secret","token_endpoint_auth_method":"client_secret_basic","grant_types":["authorization_code","refresh_token"],"response_types":["code"],"redirect_uris":["http://127.0.0.1:{port}/callback"],"scope":"openid offline_access profile"}}]"#
+    );
+    let mut env = vec![("CLIENTS_JSON", clients.as_str()), ("AC_TTL", ttl)];
+    env.extend_from_slice(extra);
+    Idp::start(&env)
+}
+
+fn provider_yaml(idp: &Idp) -> String {
+    format!(
+        "providers:
+  local:
+    authorize_url: {base}/oauth2/authorize
+    token_url: {base}/oauth2/token
+    revocation_url: {base}/oauth2/revoke
+    scopes: [openid, offline_access, profile]
+",
+        base = idp.base()
+    )
+}
+
+fn egress_yaml(name: &str, port: u16, scopes: Option<&str>) -> String {
+    let scopes = scopes
+        .map(|s| format!("    scopes: [{s}]\n"))
+        .unwrap_or_default();
+    format!(
+        "  - name: {name}
+    provider: local
+    client_id: mcp-web
+    client_secret: mcp-web-secret
+    redirect_uri: http://127.0.0.1:{port}/callback
+    server: {name}
+{scopes}"
+    )
+}
+
+/// `mcp-credd login NAME --no-browser`, driven through the provider's login and consent
+/// forms over plain HTTP; returns what the login printed.
+fn login(sb: &Sandbox, name: &str, base: &str) -> Run {
+    let mut child = sb
+        .command(&["login", name, "--no-browser", "--timeout", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let prefix = base.to_string();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let mut sent = false;
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if !sent && line.trim().starts_with(&prefix) {
+                let _ = tx.send(line.trim().to_string());
+                sent = true;
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("login printed no URL");
+    let drive = Command::new("node")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp/drive-login.mjs"))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        drive.status.success(),
+        "{}",
+        String::from_utf8_lossy(&drive.stderr)
+    );
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < end, "login did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: reader.join().unwrap(),
+        stderr,
+    }
+}
+
+struct Daemon {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    fn start(sb: &Sandbox, env: &[(&str, &str)]) -> Daemon {
+        let log = sb.home().join("daemon.log");
+        let mut c = sb.command(&["daemon", "-v"]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        Daemon {
+            child: c.spawn().unwrap(),
+            log,
+        }
+    }
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    /// Waits until the log holds `needle` `times` times.
+    fn wait_log(&self, needle: &str, times: usize, within: Duration) {
+        let end = Instant::now() + within;
+        while self.log_text().matches(needle).count() < times {
+            assert!(
+                Instant::now() < end,
+                "no {times}x {needle:?} within {within:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn access_token(sb: &Sandbox, file: &str) -> String {
+    sb.read_json(&sb.tokens().join(file))["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn status_of(sb: &Sandbox, name: &str) -> serde_json::Value {
+    let st = sb.run(&["status", "--json"]);
+    let j: serde_json::Value =
+        serde_json::from_str(&st.stdout).unwrap_or_else(|_| panic!("{st:?}"));
+    j["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {j}"))
+        .clone()
+}
+
+#[test]
+fn the_daemon_adopts_a_first_login_and_identities_added_by_a_reload() {
+    let port = closed_port();
+    let idp = idp_with_web_client(port, "8", &[]);
+    let sb = Sandbox::new();
+    let head = format!(
+        "gateway_url: https://gw.example.com
+editors: [reference]
+refresh:
+  before_expiry: 2s
+  jitter: 0
+  check_interval: 1s
+http:
+  attempts: 2
+  initial_backoff: 100ms
+{}egress:
+",
+        provider_yaml(&idp)
+    );
+    let cfg = sb.write_config(&format!("{head}{}", egress_yaml("first", port, None)));
+    let d = Daemon::start(&sb, &[]);
+    d.wait_log("not logged in yet", 1, Duration::from_secs(10));
+
+    // A login in another terminal: the daemon adopts the token and refreshes it on time
+    // (8 s tokens, refreshed at 6 s), without any signal.
+    let r = login(&sb, "first", &idp.base());
+    assert_eq!(r.code, 0, "{r:?}");
+    let t1 = access_token(&sb, "local-first-egress.json");
+    d.wait_log("token refreshed", 1, Duration::from_secs(15));
+    let t2 = access_token(&sb, "local-first-egress.json");
+    assert_ne!(t1, t2, "the daemon refreshed the adopted token");
+
+    // An identity added by a config edit is watched too: its first login is adopted.
+    std::fs::write(
+        &cfg,
+        format!(
+            "{head}{}{}",
+            egress_yaml("first", port, None),
+            egress_yaml("second", port, None)
+        ),
+    )
+    .unwrap();
+    d.wait_log("configuration reloaded", 1, Duration::from_secs(10));
+    let r = login(&sb, "second", &idp.base());
+    assert_eq!(r.code, 0, "{r:?}");
+    let s1 = access_token(&sb, "local-second-egress.json");
+    let end = Instant::now() + Duration::from_secs(15);
+    while access_token(&sb, "local-second-egress.json") == s1 {
+        assert!(
+            Instant::now() < end,
+            "the daemon did not refresh the second identity; log:\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Both are in the editors' copy.
+    let roo = sb.read_json(&sb.tokens().join("mcp.json"));
+    for name in ["first", "second"] {
+        let shown = roo["mcpServers"][name]["headers"]["Authorization"].as_str();
+        assert!(shown.is_some_and(|s| s.starts_with("Bearer ey")), "{roo}");
+    }
+    assert_eq!(status_of(&sb, "first")["state"], "valid");
+    assert_eq!(status_of(&sb, "second")["state"], "valid");
+}
+
+#[test]
+fn a_changed_token_url_unbinds_the_stored_token() {
+    let a = Idp::start(&[]);
+    let b = Idp::start(&[]);
+    let sb = Sandbox::new();
+    let config = |idp: &Idp| {
+        format!(
+            "gateway_url: https://gw.example.com
+editors: [reference]
+ingress:
+  kind: oidc_m2m
+  client_id: m2m-client
+  client_secret: m2m-secret
+  token_url: {}
+servers:
+  - name: currenttime
+",
+            idp.token_url()
+        )
+    };
+    sb.write_config(&config(&a));
+    assert_eq!(sb.run(&[]).code, 0);
+    let old = access_token(&sb, "ingress.json");
+    assert_eq!(
+        jwt_claims(&old)["iss"],
+        a.base().as_str(),
+        "obtained from the first issuer"
+    );
+
+    // Same client id, another issuer: the old token is neither shown nor rendered...
+    sb.write_config(&config(&b));
+    let st = status_of(&sb, "ingress");
+    assert_eq!(st["state"], "missing", "{st}");
+    assert!(
+        st["not_used"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("token endpoint `{}`", a.token_url())),
+        "{st}"
+    );
+    let r = sb.run(&["render"]);
+    assert!(r.stderr.contains("the stored token is not used"), "{r:?}");
+    let roo = sb.read_json(&sb.tokens().join("mcp.json"));
+    assert!(
+        roo["mcpServers"]["currenttime"].get("headers").is_none(),
+        "{roo}"
+    );
+    let h = sb.run(&["headers", "currenttime"]);
+    assert_eq!(h.code, 1, "{h:?}");
+    assert!(!h.stdout.contains(&old));
+    // ...and the next run fetches one from the new issuer, saying why.
+    let r = sb.run(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("stored token is not used"), "{r:?}");
+    let new = access_token(&sb, "ingress.json");
+    assert_eq!(jwt_claims(&new)["iss"], b.base().as_str());
+    let roo = sb.read_json(&sb.tokens().join("mcp.json"));
+    assert_eq!(
+        roo["mcpServers"]["currenttime"]["headers"]["X-Authorization"],
+        format!("Bearer {new}")
+    );
+}
+
+#[test]
+fn a_changed_username_unbinds_the_service_accounts_token() {
+    let m = Moto::start();
+    let sb = Sandbox::new();
+    let config = |user: &str| {
+        format!(
+            "gateway_url: https://gw.example.com
+editors: [reference]
+ingress:
+  kind: cognito_password
+  region: us-east-1
+  user_pool_id: {pool}
+  client_id: {cid}
+  client_secret: {secret}
+  username: {user}
+  password: Svc-Passw0rd!
+  endpoint_url: {ep}
+http:
+  attempts: 1
+servers:
+  - name: currenttime
+",
+            pool = m.pool_id,
+            cid = m.client_id,
+            secret = m.client_secret,
+            ep = m.endpoint
+        )
+    };
+    sb.write_config(&config("svc-account"));
+    assert_eq!(sb.run(&[]).code, 0);
+    let alice = access_token(&sb, "ingress.json");
+    // Another user, whose sign-in fails (a temporary password): the first user's token is
+    // not refreshed, not shown as valid, not written into the editors; the file stays.
+    sb.write_config(&config("temp-user"));
+    let r = sb.run(&[]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains(
+            "the stored token is not used: it was obtained for username `svc-account`, the configuration says `temp-user`"
+        ),
+        "{r:?}"
+    );
+    assert!(!r.stdout.contains("kept the stored token"), "{r:?}");
+    let roo = sb.read_json(&sb.tokens().join("mcp.json"));
+    assert!(
+        roo["mcpServers"]["currenttime"].get("headers").is_none(),
+        "{roo}"
+    );
+    let st = status_of(&sb, "ingress");
+    assert_ne!(st["state"], "valid", "{st}");
+    assert!(st["not_used"].as_str().unwrap().contains("svc-account"));
+    assert_eq!(access_token(&sb, "ingress.json"), alice, "nothing lost");
+    // Back to the first user: its token is good again.
+    sb.write_config(&config("svc-account"));
+    let r = sb.run(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("stored token still valid"), "{r:?}");
+}
+
+#[test]
+fn a_name_that_would_leave_the_tokens_directory_is_a_config_error() {
+    let sb = Sandbox::new();
+    std::fs::write(
+        sb.home().join(".env"),
+        "REGISTRY_URL=https://gw.example.com
+INGRESS_OAUTH_USER_POOL_ID=us-east-1_AbC123
+INGRESS_OAUTH_CLIENT_ID=c
+INGRESS_OAUTH_CLIENT_SECRET=s
+EGRESS_OAUTH_CLIENT_ID_1=id
+EGRESS_OAUTH_CLIENT_SECRET_1=secret
+EGRESS_OAUTH_REDIRECT_URI_1=http://localhost:8080/callback
+EGRESS_MCP_SERVER_NAME_1=../../evil
+",
+    )
+    .unwrap();
+    for args in [&[][..], &["status"], &["login"], &["daemon"]] {
+        let r = sb.run(args);
+        assert_eq!(r.code, 3, "{args:?}: {r:?}");
+        assert!(
+            r.stderr
+                .contains(".env:8: EGRESS_MCP_SERVER_NAME_1: `../../evil` starts with a dot"),
+            "{r:?}"
+        );
+    }
+    let evil: Vec<_> = walk(sb.home(), 4)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("evil"))
+        .collect();
+    assert!(evil.is_empty(), "{evil:?}");
+    assert!(!sb.tokens().exists(), "nothing written");
+
+    // The same in YAML, for an identity's name: the key and its line.
+    sb.write_config("identities:\n  ok:\n    kind: oidc_m2m\n  ../x:\n    kind: oidc_m2m\n");
+    let r = sb.run(&["status"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("config.yaml:4: identities.../x: `../x` starts with a dot"),
+        "{r:?}"
+    );
+}
+
+fn walk(dir: &std::path::Path, depth: usize) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if depth > 0 && p.is_dir() && !p.is_symlink() {
+                out.extend(walk(&p, depth - 1));
+            }
+            out.push(p);
+        }
+    }
+    out
+}

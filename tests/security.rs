@@ -1,0 +1,539 @@
+//! The security promises of README's "Security" section, each against the real binary: a
+//! hostile config or secret file, another local user (uid 65534 through `setpriv`), and
+//! hostile servers on 127.0.0.1.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const NOBODY: u32 = 65534;
+
+/// Runs `c`, killing it (by its PID) if it has not finished within `limit`.
+fn run_bounded(mut c: Command, limit: Duration) -> (Run, Duration) {
+    let start = Instant::now();
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mcp-credd");
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    let took = start.elapsed();
+    (
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        },
+        took,
+    )
+}
+
+/// A command run as uid/gid 65534 (nobody), with no supplementary groups.
+fn as_nobody(program: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        program,
+    ])
+    .args(args);
+    c
+}
+
+fn m2m_config(secret: &str, token_url: &str) -> String {
+    format!(
+        "ingress:\n  kind: oidc_m2m\n  client_id: m2m\n  client_secret: {secret}\n  token_url: {token_url}\n"
+    )
+}
+
+#[test]
+fn file_secrets_are_small_regular_files_only() {
+    let sb = Sandbox::new();
+    let fifo = sb.home().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let big = sb.home().join("big");
+    std::fs::write(&big, vec![b'x'; 65 * 1024]).unwrap();
+    let url = format!("http://127.0.0.1:{}/token", closed_port());
+    for (path, want) in [
+        ("/dev/zero".to_string(), "a device"),
+        ("/proc/self/environ".to_string(), "pseudo-filesystem"),
+        (fifo.display().to_string(), "a FIFO"),
+        (big.display().to_string(), "larger than 64 KiB"),
+    ] {
+        sb.write_config(&m2m_config(&format!("{{file: {path}}}"), &url));
+        let (r, took) = run_bounded(sb.command(&["--ingress-only"]), Duration::from_secs(20));
+        assert_eq!(r.code, 3, "{path}: {r:?}");
+        assert!(
+            r.stderr.contains("cannot read secret file") && r.stderr.contains(want),
+            "{path}: {r:?}"
+        );
+        assert!(took < Duration::from_secs(10), "{path} took {took:?}");
+    }
+}
+
+#[test]
+fn config_errors_on_secret_keys_do_not_echo_the_value() {
+    let sb = Sandbox::new();
+    let env_file = sb.home().join("gw.env");
+    std::fs::write(
+        &env_file,
+        "INGRESS_OAUTH_CLIENT_ID=m2m\nINGRESS_OAUTH_CLIENT_SECRET:Zx9+SECRETabc==\n",
+    )
+    .unwrap();
+    let r = sb.run(&["--env-file", env_file.to_str().unwrap(), "status"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("gw.env:2"), "{r:?}");
+    assert!(!r.all().contains("SECRETabc"), "{r:?}");
+
+    for secret in ["{SECRETabc}", "[SECRETabc]", "{env: [SECRETabc]}"] {
+        sb.write_config(&m2m_config(secret, "https://idp.example.com/token"));
+        let r = sb.run(&["status"]);
+        assert_eq!(r.code, 3, "{r:?}");
+        assert!(r.stderr.contains("ingress.client_secret"), "{r:?}");
+        assert!(!r.all().contains("SECRETabc"), "{secret}: {r:?}");
+    }
+}
+
+#[test]
+fn the_process_is_not_dumpable() {
+    // Run the daemon as nobody (its HOME owned by nobody), then look at it as nobody.
+    let sb = Sandbox::new();
+    let url = format!("http://127.0.0.1:{}/token", closed_port());
+    sb.write_config(&m2m_config("plain-secret", &url));
+    for e in [
+        "",
+        ".config",
+        ".config/mcp-credd",
+        ".config/mcp-credd/config.yaml",
+    ] {
+        std::os::unix::fs::chown(sb.home().join(e), Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let mut c = as_nobody(common::BIN, &["daemon"]);
+    c.env_clear()
+        .env("HOME", sb.home())
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DAEMON_MARKER", "secret-in-environ")
+        .current_dir(sb.home())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut daemon = c.spawn().unwrap();
+    // A control process of the same user: dumpable, so /proc shows it as nobody's.
+    let mut control = as_nobody("sleep", &["30"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let owner = |pid: u32| std::fs::metadata(format!("/proc/{pid}/environ")).map(|m| m.uid());
+    let control_owner = owner(control.id());
+    let daemon_owner = owner(daemon.id());
+    // Another process of the same user tries to read the daemon's environment.
+    let peek = as_nobody("cat", &[&format!("/proc/{}/environ", daemon.id())])
+        .output()
+        .unwrap();
+    let _ = daemon.kill();
+    let _ = control.kill();
+    let _ = daemon.wait();
+    let _ = control.wait();
+    assert_eq!(control_owner.unwrap(), NOBODY, "control must be dumpable");
+    assert_eq!(daemon_owner.unwrap(), 0, "the daemon must be non-dumpable");
+    assert!(!peek.status.success());
+    assert!(!String::from_utf8_lossy(&peek.stdout).contains("secret-in-environ"));
+}
+
+/// The hostile identity server (`tests/hostile/server.py`), killed by its PID on drop.
+struct Hostile {
+    port: u16,
+    log: std::path::PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Hostile {
+    fn start() -> Hostile {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests.jsonl");
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile/server.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .env("LOG", &log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start python3");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("READY ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("hostile server did not start: {line:?}"));
+        Hostile {
+            port,
+            log,
+            child,
+            _dir: dir,
+        }
+    }
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+    fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const ONE_ATTEMPT: &str = "http:\n  attempts: 1\n  timeout: 20s\n";
+
+/// Runs the binary to completion and returns its run and peak resident memory (KiB),
+/// measured for that process alone (wait4).
+fn run_measured(sb: &Sandbox, args: &[&str]) -> (Run, i64) {
+    let out = sb.home().join("out.txt");
+    let err = sb.home().join("err.txt");
+    let mut c = sb.command(args);
+    c.stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap());
+    // Reaped by wait4 below, which also gives the child's own rusage.
+    #[allow(clippy::zombie_processes)]
+    let child = c.spawn().unwrap();
+    let mut status = 0;
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: waits for our own child by its PID; both out-pointers are valid.
+    let rc = unsafe { libc::wait4(child.id() as i32, &mut status, 0, ru.as_mut_ptr()) };
+    assert_eq!(rc, child.id() as i32);
+    // SAFETY: wait4 succeeded and filled the struct.
+    let ru = unsafe { ru.assume_init() };
+    let run = Run {
+        code: if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            -1
+        },
+        stdout: std::fs::read_to_string(&out).unwrap(),
+        stderr: std::fs::read_to_string(&err).unwrap(),
+    };
+    (run, ru.ru_maxrss)
+}
+
+#[test]
+fn a_256_mib_reply_is_refused_at_1_mib() {
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    for path in ["/big/token", "/chunked/token"] {
+        sb.write_config(&format!("{}{ONE_ATTEMPT}", m2m_config("s", &h.url(path))));
+        let (r, max_kib) = run_measured(&sb, &["--ingress-only"]);
+        assert_ne!(r.code, 0, "{r:?}");
+        assert!(
+            r.stderr
+                .contains("the reply is larger than 1024 KiB; refused"),
+            "{path}: {r:?}"
+        );
+        assert!(max_kib < 64 * 1024, "{path}: peak {max_kib} KiB");
+        assert!(!sb.tokens().join("ingress.json").exists());
+    }
+    // The discovery document too.
+    sb.write_config(&format!(
+        "ingress:\n  kind: oidc_m2m\n  client_id: m2m\n  client_secret: s\n  issuer: {}\n{ONE_ATTEMPT}",
+        h.url("/big")
+    ));
+    let (r, max_kib) = run_measured(&sb, &["--ingress-only"]);
+    assert!(
+        r.stderr.contains("discovery document") && r.stderr.contains("larger than 1024 KiB"),
+        "{r:?}"
+    );
+    assert!(max_kib < 64 * 1024, "discovery: peak {max_kib} KiB");
+}
+
+#[test]
+fn plain_http_never_goes_through_a_proxy_https_does() {
+    let h = Hostile::start();
+    let proxy = h.url("");
+    let sb = Sandbox::new();
+    sb.write_config(&m2m_config("the-client-secret", &h.url("/ok/token")));
+    let proxies = [
+        ("http_proxy", proxy.as_str()),
+        ("HTTP_PROXY", proxy.as_str()),
+        ("https_proxy", proxy.as_str()),
+        ("ALL_PROXY", proxy.as_str()),
+    ];
+    let r = sb.run_env(&["--ingress-only"], &proxies);
+    assert_eq!(r.code, 0, "{r:?}");
+    let stored = sb.read_json(&sb.tokens().join("ingress.json"));
+    assert_eq!(stored["access_token"], "good-token");
+    let reqs = h.requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0]["target"], "/ok/token", "went through the proxy");
+
+    // https goes through the proxy (a CONNECT tunnel, which this one refuses).
+    sb.write_config(&format!(
+        "{}{ONE_ATTEMPT}",
+        m2m_config("the-client-secret", "https://idp.invalid/token")
+    ));
+    let r = sb.run_env(&["--ingress-only", "--force"], &proxies);
+    assert_ne!(r.code, 0, "{r:?}");
+    let reqs = h.requests();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert_eq!(reqs[1]["method"], "CONNECT");
+    assert_eq!(reqs[1]["target"], "idp.invalid:443");
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(|c| c.is_control() && c != '\n')
+}
+
+/// Every string in a JSON document, for checking what a stored file holds once decoded.
+fn strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+fn state_strings(sb: &Sandbox) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(sb.tokens().join(".mcp-credd")).unwrap() {
+        let p = e.unwrap().path();
+        if p.to_string_lossy().ends_with(".state.json") {
+            strings(&sb.read_json(&p), &mut out);
+        }
+    }
+    assert!(!out.is_empty(), "no state was written");
+    out
+}
+
+#[test]
+fn escape_sequences_from_a_server_are_escaped_everywhere() {
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    sb.write_config(&format!(
+        "{}{ONE_ATTEMPT}",
+        m2m_config("s", &h.url("/escape/token"))
+    ));
+    let r = sb.run(&["-vv", "--ingress-only"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("invalid_client"), "{r:?}");
+    assert!(r.stderr.contains("\\u{1b}[31mFORGED"), "{r:?}");
+    assert!(!has_control(&r.all()), "{r:?}");
+    assert!(
+        !r.stderr.lines().any(|l| l.starts_with("2026-01-01")),
+        "a forged log line: {r:?}"
+    );
+    for s in state_strings(&sb) {
+        assert!(!has_control(&s), "state holds {s:?}");
+    }
+    for args in [&["status"][..], &["status", "--json"]] {
+        let r = sb.run(args);
+        assert!(r.all().contains("FORGED"), "{args:?} {r:?}");
+        assert!(!has_control(&r.all()), "{args:?} {r:?}");
+        if args.len() == 2 {
+            let mut all = Vec::new();
+            strings(&serde_json::from_str(&r.stdout).unwrap(), &mut all);
+            assert!(all.iter().all(|s| !has_control(s)), "{all:?}");
+        }
+    }
+}
+
+#[test]
+fn tokens_that_are_not_header_safe_are_refused() {
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    for path in ["/crlf/token", "/space/token"] {
+        sb.write_config(&format!("{}{ONE_ATTEMPT}", m2m_config("s", &h.url(path))));
+        let r = sb.run(&["--ingress-only"]);
+        assert_ne!(r.code, 0, "{r:?}");
+        assert!(
+            r.stderr.contains("not allowed in an HTTP header"),
+            "{path}: {r:?}"
+        );
+        assert!(!sb.tokens().join("ingress.json").exists(), "{path}");
+    }
+}
+
+#[test]
+fn a_malformed_cognito_reply_leaks_no_token() {
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    sb.write_config(&format!(
+        "ingress:
+  kind: cognito_password
+  region: us-east-1
+  user_pool_id: us-east-1_AbC123
+  client_id: cid
+  username: svc
+  password: pw
+  endpoint_url: {}
+{ONE_ATTEMPT}",
+        h.url("")
+    ));
+    let r = sb.run(&["-vvv", "--ingress-only"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(!h.requests().is_empty());
+    assert!(r.stderr.contains("the reply could not be read"), "{r:?}");
+    let leaked = |s: &str| s.contains("LEAKED");
+    assert!(!leaked(&r.all()), "{r:?}");
+    assert!(!state_strings(&sb).iter().any(|s| leaked(s)));
+    for args in [&["status"][..], &["status", "--json"]] {
+        let r = sb.run(args);
+        assert!(!leaked(&r.all()), "{args:?} {r:?}");
+    }
+}
+
+#[test]
+fn directories_created_under_umask_000_are_0700() {
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    // The config outside ~/.config, so that mcp-credd is the one creating ~/.config.
+    let cfg = sb.home().join("cfg.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "gateway_url: https://gw.example.com\n{}tokens_dir: ~/deep/er/tokens\neditors: [vscode, cursor]\nservers:\n  - name: currenttime\n",
+            m2m_config("s", &h.url("/ok/token"))
+        ),
+    )
+    .unwrap();
+    let r = sb.run_umask(&["--config", cfg.to_str().unwrap()], 0o000, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        sb.home().join(".config/Code/User/mcp.json").is_file(),
+        "{r:?}"
+    );
+    assert!(sb.home().join(".cursor/mcp.json").is_file(), "{r:?}");
+    for d in [
+        ".config",
+        ".config/Code",
+        ".config/Code/User",
+        ".cursor",
+        "deep",
+        "deep/er",
+        "deep/er/tokens",
+    ] {
+        assert_eq!(mode(&sb.home().join(d)), 0o700, "{d}");
+    }
+    for f in [".config/Code/User/mcp.json", ".cursor/mcp.json"] {
+        assert_eq!(mode(&sb.home().join(f)), 0o600, "{f}");
+    }
+}
+
+#[test]
+fn hooks_get_a_minimal_environment() {
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    let out = sb.home().join("hook-env.txt");
+    sb.write_config(&format!(
+        "{}{ONE_ATTEMPT}on_error: [sh, -c, 'env > {}.tmp && mv {}.tmp {}']\n",
+        m2m_config("{env: THE_CLIENT_SECRET}", &h.url("/escape/token")),
+        out.display(),
+        out.display(),
+        out.display()
+    ));
+    let mut c = sb.command(&["daemon"]);
+    c.env("THE_CLIENT_SECRET", "hunter2-client-secret")
+        .env("AWS_SECRET_ACCESS_KEY", "aws-secret")
+        .env("LANG", "C.UTF-8")
+        .env("MCP_CREDD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut daemon = c.spawn().unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    while !out.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let env = std::fs::read_to_string(&out).expect("the on_error hook ran");
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    for want in ["PATH", "HOME", "LANG", "MCP_CREDD_EVENT", "MCP_CREDD_LOG"] {
+        assert!(names.contains(&want), "{want} missing: {env}");
+    }
+    // What sh itself adds (PWD, SHLVL, _) aside, nothing else is passed.
+    for n in &names {
+        assert!(
+            ["PATH", "HOME", "LANG", "PWD", "SHLVL", "_", "OLDPWD"].contains(n)
+                || n.starts_with("MCP_CREDD_"),
+            "{n} reached the hook: {env}"
+        );
+    }
+    assert!(!env.contains("hunter2") && !env.contains("aws-secret"));
+}
+
+#[test]
+fn an_implicit_env_cannot_send_an_exported_secret_elsewhere() {
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    // A cloned repository's .env in the current directory names the endpoint.
+    std::fs::write(
+        sb.home().join(".env"),
+        format!(
+            "INGRESS_OAUTH_CLIENT_ID=m2m\nINGRESS_OAUTH_TOKEN_URL={}\nINGRESS_OAUTH_USER_POOL_ID=us-east-1_AbC123\n",
+            h.url("/ok/token")
+        ),
+    )
+    .unwrap();
+    let exported = [("INGRESS_OAUTH_CLIENT_SECRET", "exported-secret")];
+    let r = sb.run_env(&["--ingress-only"], &exported);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stderr.contains(".env:2: INGRESS_OAUTH_TOKEN_URL")
+            && r.stderr
+                .contains("INGRESS_OAUTH_CLIENT_SECRET comes from your environment")
+            && r.stderr.contains("--env-file"),
+        "{r:?}"
+    );
+    assert!(h.requests().is_empty(), "the secret was sent");
+    // Chosen explicitly, the same file is trusted.
+    let r = sb.run_env(&["--ingress-only", "--env-file", ".env"], &exported);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(h.requests().len(), 1);
+    // A .env that carries its own secret sends only that.
+    std::fs::write(
+        sb.home().join(".env"),
+        format!(
+            "INGRESS_OAUTH_CLIENT_ID=m2m\nINGRESS_OAUTH_CLIENT_SECRET=its-own\nINGRESS_OAUTH_TOKEN_URL={}\nINGRESS_OAUTH_USER_POOL_ID=us-east-1_AbC123\n",
+            h.url("/ok/token")
+        ),
+    )
+    .unwrap();
+    let r = sb.run(&["--ingress-only", "--force"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(h.requests().len(), 2);
+}
