@@ -20,8 +20,10 @@ use crate::identity::oauth::Http;
 use crate::identity::reply::TokenReply;
 use crate::identity::{FailureKind, FetchError};
 
-/// Connections the callback listener serves at once; each is bounded to 5 s.
-const MAX_CONNECTIONS: usize = 512;
+/// Connections the callback listener holds at once. When full, the oldest connection
+/// that has not yet sent a request is dropped for the new one, so a flood of idle
+/// connections can never keep the browser's redirect out. Each is bounded to 3 s.
+const MAX_CONNECTIONS: usize = 256;
 
 fn random_b64(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
@@ -109,8 +111,17 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// What the callback's `iss` (RFC 9207) must be: the provider's issuer, and whether the
+/// provider says (in its metadata) that it always sends one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IssuerCheck {
+    pub issuer: Option<String>,
+    pub required: bool,
+}
+
 /// Judges a request target (`/callback?code=...&state=...`) against what we expect.
-pub fn judge(target: &str, path: &str, state: &str, issuer: Option<&str>) -> Callback {
+pub fn judge(target: &str, path: &str, state: &str, iss_check: &IssuerCheck) -> Callback {
+    let issuer = iss_check.issuer.as_deref();
     let Ok(u) = reqwest::Url::parse(&format!("http://localhost{target}")) else {
         return Callback::NotOurs;
     };
@@ -127,10 +138,17 @@ pub fn judge(target: &str, path: &str, state: &str, issuer: Option<&str>) -> Cal
         Some(s) if constant_time_eq(&s, state) => {}
         _ => return Callback::BadState,
     }
-    if let (Some(expected), Some(iss)) = (issuer, get("iss"))
-        && iss.trim_end_matches('/') != expected.trim_end_matches('/')
-    {
-        return Callback::WrongIssuer(crate::sanitize::escape(&iss));
+    match (issuer, get("iss")) {
+        (Some(expected), Some(iss))
+            if iss.trim_end_matches('/') != expected.trim_end_matches('/') =>
+        {
+            return Callback::WrongIssuer(crate::sanitize::escape(&iss));
+        }
+        // The provider promised `iss` on every response: one without it is not its own.
+        (Some(_), None) if iss_check.required => {
+            return Callback::WrongIssuer("(none)".into());
+        }
+        _ => {}
     }
     if let Some(e) = get("error") {
         let d = get("error_description")
@@ -176,7 +194,7 @@ async fn read_target(stream: &mut tokio::net::TcpStream) -> Option<String> {
         }
         Some(())
     };
-    tokio::time::timeout(Duration::from_secs(5), read)
+    tokio::time::timeout(Duration::from_secs(3), read)
         .await
         .ok()??;
     let head = String::from_utf8_lossy(&buf);
@@ -230,7 +248,7 @@ pub async fn wait_for_code(
     listeners: Vec<TcpListener>,
     path: String,
     state: String,
-    issuer: Option<String>,
+    issuer: IssuerCheck,
     timeout: Duration,
     pasted: Option<mpsc::Receiver<String>>,
 ) -> Result<String, FetchError> {
@@ -239,28 +257,45 @@ pub async fn wait_for_code(
     for l in listeners {
         let (tx, path, state, issuer) = (tx.clone(), path.clone(), state.clone(), issuer.clone());
         tasks.spawn(async move {
-            // Each connection is bounded in time and size and their number is capped, so a
-            // flood of requests cannot hold the listener.
-            let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+            // Each connection is bounded in time and size and their number is capped; at
+            // the cap the oldest one still silent is dropped (never one whose request has
+            // arrived), so a flood of idle connections cannot hold the listener and the
+            // request with the right state is always judged at once.
+            let mut live: std::collections::VecDeque<(tokio::task::AbortHandle, std::sync::Arc<std::sync::atomic::AtomicBool>)> =
+                std::collections::VecDeque::new();
             loop {
                 let Ok((mut stream, _)) = l.accept().await else {
                     // Out of file descriptors and the like: back off instead of spinning.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    // Too many at once: drop this one rather than queue without bound.
-                    continue;
-                };
+                live.retain(|(h, _)| !h.is_finished());
+                if live.len() >= MAX_CONNECTIONS {
+                    let silent = live
+                        .iter()
+                        .position(|(_, spoke)| !spoke.load(std::sync::atomic::Ordering::Acquire));
+                    match silent {
+                        Some(i) => {
+                            if let Some((h, _)) = live.remove(i) {
+                                h.abort();
+                            }
+                        }
+                        // All are busy with real requests (each bounded): drop the new one.
+                        None => continue,
+                    }
+                }
+                let spoke = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
                 let tx = tx.clone();
                 let (path, state, issuer) = (path.clone(), state.clone(), issuer.clone());
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let Some(target) = read_target(&mut stream).await else {
+                let spoke2 = spoke.clone();
+                let handle = tokio::spawn(async move {
+                    let target = read_target(&mut stream).await;
+                    spoke2.store(true, std::sync::atomic::Ordering::Release);
+                    let Some(target) = target else {
                         respond(&mut stream, "400 Bad Request", &page("Bad request", "mcp-credd expected a browser redirect.")).await;
                         return;
                     };
-                    match judge(&target, &path, &state, issuer.as_deref()) {
+                    match judge(&target, &path, &state, &issuer) {
                         Callback::NotOurs => respond(&mut stream, "404 Not Found", &page("Not found", "Nothing here.")).await,
                         Callback::BadState => {
                             tracing::warn!("refused a login callback with a missing or wrong state");
@@ -268,7 +303,8 @@ pub async fn wait_for_code(
                         }
                         Callback::WrongIssuer(iss) => {
                             respond(&mut stream, "400 Bad Request", &page("Login refused", "The response came from an unexpected identity provider.")).await;
-                            let _ = tx.send(Err(format!("the callback came from issuer {iss}, not the provider's; refused"))).await;
+                            let why = if iss == "(none)" { "the callback has no `iss`, though the provider's metadata says it always sends one (RFC 9207); refused".to_string() } else { format!("the callback came from issuer {iss}, not the provider's; refused") };
+                            let _ = tx.send(Err(why)).await;
                         }
                         Callback::Error(e) => {
                             respond(&mut stream, "200 OK", &page("Login failed", "The provider did not grant access. You can close this tab; mcp-credd says why in the terminal.")).await;
@@ -280,6 +316,7 @@ pub async fn wait_for_code(
                         }
                     }
                 });
+                live.push_back((handle.abort_handle(), spoke));
             }
         });
     }
@@ -294,7 +331,7 @@ pub async fn wait_for_code(
                         Ok(u) => format!("{}{}", u.path(), u.query().map(|q| format!("?{q}")).unwrap_or_default()),
                         Err(_) => { eprintln!("that is not a URL; paste the whole address the browser ended on"); continue; }
                     };
-                    match judge(&target, &path, &state, issuer.as_deref()) {
+                    match judge(&target, &path, &state, &issuer) {
                         Callback::Code(c) => return Ok(c),
                         Callback::Error(e) => return Err(format!("the provider refused the login: {e}")),
                         other => eprintln!("that URL is not this login's redirect ({other:?}); paste the address the browser ended on"),
@@ -323,7 +360,70 @@ pub struct LoginOptions {
     pub timeout: Duration,
 }
 
-/// Opens `url` in the user's browser; false if none could be started.
+/// A 0600 HTML file, in a 0700 directory of ours, that sends the browser on to the
+/// authorization URL. The browser launcher is given this file's path, never the URL: a
+/// process's command line is readable by every local user, and the URL's `state` would
+/// let one of them complete the login with their own account. Removed on drop.
+pub struct LaunchFile {
+    dir: std::path::PathBuf,
+    pub path: std::path::PathBuf,
+}
+
+impl LaunchFile {
+    pub fn create(url: &str) -> std::io::Result<LaunchFile> {
+        use std::os::unix::fs::DirBuilderExt;
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(std::path::PathBuf::from)
+            .filter(|d| d.is_absolute() && d.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        // A fresh directory only we can enter (mkdir fails if the name exists).
+        let dir = base.join(format!("mcp-credd-login-{}", random_b64(12)));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let path = dir.join("login.html");
+        let href = html_escape(url);
+        let js = serde_json::to_string(url)
+            .unwrap_or_default()
+            .replace('<', "\\u003c");
+        let html = format!(
+            "<!doctype html><html><head><meta charset=utf-8><meta name=referrer content=no-referrer>\
+<meta http-equiv=refresh content=\"0;url={href}\"><title>mcp-credd login</title></head>\
+<body><p><a id=go href=\"{href}\">Continue to the login page</a></p>\
+<script>location.replace({js})</script></body></html>"
+        );
+        let file = LaunchFile { dir, path };
+        crate::store::atomic::write_atomic(&file.path, html.as_bytes(), 0o600)?;
+        Ok(file)
+    }
+}
+
+impl Drop for LaunchFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Opens `url` in the user's browser through a [`LaunchFile`]; `None` if no browser could
+/// be started. Keep the returned file until the browser has come back.
+fn open_browser_privately(url: &str) -> Option<LaunchFile> {
+    let file = match LaunchFile::create(url) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot write the login page for the browser");
+            return None;
+        }
+    };
+    open_browser(&file.path.to_string_lossy()).then_some(file)
+}
+
+/// Starts the user's browser on `target` (a local file path); false if none could be started.
 fn open_browser(url: &str) -> bool {
     let candidates: Vec<String> = std::env::var("BROWSER")
         .ok()
@@ -396,10 +496,14 @@ pub async fn login(
             "To log in to {} as `{}`, open {} on any device and enter the code {}",
             eg.def.display_name, id.name, start.verification_uri, start.user_code
         ));
-        if opts.open_browser {
-            open_browser(&target);
-        }
-        return egress::device_poll(http, id, &start).await;
+        let _page = if opts.open_browser {
+            open_browser_privately(&target)
+        } else {
+            None
+        };
+        let reply = egress::device_poll(http, id, &start).await?;
+        say_account(http, id, &reply, say).await;
+        return Ok(reply);
     }
     let listeners = bind(&eg.redirect_uri)
         .await
@@ -423,24 +527,163 @@ pub async fn login(
     if pasted.is_some() {
         say("If the browser cannot reach this machine, paste the address it ends on here and press Enter.".into());
     }
-    if opts.open_browser && !open_browser(&url) {
-        say("(could not start a browser; open the URL yourself)".into());
-    }
+    let issuer = issuer_check(http, eg.def.issuer.as_deref()).await?;
+    let page = if opts.open_browser {
+        let p = open_browser_privately(&url);
+        if p.is_none() {
+            say("(could not start a browser; open the URL yourself)".into());
+        }
+        p
+    } else {
+        None
+    };
     let code = wait_for_code(
         listeners,
         redirect.path().to_string(),
         state,
-        eg.def.issuer.clone(),
+        issuer,
         opts.timeout,
         pasted,
     )
-    .await?;
-    egress::exchange_code(http, id, &code, pkce.as_ref().map(|p| p.verifier.as_str()))
+    .await;
+    drop(page);
+    let reply = egress::exchange_code(http, id, &code?, pkce.as_ref().map(|p| p.verifier.as_str()))
         .await
         .map_err(|e| match e.kind {
             FailureKind::ReauthRequired => FetchError::permanent(e.message),
             _ => e,
-        })
+        })?;
+    say_account(http, id, &reply, say).await;
+    Ok(reply)
+}
+
+/// Whether callbacks must carry `iss`: the provider's metadata
+/// (`authorization_response_iss_parameter_supported`, RFC 9207) says so. Without an
+/// issuer there is nothing to check; metadata that cannot be read leaves `iss` checked
+/// only when present (with a warning); metadata naming another issuer is refused.
+async fn issuer_check(http: &Http, issuer: Option<&str>) -> Result<IssuerCheck, FetchError> {
+    let Some(issuer) = issuer else {
+        return Ok(IssuerCheck::default());
+    };
+    let base = issuer.trim_end_matches('/');
+    let mut required = None;
+    for well_known in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let url = format!("{base}{well_known}");
+        if crate::config::check_endpoint_url(&url).is_err() {
+            break;
+        }
+        let Ok(resp) = http
+            .client()
+            .get(&url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+        else {
+            continue;
+        };
+        if !resp.status().is_success() {
+            continue;
+        }
+        let Ok(body) =
+            crate::identity::oauth::read_capped(resp, crate::identity::oauth::REPLY_MAX).await
+        else {
+            continue;
+        };
+        let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            continue;
+        };
+        if let Some(named) = doc.get("issuer").and_then(|v| v.as_str())
+            && named.trim_end_matches('/') != base
+        {
+            return Err(FetchError::permanent(format!(
+                "the metadata at {url} names issuer {}, not {issuer}; check the provider's `issuer`",
+                crate::sanitize::escape(named)
+            )));
+        }
+        required = Some(
+            doc.get("authorization_response_iss_parameter_supported")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+        );
+        break;
+    }
+    if required.is_none() {
+        tracing::warn!(
+            issuer,
+            "cannot read the provider's metadata; the callback's `iss` is checked only when present"
+        );
+    }
+    Ok(IssuerCheck {
+        issuer: Some(issuer.to_string()),
+        required: required.unwrap_or(false),
+    })
+}
+
+/// Who a set of OpenID claims names: name, email or username, and the subject.
+pub fn account_of(claims: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+    let get = |k: &str| {
+        claims
+            .get(k)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+    };
+    let label = get("name")
+        .or_else(|| get("preferred_username"))
+        .or_else(|| get("email"))
+        .or_else(|| get("login"));
+    let email = get("email").filter(|e| Some(*e) != label);
+    let sub = get("sub");
+    let text = match (label, email, sub) {
+        (Some(l), Some(e), _) => format!("{l} <{e}>"),
+        (Some(l), None, Some(s)) if l != s => format!("{l} (sub {s})"),
+        (Some(l), _, _) => l.to_string(),
+        (None, _, Some(s)) => format!("sub {s}"),
+        (None, _, None) => return None,
+    };
+    Some(crate::sanitize::escape(
+        &text.chars().take(200).collect::<String>(),
+    ))
+}
+
+/// Says which account the new token belongs to, from the ID token or the provider's
+/// userinfo endpoint, so that a person notices a login to the wrong account.
+async fn say_account(http: &Http, id: &IdentityConfig, reply: &TokenReply, say: &dyn Fn(String)) {
+    let Some(eg) = id.egress.as_ref() else { return };
+    let mut who = reply
+        .id_token
+        .as_ref()
+        .and_then(|t| crate::identity::jwt::claims(t.expose()))
+        .and_then(|c| account_of(&c));
+    if who.is_none()
+        && let Some(url) = eg.def.userinfo_url.as_deref()
+        && crate::config::check_endpoint_url(url).is_ok()
+        && let Ok(resp) = http
+            .client()
+            .get(url)
+            .bearer_auth(reply.access_token.expose())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+        && resp.status().is_success()
+        && let Ok(body) =
+            crate::identity::oauth::read_capped(resp, crate::identity::oauth::REPLY_MAX).await
+        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+    {
+        who = v.as_object().and_then(account_of);
+    }
+    say(match who {
+        Some(w) => format!(
+            "{}: the token belongs to {w}; if that is not your account, log in again (sign out of the provider in the browser first)",
+            id.name
+        ),
+        None => format!(
+            "{}: the provider did not say which account the token belongs to (no ID token or userinfo)",
+            id.name
+        ),
+    });
 }
 
 #[cfg(test)]
@@ -456,7 +699,11 @@ mod tests {
 
     #[test]
     fn callbacks_are_judged_state_first() {
-        let j = |t: &str| judge(t, "/callback", "S", Some("https://idp"));
+        let check = IssuerCheck {
+            issuer: Some("https://idp".into()),
+            required: false,
+        };
+        let j = |t: &str| judge(t, "/callback", "S", &check);
         assert_eq!(j("/callback?code=C&state=S"), Callback::Code("C".into()));
         assert_eq!(
             j("/callback?code=C&state=S&iss=https://idp/"),
@@ -477,11 +724,66 @@ mod tests {
             j("/callback?error=access_denied&error_description=no&state=S"),
             Callback::Error("access_denied (no)".into())
         );
+        assert_eq!(
+            j("/callback?error=x&error_description=%1b%5b2J%0d%0aforged&state=S"),
+            Callback::Error("x (\\u{1b}[2J\\r\\nforged)".into()),
+            "the browser's text is escaped"
+        );
         assert_eq!(j("/other?code=C&state=S"), Callback::NotOurs);
         assert_eq!(j("/favicon.ico"), Callback::NotOurs);
         assert_eq!(
-            judge("/callback?code=C&state=S&iss=x", "/callback", "S", None),
+            judge(
+                "/callback?code=C&state=S&iss=x",
+                "/callback",
+                "S",
+                &IssuerCheck::default()
+            ),
             Callback::Code("C".into())
         );
+        // RFC 9207: a provider that says it sends `iss` must send it.
+        let strict = IssuerCheck {
+            issuer: Some("https://idp".into()),
+            required: true,
+        };
+        assert_eq!(
+            judge("/callback?code=C&state=S", "/callback", "S", &strict),
+            Callback::WrongIssuer("(none)".into())
+        );
+        assert_eq!(
+            judge(
+                "/callback?code=C&state=S&iss=https://idp",
+                "/callback",
+                "S",
+                &strict
+            ),
+            Callback::Code("C".into())
+        );
+    }
+
+    #[test]
+    fn the_account_is_named() {
+        let c = serde_json::json!({"sub": "u1", "name": "Alice", "email": "a@x.test"});
+        let account_of = |v: &serde_json::Value| super::account_of(v.as_object().unwrap());
+        assert_eq!(account_of(&c).unwrap(), "Alice <a@x.test>");
+        let c = serde_json::json!({"sub": "u1", "preferred_username": "alice"});
+        assert_eq!(account_of(&c).unwrap(), "alice (sub u1)");
+        let c = serde_json::json!({"sub": "u1\u{1b}[2J"});
+        assert_eq!(account_of(&c).unwrap(), "sub u1\\u{1b}[2J");
+        assert_eq!(account_of(&serde_json::json!({})), None);
+    }
+
+    #[test]
+    fn the_launch_file_holds_the_url_privately_and_goes_away() {
+        use std::os::unix::fs::PermissionsExt;
+        let url = "https://idp.example/authorize?state=S&x=\"<b>";
+        let f = LaunchFile::create(url).unwrap();
+        let html = std::fs::read_to_string(&f.path).unwrap();
+        assert!(html.contains("state=S&amp;x=&quot;&lt;b&gt;"), "{html}");
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&f.path), 0o600);
+        assert_eq!(mode(f.path.parent().unwrap()), 0o700);
+        let (p, d) = (f.path.clone(), f.path.parent().unwrap().to_path_buf());
+        drop(f);
+        assert!(!p.exists() && !d.exists());
     }
 }

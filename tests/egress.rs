@@ -69,10 +69,23 @@ const ENV: &[(&str, &str)] = &[("LOCAL_SECRET", "mcp-web-secret")];
 
 /// `mcp-credd login ...` running, with the authorization URL it printed.
 fn start_login(s: &Setup, args: &[&str], url_prefix: &str) -> (Child, String) {
+    let (child, url, _) = start_login_with(s, args, url_prefix, &[]);
+    (child, url)
+}
+
+type Lines = std::sync::Arc<std::sync::Mutex<String>>;
+
+/// [`start_login`] with more environment, also returning everything it prints on stdout.
+fn start_login_with(
+    s: &Setup,
+    args: &[&str],
+    url_prefix: &str,
+    env: &[(&str, &str)],
+) -> (Child, String, Lines) {
     let mut all = vec!["login"];
     all.extend_from_slice(args);
     let mut c = s.sb.command(&all);
-    for (k, v) in ENV {
+    for (k, v) in ENV.iter().chain(env) {
         c.env(k, v);
     }
     let mut child = c
@@ -83,8 +96,11 @@ fn start_login(s: &Setup, args: &[&str], url_prefix: &str) -> (Child, String) {
     let out = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let prefix = url_prefix.to_string();
+    let lines: Lines = Default::default();
+    let sink = lines.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&format!("{line}\n"));
             let t = line.trim();
             if t.starts_with(&prefix) || t.contains("enter the code") {
                 let _ = tx.send(t.to_string());
@@ -94,7 +110,7 @@ fn start_login(s: &Setup, args: &[&str], url_prefix: &str) -> (Child, String) {
     let line = rx
         .recv_timeout(Duration::from_secs(15))
         .expect("login printed no URL");
-    (child, line)
+    (child, line, lines)
 }
 
 fn finish(mut child: Child, within: Duration) -> Run {
@@ -497,4 +513,133 @@ fn concurrent_one_shots_and_the_daemon_keep_a_rotating_grant_alive() {
     assert!(!log_text.contains("invalid_grant"), "{log_text}");
     let r = s.sb.run_env(&["--provider", "local", "--force"], ENV);
     assert_eq!(r.code, 0, "the grant survived: {r:?}");
+}
+
+/// Runs `program args` as uid/gid 65534 (nobody): another local user.
+fn as_nobody(program: &str, args: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            program,
+        ])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_authorization_url_never_reaches_a_command_line() {
+    let s = setup("3600");
+    // A "browser" that notes its PID and arguments and stays up for a while, as a real one would.
+    let seen = s.sb.home().join("browser-seen");
+    let fake = s.sb.home().join("fake-browser");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$$\" \"$@\" > {seen}.tmp && mv {seen}.tmp {seen}\nsleep 10\n",
+            seen = seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (child, printed, out) = start_login_with(
+        &s,
+        &["local", "--timeout", "60"],
+        &s.idp.base(),
+        &[("BROWSER", fake.to_str().unwrap())],
+    );
+    let end = Instant::now() + Duration::from_secs(15);
+    while !seen.exists() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let seen = std::fs::read_to_string(&seen).expect("the browser was started");
+    let mut it = seen.lines();
+    let pid = it.next().unwrap().to_string();
+    let page = it.next().expect("the browser got an argument").to_string();
+    // Another user reads the launcher's command line: a path, no URL, no state.
+    let cmdline = as_nobody("cat", &[&format!("/proc/{pid}/cmdline")]);
+    assert!(cmdline.status.success(), "{cmdline:?}");
+    let cmdline = String::from_utf8_lossy(&cmdline.stdout).replace('\0', " ");
+    assert!(cmdline.contains(&page), "{cmdline}");
+    for secret in ["state=", "code_challenge", "authorize", "http"] {
+        assert!(!cmdline.contains(secret), "{secret} in {cmdline}");
+    }
+    // The page itself is the user's alone.
+    let peek = as_nobody("cat", &[&page]);
+    assert!(!peek.status.success(), "another user read the login page");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(mode(std::path::Path::new(&page)), 0o600);
+    let href = html
+        .split("id=go href=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&");
+    assert_eq!(href, printed, "the page leads to the printed URL");
+    // The login completes from that page; the page is gone afterwards, and the account is named.
+    let out_login = node("drive-login.mjs", &[&href]);
+    assert!(
+        out_login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out_login.stderr)
+    );
+    let r = finish(child, Duration::from_secs(30));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        !std::path::Path::new(&page).exists(),
+        "the login page was left behind"
+    );
+    let said = out.lock().unwrap().clone();
+    assert!(
+        said.contains("local: the token belongs to alice;"),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_provider_that_promises_iss_must_send_it() {
+    let s = setup("3600");
+    let (child, url) = start_login(
+        &s,
+        &["local", "--no-browser", "--timeout", "30"],
+        &s.idp.base(),
+    );
+    let state = url
+        .split(['?', '&'])
+        .find_map(|kv| kv.strip_prefix("state="))
+        .unwrap()
+        .to_string();
+    // The right state (as a mix-up attacker relaying it would have), but no `iss`.
+    let resp = raw_get(s.port, &format!("/callback?code=relayed&state={state}"));
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    let r = finish(child, Duration::from_secs(20));
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("has no `iss`"), "{r:?}");
+}
+
+#[test]
+fn seven_hundred_idle_connections_do_not_block_the_callback() {
+    let s = setup("3600");
+    let (child, url) = start_login(
+        &s,
+        &["local", "--no-browser", "--timeout", "40"],
+        &s.idp.base(),
+    );
+    let idle: Vec<TcpStream> = (0..700)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", s.port)).ok())
+        .collect();
+    assert!(idle.len() >= 600, "only {} connections", idle.len());
+    let out = node("drive-login.mjs", &[&url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = finish(child, Duration::from_secs(20));
+    assert_eq!(r.code, 0, "{r:?}");
+    drop(idle);
+    assert!(s.sb.read_json(&token_file(&s))["refresh_token"].is_string());
 }

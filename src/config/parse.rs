@@ -27,6 +27,11 @@ pub trait Lookup {
     fn provider_files(&self) -> Vec<(String, String, String)> {
         Vec::new()
     }
+    /// A secret that cannot be resolved: `Err` stops the load (the default); `Ok` means the
+    /// caller needs no secrets and the problem was recorded for it.
+    fn defer(&self, e: ConfigError) -> Result<(), ConfigError> {
+        Err(e)
+    }
 }
 
 /// A secret as written in the config: a literal, `{env: NAME}` or `{file: PATH}`.
@@ -296,8 +301,15 @@ struct RawEgress {
     cloud_site: Option<String>,
 }
 
-/// Where the browser comes back when the config does not say.
-pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:8080/callback";
+/// Where the browser comes back when the config does not say: a path of its own per
+/// provider (`http://localhost:8080/callback/<provider>`), so that a code one provider
+/// sends can never be taken for another's (the mix-up defence of RFC 9700 §4.4 for
+/// providers that do not send `iss`).
+pub const DEFAULT_REDIRECT_BASE: &str = "http://localhost:8080/callback";
+
+pub fn default_redirect_uri(provider: &str) -> String {
+    format!("{DEFAULT_REDIRECT_BASE}/{provider}")
+}
 
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
@@ -557,7 +569,9 @@ fn resolve_secret(
         SecretSpec::Env(var) => match lookup.env(var) {
             Some(v) if !v.is_empty() => Secret::new(v),
             _ => {
-                return Err(ctx.err(key, format!("environment variable `{var}` is not set; export it or put it in the env file")));
+                // Commands that need no secret go on without it (an empty secret).
+                lookup.defer(ctx.err(key, format!("environment variable `{var}` is not set; put `{var}=...` in the secrets file (~/.config/mcp-credd/env, mode 0600) or export it")))?;
+                return Ok(Secret::default());
             }
         },
         SecretSpec::File(path) => {
@@ -565,9 +579,10 @@ fn resolve_secret(
             match lookup.read_file(&p) {
                 Ok(v) => Secret::new(v.trim_end_matches(['\n', '\r'])),
                 Err(e) => {
-                    return Err(
-                        ctx.err(key, format!("cannot read secret file {}: {e}", p.display()))
-                    );
+                    lookup.defer(
+                        ctx.err(key, format!("cannot read secret file {}: {e}", p.display())),
+                    )?;
+                    return Ok(Secret::default());
                 }
             }
         }
@@ -1285,7 +1300,7 @@ fn egress_identity(
     let redirect_uri = e
         .redirect_uri
         .clone()
-        .unwrap_or_else(|| DEFAULT_REDIRECT_URI.into());
+        .unwrap_or_else(|| default_redirect_uri(&e.provider));
     check_redirect_uri(&redirect_uri).map_err(|m| ctx.err(&k("redirect_uri"), m))?;
     let client_secret = match &e.client_secret {
         Some(spec) => {
@@ -1557,7 +1572,7 @@ servers:
         );
         assert_eq!(
             e,
-            "/c/config.yaml:4: ingress.client_secret: environment variable `NOPE` is not set; export it or put it in the env file"
+            "/c/config.yaml:4: ingress.client_secret: environment variable `NOPE` is not set; put `NOPE=...` in the secrets file (~/.config/mcp-credd/env, mode 0600) or export it"
         );
         let e = err(
             "ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: x\n  token_url: http://idp.example.com/t\n",

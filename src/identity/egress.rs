@@ -293,10 +293,10 @@ pub fn choose_site<'a>(
                 .map(Some)
                 .ok_or_else(|| {
                     let names: Vec<&str> = sites.iter().map(|s| s.url.as_str()).collect();
-                    format!(
+                    crate::sanitize::escape(&format!(
                         "no site `{w}` among those this login can reach ({})",
                         names.join(", ")
-                    )
+                    ))
                 })
         }
     }
@@ -330,9 +330,18 @@ pub async fn fetch_cloud_id(
         .map_err(|m| FetchError::transient(format!("{url}: {m}")))?;
     let sites: Vec<Site> = serde_json::from_slice(&body)
         .map_err(|e| FetchError::permanent(format!("{url}: unexpected reply ({e})")))?;
-    choose_site(&sites, wanted)
+    let id = choose_site(&sites, wanted)
         .map(|s| s.map(|s| s.id.clone()))
-        .map_err(FetchError::permanent)
+        .map_err(FetchError::permanent)?;
+    // The id goes into server URLs: letters, digits and dashes only (it is a UUID).
+    if let Some(i) = &id
+        && (i.is_empty() || !i.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    {
+        return Err(FetchError::permanent(format!(
+            "{url} answered a site id that is not a plain identifier; refused"
+        )));
+    }
+    Ok(id)
 }
 
 #[cfg(test)]
