@@ -258,6 +258,18 @@ fn main() {
             (*f, m.text.unwrap(), m.owned)
         })
         .collect();
+    // For instruction counts (valgrind --tool=callgrind, robust to a loaded machine):
+    // CORE_BENCH_ONCE=setup|onepass|tree stops here after one round of that merge.
+    if let Ok(mode) = std::env::var("CORE_BENCH_ONCE") {
+        for (f, text, owned) in &files {
+            match mode.as_str() {
+                "onepass" => drop(black_box(merge(Some(text), *f, &es2, owned).unwrap())),
+                "tree" => drop(black_box(merge_tree(Some(text), *f, &es2, owned).unwrap())),
+                _ => {}
+            }
+        }
+        return;
+    }
     let d = median(11, || {
         for (f, text, owned) in &files {
             black_box(merge(Some(text), *f, &es2, owned).unwrap());

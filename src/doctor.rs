@@ -327,7 +327,8 @@ async fn probe(http: &Http, id: &IdentityConfig, now: Ts, out: &mut Vec<Finding>
 
 /// The status of a credential-less token request (changes nothing at the provider).
 async fn post_status(http: &Http, url: &str) -> Option<u16> {
-    http.client()
+    http.client_for(url)
+        .ok()?
         .post(url)
         .form(&[("grant_type", "client_credentials")])
         .send()

@@ -273,7 +273,15 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Res<()> {
         self.i += 1;
         loop {
-            let c = self.peek().ok_or(Decline)?;
+            // Tokens make up most of the text: jump to the next quote or backslash, and
+            // check the run in between for control characters in one vectorizable pass.
+            let rest = &self.b[self.i..];
+            let n = memchr::memchr2(b'"', b'\\', rest).ok_or(Decline)?;
+            if rest[..n].iter().fold(false, |bad, &c| bad | (c < 0x20)) {
+                return Err(Decline);
+            }
+            self.i += n;
+            let c = self.b[self.i];
             self.i += 1;
             match c {
                 b'"' => return Ok(()),
@@ -296,8 +304,7 @@ impl<'a> Scanner<'a> {
                         _ => return Err(Decline),
                     }
                 }
-                0..=0x1f => return Err(Decline),
-                _ => {}
+                _ => unreachable!("memchr2 stops only at a quote or a backslash"),
             }
         }
     }
@@ -654,6 +661,17 @@ fn compute_indents(own: Option<&str>, enclosing: &[Option<&str>]) -> Option<Inde
 
 /// A string as jsonc-parser writes a new one.
 fn escaped(out: &mut String, s: &str) {
+    // Tokens and URLs need no escape (no quote, backslash or control character; C1
+    // controls start with 0xC2): copied whole.
+    if s.bytes()
+        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f && b != 0xc2)
+    {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     out.push('"');
     for ch in s.chars() {
         match ch {
