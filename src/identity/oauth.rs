@@ -129,7 +129,6 @@ pub async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<
     }
 }
 
-/// RFC 6749 §2.3.1: id and secret are form-urlencoded before going into Basic auth.
 /// RFC 7009: asks `url` to revoke `token` (`hint`: `refresh_token` or `access_token`),
 /// authenticating the client as at the token endpoint. One attempt, no retries: a logout
 /// must not hang on a provider that is down.
@@ -147,7 +146,10 @@ pub async fn revoke(
         ("token", token.to_string()),
         ("token_type_hint", hint.to_string()),
     ];
-    let mut req = http.client.post(url);
+    let mut req = http
+        .client_for(url)
+        .map_err(FetchError::permanent)?
+        .post(url);
     match (auth, client_secret) {
         (ClientAuth::Basic, Some(s)) => {
             req = req.header(reqwest::header::AUTHORIZATION, basic_auth(client_id, s));
@@ -182,6 +184,7 @@ pub async fn revoke(
     )))
 }
 
+/// RFC 6749 §2.3.1: id and secret are form-urlencoded before going into Basic auth.
 fn basic_auth(id: &str, secret: &str) -> String {
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let raw = format!("{}:{}", enc(id), enc(secret));
