@@ -34,9 +34,9 @@ pub async fn probe(
     token: Option<&str>,
 ) -> Result<Probe, FetchError> {
     check_endpoint_url(server_url).map_err(FetchError::permanent)?;
+    let client = http.client_for(server_url).map_err(FetchError::permanent)?;
     with_retries(&http.policy, server_url, || async move {
-        let mut req = http
-            .client()
+        let mut req = client
             .post(server_url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(
@@ -79,9 +79,9 @@ pub async fn probe(
 /// refusals), so the caller tries the next candidate.
 async fn fetch_metadata(http: &Http, url: &str) -> Result<Option<serde_json::Value>, FetchError> {
     check_endpoint_url(url).map_err(FetchError::permanent)?;
+    let client = http.client_for(url).map_err(FetchError::permanent)?;
     with_retries(&http.policy, url, || async move {
-        let resp = http
-            .client()
+        let resp = client
             .get(url)
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
