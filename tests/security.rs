@@ -401,9 +401,18 @@ fn a_malformed_cognito_reply_leaks_no_token() {
 {ONE_ATTEMPT}",
         h.url("")
     ));
-    let r = sb.run(&["-vvv", "--ingress-only"]);
+    // A proxy that would be used (and fail) if the SDK followed HTTP_PROXY to loopback.
+    let dead_proxy = format!("http://127.0.0.1:{}", closed_port());
+    let r = sb.run_env(
+        &["-vvv", "--ingress-only"],
+        &[
+            ("http_proxy", &dead_proxy),
+            ("HTTP_PROXY", &dead_proxy),
+            ("ALL_PROXY", &dead_proxy),
+        ],
+    );
     assert_ne!(r.code, 0, "{r:?}");
-    assert!(!h.requests().is_empty());
+    assert!(!h.requests().is_empty(), "the SDK went to the proxy: {r:?}");
     assert!(r.stderr.contains("the reply could not be read"), "{r:?}");
     let leaked = |s: &str| s.contains("LEAKED");
     assert!(!leaked(&r.all()), "{r:?}");
@@ -536,4 +545,31 @@ fn an_implicit_env_cannot_send_an_exported_secret_elsewhere() {
     let r = sb.run(&["--ingress-only", "--force"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(h.requests().len(), 2);
+}
+
+#[test]
+fn a_256_mib_cognito_reply_is_refused_at_1_mib() {
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    sb.write_config(&format!(
+        "ingress:
+  kind: cognito_password
+  region: us-east-1
+  user_pool_id: us-east-1_AbC123
+  client_id: cid
+  username: svc
+  password: pw
+  endpoint_url: {}
+{ONE_ATTEMPT}",
+        h.url("/big")
+    ));
+    let (r, max_kib) = run_measured(&sb, &["--ingress-only"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(!h.requests().is_empty());
+    assert!(
+        r.stderr
+            .contains("the reply is larger than 1024 KiB; refused"),
+        "{r:?}"
+    );
+    assert!(max_kib < 64 * 1024, "peak {max_kib} KiB");
 }

@@ -60,6 +60,8 @@ class Handler(BaseHTTPRequestHandler):
             self.rfile.read(length)
         self.record()
         target = self.path
+        if self.headers.get("X-Amz-Target", "") and target.startswith("/big"):
+            return self.endless(True)
         if self.headers.get("X-Amz-Target", "").startswith("AWSCognitoIdentityProviderService."):
             # A Cognito API reply the SDK cannot parse, with tokens in it.
             return self.reply(200, '{"AuthenticationResult": {"AccessToken": "LEAKED-ACCESS-TOKEN", '
