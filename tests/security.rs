@@ -573,3 +573,85 @@ fn a_256_mib_cognito_reply_is_refused_at_1_mib() {
     );
     assert!(max_kib < 64 * 1024, "peak {max_kib} KiB");
 }
+
+#[test]
+fn a_device_code_with_escape_sequences_is_shown_escaped() {
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    sb.write_config(&format!(
+        "gateway_url: https://gw.example.com
+providers:
+  hostile:
+    display_name: Hostile
+    authorize_url: {base}/authorize
+    token_url: {base}/escape/token
+    device_authorization_url: {base}/device/auth
+    scopes: [x]
+    pkce: false
+    token_auth: post
+    refresh: reusable
+egress:
+  - name: hostile
+    provider: hostile
+    client_id: c
+    redirect_uri: http://127.0.0.1:{port}/callback
+{ONE_ATTEMPT}",
+        base = h.url(""),
+        port = closed_port()
+    ));
+    let (r, took) = run_bounded(
+        sb.command(&[
+            "login",
+            "hostile",
+            "--device",
+            "--no-browser",
+            "--timeout",
+            "10",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(took < Duration::from_secs(25), "{r:?}");
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("AB\\u{1b}]0;pwned\\u{7}CD"), "{r:?}");
+    assert!(r.stderr.contains("\\u{1b}[31mFORGED"), "{r:?}");
+    assert!(!has_control(&r.all()), "{r:?}");
+}
+
+#[test]
+fn doctor_shows_hostile_token_claims_escaped() {
+    use base64::Engine;
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    sb.write_config(&m2m_config("s", &h.url("/ok/token")));
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let claims = serde_json::json!({
+        "iss": "https://evil\u{1b}[2J", "sub": "x\u{7}\r\nforged", "aud": "a\u{9b}b",
+        "client_id": "m2m", "exp": now_secs() as i64 + 3600
+    });
+    let token = format!(
+        "{}.{}.sig",
+        b64(&serde_json::json!({"alg": "none"})),
+        b64(&claims)
+    );
+    let dir = sb.tokens();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let file = dir.join("ingress.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({"provider": "oidc_m2m", "access_token": token, "expires_at": now_secs() + 3600.0})
+            .to_string(),
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let r = sb.run(&["doctor"]);
+    assert!(r.stdout.contains("\\u{1b}[2J"), "{r:?}");
+    assert!(!has_control(&r.all()), "{r:?}");
+    let r = sb.run(&["doctor", "--json"]);
+    let mut all = Vec::new();
+    strings(&serde_json::from_str(&r.stdout).unwrap(), &mut all);
+    assert!(all.iter().any(|s| s.contains("\\u{1b}[2J")), "{all:?}");
+    assert!(all.iter().all(|s| !has_control(s)), "{all:?}");
+}
