@@ -9,9 +9,9 @@ need() { command -v "$1" >/dev/null 2>&1 || { echo "test-deps: '$1' is required 
 need node "Node.js 18+ runs the local identity provider"
 need npm "npm installs the local identity provider"
 
-# systemd-analyze checks the user unit.
-if ! command -v systemd-analyze >/dev/null 2>&1; then
-  echo "test-deps: installing systemd (for systemd-analyze)" >&2
+# systemd-analyze checks the user unit; systemd --user and systemctl run it (tests/service.rs).
+if ! command -v systemd-analyze >/dev/null 2>&1 || [ ! -x /usr/lib/systemd/systemd ] || ! command -v systemctl >/dev/null 2>&1; then
+  echo "test-deps: installing systemd (a user manager for the service tests, systemd-analyze)" >&2
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq systemd >/dev/null
   else sudo apt-get update -qq && sudo apt-get install -y -qq systemd >/dev/null; fi
 fi

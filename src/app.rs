@@ -17,7 +17,7 @@ use crate::identity::reply::ExpirySource;
 use crate::refresh::{self, Outcome, token_file_name};
 use crate::render::ServerEntry;
 use crate::render::targets::Dirs;
-use crate::render::write::{Outcome as WriteOutcome, write_all};
+use crate::render::write::{Outcome as WriteOutcome, write_all_keeping};
 use crate::sanitize::escape_keep_newlines;
 use crate::schedule::plan::Expiry;
 use crate::status;
@@ -50,10 +50,37 @@ impl Ui {
 
 pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, String>) -> Exit {
     let ui = Ui { quiet: cli.quiet };
+    // Commands that make no network call need no secret: resolved only where used.
+    let lazy_secrets = matches!(
+        cli.command,
+        Some(
+            Command::Status { .. }
+                | Command::Render
+                | Command::Headers { .. }
+                | Command::Doctor { .. }
+                | Command::InstallService { .. }
+        )
+    );
+    if let Some(Command::UninstallService { unit_path }) = &cli.command {
+        return match crate::service::uninstall(unit_path.clone(), process_env) {
+            Ok(said) => {
+                for s in said {
+                    ui.out(s);
+                }
+                Exit::Success
+            }
+            Err(e) => {
+                ui.error(e);
+                Exit::Failure
+            }
+        };
+    }
     let opts = LoadOptions {
         config: cli.config.clone(),
         env_file: cli.env_file.clone(),
         tokens_dir: cli.tokens_dir.clone(),
+        servers_dir: cli.servers_dir.clone(),
+        lazy_secrets,
     };
     let loaded = match load(&opts, process_env) {
         Ok(l) => l,
@@ -65,11 +92,23 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
     for w in &loaded.warnings {
         ui.warn(w);
     }
+    if let Some(why) = &loaded.servers_unavailable {
+        ui.error(why);
+    }
     match cli.command {
+        Some(Command::CheckConfig) => {
+            if loaded.servers_unavailable.is_some() {
+                return Exit::Config;
+            }
+            ui.out(format!("configuration from {} loads", loaded.config.origin));
+            Exit::Success
+        }
+        Some(Command::UninstallService { .. }) => unreachable!("handled before loading"),
         Some(Command::Status { json }) => status_cmd(&loaded.config, json, clock.as_ref(), ui),
         Some(Command::Login { name, args }) => {
             login_cmd(
                 &loaded.config,
+                loaded.servers_unavailable.is_some(),
                 name,
                 &args,
                 &Dirs::from_env(process_env),
@@ -79,9 +118,19 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
             .await
         }
         Some(Command::Doctor { json }) => {
+            let facts = crate::doctor::Facts {
+                missing_secrets: loaded
+                    .missing_secrets
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect(),
+                servers_unavailable: loaded.servers_unavailable.clone(),
+                unit: crate::service::installed_unit(&loaded, process_env),
+            };
             let findings = crate::doctor::run(
                 &loaded.config,
                 &loaded.warnings,
+                &facts,
                 &Dirs::from_env(process_env),
                 clock.as_ref(),
             )
@@ -108,10 +157,11 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
         }
         Some(Command::Daemon) => daemon_cmd(loaded, opts, process_env.clone(), clock, ui).await,
         Some(Command::InstallService { unit_path }) => {
-            install_service(&loaded.config, unit_path, process_env, ui)
+            install_service(&loaded, unit_path, process_env, ui)
         }
         Some(Command::Render) => render_cmd(
             &loaded.config,
+            loaded.servers_unavailable.is_some(),
             &Dirs::from_env(process_env),
             clock.as_ref(),
             ui,
@@ -133,6 +183,9 @@ async fn daemon_cmd(
     clock: Arc<dyn Clock>,
     ui: Ui,
 ) -> Exit {
+    let keep_unlisted = loaded.servers_unavailable.is_some();
+    let notify_reload = env.get("MCP_CREDD_NOTIFY_RELOAD").is_some_and(|v| v == "1");
+    let secrets_file = loaded.secrets_file.clone();
     let config = loaded.config;
     let store = match open_store(&config, ui) {
         Ok(s) => Arc::new(s),
@@ -170,6 +223,12 @@ async fn daemon_cmd(
     if let Some(p) = &opts.env_file {
         watched.push(absolute(p));
     }
+    // A secret changed in the secrets file takes effect like a config change.
+    watched.extend(
+        secrets_file
+            .or_else(crate::config::load::secrets_file_path)
+            .filter(|p| p.parent().is_some_and(std::path::Path::is_dir)),
+    );
     let token_files = daemon::WatchedTokens::default();
     let _watcher = match daemon::watch(
         watched,
@@ -191,6 +250,8 @@ async fn daemon_cmd(
     let d = match daemon::Daemon::new(config, store, clock, notifier, loader) {
         Ok(mut d) => {
             d.dirs = dirs;
+            d.keep_unlisted = keep_unlisted;
+            d.notify_reload = notify_reload;
             d.watched = token_files;
             d
         }
@@ -206,85 +267,36 @@ fn absolute(p: &std::path::Path) -> std::path::PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// The unit file text for this binary and configuration.
-pub fn unit_text(
-    bin: &std::path::Path,
-    tokens_dir: &std::path::Path,
-    home: Option<&std::path::Path>,
-) -> String {
-    let template = include_str!("../systemd/mcp-credd.service");
-    let mut text = template.replace("@BIN@", &systemd_escape_path(bin));
-    // A tokens directory outside the default needs its own write permission.
-    let default = home.map(|h| h.join(".oauth-tokens"));
-    if default.as_deref() != Some(tokens_dir) {
-        text = text.replace(
-            "ReadWritePaths=-%h/.oauth-tokens\n",
-            &format!(
-                "ReadWritePaths=-%h/.oauth-tokens\nReadWritePaths=-{}\n",
-                systemd_escape_path(tokens_dir)
-            ),
-        );
-    }
-    text
-}
-
-/// Quotes a path for a unit file: spaces as \x20, `%` doubled.
-fn systemd_escape_path(p: &std::path::Path) -> String {
-    p.display()
-        .to_string()
-        .replace('%', "%%")
-        .replace(' ', "\\x20")
-}
-
 fn install_service(
-    config: &Config,
+    loaded: &Loaded,
     unit_path: Option<std::path::PathBuf>,
     env: &HashMap<String, String>,
     ui: Ui,
 ) -> Exit {
-    let bin = match std::env::current_exe() {
-        Ok(b) => b,
+    match crate::service::install(loaded, unit_path, env) {
+        Ok(done) => {
+            for n in &done.notes {
+                ui.warn(n);
+            }
+            for d in &done.created {
+                ui.out(format!(
+                    "created {} (the service may write there)",
+                    d.display()
+                ));
+            }
+            ui.out(format!("wrote {}", done.unit_path.display()));
+            ui.out("start it with:\n  systemctl --user daemon-reload && systemctl --user enable --now mcp-credd");
+            ui.out("if it was already running:\n  systemctl --user daemon-reload && systemctl --user restart mcp-credd");
+            ui.out(
+                "then check it with:\n  mcp-credd status   (or: systemctl --user status mcp-credd)",
+            );
+            Exit::Success
+        }
         Err(e) => {
-            ui.error(format!("cannot tell where this binary is: {e}"));
-            return Exit::Failure;
+            ui.error(e);
+            Exit::Config
         }
-    };
-    let home = env.get("HOME").map(std::path::PathBuf::from);
-    let path = match unit_path.or_else(|| {
-        let base = env
-            .get("XDG_CONFIG_HOME")
-            .filter(|s| !s.is_empty())
-            .map(std::path::PathBuf::from)
-            .or_else(|| home.as_ref().map(|h| h.join(".config")))?;
-        Some(base.join("systemd/user/mcp-credd.service"))
-    }) {
-        Some(p) => p,
-        None => {
-            ui.error("HOME is not set; pass --unit-path");
-            return Exit::Failure;
-        }
-    };
-    // The unit makes the home directory read-only except for listed paths, which must
-    // exist when the service starts: create the tokens directory now.
-    if let Err(e) = Store::open(&config.tokens_dir) {
-        ui.error(e.to_string());
-        return Exit::Failure;
     }
-    let text = unit_text(&bin, &config.tokens_dir, home.as_deref());
-    if let Some(dir) = path.parent()
-        && let Err(e) = crate::store::atomic::create_private_dirs(dir)
-    {
-        ui.error(format!("cannot create {}: {e}", dir.display()));
-        return Exit::Failure;
-    }
-    if let Err(e) = crate::store::atomic::write_atomic(&path, text.as_bytes(), 0o644) {
-        ui.error(format!("cannot write {}: {e}", path.display()));
-        return Exit::Failure;
-    }
-    ui.out(format!("wrote {}", path.display()));
-    ui.out("start it with:\n  systemctl --user daemon-reload && systemctl --user enable --now mcp-credd");
-    ui.out("then follow it with:\n  journalctl --user -u mcp-credd -f");
-    Exit::Success
 }
 
 fn open_store(config: &Config, ui: Ui) -> Result<Store, Exit> {
@@ -303,6 +315,8 @@ fn open_store(config: &Config, ui: Ui) -> Result<Store, Exit> {
 }
 
 async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock, ui: Ui) -> Exit {
+    // The servers source could not be read: keep what was written, and say so in the code.
+    let keep = loaded.servers_unavailable.is_some();
     let config = loaded.config;
     let egress_only = args.egress_only || args.provider.is_some();
     let is_egress = |id: &IdentityConfig| id.egress.is_some();
@@ -339,7 +353,7 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
         Ok(x) => x,
         Err(e) => return e,
     };
-    let mut exit = Exit::Success;
+    let mut exit = if keep { Exit::Failure } else { Exit::Success };
     if egress_only && !config.all_identities().any(is_egress) {
         ui.out("no egress provider is configured; nothing to do for --egress-only");
     }
@@ -371,7 +385,7 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
         }
     }
     let entries = crate::render::entries(&config, &records);
-    exit.worst(write_editors(&config, &store, dirs, &entries, ui))
+    exit.worst(write_editors(&config, &store, dirs, &entries, keep, ui))
 }
 
 /// Writes every editor target and tells the user what happened; `Failure` if one could
@@ -381,9 +395,10 @@ fn write_editors(
     store: &Store,
     dirs: &Dirs,
     entries: &[ServerEntry],
+    keep_unlisted: bool,
     ui: Ui,
 ) -> Exit {
-    let report = write_all(store, &config.editors, dirs, entries);
+    let report = write_all_keeping(store, &config.editors, dirs, entries, keep_unlisted);
     for w in &report.warnings {
         ui.warn(w);
     }
@@ -476,7 +491,7 @@ fn stored_records(
 }
 
 /// `render`: every editor target from the stored tokens, without any network call.
-fn render_cmd(config: &Config, dirs: &Dirs, clock: &dyn Clock, ui: Ui) -> Exit {
+fn render_cmd(config: &Config, keep: bool, dirs: &Dirs, clock: &dyn Clock, ui: Ui) -> Exit {
     let store = match open_store(config, ui) {
         Ok(s) => s,
         Err(e) => return e,
@@ -486,7 +501,8 @@ fn render_cmd(config: &Config, dirs: &Dirs, clock: &dyn Clock, ui: Ui) -> Exit {
         ui.warn(p);
     }
     let entries = crate::render::entries(config, &records);
-    write_editors(config, &store, dirs, &entries, ui)
+    let exit = write_editors(config, &store, dirs, &entries, keep, ui);
+    if keep { Exit::Failure } else { exit }
 }
 
 /// `headers SERVER`: the server's headers as one JSON object on stdout, from the stored
@@ -576,6 +592,7 @@ async fn login_one(
 /// `mcp-credd login [NAME]`.
 async fn login_cmd(
     config: &Config,
+    keep: bool,
     name: Option<String>,
     args: &crate::cli::LoginArgs,
     dirs: &Dirs,
@@ -642,7 +659,7 @@ async fn login_cmd(
     // Render with every stored token, so editors see the new login at once.
     let (records, _) = stored_records(config, Some(&store), clock, false);
     let entries = crate::render::entries(config, &records);
-    exit.worst(write_editors(config, &store, dirs, &entries, ui))
+    exit.worst(write_editors(config, &store, dirs, &entries, keep, ui))
 }
 
 fn describe_expiry(rec: &TokenRecord, now: Ts) -> String {
@@ -755,11 +772,23 @@ fn status_cmd(config: &Config, json: bool, clock: &dyn Clock, ui: Ui) -> Exit {
         };
         rows.push(status::row(&input, &config.refresh, now));
     }
+    // What the daemon could not write (its last render), as it recorded it.
+    let unwritable_targets = store
+        .as_ref()
+        .and_then(|s| {
+            crate::store::atomic::read_private(&s.private_path(daemon::UNWRITABLE_FILE), 0o600)
+                .ok()
+                .flatten()
+        })
+        .and_then(|(bytes, _)| serde_json::from_slice::<daemon::UnwritableTargets>(&bytes).ok())
+        .map(|d| d.targets)
+        .unwrap_or_default();
     let report = status::Report {
         schema: 1,
         generated_at: crate::timefmt::rfc3339(now),
         tokens_dir: config.tokens_dir.clone(),
         identities: rows,
+        unwritable_targets,
     };
     if json {
         println!(
@@ -778,7 +807,9 @@ fn status_cmd(config: &Config, json: bool, clock: &dyn Clock, ui: Ui) -> Exit {
         .any(|r| r.state == status::State::NeedsLogin)
     {
         Exit::ReauthRequired
-    } else if report.identities.iter().all(|r| r.state.usable()) {
+    } else if report.identities.iter().all(|r| r.state.usable())
+        && report.unwritable_targets.is_empty()
+    {
         Exit::Success
     } else {
         Exit::Failure

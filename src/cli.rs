@@ -27,6 +27,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub tokens_dir: Option<PathBuf>,
 
+    /// The reference tool's registry/servers directory (env MCP_CREDD_SERVERS_DIR)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub servers_dir: Option<PathBuf>,
+
     /// More detail on stderr (-v info, -vv debug, -vvv trace)
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
@@ -125,12 +129,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Install the systemd user unit for the daemon and print how to start it
+    /// Install the systemd user unit for the daemon (with this command's config source) and
+    /// print how to start it; refuses when the service could not load the configuration
     InstallService {
         /// Write the unit here instead of ~/.config/systemd/user/mcp-credd.service
         #[arg(long, value_name = "PATH")]
         unit_path: Option<PathBuf>,
     },
+    /// Stop, disable and remove the systemd user unit
+    UninstallService {
+        /// The unit written with install-service --unit-path
+        #[arg(long, value_name = "PATH")]
+        unit_path: Option<PathBuf>,
+    },
+    /// Load the configuration strictly and say whether it is usable (install-service runs
+    /// this as the service would)
+    #[command(hide = true)]
+    CheckConfig,
     /// Show every identity's token state, expiry and last error
     Status {
         /// Machine-readable output (schema documented in README)

@@ -279,8 +279,20 @@ async fn probe(http: &Http, id: &IdentityConfig, now: Ts, out: &mut Vec<Finding>
                         Some("set `token_url` or `domain`"),
                     )),
                 }
+            } else if (status == 404 || status == 410)
+                && post_status(http, &url)
+                    .await
+                    .is_none_or(|s| s == 404 || s == 410)
+            {
+                // Some token endpoints route only POST: a 404 counts when POST says so too.
+                out.push(f(
+                    Level::Fail,
+                    &check,
+                    format!("{what} {url} answers HTTP {status}: there is no such endpoint"),
+                    Some("check the URL (`token_url`, `domain`, `issuer`)"),
+                ));
             } else {
-                // Any HTTP answer shows the endpoint is there (a GET to a token endpoint is
+                // Any other answer shows the endpoint is there (a GET to a token endpoint is
                 // usually refused with 400 or 405).
                 out.push(f(
                     Level::Ok,
@@ -306,6 +318,132 @@ async fn probe(http: &Http, id: &IdentityConfig, now: Ts, out: &mut Vec<Finding>
     }
 }
 
+/// The status of a credential-less token request (changes nothing at the provider).
+async fn post_status(http: &Http, url: &str) -> Option<u16> {
+    http.client()
+        .post(url)
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+/// What `doctor` knows besides the configuration.
+#[derive(Debug, Default)]
+pub struct Facts {
+    /// Secrets that could not be resolved, each naming its variable.
+    pub missing_secrets: Vec<String>,
+    pub servers_unavailable: Option<String>,
+    pub unit: Option<UnitFacts>,
+}
+
+/// The installed unit against the one `install-service` would write now.
+#[derive(Debug)]
+pub struct UnitFacts {
+    pub path: std::path::PathBuf,
+    pub installed: String,
+    /// `Err`: the current config cannot make a unit (why).
+    pub wanted: Result<String, String>,
+}
+
+/// The lines that matter (ExecStart, ReadWritePaths, Type) of both units compared.
+pub fn judge_unit(u: &UnitFacts) -> Finding {
+    let check = format!("service {}", u.path.display());
+    let key = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| {
+                l.starts_with("ExecStart=")
+                    || l.starts_with("ReadWritePaths=")
+                    || l.starts_with("Type=")
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    match &u.wanted {
+        Err(e) => f(
+            Level::Fail,
+            &check,
+            format!("the installed unit cannot match this configuration: {e}"),
+            None,
+        ),
+        Ok(w) => {
+            let (have, want) = (key(&u.installed), key(w));
+            let missing: Vec<&String> = want.iter().filter(|l| !have.contains(l)).collect();
+            let extra: Vec<&String> = have.iter().filter(|l| !want.contains(l)).collect();
+            if missing.is_empty() && extra.is_empty() {
+                f(
+                    Level::Ok,
+                    &check,
+                    "matches the configuration (binary, config source, writable paths)",
+                    None,
+                )
+            } else {
+                let mut msg = String::from("differs from the configuration:");
+                for l in &extra {
+                    msg.push_str(&format!(" installed `{l}`;"));
+                }
+                for l in &missing {
+                    msg.push_str(&format!(" wanted `{l}`;"));
+                }
+                f(
+                    Level::Fail,
+                    &check,
+                    msg.trim_end_matches(';').to_string(),
+                    Some(
+                        "run `mcp-credd install-service` again with the same options, then `systemctl --user daemon-reload && systemctl --user restart mcp-credd`",
+                    ),
+                )
+            }
+        }
+    }
+}
+
+/// Asks the token endpoint for a token with the configured client (not stored): a wrong
+/// secret, a wrong endpoint or a stored token from another provider shows up here.
+async fn try_token(http: &Http, id: &IdentityConfig, stored: &Path, out: &mut Vec<Finding>) {
+    let check = format!("credentials {}", id.name);
+    let url = match crate::identity::oauth::resolve_token_endpoint(http, id).await {
+        Ok(u) => u,
+        Err(_) => return, // `probe` already said why.
+    };
+    match crate::identity::oauth::client_credentials(http, id, &url).await {
+        Ok(reply) => {
+            out.push(f(
+                Level::Ok,
+                &check,
+                format!("{url} issues a token to client `{}` (not stored)", id.client_id),
+                None,
+            ));
+            let fresh_iss = jwt::claims(reply.access_token.expose())
+                .and_then(|c| c.get("iss").and_then(|v| v.as_str()).map(str::to_string));
+            let rec = std::fs::read(stored)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<TokenRecord>(&b).ok());
+            let stored_iss = rec.as_ref().and_then(|r| {
+                jwt::claims(r.access_token.expose())
+                    .and_then(|c| c.get("iss").and_then(|v| v.as_str()).map(str::to_string))
+            });
+            if let (Some(a), Some(b)) = (&fresh_iss, &stored_iss)
+                && a != b
+            {
+                out.push(f(
+                    Level::Fail,
+                    &format!("token {}", id.name),
+                    format!("the stored token was issued by `{b}`; the configured provider issues `{a}`"),
+                    Some("run mcp-credd --force to replace it"),
+                ));
+            }
+        }
+        Err(e) => out.push(f(
+            Level::Fail,
+            &check,
+            format!("no token for client `{}`: {}", id.client_id, e.message),
+            Some("check client_id and the client secret (in ~/.config/mcp-credd/env or the env file) against the provider's console"),
+        )),
+    }
+}
+
 fn mode_of(path: &Path, want: u32, out: &mut Vec<Finding>) {
     if let Ok(m) = std::fs::symlink_metadata(path) {
         out.push(judge_mode(path, m.mode(), m.uid(), want, euid()));
@@ -316,6 +454,7 @@ fn mode_of(path: &Path, want: u32, out: &mut Vec<Finding>) {
 pub async fn run(
     config: &Config,
     warnings: &[String],
+    facts: &Facts,
     dirs: &Dirs,
     clock: &dyn Clock,
 ) -> Vec<Finding> {
@@ -328,6 +467,25 @@ pub async fn run(
     )];
     for w in warnings {
         out.push(f(Level::Warn, "config", w.clone(), None));
+    }
+    for m in &facts.missing_secrets {
+        out.push(f(
+            Level::Fail,
+            "secret",
+            m.clone(),
+            Some("put VAR=value in ~/.config/mcp-credd/env (chmod 600) or export it; the service reads only that file"),
+        ));
+    }
+    if let Some(why) = &facts.servers_unavailable {
+        out.push(f(
+            Level::Fail,
+            "servers",
+            why.clone(),
+            Some("pass --servers-dir DIR (then run install-service again if the service uses it)"),
+        ));
+    }
+    if let Some(u) = &facts.unit {
+        out.push(judge_unit(u));
     }
     if !config.tokens_dir.exists() {
         out.push(f(
@@ -381,6 +539,12 @@ pub async fn run(
         }
         if let Some(h) = &http {
             probe(h, id, now, &mut out).await;
+            if id.egress.is_none()
+                && id.cognito.is_none()
+                && id.client_secret.as_ref().is_some_and(|s| !s.is_empty())
+            {
+                try_token(h, id, &path, &mut out).await;
+            }
         }
     }
     let (targets, problems) = resolve(&config.editors, dirs, &config.tokens_dir);

@@ -17,6 +17,7 @@ pub mod render;
 pub mod sanitize;
 pub mod schedule;
 pub mod secret;
+pub mod service;
 pub mod status;
 pub mod store;
 pub mod timefmt;

@@ -95,6 +95,31 @@ pub struct Report {
     pub generated_at: String,
     pub tokens_dir: PathBuf,
     pub identities: Vec<Row>,
+    /// Editor files the daemon could not write (its last render), if any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unwritable_targets: Vec<UnwritableTarget>,
+}
+
+/// An editor file the daemon could not write, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct UnwritableTarget {
+    pub path: String,
+    pub error: String,
+}
+
+/// The lines `status` prints about editor files the daemon could not write.
+fn unwritable_lines(report: &Report) -> String {
+    let mut out = String::new();
+    for t in &report.unwritable_targets {
+        out.push_str(&format!(
+            "not written by the daemon: {}: {}\n",
+            t.path, t.error
+        ));
+    }
+    if !report.unwritable_targets.is_empty() {
+        out.push_str("the service may write only where its unit allows: run `mcp-credd install-service` again, then `systemctl --user daemon-reload && systemctl --user restart mcp-credd`\n");
+    }
+    out
 }
 
 fn ts_str(secs: Option<f64>) -> Option<String> {
@@ -197,6 +222,7 @@ pub fn render_table(report: &Report, now: Ts) -> String {
     let mut out = String::new();
     if report.identities.is_empty() {
         out.push_str("no identities configured\n");
+        out.push_str(&unwritable_lines(report));
         return out;
     }
     let w_name = report
@@ -269,6 +295,7 @@ pub fn render_table(report: &Report, now: Ts) -> String {
             out.push_str(&format!("{:w_name$}  last error: {e}\n", ""));
         }
     }
+    out.push_str(&unwritable_lines(report));
     out
 }
 
@@ -389,6 +416,7 @@ mod tests {
             generated_at: rfc3339(now),
             tokens_dir: "/t".into(),
             identities: vec![a, b],
+            unwritable_targets: vec![],
         };
         let t = render_table(&report, now);
         assert!(
@@ -422,6 +450,7 @@ mod tests {
             generated_at: rfc3339(now),
             tokens_dir: "/t".into(),
             identities: vec![row(&i, &p, now)],
+            unwritable_targets: vec![],
         };
         let table = render_table(&report, now);
         assert_eq!(

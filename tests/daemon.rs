@@ -46,6 +46,8 @@ impl Daemon {
         let mut c = sb.command(&["daemon"]);
         c.env("INGRESS_OAUTH_CLIENT_SECRET", "m2m-secret")
             .env("NOTIFY_SOCKET", &sock)
+            // As under Type=notify-reload (install-service sets it there only).
+            .env("MCP_CREDD_NOTIFY_RELOAD", "1")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         Daemon {
@@ -135,7 +137,9 @@ fn keeps_every_token_valid_while_they_expire_every_few_seconds() {
     let sb = Sandbox::new();
     let cfg = sb.write_config(&config(&idp, "  - name: currenttime\n"));
     let d = Daemon::start(&sb);
+    // Ready at once (before any token is fetched), valid soon after.
     d.wait_for("READY=1", Duration::from_secs(10));
+    d.wait_for("STATUS=1 of 1 identities valid", Duration::from_secs(10));
 
     // A second daemon for the same tokens directory refuses to start.
     let second = sb.run_env(
@@ -226,7 +230,7 @@ fn signals_refresh_reload_and_stop() {
     sb.write_config(&config(&idp, "  - name: currenttime\n"));
     let d = Daemon::start(&sb);
     let msgs = d.wait_for("READY=1", Duration::from_secs(10));
-    let status = d.wait_for("STATUS=", Duration::from_secs(5));
+    let status = d.wait_for("STATUS=1 of 1 identities valid", Duration::from_secs(10));
     assert!(
         status
             .last()
@@ -308,9 +312,16 @@ fn the_unit_file_verifies_and_install_service_fills_it_in() {
         "{r:?}"
     );
     let text = std::fs::read_to_string(&unit).unwrap();
-    assert!(text.contains(&format!("ExecStart={BIN} daemon")), "{text}");
     assert!(
-        text.contains(&format!("ReadWritePaths=-{}/tok", sb.home().display())),
+        text.contains(&format!(
+            "ExecStart=\"{BIN}\" \"--config\" \"{}\" \"--tokens-dir\" \"{}/tok\" daemon",
+            sb.config_path().display(),
+            sb.home().display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("ReadWritePaths=\"-{}/tok\"", sb.home().display())),
         "{text}"
     );
     assert!(

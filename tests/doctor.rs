@@ -67,3 +67,72 @@ servers:
     assert!(has("editor", "does not parse"), "{fails:?}");
     assert!(has("reach ingress", "could not connect"), "{fails:?}");
 }
+
+#[test]
+fn doctor_reports_a_missing_or_wrong_secret_and_a_wrong_endpoint() {
+    let idp = Idp::start(&[]);
+    let sb = Sandbox::new();
+    let config = |token_url: &str| {
+        format!(
+            "gateway_url: https://gw.example.com
+ingress:
+  kind: oidc_m2m
+  token_url: {token_url}
+  client_id: m2m-client
+  client_secret: {{env: SEC}}
+servers:
+  - name: currenttime
+"
+        )
+    };
+    sb.write_config(&config(&idp.token_url()));
+    let fails = |r: &Run| -> Vec<(String, String)> {
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["level"] == "fail")
+            .map(|x| {
+                (
+                    x["check"].as_str().unwrap().to_string(),
+                    x["message"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+
+    // No secret anywhere: a finding naming the variable, not a configuration error.
+    let r = sb.run(&["doctor", "--json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let f = fails(&r);
+    assert!(
+        f.iter().any(|(c, m)| c == "secret" && m.contains("`SEC`")),
+        "{f:?}"
+    );
+
+    // A wrong secret: the token endpoint refuses it, and doctor says so.
+    let r = sb.run_env(&["doctor", "--json"], &[("SEC", "wrong")]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let f = fails(&r);
+    assert!(f.iter().any(|(c, _)| c == "credentials ingress"), "{f:?}");
+    assert!(!r.all().contains("wrong\""), "the secret is not printed");
+
+    // The right one, from the secrets file: all ok.
+    let secrets = sb.home().join(".config/mcp-credd/env");
+    std::fs::write(&secrets, "SEC=m2m-secret # from the console\n").unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let r = sb.run(&["doctor", "--json"]);
+    assert!(fails(&r).is_empty(), "{r:?}");
+    assert!(r.stdout.contains("issues a token"), "{r:?}");
+
+    // A token endpoint that is not there (HTTP 404) is a failure, not "answers".
+    sb.write_config(&config(&format!("{}/nowhere/token", idp.base())));
+    let r = sb.run(&["doctor", "--json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let f = fails(&r);
+    assert!(
+        f.iter()
+            .any(|(c, m)| c == "reach ingress" && m.contains("HTTP 404")),
+        "{f:?}"
+    );
+}

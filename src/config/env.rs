@@ -22,6 +22,11 @@ use crate::secret::Secret;
 pub struct EnvVars {
     pub file: Option<PathBuf>,
     pub vars: HashMap<String, (String, Option<usize>)>,
+    /// When set, a missing secret is recorded here instead of failing the load (commands
+    /// that make no network call need no secret); the identity gets an empty secret.
+    pub deferred: Option<std::cell::RefCell<Vec<ConfigError>>>,
+    /// The user's provider files (key, file name, text), overlaid on the built-in catalog.
+    pub provider_files: Vec<(String, String, String)>,
     /// Every set variable the config was built from (see `load`'s implicit-.env rule).
     pub used: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
@@ -63,6 +68,17 @@ impl EnvVars {
             )
             .at(key, None)
         })
+    }
+
+    /// A secret variable: like `require`, but deferred in lazy mode.
+    fn secret(&self, key: &str, why: &str) -> Result<String, ConfigError> {
+        match (self.require(key, why), &self.deferred) {
+            (Err(e), Some(d)) => {
+                d.borrow_mut().push(e);
+                Ok(String::new())
+            }
+            (r, _) => r,
+        }
     }
 
     fn url(&self, key: &str, url: String) -> Result<String, ConfigError> {
@@ -223,7 +239,18 @@ fn base_identity(
 /// `EGRESS_OAUTH_CLIENT_SECRET_N`, `EGRESS_OAUTH_REDIRECT_URI_N` (all three make a set),
 /// `EGRESS_OAUTH_SCOPE_N`, `EGRESS_PROVIDER_NAME_N`, `EGRESS_MCP_SERVER_NAME_N`.
 fn egress_from_env(env: &EnvVars) -> Result<Vec<IdentityConfig>, ConfigError> {
-    let catalog = Catalog::builtin();
+    let mut catalog = Catalog::builtin();
+    for (key, file, text) in &env.provider_files {
+        match yaml_serde::from_str::<yaml_serde::Mapping>(text) {
+            Ok(m) => catalog.overlay(key, m),
+            Err(e) => {
+                return Err(ConfigError::new(
+                    file.clone(),
+                    format!("not a provider definition: {e}"),
+                ));
+            }
+        }
+    }
     let mut out: Vec<IdentityConfig> = Vec::new();
     for n in 1..=100 {
         let var = |k: &str| format!("EGRESS_{k}_{n}");
@@ -309,7 +336,7 @@ fn cognito_password_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, Co
     }
     let why = "the Cognito service account (COGNITO_USERNAME)";
     let username = env.require("COGNITO_USERNAME", why)?;
-    let password = env.require("COGNITO_PASSWORD", why)?;
+    let password = env.secret("COGNITO_PASSWORD", why)?;
     let client_id = env.require("COGNITO_CLIENT_ID", why)?;
     let pool = env.get("COGNITO_USER_POOL_ID").map(str::to_string);
     let region = env
@@ -414,7 +441,7 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             .ok_or_else(|| env.require("KEYCLOAK_URL", why).unwrap_err())?;
             let realm = env.require("KEYCLOAK_REALM", why)?;
             let cid = env.require("KEYCLOAK_M2M_CLIENT_ID", why)?;
-            let secret = env.require("KEYCLOAK_M2M_CLIENT_SECRET", why)?;
+            let secret = env.secret("KEYCLOAK_M2M_CLIENT_SECRET", why)?;
             let base = url.trim_end_matches('/');
             let tok = match token_url_override.clone() {
                 Some(t) => t,
@@ -444,7 +471,7 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             let why = "AUTH_PROVIDER=entra";
             let tenant = env.require("ENTRA_TENANT_ID", why)?;
             let cid = env.require("ENTRA_CLIENT_ID", why)?;
-            let secret = env.require("ENTRA_CLIENT_SECRET", why)?;
+            let secret = env.secret("ENTRA_CLIENT_SECRET", why)?;
             let tok = token_url_override.clone().unwrap_or_else(|| {
                 format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token")
             });
@@ -465,7 +492,7 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             let why = "the Cognito ingress identity";
             let pool = env.require("INGRESS_OAUTH_USER_POOL_ID", why)?;
             let cid = env.require("INGRESS_OAUTH_CLIENT_ID", why)?;
-            let secret = env.require("INGRESS_OAUTH_CLIENT_SECRET", why)?;
+            let secret = env.secret("INGRESS_OAUTH_CLIENT_SECRET", why)?;
             let region = env.get("AWS_REGION").unwrap_or("us-east-1").to_string();
             let endpoint = if let Some(t) = token_url_override.clone() {
                 Endpoint::TokenUrl(t)
@@ -494,7 +521,7 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
         _ if env.get("OAUTH_CLIENT_ID").is_some() => {
             let why = "the generic OIDC identity (OAUTH_CLIENT_ID)";
             let cid = env.require("OAUTH_CLIENT_ID", why)?;
-            let secret = env.require("OAUTH_CLIENT_SECRET", why)?;
+            let secret = env.secret("OAUTH_CLIENT_SECRET", why)?;
             let endpoint = match token_url_override.clone() {
                 Some(t) => Endpoint::TokenUrl(t),
                 None => Endpoint::Discovery {
@@ -521,6 +548,8 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> EnvVars {
         EnvVars {
+            deferred: None,
+            provider_files: Vec::new(),
             used: Default::default(),
             file: Some(PathBuf::from("/r/.env")),
             vars: pairs

@@ -16,6 +16,11 @@ pub struct LoadOptions {
     pub config: Option<PathBuf>,
     pub env_file: Option<PathBuf>,
     pub tokens_dir: Option<PathBuf>,
+    /// The reference tool's `registry/servers` directory (env MCP_CREDD_SERVERS_DIR).
+    pub servers_dir: Option<PathBuf>,
+    /// The command makes no network call: a secret that cannot be resolved is recorded in
+    /// `Loaded::missing_secrets` (the identity gets an empty secret) instead of failing.
+    pub lazy_secrets: bool,
 }
 
 #[derive(Debug)]
@@ -23,11 +28,21 @@ pub struct Loaded {
     pub config: Config,
     /// Things the user should hear about that do not stop the run.
     pub warnings: Vec<String>,
+    /// With `lazy_secrets`: the secrets that could not be resolved, each naming its variable.
+    pub missing_secrets: Vec<ConfigError>,
+    /// The `registry/servers` directory the services came from (or were to come from).
+    pub servers_dir: Option<PathBuf>,
+    /// The servers source exists in the config but could not be read: the run must not
+    /// remove the entries already written (see `render::write`), and must exit non-zero.
+    pub servers_unavailable: Option<String>,
+    /// The secrets file that was read, if any.
+    pub secrets_file: Option<PathBuf>,
 }
 
 struct OsLookup<'a> {
     env: &'a EnvVars,
     home: Option<PathBuf>,
+    deferred: Option<&'a std::cell::RefCell<Vec<ConfigError>>>,
 }
 
 impl Lookup for OsLookup<'_> {
@@ -41,6 +56,23 @@ impl Lookup for OsLookup<'_> {
         self.home.clone()
     }
     fn provider_files(&self) -> Vec<(String, String, String)> {
+        user_provider_files()
+    }
+    fn defer(&self, e: ConfigError) -> Result<(), ConfigError> {
+        match self.deferred {
+            Some(d) => {
+                d.borrow_mut().push(e);
+                Ok(())
+            }
+            None => Err(e),
+        }
+    }
+}
+
+/// The user's provider definitions (`~/.config/mcp-credd/providers/*.yaml`), as
+/// (key, file name, text), read with or without a config file.
+fn user_provider_files() -> Vec<(String, String, String)> {
+    {
         let Some(dir) = default_config_path().and_then(|p| p.parent().map(|d| d.join("providers")))
         else {
             return Vec::new();
@@ -68,6 +100,25 @@ impl Lookup for OsLookup<'_> {
 /// equivalent elsewhere.
 pub fn default_config_path() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "mcp-credd").map(|d| d.config_dir().join("config.yaml"))
+}
+
+/// The secrets file every command reads: `~/.config/mcp-credd/env` (KEY=value lines,
+/// the `.env` syntax). The process environment wins over it.
+pub fn secrets_file_path() -> Option<PathBuf> {
+    default_config_path().and_then(|p| p.parent().map(|d| d.join("env")))
+}
+
+/// Where the reference scripts keep their `.env`, relative to a gateway checkout's root.
+pub const REFERENCE_ENV_PLACES: &[&str] = &[".env", "credentials-provider/oauth/.env"];
+
+/// The gateway checkout's `registry/servers` for an env file: next to it, or at the root
+/// of the checkout it sits in (`credentials-provider/oauth/.env` is two levels down).
+pub fn servers_dir_for(env_file: &Path) -> Option<PathBuf> {
+    let dir = env_file.parent()?;
+    dir.ancestors()
+        .take(3)
+        .map(|d| d.join("registry").join("servers"))
+        .find(|d| d.is_dir())
 }
 
 fn home_dir() -> Option<PathBuf> {
@@ -103,6 +154,47 @@ fn read_env_file(path: &Path, env: &mut EnvVars) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Reads the secrets file into `env` (the process environment and an explicit env file
+/// win). A missing file is fine; an unreadable or malformed one is an error.
+fn read_secrets_file(
+    path: &Path,
+    env: &mut EnvVars,
+    warnings: &mut Vec<String>,
+) -> Result<bool, ConfigError> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(ConfigError::new(
+                path.display().to_string(),
+                format!("cannot read the secrets file: {e}"),
+            ));
+        }
+    };
+    if meta.permissions().mode() & 0o077 != 0 {
+        warnings.push(format!(
+            "the secrets file {} is readable by other users; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::new(
+            path.display().to_string(),
+            format!("cannot read the secrets file: {e}"),
+        )
+    })?;
+    let entries = super::dotenv::parse(&text).map_err(|e| {
+        let mut ce = ConfigError::new(path.display().to_string(), e.message);
+        ce.line = Some(e.line);
+        ce
+    })?;
+    for e in entries {
+        env.vars.entry(e.key).or_insert((e.value, None));
+    }
+    Ok(true)
+}
+
 /// Loads the configuration. `process_env` is the process environment (a parameter so that
 /// tests need not mutate the real one).
 pub fn load(
@@ -110,6 +202,7 @@ pub fn load(
     process_env: &HashMap<String, String>,
 ) -> Result<Loaded, ConfigError> {
     let mut warnings = Vec::new();
+    let deferred = std::cell::RefCell::new(Vec::new());
     let mut env = EnvVars {
         used: Default::default(),
         file: None,
@@ -117,21 +210,30 @@ pub fn load(
             .iter()
             .map(|(k, v)| (k.clone(), (v.clone(), None)))
             .collect(),
+        deferred: None,
+        provider_files: Vec::new(),
     };
-    let explicit_env_file = opts.env_file.clone().or_else(|| {
-        process_env
-            .get("MCP_CREDD_ENV_FILE")
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-    });
+    let explicit_env_file = opts
+        .env_file
+        .clone()
+        .or_else(|| {
+            process_env
+                .get("MCP_CREDD_ENV_FILE")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        })
+        .map(|p| std::path::absolute(&p).unwrap_or(p));
     if let Some(p) = &explicit_env_file {
         read_env_file(p, &mut env)?;
     }
+    let mut secrets_file = None;
+    if let Some(p) = secrets_file_path()
+        && read_secrets_file(&p, &mut env, &mut warnings)?
+    {
+        secrets_file = Some(p);
+    }
     let home = home_dir();
-    let lookup = OsLookup {
-        env: &env,
-        home: home.clone(),
-    };
+    let lazy = opts.lazy_secrets.then_some(&deferred);
 
     let explicit_config = opts.config.clone().or_else(|| {
         process_env
@@ -150,8 +252,21 @@ pub fn load(
             .filter(|s| !s.is_empty())
             .map(PathBuf::from)
     });
+    let servers_override = opts
+        .servers_dir
+        .clone()
+        .or_else(|| {
+            process_env
+                .get("MCP_CREDD_SERVERS_DIR")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        })
+        .map(|p| std::path::absolute(&p).unwrap_or(p));
+    let mut servers_dir = None;
+    let mut servers_unavailable = None;
 
     let mut config = if let Some(path) = config_path {
+        let path = std::path::absolute(&path).unwrap_or(path);
         let bytes = std::fs::read(&path).map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::NotFound {
                 "; create it or pass --config PATH"
@@ -172,6 +287,11 @@ pub fn load(
                 ),
             )
         })?;
+        let lookup = OsLookup {
+            env: &env,
+            home: home.clone(),
+            deferred: lazy,
+        };
         let parsed = parse(&text, &path, &lookup)?;
         if !parsed.literal_secrets.is_empty()
             && let Ok(meta) = std::fs::metadata(&path)
@@ -185,26 +305,37 @@ pub fn load(
             ));
         }
         let mut config = parsed.config;
-        if let Some(dir) = parsed.servers_dir {
-            import_servers(&mut config, &dir, &mut warnings, true);
+        if let Some(dir) = servers_override.clone().or(parsed.servers_dir) {
+            servers_unavailable = import_servers(&mut config, &dir, &mut warnings);
+            servers_dir = Some(dir);
         }
         config
     } else {
-        // No config file: behave like the reference tool, which reads `.env` from where it runs.
+        // No config file: behave like the reference tool, which reads `.env` from where it
+        // runs; from a gateway checkout's root, also where its scripts keep it.
         let mut implicit_env = None;
-        if explicit_env_file.is_none() {
-            let cwd_env = PathBuf::from(".env");
-            if cwd_env.is_file() {
-                let abs = std::fs::canonicalize(&cwd_env).unwrap_or(cwd_env);
-                read_env_file(&abs, &mut env)?;
-                implicit_env = Some(abs);
-            }
+        if explicit_env_file.is_none()
+            && let Some(found) = REFERENCE_ENV_PLACES
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file())
+        {
+            let abs = std::fs::canonicalize(&found).unwrap_or(found);
+            read_env_file(&abs, &mut env)?;
+            implicit_env = Some(abs);
         }
+        env.provider_files = user_provider_files();
+        env.deferred = lazy.map(|_| std::cell::RefCell::new(Vec::new()));
         let tokens_dir = default_tokens_dir(&OsLookup {
             env: &env,
             home: home.clone(),
+            deferred: None,
         });
-        let built = from_env(&env, tokens_dir)?;
+        let from = from_env(&env, tokens_dir);
+        if let Some(d) = env.deferred.take() {
+            deferred.borrow_mut().extend(d.into_inner());
+        }
+        let built = from?;
         if let Some(path) = &implicit_env {
             check_implicit_env(&env, path)?;
         }
@@ -214,27 +345,37 @@ pub fn load(
             return Err(ConfigError::new(
                 "configuration",
                 format!(
-                    "no configuration found: create {where_}, pass --config PATH, or set the INGRESS_OAUTH_* variables (see README)"
+                    "no configuration found: create {where_} (`mcp-credd init` writes a starter), pass --config PATH or --env-file PATH, or set the INGRESS_OAUTH_* variables (see README)"
                 ),
             ));
         };
-        let dir = env
-            .get("MCP_CREDD_SERVERS_DIR")
-            .map(PathBuf::from)
-            .or_else(|| {
-                env.file
-                    .as_ref()
-                    .and_then(|f| f.parent())
-                    .map(|d| d.join("registry").join("servers"))
-                    .filter(|d| d.is_dir())
-            });
-        if let Some(dir) = dir {
-            import_servers(
-                &mut config,
-                &dir,
-                &mut warnings,
-                env.get("MCP_CREDD_SERVERS_DIR").is_some(),
-            );
+        let dir = servers_override.clone().or_else(|| {
+            env.get("MCP_CREDD_SERVERS_DIR")
+                .map(PathBuf::from)
+                .or_else(|| env.file.as_deref().and_then(servers_dir_for))
+        });
+        match dir {
+            Some(dir) => {
+                servers_unavailable = import_servers(&mut config, &dir, &mut warnings);
+                servers_dir = Some(dir);
+            }
+            None => {
+                if let Some(f) = &env.file {
+                    let why = format!(
+                        "no registry/servers directory next to {} or at its gateway checkout's root; pass --servers-dir DIR",
+                        f.display()
+                    );
+                    if config.gateway_url.is_some() {
+                        // The gateway's servers are expected but their source is missing:
+                        // keep what was written before.
+                        servers_unavailable = Some(format!(
+                            "{why} (the servers already written to the editor configs are kept)"
+                        ));
+                    } else {
+                        warnings.push(why);
+                    }
+                }
+            }
         }
         config
     };
@@ -254,7 +395,14 @@ pub fn load(
             "REGISTRY_URL is not set: no gateway servers will be written to the MCP configs".into(),
         );
     }
-    Ok(Loaded { config, warnings })
+    Ok(Loaded {
+        config,
+        warnings,
+        missing_secrets: deferred.into_inner(),
+        servers_dir,
+        servers_unavailable,
+        secrets_file,
+    })
 }
 
 /// Whether a variable holds a secret (a client secret or a password).
@@ -305,13 +453,15 @@ fn check_implicit_env(env: &EnvVars, path: &Path) -> Result<(), ConfigError> {
 
 /// Appends the services of a reference-tool `registry/servers` directory; servers the
 /// config already lists keep their own settings.
-fn import_servers(config: &mut Config, dir: &Path, warnings: &mut Vec<String>, explicit: bool) {
+/// Returns why the directory could not be read: then nothing was imported, and entries
+/// already written must be kept.
+fn import_servers(config: &mut Config, dir: &Path, warnings: &mut Vec<String>) -> Option<String> {
     let Some(gateway) = config.gateway_url.clone() else {
         warnings.push(format!(
             "not importing services from {}: no gateway_url / REGISTRY_URL to build their URLs",
             dir.display()
         ));
-        return;
+        return None;
     };
     let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
@@ -319,13 +469,10 @@ fn import_servers(config: &mut Config, dir: &Path, warnings: &mut Vec<String>, e
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
             .collect(),
         Err(e) => {
-            if explicit {
-                warnings.push(format!(
-                    "cannot read services directory {}: {e}",
-                    dir.display()
-                ));
-            }
-            return;
+            return Some(format!(
+                "cannot read the servers directory {}: {e}; the servers already written to the editor configs are kept (fix the path or pass --servers-dir DIR)",
+                dir.display()
+            ));
         }
     };
     files.sort();
@@ -355,4 +502,5 @@ fn import_servers(config: &mut Config, dir: &Path, warnings: &mut Vec<String>, e
             Err(e) => warnings.push(format!("{}: {e}; skipped", f.display())),
         }
     }
+    None
 }

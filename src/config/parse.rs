@@ -27,6 +27,11 @@ pub trait Lookup {
     fn provider_files(&self) -> Vec<(String, String, String)> {
         Vec::new()
     }
+    /// A secret that cannot be resolved: `Err` stops the load (the default); `Ok` means the
+    /// caller needs no secrets and the problem was recorded for it.
+    fn defer(&self, e: ConfigError) -> Result<(), ConfigError> {
+        Err(e)
+    }
 }
 
 /// A secret as written in the config: a literal, `{env: NAME}` or `{file: PATH}`.
@@ -564,7 +569,9 @@ fn resolve_secret(
         SecretSpec::Env(var) => match lookup.env(var) {
             Some(v) if !v.is_empty() => Secret::new(v),
             _ => {
-                return Err(ctx.err(key, format!("environment variable `{var}` is not set; export it or put it in the env file")));
+                // Commands that need no secret go on without it (an empty secret).
+                lookup.defer(ctx.err(key, format!("environment variable `{var}` is not set; put `{var}=...` in the secrets file (~/.config/mcp-credd/env, mode 0600) or export it")))?;
+                return Ok(Secret::default());
             }
         },
         SecretSpec::File(path) => {
@@ -572,9 +579,10 @@ fn resolve_secret(
             match lookup.read_file(&p) {
                 Ok(v) => Secret::new(v.trim_end_matches(['\n', '\r'])),
                 Err(e) => {
-                    return Err(
-                        ctx.err(key, format!("cannot read secret file {}: {e}", p.display()))
-                    );
+                    lookup.defer(
+                        ctx.err(key, format!("cannot read secret file {}: {e}", p.display())),
+                    )?;
+                    return Ok(Secret::default());
                 }
             }
         }
@@ -1564,7 +1572,7 @@ servers:
         );
         assert_eq!(
             e,
-            "/c/config.yaml:4: ingress.client_secret: environment variable `NOPE` is not set; export it or put it in the env file"
+            "/c/config.yaml:4: ingress.client_secret: environment variable `NOPE` is not set; put `NOPE=...` in the secrets file (~/.config/mcp-credd/env, mode 0600) or export it"
         );
         let e = err(
             "ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: x\n  token_url: http://idp.example.com/t\n",

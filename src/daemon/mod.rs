@@ -26,7 +26,7 @@ use crate::identity::FailureKind;
 use crate::identity::oauth::Http;
 use crate::refresh::{self, Outcome, token_file_name};
 use crate::render::targets::Dirs;
-use crate::render::write::{Outcome as WriteOutcome, write_all};
+use crate::render::write::{Outcome as WriteOutcome, write_all_keeping};
 use crate::render::{ServerEntry, entries};
 use crate::schedule::backoff::random_unit;
 use crate::schedule::plan::{Expiry, TokenTimes};
@@ -76,6 +76,14 @@ pub struct Daemon {
     pub refresher: Option<RefreshFn>,
     /// Where the editors' files are (from HOME); replaceable before `run`.
     pub dirs: Dirs,
+    /// The servers source could not be read: entries already written are kept.
+    pub keep_unlisted: bool,
+    /// The unit is `Type=notify-reload`: say RELOADING=1 on reload (other types ignore it
+    /// or, before systemd 253, do not expect it).
+    pub notify_reload: bool,
+    /// Editor files that could not be written (path, why), for STATUS= and `status`.
+    /// `None` until the first render (a record left by an earlier run is replaced).
+    unwritable: Option<Vec<(String, String)>>,
     /// The token files the watcher follows; kept equal to the configured identities'.
     pub watched: WatchedTokens,
     schedule: Schedule,
@@ -108,6 +116,9 @@ impl Daemon {
             loader,
             refresher: None,
             dirs: Dirs::from_process(),
+            keep_unlisted: false,
+            notify_reload: false,
+            unwritable: None,
             watched: Default::default(),
             schedule,
             records: HashMap::new(),
@@ -158,7 +169,13 @@ impl Daemon {
         if self.last_entries.as_ref() == Some(&now_entries) {
             return;
         }
-        let report = write_all(&self.store, &self.config.editors, &self.dirs, &now_entries);
+        let report = write_all_keeping(
+            &self.store,
+            &self.config.editors,
+            &self.dirs,
+            &now_entries,
+            self.keep_unlisted,
+        );
         for w in &report.warnings {
             warn!("{w}");
         }
@@ -175,7 +192,54 @@ impl Daemon {
         for e in &report.errors {
             error!("{e}");
         }
+        let unwritable: Vec<(String, String)> = report
+            .targets
+            .iter()
+            .filter_map(|t| match &t.outcome {
+                WriteOutcome::Skipped(why) => Some((t.path.display().to_string(), why.clone())),
+                _ => None,
+            })
+            .collect();
+        self.targets_changed(unwritable);
         self.last_entries = Some(now_entries);
+    }
+
+    /// Records the editor files that could not be written (for `status`), and runs
+    /// `on_error` once for each newly failing one.
+    fn targets_changed(&mut self, unwritable: Vec<(String, String)>) {
+        if self.unwritable.as_ref() == Some(&unwritable) {
+            return;
+        }
+        let before = self.unwritable.take().unwrap_or_default();
+        for (path, why) in &unwritable {
+            if !before.iter().any(|(p, _)| p == path)
+                && let Some(argv) = &self.config.hooks.on_error
+            {
+                run_hook(argv, "error", path, why);
+            }
+        }
+        let now = crate::timefmt::rfc3339(self.clock.now());
+        let doc = UnwritableTargets {
+            schema: 1,
+            updated_at: now,
+            targets: unwritable
+                .iter()
+                .map(|(path, error)| crate::status::UnwritableTarget {
+                    path: path.clone(),
+                    error: error.clone(),
+                })
+                .collect(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&doc).expect("serializes");
+        bytes.push(b'\n');
+        if let Err(e) = crate::store::atomic::write_atomic(
+            &self.store.private_path(UNWRITABLE_FILE),
+            &bytes,
+            0o600,
+        ) {
+            warn!(error = %e, "cannot record the editor files that could not be written");
+        }
+        self.unwritable = Some(unwritable);
     }
 
     fn status_line(&self, now: Ts) -> String {
@@ -197,6 +261,10 @@ impl Daemon {
         let mut line = format!("{valid} of {} identities valid", ids.len());
         if !failing.is_empty() {
             line.push_str(&format!("; needs attention: {}", failing.join(", ")));
+        }
+        if let Some(u) = self.unwritable.as_ref().filter(|u| !u.is_empty()) {
+            let paths: Vec<&str> = u.iter().map(|(p, _)| p.as_str()).collect();
+            line.push_str(&format!("; cannot write: {}", paths.join(", ")));
         }
         if let Some(d) = self.schedule.next_deadline() {
             line.push_str(&format!(
@@ -298,12 +366,18 @@ impl Daemon {
     }
 
     fn reload(&mut self) {
-        self.notifier.reloading();
+        if self.notify_reload {
+            self.notifier.reloading();
+        }
         match (self.loader)() {
             Ok(loaded) => {
                 for w in &loaded.warnings {
                     warn!("{w}");
                 }
+                if let Some(why) = &loaded.servers_unavailable {
+                    error!("{why}");
+                }
+                self.keep_unlisted = loaded.servers_unavailable.is_some();
                 let new = loaded.config;
                 if new.tokens_dir != self.config.tokens_dir {
                     error!(old = %self.config.tokens_dir.display(), new = %new.tokens_dir.display(), "tokens_dir changed; restart the daemon to move to it (keeping the running configuration)");
@@ -364,7 +438,9 @@ impl Daemon {
                 last_flush = tokio::time::Instant::now();
             }
             let now = self.clock.now();
-            if !ready && !self.schedule.any_in_flight() {
+            // Ready once the stored tokens are read and rendered: a login or a slow provider
+            // must not hold systemd's start job (90 s by default).
+            if !ready {
                 ready = true;
                 self.notifier.ready();
             }
@@ -436,6 +512,16 @@ impl Daemon {
         self.render();
         Exit::Success
     }
+}
+
+/// The daemon's record of editor files it could not write, read by `status`.
+pub const UNWRITABLE_FILE: &str = "unwritable.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UnwritableTargets {
+    pub schema: u32,
+    pub updated_at: String,
+    pub targets: Vec<crate::status::UnwritableTarget>,
 }
 
 /// The variables a hook inherits: PATH, HOME, LANG and mcp-credd's own settings. Nothing
@@ -660,6 +746,10 @@ mod tests {
             Ok(Loaded {
                 config: reload_cfg.clone(),
                 warnings: vec![],
+                missing_secrets: vec![],
+                servers_dir: None,
+                servers_unavailable: None,
+                secrets_file: None,
             })
         });
         let store = Arc::new(store);
@@ -671,6 +761,7 @@ mod tests {
             loader,
         )
         .unwrap();
+        d.notify_reload = true;
         let (c2, k2) = (calls.clone(), clock.clone());
         let answers = Arc::new(Mutex::new(answers));
         d.refresher = Some(Arc::new(move |_id, forced| {

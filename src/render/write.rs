@@ -80,6 +80,18 @@ pub fn write_all(
     dirs: &Dirs,
     entries: &[ServerEntry],
 ) -> Report {
+    write_all_keeping(store, editors, dirs, entries, false)
+}
+
+/// `write_all`; with `keep_unlisted`, entries we own that `entries` does not list are kept
+/// as they are (the servers source could not be read: its absence says nothing).
+pub fn write_all_keeping(
+    store: &Store,
+    editors: &[EditorSpec],
+    dirs: &Dirs,
+    entries: &[ServerEntry],
+    keep_unlisted: bool,
+) -> Report {
     let (targets, errors) = resolve(editors, dirs, store.dir());
     let mut report = Report {
         errors,
@@ -112,7 +124,17 @@ pub fn write_all(
     for t in &targets {
         let key = t.path.display().to_string();
         let was = owned.files.get(&key).cloned().unwrap_or_default();
+        let (kept, was): (BTreeSet<String>, BTreeSet<String>) = if keep_unlisted {
+            was.into_iter()
+                .partition(|n| !entries.iter().any(|e| &e.name == n))
+        } else {
+            (BTreeSet::new(), was)
+        };
         let (result, now) = write_target(t, entries, &was);
+        let now = now.map(|mut n| {
+            n.extend(kept);
+            n
+        });
         match now {
             Some(now) if now.is_empty() => {
                 owned.files.remove(&key);

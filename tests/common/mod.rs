@@ -12,6 +12,8 @@ use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mcp-credd");
 
+pub mod systemd;
+
 fn idp_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp")
 }
@@ -46,11 +48,11 @@ impl Idp {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let line = match rx.recv_timeout(Duration::from_secs(20)) {
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
-                panic!("the test identity provider did not start within 20s");
+                panic!("the test identity provider did not start within 60s (a loaded machine?)");
             }
         };
         let port = line
