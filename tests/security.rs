@@ -529,6 +529,23 @@ fn an_implicit_env_cannot_send_an_exported_secret_elsewhere() {
         "{r:?}"
     );
     assert!(h.requests().is_empty(), "the secret was sent");
+    // The same with the secret in the secrets file (~/.config/mcp-credd/env).
+    let secrets = sb.home().join(".config/mcp-credd/env");
+    std::fs::create_dir_all(secrets.parent().unwrap()).unwrap();
+    std::fs::write(&secrets, "INGRESS_OAUTH_CLIENT_SECRET=file-secret\n").unwrap();
+    std::fs::set_permissions(
+        &secrets,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let r = sb.run(&["--ingress-only"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stderr.contains("INGRESS_OAUTH_CLIENT_SECRET comes from"),
+        "{r:?}"
+    );
+    assert!(h.requests().is_empty(), "the secret was sent");
+    std::fs::remove_file(&secrets).unwrap();
     // Chosen explicitly, the same file is trusted.
     let r = sb.run_env(&["--ingress-only", "--env-file", ".env"], &exported);
     assert_eq!(r.code, 0, "{r:?}");
