@@ -167,8 +167,21 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
             ui,
         ),
         Some(Command::Headers { server }) => {
-            headers_cmd(&loaded.config, &server, clock.as_ref(), ui)
+            headers_cmd(&loaded.config, server, process_env, clock.as_ref(), ui).await
         }
+        Some(Command::Logout { name, all }) => {
+            logout_cmd(
+                &loaded.config,
+                loaded.servers_unavailable.is_some(),
+                name,
+                all,
+                &Dirs::from_env(process_env),
+                clock.as_ref(),
+                ui,
+            )
+            .await
+        }
+        Some(Command::Token { name }) => token_cmd(&loaded.config, &name, clock.as_ref(), ui).await,
         None => {
             let dirs = Dirs::from_env(process_env);
             oneshot(loaded, &cli.once, &dirs, clock.as_ref(), ui).await
@@ -505,9 +518,99 @@ fn render_cmd(config: &Config, keep: bool, dirs: &Dirs, clock: &dyn Clock, ui: U
     if keep { Exit::Failure } else { exit }
 }
 
-/// `headers SERVER`: the server's headers as one JSON object on stdout, from the stored
-/// tokens (Claude Code's headersHelper runs this). Never writes anything.
-fn headers_cmd(config: &Config, server: &str, clock: &dyn Clock, ui: Ui) -> Exit {
+/// How close to its expiry a token handed out by `headers` or `token` may be: less than
+/// this left and it is refreshed first (a client needs time to use it).
+const ON_DEMAND_MARGIN_MS: i64 = 60_000;
+/// Claude Code gives a headersHelper 10 s; everything `headers` does fits in this.
+const ON_DEMAND_BUDGET: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// The token of `id` for immediate use: the stored one while it has more than a minute
+/// left, else a fresh one obtained under the identity's lock (another process may just have
+/// refreshed it: the store is re-read after the lock is taken).
+async fn usable_now(
+    config: &Config,
+    store: &Store,
+    http: &Http,
+    id: &IdentityConfig,
+    clock: &dyn Clock,
+) -> Result<TokenRecord, String> {
+    let now = clock.now();
+    let fresh = |r: &TokenRecord| match r.times().expiry {
+        Expiry::At(t) => t.ms_since(now) > ON_DEMAND_MARGIN_MS,
+        Expiry::Never | Expiry::Unknown => true,
+    };
+    if let Ok(Some(r)) = store.read_token(&token_file_name(id))
+        && refresh::belongs_to(&r, id)
+        && fresh(&r)
+    {
+        return Ok(r);
+    }
+    let ctx = refresh::Ctx {
+        store,
+        http,
+        policy: &config.refresh,
+        clock,
+    };
+    let (outcome, _) = refresh::ensure(id, &ctx, false).await;
+    match outcome {
+        Outcome::Reused(r) | Outcome::Refreshed(r) => match r.times().expiry {
+            Expiry::At(t) if t <= clock.now() => Err(format!(
+                "{}: the token expired and could not be renewed",
+                id.name
+            )),
+            _ => Ok(r),
+        },
+        Outcome::Failed { error, .. } => Err(format!("{}: {}", id.name, error.message)),
+    }
+}
+
+/// An HTTP client whose whole retry cycle fits in the on-demand budget.
+fn on_demand_http(config: &Config) -> Result<Http, String> {
+    let mut p = config.http;
+    p.timeout_ms = p.timeout_ms.min(3_000);
+    p.attempts = p.attempts.min(2);
+    p.max_backoff_ms = p.max_backoff_ms.min(500);
+    p.initial_backoff_ms = p.initial_backoff_ms.min(p.max_backoff_ms);
+    Http::new(p)
+}
+
+/// The identities whose tokens a server's headers carry.
+fn identities_of<'a>(config: &'a Config, auth: &ServerAuth) -> Vec<&'a IdentityConfig> {
+    let mut out = Vec::new();
+    let gateway = matches!(
+        auth,
+        ServerAuth::Gateway | ServerAuth::Identity { gateway: true, .. }
+    );
+    if gateway && let Some(i) = &config.ingress {
+        out.push(i);
+    }
+    if let ServerAuth::Identity { name, .. } = auth
+        && let Some(i) = config.identity(name)
+    {
+        out.push(i);
+    }
+    out
+}
+
+/// `headers [SERVER]`: the server's headers as one JSON object on stdout (Claude Code's
+/// headersHelper runs this, naming the server in CLAUDE_CODE_MCP_SERVER_NAME). A token
+/// expired or about to expire is refreshed first, within Claude Code's 10 s limit;
+/// without a usable token nothing is printed and the exit code is 1.
+async fn headers_cmd(
+    config: &Config,
+    server: Option<String>,
+    env: &HashMap<String, String>,
+    clock: &dyn Clock,
+    ui: Ui,
+) -> Exit {
+    let Some(server) = server.or_else(|| {
+        env.get("CLAUDE_CODE_MCP_SERVER_NAME")
+            .filter(|s| !s.is_empty())
+            .cloned()
+    }) else {
+        ui.error("name the server: `mcp-credd headers SERVER` (Claude Code sets CLAUDE_CODE_MCP_SERVER_NAME for its headersHelper)");
+        return Exit::Usage;
+    };
     let Some(s) = config.servers.iter().find(|s| s.name == server) else {
         let names: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
         let known = if names.is_empty() {
@@ -516,34 +619,65 @@ fn headers_cmd(config: &Config, server: &str, clock: &dyn Clock, ui: Ui) -> Exit
             format!("configured: {}", names.join(", "))
         };
         ui.error(format!(
-            "no server named `{server}` in the configuration from {} ({known})",
+            "no server named `{}` in the configuration from {} ({known})",
+            crate::sanitize::escape(&server),
             config.origin
         ));
         return Exit::Failure;
     };
-    // Read only, like `status`: a missing tokens directory is not created.
-    let store = if config.tokens_dir.exists() {
-        open_store(config, ui).ok()
-    } else {
-        None
-    };
-    let (records, problems) = stored_records(config, store.as_ref(), clock, true);
-    let entries = crate::render::entries(config, &records);
-    let headers = entries
-        .into_iter()
-        .find(|e| e.name == server)
-        .and_then(|e| e.headers);
-    let headers = match (headers, &s.auth) {
-        (Some(h), _) => h,
+    if s.auth == ServerAuth::None {
         // A server that needs no token has no headers: an empty object is its answer.
-        (None, ServerAuth::None) => Vec::new(),
-        (None, _) => {
-            for p in &problems {
+        println!("{{}}");
+        return Exit::Success;
+    }
+    let needed = identities_of(config, &s.auth);
+    let work = async {
+        let store = open_store(config, ui).map_err(|_| Vec::new())?;
+        let http = on_demand_http(config).map_err(|e| vec![e])?;
+        let mut records = HashMap::new();
+        let mut problems = Vec::new();
+        for id in needed {
+            match usable_now(config, &store, &http, id, clock).await {
+                Ok(r) => {
+                    records.insert(id.name.clone(), r);
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        if problems.is_empty() {
+            Ok(records)
+        } else {
+            Err(problems)
+        }
+    };
+    let records = match tokio::time::timeout(ON_DEMAND_BUDGET, work).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(problems)) => {
+            for p in problems {
                 ui.error(p);
             }
-            ui.error(format!("no usable token for server `{server}`"));
+            ui.error(format!(
+                "no usable token for server `{server}`; nothing printed"
+            ));
             return Exit::Failure;
         }
+        Err(_) => {
+            ui.error(format!(
+                "no usable token for server `{server}` within {}s (the identity provider is slow or another process holds the lock); nothing printed",
+                ON_DEMAND_BUDGET.as_secs()
+            ));
+            return Exit::Failure;
+        }
+    };
+    let Some(headers) = crate::render::entries(config, &records)
+        .into_iter()
+        .find(|e| e.name == server)
+        .and_then(|e| e.headers)
+    else {
+        ui.error(format!(
+            "no usable token for server `{server}`; nothing printed"
+        ));
+        return Exit::Failure;
     };
     let obj: serde_json::Map<String, serde_json::Value> = headers
         .into_iter()
@@ -551,6 +685,211 @@ fn headers_cmd(config: &Config, server: &str, clock: &dyn Clock, ui: Ui) -> Exit
         .collect();
     println!("{}", serde_json::Value::Object(obj));
     Exit::Success
+}
+
+/// `logout NAME|--all`: revoke where the provider can (RFC 7009), delete the token and
+/// its state, rewrite the editor files without its headers, and say each step.
+async fn logout_cmd(
+    config: &Config,
+    keep: bool,
+    name: Option<String>,
+    all: bool,
+    dirs: &Dirs,
+    clock: &dyn Clock,
+    ui: Ui,
+) -> Exit {
+    let targets: Vec<&IdentityConfig> = if all {
+        config.all_identities().collect()
+    } else {
+        let n = name.unwrap_or_default();
+        match config
+            .all_identities()
+            .find(|i| i.name == n || i.egress.as_ref().is_some_and(|e| e.provider == n))
+        {
+            Some(i) => vec![i],
+            None => {
+                let known: Vec<&str> = config.all_identities().map(|i| i.name.as_str()).collect();
+                ui.error(format!(
+                    "no identity named `{}` is configured ({})",
+                    crate::sanitize::escape(&n),
+                    if known.is_empty() {
+                        "none is".to_string()
+                    } else {
+                        format!("configured: {}", known.join(", "))
+                    }
+                ));
+                return Exit::Config;
+            }
+        }
+    };
+    let (store, http) = match open_store_and_http(config, ui) {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    let daemon_running = matches!(store.try_daemon_lock(), Ok(Err(_)));
+    let mut exit = Exit::Success;
+    for id in targets {
+        let _lock = match store
+            .lock(&id.name, std::time::Duration::from_secs(30))
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                ui.error(format!("{}: {e}", id.name));
+                exit = exit.worst(Exit::Failure);
+                continue;
+            }
+        };
+        let file = token_file_name(id);
+        let rec = store.read_token(&file).ok().flatten();
+        match &rec {
+            None => ui.out(format!("{}: no stored token", id.name)),
+            Some(r) if !refresh::belongs_to(r, id) => ui.out(format!(
+                "{}: the stored token belongs to another identity (the configuration changed); not revoked",
+                id.name
+            )),
+            Some(r) => revoke_all(id, r, &http, clock.now(), ui).await,
+        }
+        match store.delete_token(&file) {
+            Ok(true) => ui.out(format!(
+                "{}: deleted {}",
+                id.name,
+                store.dir().join(&file).display()
+            )),
+            Ok(false) => {}
+            Err(e) => {
+                ui.error(format!("{}: {e}", id.name));
+                exit = exit.worst(Exit::Failure);
+            }
+        }
+        if let Err(e) = store.delete_state(&id.name) {
+            ui.warn(format!("{}: {e}", id.name));
+        }
+        if daemon_running && id.egress.is_none() {
+            ui.warn(format!(
+                "{}: the running daemon obtains a new token for this machine identity; remove it from the configuration to stop that",
+                id.name
+            ));
+        }
+    }
+    // Every editor file keeps its entries, without the headers of the tokens just removed.
+    let (records, _) = stored_records(config, Some(&store), clock, false);
+    let entries = crate::render::entries(config, &records);
+    exit.worst(write_editors(config, &store, dirs, &entries, keep, ui))
+}
+
+/// Revokes what `rec` holds at the provider's revocation endpoint, if it has one.
+async fn revoke_all(id: &IdentityConfig, rec: &TokenRecord, http: &Http, now: Ts, ui: Ui) {
+    let url = match &id.egress {
+        Some(_) => match crate::identity::egress::discovered(http, id).await {
+            Ok(d) => d.egress.and_then(|e| e.def.revocation_url),
+            Err(e) => {
+                ui.warn(format!("{}: {}; not revoked", id.name, e.message));
+                return;
+            }
+        },
+        None => None,
+    };
+    let Some(url) = url else {
+        let until = match rec.times().expiry {
+            Expiry::At(t) => format!("until it expires {} ({})", human_utc(t), relative(t, now)),
+            _ => "until the provider expires it".into(),
+        };
+        ui.out(format!(
+            "{}: the provider has no revocation endpoint known to mcp-credd; the token stays valid there {until}",
+            id.name
+        ));
+        return;
+    };
+    // The refresh token first: revoking it ends the grant at most providers.
+    let mut tokens = Vec::new();
+    if let Some(rt) = &rec.refresh_token {
+        tokens.push((rt.expose(), "refresh_token", "refresh token"));
+    }
+    tokens.push((rec.access_token.expose(), "access_token", "access token"));
+    for (token, hint, what) in tokens {
+        match crate::identity::oauth::revoke(
+            http,
+            &url,
+            token,
+            hint,
+            &id.client_id,
+            id.client_secret.as_ref().map(|s| s.expose()),
+            id.client_auth,
+        )
+        .await
+        {
+            Ok(()) => ui.out(format!("{}: revoked the {what} at {url}", id.name)),
+            // RFC 7009 §2.2.1: this kind of token cannot be revoked there (self-contained
+            // JWT access tokens, typically): it lapses at its expiry.
+            Err(e) if e.message.contains("unsupported_token_type") => {
+                let until = match rec.times().expiry {
+                    Expiry::At(t) => format!("expires {} ({})", human_utc(t), relative(t, now)),
+                    _ => "expires".into(),
+                };
+                ui.out(format!(
+                    "{}: the provider does not revoke {what}s; this one stays valid there until it {until}",
+                    id.name
+                ))
+            }
+            Err(e) => ui.warn(format!(
+                "{}: the {what} was not revoked ({}); it is deleted here anyway",
+                id.name, e.message
+            )),
+        }
+    }
+}
+
+/// `token NAME`: the identity's current access token on stdout, for scripts (like
+/// `gh auth token`); refreshed first when expired or about to expire.
+async fn token_cmd(config: &Config, name: &str, clock: &dyn Clock, ui: Ui) -> Exit {
+    let Some(id) = config
+        .all_identities()
+        .find(|i| i.name == name || i.egress.as_ref().is_some_and(|e| e.provider == name))
+    else {
+        let known: Vec<&str> = config.all_identities().map(|i| i.name.as_str()).collect();
+        ui.error(format!(
+            "no identity named `{}` is configured ({})",
+            crate::sanitize::escape(name),
+            if known.is_empty() {
+                "none is".to_string()
+            } else {
+                format!("configured: {}", known.join(", "))
+            }
+        ));
+        return Exit::Config;
+    };
+    let work = async {
+        let store = open_store(config, ui).map_err(|_| String::new())?;
+        let http = on_demand_http(config)?;
+        usable_now(config, &store, &http, id, clock).await
+    };
+    match tokio::time::timeout(ON_DEMAND_BUDGET, work).await {
+        Ok(Ok(rec)) => match crate::render::bearer_of(id, &rec) {
+            Some(t) => {
+                println!("{t}");
+                Exit::Success
+            }
+            None => {
+                ui.error(format!("{}: the stored token has no ID token", id.name));
+                Exit::Failure
+            }
+        },
+        Ok(Err(e)) => {
+            if !e.is_empty() {
+                ui.error(e);
+            }
+            Exit::Failure
+        }
+        Err(_) => {
+            ui.error(format!(
+                "{}: no token within {}s",
+                id.name,
+                ON_DEMAND_BUDGET.as_secs()
+            ));
+            Exit::Failure
+        }
+    }
 }
 
 /// Logs one egress identity in and reports it.
@@ -577,6 +916,13 @@ async fn login_one(
                 id.name,
                 describe_expiry(&rec, clock.now())
             ));
+            if rec.refresh_token.is_none() && rec.times().expiry != Expiry::Never {
+                ui.warn(format!(
+                    "{}: the provider gave no refresh token, so this token cannot be renewed: log in again when it expires. {}",
+                    id.name,
+                    no_refresh_token_hint(id)
+                ));
+            }
             (Some(rec), Exit::Success)
         }
         Err(e) => {
@@ -637,17 +983,21 @@ async fn login_cmd(
     };
     let mut exit = Exit::Success;
     for id in targets {
-        // Without a name, only those without a usable token.
-        if name.is_none()
-            && let Ok(Some(rec)) = store.read_token(&token_file_name(id))
-            && refresh::still_valid(&rec, id, &config.refresh, clock.now())
-        {
-            ui.out(format!(
-                "{}: already logged in, {}",
-                id.name,
-                describe_expiry(&rec, clock.now())
-            ));
-            continue;
+        // Without a name: exactly those `status` reports as needing a login.
+        if name.is_none() {
+            let row = status_row(config, Some(&store), id, clock.now());
+            if row.state != status::State::NeedsLogin {
+                let why = match row.state {
+                    status::State::Valid | status::State::Expiring => "already logged in",
+                    _ => "holds a refresh token; `mcp-credd --egress-only` renews it",
+                };
+                ui.out(format!(
+                    "{}: {why} (status: {})",
+                    id.name,
+                    row.state.as_str()
+                ));
+                continue;
+            }
         }
         let (_, ex) = login_one(id, &store, config, &http, args, clock, ui).await;
         exit = exit.worst(if ex == Exit::ReauthRequired {
@@ -660,6 +1010,36 @@ async fn login_cmd(
     let (records, _) = stored_records(config, Some(&store), clock, false);
     let entries = crate::render::entries(config, &records);
     exit.worst(write_editors(config, &store, dirs, &entries, keep, ui))
+}
+
+/// What would make the provider give a refresh token, from its catalog entry.
+fn no_refresh_token_hint(id: &IdentityConfig) -> String {
+    let Some(eg) = &id.egress else {
+        return String::new();
+    };
+    let mut ways = Vec::new();
+    let asks_offline = id.scopes.iter().any(|s| s == "offline_access");
+    if !asks_offline
+        && (eg.def.scopes.iter().any(|s| s == "offline_access") || eg.def.issuer.is_some())
+    {
+        ways.push(format!(
+            "ask for the `offline_access` scope (add it to `scopes:` of `{}`)",
+            id.name
+        ));
+    }
+    if !eg.def.auth_params.contains_key("prompt") {
+        ways.push(format!(
+            "send `prompt=consent` with the login (`auth_params: {{prompt: consent}}` under `providers: {}:`)",
+            eg.provider
+        ));
+    }
+    if ways.is_empty() {
+        return format!(
+            "mcp-credd already asks as the catalog says for {}; check that the app registration allows refresh tokens",
+            eg.def.display_name
+        );
+    }
+    format!("To get one: {}", ways.join("; or "))
 }
 
 fn describe_expiry(rec: &TokenRecord, now: Ts) -> String {
@@ -736,6 +1116,36 @@ async fn ensure_m2m(
     }
 }
 
+/// One identity's `status` row, from what is stored. `login` with no name uses the same
+/// rows, so it logs in exactly the identities `status` says need it.
+fn status_row(config: &Config, store: Option<&Store>, id: &IdentityConfig, now: Ts) -> status::Row {
+    let file = token_file_name(id);
+    let (record, state) = match store {
+        Some(s) => (
+            s.read_token(&file).map_err(|e| e.to_string()),
+            s.read_state(&id.name),
+        ),
+        None => (Ok(None), IdentityState::default()),
+    };
+    let input = status::Input {
+        name: &id.name,
+        provider: &id.provider_label,
+        token_file: config.tokens_dir.join(&file),
+        record: record.as_ref().map(Option::as_ref).map_err(Clone::clone),
+        state: &state,
+        needs_login_when_missing: id.egress.is_some(),
+        not_used: match &record {
+            Ok(Some(r)) => crate::binding::mismatch(r, id),
+            _ => None,
+        },
+        uses_refresh_token: matches!(
+            id.kind,
+            crate::config::IdentityKind::Egress | crate::config::IdentityKind::CognitoPassword
+        ),
+    };
+    status::row(&input, &config.refresh, now)
+}
+
 fn status_cmd(config: &Config, json: bool, clock: &dyn Clock, ui: Ui) -> Exit {
     let now = clock.now();
     // `status` only reads: it does not create the tokens directory.
@@ -744,34 +1154,10 @@ fn status_cmd(config: &Config, json: bool, clock: &dyn Clock, ui: Ui) -> Exit {
     } else {
         None
     };
-    let mut rows = Vec::new();
-    for id in config.all_identities() {
-        let file = token_file_name(id);
-        let (record, state) = match &store {
-            Some(s) => (
-                s.read_token(&file).map_err(|e| e.to_string()),
-                s.read_state(&id.name),
-            ),
-            None => (Ok(None), IdentityState::default()),
-        };
-        let input = status::Input {
-            name: &id.name,
-            provider: &id.provider_label,
-            token_file: config.tokens_dir.join(&file),
-            record: record.as_ref().map(Option::as_ref).map_err(Clone::clone),
-            state: &state,
-            needs_login_when_missing: id.egress.is_some(),
-            not_used: match &record {
-                Ok(Some(r)) => crate::binding::mismatch(r, id),
-                _ => None,
-            },
-            uses_refresh_token: matches!(
-                id.kind,
-                crate::config::IdentityKind::Egress | crate::config::IdentityKind::CognitoPassword
-            ),
-        };
-        rows.push(status::row(&input, &config.refresh, now));
-    }
+    let rows = config
+        .all_identities()
+        .map(|id| status_row(config, store.as_ref(), id, now))
+        .collect();
     // What the daemon could not write (its last render), as it recorded it.
     let unwritable_targets = store
         .as_ref()

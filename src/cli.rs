@@ -154,11 +154,27 @@ pub enum Command {
     },
     /// Rewrite every editor config from the stored tokens, without any network call
     Render,
-    /// Print a server's current headers as a JSON object, from the stored tokens
-    /// (for Claude Code's headersHelper)
+    /// Print a server's current headers as a JSON object (for Claude Code's headersHelper);
+    /// refreshes a token that is expired or about to expire first
     Headers {
-        /// The server's name, as in the config
-        server: String,
+        /// The server's name, as in the config [default: $CLAUDE_CODE_MCP_SERVER_NAME]
+        server: Option<String>,
+    },
+    /// Log out: revoke the token at the provider where it has a revocation endpoint, delete
+    /// the token and its state, and remove its headers from the editor files
+    #[command(group = clap::ArgGroup::new("which").required(true).args(["name", "all"]))]
+    Logout {
+        /// The identity's name (an egress entry, `ingress`, an `identities:` key)
+        name: Option<String>,
+        /// Every configured identity
+        #[arg(long)]
+        all: bool,
+    },
+    /// Print an identity's current access token (for scripts); refreshes it first when
+    /// expired or about to expire
+    Token {
+        /// The identity's name (`ingress`, an `identities:` key, an egress entry)
+        name: String,
     },
 }
 
@@ -209,8 +225,27 @@ mod tests {
         let c = Cli::try_parse_from(["mcp-credd", "render", "--tokens-dir", "/t"]).unwrap();
         assert!(matches!(c.command, Some(Command::Render)));
         let c = Cli::try_parse_from(["mcp-credd", "headers", "currenttime", "-q"]).unwrap();
-        assert!(matches!(c.command, Some(Command::Headers { server }) if server == "currenttime"));
-        assert!(Cli::try_parse_from(["mcp-credd", "headers"]).is_err());
+        assert!(
+            matches!(c.command, Some(Command::Headers { server: Some(server) }) if server == "currenttime")
+        );
+        assert!(matches!(
+            Cli::try_parse_from(["mcp-credd", "headers"])
+                .unwrap()
+                .command,
+            Some(Command::Headers { server: None })
+        ));
+        assert!(Cli::try_parse_from(["mcp-credd", "token"]).is_err());
+        assert!(Cli::try_parse_from(["mcp-credd", "logout"]).is_err());
+        assert!(Cli::try_parse_from(["mcp-credd", "logout", "x", "--all"]).is_err());
+        assert!(matches!(
+            Cli::try_parse_from(["mcp-credd", "logout", "--all"])
+                .unwrap()
+                .command,
+            Some(Command::Logout {
+                name: None,
+                all: true
+            })
+        ));
         assert!(
             Cli::try_parse_from(["mcp-credd", "--force", "render"])
                 .unwrap()

@@ -194,7 +194,7 @@ pub async fn login_and_store(
                         .map_err(store_failure)?;
                 }
                 Err(e) => say(format!(
-                    "logged in, but the site id could not be read ({}); servers get no {} header until the next login",
+                    "logged in, but the site id could not be read ({}); servers get no {} header until a refresh reads it",
                     e.message, extra.header
                 )),
             }
@@ -262,6 +262,29 @@ async fn refresh_egress(
                 new.refresh_token = Some(rt);
             }
             new.cloud_id = rec.cloud_id.clone();
+            // A site id that could not be read at login is asked for again at each refresh
+            // until it is known; its absence never fails the refresh.
+            if new.cloud_id.is_none()
+                && let Some(extra) = id
+                    .egress
+                    .as_ref()
+                    .and_then(|e| e.def.extras.cloud_id.as_ref())
+            {
+                let site = id.egress.as_ref().and_then(|e| e.cloud_site.as_deref());
+                match egress::fetch_cloud_id(
+                    ctx.http,
+                    &extra.url,
+                    reply.access_token.expose(),
+                    site,
+                )
+                .await
+                {
+                    Ok(cloud) => new.cloud_id = cloud,
+                    Err(e) => {
+                        tracing::warn!(identity = %id.name, error = %e.message, "the site id is still unknown; asking again at the next refresh")
+                    }
+                }
+            }
             if reply.scope.is_none() {
                 new.scopes = rec.scopes.clone().or(new.scopes);
             }
@@ -351,6 +374,21 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
         && !force
         && still_valid(rec, id, ctx.policy, now)
     {
+        return (Outcome::Reused(rec.clone()), notes);
+    }
+    // Forcing a person's token that has no refresh token could only lose it: keep it while
+    // it lasts (a login replaces it).
+    if let Some(rec) = &existing
+        && force
+        && id.kind == IdentityKind::Egress
+        && rec.refresh_token.is_none()
+        && belongs_to(rec, id)
+        && !matches!(rec.times().expiry, Expiry::At(t) if t <= now)
+    {
+        notes.push(format!(
+            "{}: no refresh token is held, so --force keeps the still-valid token; `mcp-credd login {}` replaces it",
+            id.name, id.name
+        ));
         return (Outcome::Reused(rec.clone()), notes);
     }
     if let Some(rec) = &existing

@@ -52,8 +52,15 @@ fn egress_yaml(name: &str, port: u16, scopes: Option<&str>) -> String {
 /// `mcp-credd login NAME --no-browser`, driven through the provider's login and consent
 /// forms over plain HTTP; returns what the login printed.
 fn login(sb: &Sandbox, name: &str, base: &str) -> Run {
+    login_args(sb, &[name], base)
+}
+
+fn login_args(sb: &Sandbox, names: &[&str], base: &str) -> Run {
+    let mut args = vec!["login"];
+    args.extend_from_slice(names);
+    args.extend_from_slice(&["--no-browser", "--timeout", "30"]);
     let mut child = sb
-        .command(&["login", name, "--no-browser", "--timeout", "30"])
+        .command(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -284,10 +291,25 @@ servers:
         roo["mcpServers"]["currenttime"].get("headers").is_none(),
         "{roo}"
     );
+    // ...`headers` gets a new one from the new issuer rather than serve it...
     let h = sb.run(&["headers", "currenttime"]);
-    assert_eq!(h.code, 1, "{h:?}");
-    assert!(!h.stdout.contains(&old));
-    // ...and the next run fetches one from the new issuer, saying why.
+    assert_eq!(h.code, 0, "{h:?}");
+    assert!(!h.stdout.contains(&old), "{h:?}");
+    assert_eq!(
+        jwt_claims(&access_token(&sb, "ingress.json"))["iss"],
+        b.base().as_str()
+    );
+    // ...and so would the next run, saying why.
+    std::fs::write(
+        sb.tokens().join("ingress.json"),
+        serde_json::to_string(&serde_json::json!({
+            "provider": "oidc_m2m", "access_token": old, "refresh_token": null,
+            "expires_at": now_secs() + 3000.0, "expires_at_human": null, "client_id": "m2m-client",
+            "binding": {"kind": "oidc_m2m", "endpoint": a.token_url(), "client_id": "m2m-client", "scopes": []}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
     let r = sb.run(&[]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("stored token is not used"), "{r:?}");
@@ -414,4 +436,226 @@ fn walk(dir: &std::path::Path, depth: usize) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// A refresh-token grant at the provider, from outside mcp-credd: `error` of the reply, or
+/// `ok` when it gave tokens.
+fn try_refresh(idp: &Idp, refresh_token: &str) -> String {
+    let script = format!(
+        "const r = await fetch('{}', {{method: 'POST', headers: {{'content-type': 'application/x-www-form-urlencoded', authorization: 'Basic ' + Buffer.from('mcp-web:mcp-web-secret').toString('base64')}}, body: new URLSearchParams({{grant_type: 'refresh_token', refresh_token: process.argv[1]}})}}); const j = await r.json(); console.log(j.error || (j.access_token ? 'ok' : JSON.stringify(j)));",
+        idp.token_url()
+    );
+    let out = Command::new("node")
+        .args(["--input-type=module", "-e", &script, refresh_token])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+const USER_VSCODE: &str = r#"{
+  // my own servers, by hand
+  "servers": {
+    "mine": { "type": "http", "url": "https://mine.example/mcp", "headers": { "Authorization": "Bearer my-own" } }, // keep me
+  },
+  "inputs": [],
+}
+"#;
+
+#[test]
+fn logout_revokes_deletes_and_cleans_the_editor_files_only_of_our_headers() {
+    let port = closed_port();
+    let idp = idp_with_web_client(port, "3600", &[]);
+    let sb = Sandbox::new();
+    let vscode = sb.home().join("proj/.vscode/mcp.json");
+    std::fs::create_dir_all(vscode.parent().unwrap()).unwrap();
+    std::fs::write(&vscode, USER_VSCODE).unwrap();
+    sb.write_config(&format!(
+        "gateway_url: https://gw.example.com
+editors: [reference, {{format: vscode, path: ~/proj/.vscode/mcp.json}}]
+{}egress:
+{}",
+        provider_yaml(&idp),
+        egress_yaml("local", port, None)
+    ));
+    let r = login(&sb, "local", &idp.base());
+    assert_eq!(r.code, 0, "{r:?}");
+    let file = sb.tokens().join("local-local-egress.json");
+    let rt = sb.read_json(&file)["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let at = access_token(&sb, "local-local-egress.json");
+    assert!(std::fs::read_to_string(&vscode).unwrap().contains(&at));
+    assert_eq!(
+        try_refresh(&idp, "not-a-token"),
+        "invalid_grant",
+        "the probe works"
+    );
+
+    let r = sb.run(&["logout", "local"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains(&format!(
+            "local: revoked the refresh token at {}/oauth2/revoke",
+            idp.base()
+        )) && (r.stdout.contains("local: revoked the access token")
+            || r.stdout
+                .contains("local: the provider does not revoke access tokens"))
+            && r.stdout
+                .contains(&format!("local: deleted {}", file.display()))
+            && r.stdout.contains(&format!("wrote {}", vscode.display())),
+        "{r:?}"
+    );
+    assert!(!file.exists());
+    assert!(!sb.tokens().join(".mcp-credd/local.state.json").exists());
+    // The provider no longer honours the grant.
+    assert_eq!(try_refresh(&idp, &rt), "invalid_grant");
+    // The editors keep our entry, without headers; the user's entries, comments and
+    // trailing commas are byte for byte what they were.
+    let text = std::fs::read_to_string(&vscode).unwrap();
+    assert!(!text.contains(&at) && !text.contains("Bearer ey"), "{text}");
+    let v: serde_json::Value = serde_json::from_str(
+        &text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .map(|l| l.split(" // ").next().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace(",\n  }", "\n  }")
+            .replace(",\n}", "\n}"),
+    )
+    .unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(
+        v["servers"]["local"]["url"],
+        "https://gw.example.com/local/mcp"
+    );
+    assert!(v["servers"]["local"].get("headers").is_none(), "{text}");
+    for line in USER_VSCODE
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains("\"servers\""))
+    {
+        if line.trim() == "}," || line.trim() == "}" {
+            continue;
+        }
+        assert!(text.contains(line), "lost {line:?}:\n{text}");
+    }
+    let roo = sb.read_json(&sb.tokens().join("mcp.json"));
+    assert!(roo["mcpServers"]["local"].get("headers").is_none(), "{roo}");
+    assert_eq!(status_of(&sb, "local")["state"], "needs_login");
+    // Again: nothing left to do, and it says so.
+    let r = sb.run(&["logout", "--all"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("local: no stored token"), "{r:?}");
+}
+
+#[test]
+fn headers_past_expiry_refresh_first_and_token_prints_the_token() {
+    let port = closed_port();
+    let idp = idp_with_web_client(port, "3", &[]);
+    let sb = Sandbox::new();
+    sb.write_config(&format!(
+        "gateway_url: https://gw.example.com
+editors: [{{format: claude_code, path: ~/proj/.mcp.json}}]
+http:
+  attempts: 2
+  initial_backoff: 100ms
+{}egress:
+{}",
+        provider_yaml(&idp),
+        egress_yaml("local", port, None)
+    ));
+    let r = login(&sb, "local", &idp.base());
+    assert_eq!(r.code, 0, "{r:?}");
+    let old = access_token(&sb, "local-local-egress.json");
+    std::thread::sleep(Duration::from_millis(3500));
+    // Claude Code runs `mcp-credd headers` with the server's name in its environment.
+    let started = Instant::now();
+    let h = sb.run_env(&["headers"], &[("CLAUDE_CODE_MCP_SERVER_NAME", "local")]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(h.code, 0, "{h:?}");
+    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let new = access_token(&sb, "local-local-egress.json");
+    assert_ne!(new, old, "refreshed before printing");
+    assert_eq!(v["Authorization"], format!("Bearer {new}"));
+    let t = sb.run(&["token", "local"]);
+    assert_eq!((t.code, t.stdout.trim()), (0, new.as_str()), "{t:?}");
+    // Expired and the provider gone: nothing on stdout, exit 1, well within the limit.
+    drop(idp);
+    std::thread::sleep(Duration::from_millis(3500));
+    let started = Instant::now();
+    let h = sb.run(&["headers", "local"]);
+    assert!(started.elapsed() < Duration::from_secs(10), "{h:?}");
+    assert_eq!((h.code, h.stdout.as_str()), (1, ""), "{h:?}");
+    assert!(
+        h.stderr.contains("no usable token for server `local`"),
+        "{h:?}"
+    );
+    let t = sb.run(&["token", "local"]);
+    assert_eq!((t.code, t.stdout.as_str()), (1, ""), "{t:?}");
+}
+
+#[test]
+fn a_provider_that_gives_no_refresh_token() {
+    let port = closed_port();
+    let idp = idp_with_web_client(port, "6", &[]);
+    let sb = Sandbox::new();
+    // A provider of one's own given by its issuer only (discovery gives the endpoints);
+    // `short` asks for no offline_access, so the provider gives no refresh token.
+    sb.write_config(&format!(
+        "gateway_url: https://gw.example.com
+editors: [reference]
+providers:
+  local:
+    issuer: {}
+egress:
+{}{}",
+        idp.base(),
+        egress_yaml("short", port, Some("openid, profile")),
+        egress_yaml("kept", port, Some("openid, offline_access"))
+    ));
+    let r = login(&sb, "short", &idp.base());
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("short: the provider gave no refresh token")
+            && r.stderr.contains("`offline_access`")
+            && r.stderr.contains("prompt=consent"),
+        "{r:?}"
+    );
+    let st = status_of(&sb, "short");
+    assert_eq!(
+        (st["state"].as_str(), st["refresh_token_held"].as_bool()),
+        (Some("valid"), Some(false)),
+        "{st}"
+    );
+    let table = sb.run(&["status"]).stdout;
+    assert!(table.contains("no refresh token held"), "{table}");
+    let r = login(&sb, "kept", &idp.base());
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stderr.contains("no refresh token"), "{r:?}");
+    assert_eq!(status_of(&sb, "kept")["refresh_token_held"], true);
+
+    // --force cannot renew it: the still-valid token is kept.
+    let before = access_token(&sb, "local-short-egress.json");
+    let r = sb.run(&["--egress-only", "--provider", "short", "--force"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("no refresh token is held, so --force keeps the still-valid token"),
+        "{r:?}"
+    );
+    assert_eq!(access_token(&sb, "local-short-egress.json"), before);
+
+    // Once it expires only a login helps; `login` with no name logs in exactly that one.
+    std::thread::sleep(Duration::from_millis(6500));
+    let st = sb.run(&["status", "--json"]);
+    assert_eq!(st.code, 4, "{st:?}");
+    assert_eq!(status_of(&sb, "short")["state"], "needs_login");
+    assert_ne!(status_of(&sb, "kept")["state"], "needs_login");
+    let r = login_args(&sb, &[], &idp.base());
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("To log in to local as `short`"), "{r:?}");
+    assert!(!r.stdout.contains("as `kept`"), "{r:?}");
+    assert!(r.stdout.contains("kept: holds a refresh token"), "{r:?}");
+    assert_eq!(status_of(&sb, "short")["state"], "valid");
 }

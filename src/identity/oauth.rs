@@ -98,6 +98,58 @@ pub async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<
 }
 
 /// RFC 6749 §2.3.1: id and secret are form-urlencoded before going into Basic auth.
+/// RFC 7009: asks `url` to revoke `token` (`hint`: `refresh_token` or `access_token`),
+/// authenticating the client as at the token endpoint. One attempt, no retries: a logout
+/// must not hang on a provider that is down.
+pub async fn revoke(
+    http: &Http,
+    url: &str,
+    token: &str,
+    hint: &str,
+    client_id: &str,
+    client_secret: Option<&str>,
+    auth: ClientAuth,
+) -> Result<(), FetchError> {
+    check_endpoint_url(url).map_err(FetchError::permanent)?;
+    let mut form = vec![
+        ("token", token.to_string()),
+        ("token_type_hint", hint.to_string()),
+    ];
+    let mut req = http.client.post(url);
+    match (auth, client_secret) {
+        (ClientAuth::Basic, Some(s)) => {
+            req = req.header(reqwest::header::AUTHORIZATION, basic_auth(client_id, s));
+        }
+        (ClientAuth::Post, Some(s)) => {
+            form.push(("client_id", client_id.to_string()));
+            form.push(("client_secret", s.to_string()));
+        }
+        (_, None) => form.push(("client_id", client_id.to_string())),
+    }
+    let resp = req.form(&form).send().await.map_err(|e| {
+        FetchError::transient(format!(
+            "revocation endpoint {url}: {}",
+            describe_transport(&e)
+        ))
+    })?;
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    let body = read_capped(resp, 4096).await.unwrap_or_default();
+    let error = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v.get("error")
+                .and_then(|e| e.as_str())
+                .map(crate::sanitize::escape)
+        })
+        .unwrap_or_default();
+    Err(FetchError::permanent(format!(
+        "revocation endpoint {url} answered HTTP {status} {error}"
+    )))
+}
+
 fn basic_auth(id: &str, secret: &str) -> String {
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let raw = format!("{}:{}", enc(id), enc(secret));

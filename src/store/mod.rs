@@ -140,6 +140,22 @@ fn check_dir_meta(
     Ok(())
 }
 
+/// Removes a file (a symlink itself, never its target); `Ok(false)` if there was none.
+fn remove(path: &Path) -> Result<bool, StoreError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            if let Some(dir) = path.parent()
+                && let Ok(d) = File::open(dir)
+            {
+                let _ = d.sync_all();
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StoreError::Write(path.to_path_buf(), e)),
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the tokens directory. Returns warnings for the user.
     pub fn open(dir: &Path) -> Result<(Store, Vec<String>), StoreError> {
@@ -179,6 +195,17 @@ impl Store {
     pub fn write_token(&self, file_name: &str, record: &TokenRecord) -> Result<(), StoreError> {
         let path = self.path_of(file_name)?;
         write_atomic(&path, &record.to_json(), FILE_MODE).map_err(|e| StoreError::Write(path, e))
+    }
+
+    /// Deletes a token file (logout). `Ok(false)` if there was none.
+    pub fn delete_token(&self, file_name: &str) -> Result<bool, StoreError> {
+        let path = self.path_of(file_name)?;
+        remove(&path)
+    }
+
+    /// Deletes an identity's last-attempt state (logout).
+    pub fn delete_state(&self, identity: &str) -> Result<bool, StoreError> {
+        remove(&self.state_path(identity)?)
     }
 
     /// A file in our private subdirectory (0700), for other modules' bookkeeping.
