@@ -476,6 +476,7 @@ fn hooks_get_a_minimal_environment() {
     c.env("THE_CLIENT_SECRET", "hunter2-client-secret")
         .env("AWS_SECRET_ACCESS_KEY", "aws-secret")
         .env("LANG", "C.UTF-8")
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/0/bus")
         .env("MCP_CREDD_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -491,13 +492,31 @@ fn hooks_get_a_minimal_environment() {
         .lines()
         .filter_map(|l| l.split_once('=').map(|(k, _)| k))
         .collect();
-    for want in ["PATH", "HOME", "LANG", "MCP_CREDD_EVENT", "MCP_CREDD_LOG"] {
+    for want in [
+        "PATH",
+        "HOME",
+        "LANG",
+        "DBUS_SESSION_BUS_ADDRESS",
+        "MCP_CREDD_EVENT",
+        "MCP_CREDD_LOG",
+    ] {
         assert!(names.contains(&want), "{want} missing: {env}");
     }
     // What sh itself adds (PWD, SHLVL, _) aside, nothing else is passed.
     for n in &names {
         assert!(
-            ["PATH", "HOME", "LANG", "PWD", "SHLVL", "_", "OLDPWD"].contains(n)
+            [
+                "PATH",
+                "HOME",
+                "LANG",
+                "XDG_RUNTIME_DIR",
+                "DBUS_SESSION_BUS_ADDRESS",
+                "PWD",
+                "SHLVL",
+                "_",
+                "OLDPWD"
+            ]
+            .contains(n)
                 || n.starts_with("MCP_CREDD_"),
             "{n} reached the hook: {env}"
         );
