@@ -621,6 +621,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn judge_unit_compares_what_the_service_runs_and_may_write() {
+        let wanted = "[Service]\nType=notify\nExecStart=\"/bin/m\" \"--config\" \"/c.yaml\" daemon\nReadWritePaths=\"-/t\"\nLimitCORE=0\n";
+        let unit = |installed: &str| UnitFacts {
+            path: std::path::PathBuf::from("/u/mcp-credd.service"),
+            installed: installed.to_string(),
+            wanted: Ok(wanted.to_string()),
+        };
+        // Comments and other directives do not matter; the three keys do.
+        let same = format!("# installed by hand\n{wanted}Restart=on-failure\n");
+        assert_eq!(judge_unit(&unit(&same)).level, Level::Ok);
+        let other_config = wanted.replace("/c.yaml", "/old.yaml");
+        let r = judge_unit(&unit(&other_config));
+        assert_eq!(r.level, Level::Fail);
+        assert!(
+            r.message.contains("/old.yaml") && r.hint.is_some(),
+            "{}",
+            r.message
+        );
+        let extra_path = format!("{wanted}ReadWritePaths=\"-/elsewhere\"\n");
+        assert_eq!(judge_unit(&unit(&extra_path)).level, Level::Fail);
+        let missing_path = wanted.replace("ReadWritePaths=\"-/t\"\n", "");
+        assert_eq!(judge_unit(&unit(&missing_path)).level, Level::Fail);
+        let cannot = UnitFacts {
+            wanted: Err("no config".into()),
+            ..unit(wanted)
+        };
+        assert_eq!(judge_unit(&cannot).level, Level::Fail);
+    }
+
+    #[test]
     fn modes() {
         let p = Path::new("/t");
         assert_eq!(judge_mode(p, 0o700, 1, 0o700, 1).level, Level::Ok);

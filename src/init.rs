@@ -193,15 +193,34 @@ pub fn run(
     // Secrets first: the config refers to them.
     if !secrets.is_empty() {
         let path = secrets_file_path().ok_or("cannot tell where the secrets file goes")?;
-        let old = std::fs::read_to_string(&path).unwrap_or_default();
-        let present: Vec<String> = crate::config::dotenv::parse(&old)
+        // Only a missing file counts as empty: an unreadable one must not be replaced by a
+        // file holding just the new secret (the user's other secrets would be lost).
+        let old = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(format!(
+                    "cannot read {}: {e}; fix or move it, then run init again",
+                    path.display()
+                ));
+            }
+        };
+        let present: HashMap<String, String> = crate::config::dotenv::parse(&old)
             .map_err(|e| format!("{}:{}: {}", path.display(), e.line, e.message))?
             .into_iter()
-            .map(|e| e.key)
+            .map(|e| (e.key, e.value))
             .collect();
         let mut new = old.clone();
         for (k, v) in &secrets {
-            if present.contains(k) {
+            if let Some(have) = present.get(k) {
+                if have != v {
+                    // Never name the values; the kept one would make the new config fail.
+                    return Err(format!(
+                        "{k} in {} differs from the one in the .env; remove it from {} (or make them equal), then run init again",
+                        path.display(),
+                        path.display()
+                    ));
+                }
                 said.push(format!("{k} is already in {}; kept", path.display()));
                 continue;
             }

@@ -119,9 +119,19 @@ pub fn source_args(loaded: &Loaded) -> Result<Vec<String>, String> {
             return Err("the configuration comes from variables exported in this shell, which the service does not see; put them in a file and run `mcp-credd --env-file FILE install-service`, or write a config file (`mcp-credd init`)".into());
         }
     }
-    args.push("--tokens-dir".into());
-    args.push(path(&config.tokens_dir)?);
-    if let Some(d) = &loaded.servers_dir {
+    // A config file names its own tokens and servers directories: repeating them on the
+    // command line would make the service ignore later edits of the file. A flag given to
+    // install-service, or an `.env` setup (which has no place for them), is carried over.
+    let from_file = matches!(config.origin, Origin::File(_));
+    if !from_file || loaded.tokens_dir_overridden {
+        args.push("--tokens-dir".into());
+        args.push(path(&config.tokens_dir)?);
+    }
+    if let Some(d) = loaded
+        .servers_dir
+        .as_ref()
+        .filter(|_| !from_file || loaded.servers_dir_overridden)
+    {
         args.push("--servers-dir".into());
         args.push(path(d)?);
     }

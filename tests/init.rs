@@ -95,3 +95,37 @@ fn completions_and_man_page_come_from_the_command_definition() {
     assert!(r.stdout.contains(".TH mcp-credd"), "{}", r.stdout);
     assert!(r.stdout.contains("install\\-service"), "{}", r.stdout);
 }
+
+#[test]
+fn init_never_replaces_a_secrets_file_it_cannot_read_or_a_different_secret() {
+    let sb = Sandbox::new();
+    let env_file = sb.home().join("ref.env");
+    std::fs::write(
+        &env_file,
+        "REGISTRY_URL=https://gw.example.com\nINGRESS_OAUTH_USER_POOL_ID=us-east-1_AbC123\nINGRESS_OAUTH_CLIENT_ID=m2m-client\nINGRESS_OAUTH_CLIENT_SECRET=new-secret\nINGRESS_OAUTH_TOKEN_URL=https://idp.example.com/oauth2/token\n",
+    )
+    .unwrap();
+    let secrets = sb.home().join(".config/mcp-credd/env");
+    std::fs::create_dir_all(secrets.parent().unwrap()).unwrap();
+
+    // Not UTF-8: unreadable as text, so it must stay exactly as it was.
+    let binary = b"OTHER_SECRET=keep-me\n\xff\xfe\n".to_vec();
+    std::fs::write(&secrets, &binary).unwrap();
+    let r = sb.run(&["init", "--from-env", env_file.to_str().unwrap()]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("cannot read"), "{r:?}");
+    assert_eq!(std::fs::read(&secrets).unwrap(), binary);
+    assert!(!sb.config_path().exists(), "no config written: {r:?}");
+
+    // A different value under the same name: refused, named, neither value shown.
+    let before = "OTHER_SECRET=keep-me\nINGRESS_OAUTH_CLIENT_SECRET=old-secret\n";
+    std::fs::write(&secrets, before).unwrap();
+    let r = sb.run(&["init", "--from-env", env_file.to_str().unwrap()]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("INGRESS_OAUTH_CLIENT_SECRET"), "{r:?}");
+    assert!(
+        !r.stderr.contains("old-secret") && !r.stderr.contains("new-secret"),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&secrets).unwrap(), before);
+}

@@ -233,6 +233,12 @@ editors:
         "systemd reads the escaped path back: {}",
         m.show(UNIT, "ExecStart")
     );
+    // The config file stays in charge of its own directories: the unit does not pin them.
+    assert!(
+        !m.show(UNIT, "ExecStart").contains("--tokens-dir"),
+        "{}",
+        m.show(UNIT, "ExecStart")
+    );
     ok(&m.systemctl(&["enable", "--now", UNIT]), "enable --now");
     let cursor = cursor_dir.join("mcp.json");
     m.wait(30, "Cursor's workspace file", UNIT, || {

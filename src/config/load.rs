@@ -37,6 +37,10 @@ pub struct Loaded {
     pub servers_unavailable: Option<String>,
     /// The secrets file that was read, if any.
     pub secrets_file: Option<PathBuf>,
+    /// The tokens and servers directories came from a flag or `MCP_CREDD_*` variable, not
+    /// from the config file (a unit must then carry them; otherwise the file stays in charge).
+    pub tokens_dir_overridden: bool,
+    pub servers_dir_overridden: bool,
 }
 
 struct OsLookup<'a> {
@@ -262,6 +266,8 @@ pub fn load(
                 .map(PathBuf::from)
         })
         .map(|p| std::path::absolute(&p).unwrap_or(p));
+    let tokens_dir_overridden = tokens_override.is_some();
+    let servers_dir_overridden = servers_override.is_some();
     let mut servers_dir = None;
     let mut servers_unavailable = None;
 
@@ -402,6 +408,8 @@ pub fn load(
         servers_dir,
         servers_unavailable,
         secrets_file,
+        tokens_dir_overridden,
+        servers_dir_overridden,
     })
 }
 

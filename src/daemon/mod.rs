@@ -770,6 +770,8 @@ mod tests {
                 servers_dir: None,
                 servers_unavailable: None,
                 secrets_file: None,
+                tokens_dir_overridden: false,
+                servers_dir_overridden: false,
             })
         });
         let store = Arc::new(store);
