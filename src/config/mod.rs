@@ -297,6 +297,8 @@ pub enum EditorSpec {
     File {
         format: EditorFormat,
         path: Option<PathBuf>,
+        /// Write tokens even when the file is in a git work tree that does not ignore it.
+        allow_tracked: bool,
     },
 }
 
@@ -308,10 +310,12 @@ impl EditorSpec {
             EditorSpec::File {
                 format: EditorFormat::Vscode,
                 path: None,
+                allow_tracked: false,
             },
             EditorSpec::File {
                 format: EditorFormat::Roo,
                 path: None,
+                allow_tracked: false,
             },
             EditorSpec::Reference,
         ]
