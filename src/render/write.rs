@@ -616,12 +616,30 @@ mod tests {
     #[test]
     fn a_file_without_our_tokens_keeps_its_mode() {
         let env = env();
-        let p = env.home.join("p/.mcp.json");
+        // Claude Code's file names a helper, not a token: it keeps its mode either way.
+        let claude = env.home.join("p/.mcp.json");
+        std::fs::create_dir_all(claude.parent().unwrap()).unwrap();
+        std::fs::write(&claude, "{\"mcpServers\": {}}\n").unwrap();
+        std::fs::set_permissions(&claude, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let specs = vec![EditorSpec::File {
+            format: EditorFormat::ClaudeCode,
+            path: Some(claude.clone()),
+            allow_tracked: false,
+        }];
+        let r = env.write(&specs, &[e("public", Some("T"))]);
+        assert_eq!(r.targets[0].outcome, Outcome::Written);
+        assert_eq!(mode(&claude), 0o644);
+        assert!(
+            !std::fs::read_to_string(&claude)
+                .unwrap()
+                .contains("Bearer T")
+        );
+        let p = env.home.join("p/.cursor/mcp.json");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, "{\"mcpServers\": {}}\n").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         let specs = vec![EditorSpec::File {
-            format: EditorFormat::ClaudeCode,
+            format: EditorFormat::Cursor,
             path: Some(p.clone()),
             allow_tracked: false,
         }];
