@@ -1,8 +1,10 @@
 //! In-process benchmarks of the pure core: planning, rendering and merging, token-reply
 //! parsing. Prints figures (median of several rounds); run with `cargo bench --bench core`.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mcp_credd::clock::Ts;
@@ -12,13 +14,44 @@ use mcp_credd::config::{
     ServerAuth, ServerConfig, Transport,
 };
 use mcp_credd::identity::reply;
-use mcp_credd::render::merge::merge;
+use mcp_credd::render::merge::{merge, merge_tree};
 use mcp_credd::render::{ServerEntry, entries};
 use mcp_credd::schedule::plan::{Expiry, TokenTimes, jitter_unit, refresh_at};
 use mcp_credd::schedule::slots::Schedule;
 use mcp_credd::secret::Secret;
 use mcp_credd::store::TokenRecord;
 use std::collections::BTreeSet;
+
+/// Counts heap bytes in use and their high-water mark, for the peak-heap figures.
+struct Counting;
+
+static IN_USE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let now = IN_USE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+        PEAK.fetch_max(now, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        IN_USE.fetch_sub(l.size(), Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// The heap `f` needs at its peak beyond what was in use before, in MiB.
+fn peak_heap_mib<F: FnOnce()>(f: F) -> f64 {
+    let base = IN_USE.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    f();
+    (PEAK.load(Ordering::Relaxed) - base) as f64 / (1024.0 * 1024.0)
+}
 
 /// Runs `f` `rounds` times and returns the median duration of one call.
 fn median<F: FnMut()>(rounds: usize, mut f: F) -> Duration {
@@ -225,6 +258,18 @@ fn main() {
             (*f, m.text.unwrap(), m.owned)
         })
         .collect();
+    // For instruction counts (valgrind --tool=callgrind, robust to a loaded machine):
+    // CORE_BENCH_ONCE=setup|onepass|tree stops here after one round of that merge.
+    if let Ok(mode) = std::env::var("CORE_BENCH_ONCE") {
+        for (f, text, owned) in &files {
+            match mode.as_str() {
+                "onepass" => drop(black_box(merge(Some(text), *f, &es2, owned).unwrap())),
+                "tree" => drop(black_box(merge_tree(Some(text), *f, &es2, owned).unwrap())),
+                _ => {}
+            }
+        }
+        return;
+    }
     let d = median(11, || {
         for (f, text, owned) in &files {
             black_box(merge(Some(text), *f, &es2, owned).unwrap());
@@ -234,6 +279,27 @@ fn main() {
         "render: all 7 formats, 1,000 servers each, every token new",
         d,
         Some(Duration::from_millis(50)),
+    );
+    // The same on the syntax tree (the path every merge took before the one-pass merge,
+    // and still the one for additions and removals).
+    let d = median(5, || {
+        for (f, text, owned) in &files {
+            black_box(merge_tree(Some(text), *f, &es2, owned).unwrap());
+        }
+    });
+    report("  the same through the syntax tree (before)", d, None);
+    let (f, text, owned) = &files[0];
+    let fast = peak_heap_mib(|| {
+        black_box(merge(Some(text), *f, &es2, owned).unwrap());
+    });
+    let tree = peak_heap_mib(|| {
+        black_box(merge_tree(Some(text), *f, &es2, owned).unwrap());
+    });
+    println!(
+        "{:<58} {:>10.1} MiB (syntax tree: {tree:.1} MiB; file {} KiB)",
+        "  peak heap of one VS Code merge, every token new",
+        fast,
+        text.len() / 1024
     );
 
     // Token replies.

@@ -6,6 +6,10 @@ Prints figures; changes nothing outside a temporary directory. Run: bash scripts
   2. idle daemon: resident memory, CPU time and wake-ups over a minute, 4 identities
   3. scale: 1,000 egress identities and 1,000 servers: first daemon pass (refresh all,
      bounded concurrency, render) and a one-shot render with valid tokens; peak memory
+  4. side by side with pizauth (when PIZAUTH names its binary): both daemons holding one
+     refreshable token from the same local provider, idle resident memory in the same run
+
+pizauth is not built here: point PIZAUTH at a pizauth binary you built or installed.
 """
 import json
 import os
@@ -25,12 +29,20 @@ BIN = os.path.join(ROOT, "target", "release", "mcp-credd")
 REPS = int(os.environ.get("BENCH_REPS", "21"))
 IDLE_SECS = int(os.environ.get("BENCH_IDLE_SECS", "60"))
 SCALE = int(os.environ.get("BENCH_SCALE", "1000"))
+PIZAUTH = os.environ.get("PIZAUTH")
+PEER_SECS = int(os.environ.get("BENCH_PEER_SECS", "30"))
 
 
-def start_idp():
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_idp(extra=None):
     p = subprocess.Popen(["node", "oidc-server.mjs"], cwd=os.path.join(ROOT, "tests", "idp"),
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                         env={**os.environ, "PORT": "0", "TOKEN_TTL": "3600"})
+                         env={**os.environ, "PORT": "0", "TOKEN_TTL": "3600", **(extra or {})})
     line = p.stdout.readline().split()
     assert line and line[0] == "READY", line
     return p, int(line[1])
@@ -250,6 +262,147 @@ egress:
     srv.shutdown()
 
 
+def drive_login(url):
+    """Plays the user's part of the code flow (tests/idp/drive-login.mjs)."""
+    r = subprocess.run(["node", os.path.join(ROOT, "tests", "idp", "drive-login.mjs"), url],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    if r.returncode != 0:
+        sys.exit(f"login failed: {r.stderr}")
+
+
+def rss_parts(pid):
+    """Resident memory split: anonymous (heap, stacks) and file-backed (the binary's and
+    libraries' pages), in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        st = dict(l.split(":", 1) for l in f if ":" in l)
+    return int(st["RssAnon"].split()[0]), int(st["RssFile"].split()[0]), int(st["Threads"])
+
+
+def bench_peer():
+    """mcp-credd and pizauth side by side, each holding one refreshable token (code flow
+    with PKCE and offline_access) from the same oidc-provider, idle for the same seconds."""
+    credd_port, piz_port = free_port(), free_port()
+    clients = [
+        {"client_id": "credd-web", "client_secret": "credd-secret",
+         "token_endpoint_auth_method": "client_secret_basic",
+         "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
+         "redirect_uris": [f"http://127.0.0.1:{credd_port}/callback"],
+         "scope": "openid offline_access profile"},
+        # pizauth sends its secret in the body.
+        {"client_id": "piz-web", "client_secret": "piz-secret",
+         "token_endpoint_auth_method": "client_secret_post",
+         "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
+         "redirect_uris": [f"http://127.0.0.1:{piz_port}/"],
+         "scope": "openid offline_access profile"},
+    ]
+    idp, port = start_idp({"CLIENTS_JSON": json.dumps(clients)})
+    base = f"http://127.0.0.1:{port}"
+    procs = []
+    try:
+        # mcp-credd: one egress identity, logged in, then the daemon.
+        home = tempfile.mkdtemp()
+        write_config(home, f"""gateway_url: https://gw.example.com
+providers:
+  local:
+    display_name: Local
+    authorize_url: {base}/oauth2/authorize
+    token_url: {base}/oauth2/token
+    scopes: [openid, offline_access, profile]
+    pkce: true
+    token_auth: basic
+    refresh: rotating
+egress:
+  - name: local
+    provider: local
+    client_id: credd-web
+    client_secret: credd-secret
+    redirect_uri: http://127.0.0.1:{credd_port}/callback
+    server: tools
+""")
+        env = env_for(home)
+        login = subprocess.Popen([BIN, "login", "local", "--no-browser", "--timeout", "30"], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for line in login.stdout:
+            if line.strip().startswith(base):
+                drive_login(line.strip())
+                break
+        if login.wait(30) != 0:
+            sys.exit("mcp-credd login failed")
+        sock_path = os.path.join(home, "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(sock_path)
+        credd = subprocess.Popen([BIN, "daemon", "-q"], env={**env, "NOTIFY_SOCKET": sock_path})
+        procs.append(credd)
+        wait_ready(sock, 30)
+
+        # pizauth: the same provider, its own client; foreground (-d), sockets in a temp dir.
+        phome = tempfile.mkdtemp()
+        conf = os.path.join(phome, "pizauth.conf")
+        with open(conf, "w") as f:
+            f.write(f"""http_listen = "127.0.0.1:{piz_port}";
+account "local" {{
+    auth_uri = "{base}/oauth2/authorize";
+    token_uri = "{base}/oauth2/token";
+    client_id = "piz-web";
+    client_secret = "piz-secret";
+    scopes = ["openid", "offline_access", "profile"];
+    redirect_uri = "http://127.0.0.1/";
+}}
+""")
+        penv = {"HOME": phome, "PATH": os.environ["PATH"], "XDG_RUNTIME_DIR": phome}
+        piz = subprocess.Popen([PIZAUTH, "server", "-d", "-c", conf], env=penv,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(piz)
+        url = None
+        for _ in range(50):
+            r = subprocess.run([PIZAUTH, "show", "local"], env=penv, capture_output=True, text=True)
+            m = [w for w in r.stderr.split() if w.startswith(base)]
+            if m:
+                url = m[0]
+                break
+            time.sleep(0.2)
+        if not url:
+            sys.exit("pizauth printed no authorization URL")
+        drive_login(url)
+        for _ in range(50):
+            r = subprocess.run([PIZAUTH, "show", "local"], env=penv, capture_output=True, text=True)
+            if r.returncode == 0 and r.stdout.strip():
+                break
+            time.sleep(0.2)
+        else:
+            sys.exit("pizauth holds no token after the login")
+        with open(os.path.join(home, ".oauth-tokens", "local-tools-egress.json")) as f:
+            rec = json.load(f)
+        assert rec.get("refresh_token"), "mcp-credd holds no refresh token"
+
+        # Both idle for the same seconds, sampled alternately.
+        time.sleep(2)
+        samples = {"credd": [], "piz": []}
+        for _ in range(PEER_SECS):
+            time.sleep(1)
+            samples["credd"].append(proc_stats(credd.pid)[1])
+            samples["piz"].append(proc_stats(piz.pid)[1])
+        c, p = samples["credd"][-1], samples["piz"][-1]
+        cmax, pmax = max(samples["credd"]), max(samples["piz"])
+        print(f"side by side, one refreshable token each, idle {PEER_SECS} s: "
+              f"mcp-credd RSS {c/1024:.1f} MiB (max {cmax/1024:.1f}), "
+              f"pizauth RSS {p/1024:.1f} MiB (max {pmax/1024:.1f}); "
+              f"ratio mcp-credd/pizauth {c/p:.2f} (target <= 1.00)")
+        for name, proc in (("mcp-credd", credd), ("pizauth", piz)):
+            anon, filed, threads = rss_parts(proc.pid)
+            print(f"  {name}: anonymous {anon/1024:.1f} MiB, file-backed {filed/1024:.1f} MiB, "
+                  f"{threads} threads, binary {os.path.getsize(BIN if proc is credd else PIZAUTH)/1024/1024:.1f} MiB")
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        idp.terminate()
+        idp.wait(10)
+
+
 def main():
     size = os.path.getsize(BIN)
     print(f"release binary: {size/1024/1024:.2f} MiB ({BIN})")
@@ -263,6 +416,11 @@ def main():
         idp.terminate()
         idp.wait(10)
     bench_scale()
+    if PIZAUTH:
+        bench_peer()
+    else:
+        print("side by side with pizauth: skipped (set PIZAUTH=/path/to/pizauth to measure "
+              "both daemons in this run; pizauth is not built here)")
 
 
 if __name__ == "__main__":

@@ -242,7 +242,14 @@ async fn probe(http: &Http, id: &IdentityConfig, now: Ts, out: &mut Vec<Finding>
         },
     };
     let check = format!("reach {}", id.name);
-    match http.client().get(&url).send().await {
+    let client = match http.client_for(&url) {
+        Ok(c) => c,
+        Err(e) => {
+            out.push(f(Level::Fail, &check, e, None));
+            return;
+        }
+    };
+    match client.get(&url).send().await {
         Ok(resp) => {
             let status = resp.status().as_u16();
             let date = resp
@@ -320,7 +327,8 @@ async fn probe(http: &Http, id: &IdentityConfig, now: Ts, out: &mut Vec<Finding>
 
 /// The status of a credential-less token request (changes nothing at the provider).
 async fn post_status(http: &Http, url: &str) -> Option<u16> {
-    http.client()
+    http.client_for(url)
+        .ok()?
         .post(url)
         .form(&[("grant_type", "client_credentials")])
         .send()

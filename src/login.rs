@@ -575,8 +575,10 @@ async fn issuer_check(http: &Http, issuer: Option<&str>) -> Result<IssuerCheck, 
         if crate::config::check_endpoint_url(&url).is_err() {
             break;
         }
-        let Ok(resp) = http
-            .client()
+        let Ok(client) = http.client_for(&url) else {
+            break;
+        };
+        let Ok(resp) = client
             .get(&url)
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
@@ -660,8 +662,8 @@ async fn say_account(http: &Http, id: &IdentityConfig, reply: &TokenReply, say: 
     if who.is_none()
         && let Some(url) = eg.def.userinfo_url.as_deref()
         && crate::config::check_endpoint_url(url).is_ok()
-        && let Ok(resp) = http
-            .client()
+        && let Ok(client) = http.client_for(url)
+        && let Ok(resp) = client
             .get(url)
             .bearer_auth(reply.access_token.expose())
             .header(reqwest::header::ACCEPT, "application/json")

@@ -2,7 +2,8 @@
 //! commas, blank lines, one-line objects, CRLF, tabs, other servers and keys) merged with
 //! random sets of our entries and random ownership records. Checked: everything outside
 //! the entries we touch is byte-identical, the JSON is what the ownership rules say, and a
-//! second merge changes nothing.
+//! second merge changes nothing. And the one-pass merge (`render::spans`) gives the tree
+//! merge's text byte for byte whenever it does not decline.
 
 use std::collections::BTreeSet;
 
@@ -10,7 +11,8 @@ use mcp_credd::config::{EditorFormat, Transport};
 use mcp_credd::render::ServerEntry;
 use mcp_credd::render::formats::{Field, Syntax, fields, fresh, servers_path, syntax, url_key};
 use mcp_credd::render::jsonc::Doc;
-use mcp_credd::render::merge::merge;
+use mcp_credd::render::merge::{merge, merge_tree};
+use mcp_credd::render::spans::merge_in_place;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -591,6 +593,84 @@ proptest! {
         (spec, entries, owned) in format_strategy().prop_flat_map(|f| (file_spec(f), entries_strategy(), owned_strategy()))
     ) {
         check(&spec, &entries, &owned)?;
+    }
+}
+
+/// The one-pass merge against the tree merge: on the generated file, and on the file as
+/// merged once and then refreshed with other tokens (the case the one-pass merge is for,
+/// which it must not decline). Returns how many of the two it took.
+fn same_as_tree(
+    spec: &FileSpec,
+    entries: &[ServerEntry],
+    owned_before: &BTreeSet<String>,
+    bump: u32,
+) -> Result<usize, TestCaseError> {
+    let input = render(spec);
+    let format = spec.format;
+    let mut taken = 0;
+    let tree = merge_tree(Some(&input), format, entries, owned_before);
+    if let Some(fast) = merge_in_place(&input, format, entries, owned_before) {
+        prop_assert_eq!(Ok(fast), tree.clone(), "first merge of\n{}", input);
+        taken += 1;
+    }
+    let Ok(first) = tree else { return Ok(taken) };
+    let text = first.text.unwrap();
+    // Every token changes (and some transports): what a refresh cycle does.
+    let next: Vec<ServerEntry> = entries
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            if let Some(h) = e.headers.as_mut() {
+                h[0].1 = format!("Bearer tok{bump}-\"\u{1}é");
+            }
+            e
+        })
+        .collect();
+    let tree = merge_tree(Some(&text), format, &next, &first.owned).unwrap();
+    let fast = merge_in_place(&text, format, &next, &first.owned);
+    // Declining is allowed only where a key must be added to or removed from one of our
+    // entries (a user's entry we took over lacks `type`, or keeps one we do not write).
+    if let Some(fast) = fast {
+        prop_assert_eq!(&fast, &tree, "refresh of\n{}", text);
+        taken += 1;
+    }
+    Ok(taken)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn the_one_pass_merge_gives_the_tree_merges_text(
+        (spec, entries, owned, bump) in format_strategy().prop_flat_map(|f| (file_spec(f), entries_strategy(), owned_strategy(), 3u32..9))
+    ) {
+        same_as_tree(&spec, &entries, &owned, bump)?;
+    }
+}
+
+/// The one-pass merge takes a refresh of every file it wrote itself, in every format.
+#[test]
+fn the_one_pass_merge_takes_refreshes_of_our_own_files() {
+    for format in EditorFormat::ALL {
+        let es = [
+            entry("currenttime", Some(1), false),
+            entry("fininfo", None, true),
+        ];
+        let first = merge(None, format, &es, &BTreeSet::new()).unwrap();
+        let text = first.text.unwrap();
+        let next = [
+            entry("currenttime", Some(2), false),
+            entry("fininfo", None, true),
+        ];
+        let fast = merge_in_place(&text, format, &next, &first.owned).expect("taken");
+        assert_eq!(
+            fast,
+            merge_tree(Some(&text), format, &next, &first.owned).unwrap()
+        );
+        assert!(fast.text.unwrap().contains("Bearer tok2"));
     }
 }
 

@@ -5,6 +5,7 @@
 //!
 //! The decisions live in `schedule::slots`; this module is the event loop around them.
 
+pub mod mem;
 pub mod sd;
 
 use std::collections::{HashMap, HashSet};
@@ -426,6 +427,8 @@ impl Daemon {
         // every token file after each of our own writes) would make a big setup quadratic.
         let (mut dirty, mut reread) = (false, false);
         let mut last_flush = tokio::time::Instant::now();
+        // Work since the daemon last went idle: memory to give back before sleeping.
+        let mut busy = true;
         info!(identities = names.len(), tokens_dir = %self.store.dir().display(), "daemon started");
         loop {
             self.spawn_due(&mut tasks, &sem);
@@ -453,16 +456,22 @@ impl Daemon {
             if dirty || reread {
                 sleep = sleep.min(FLUSH_EVERY.saturating_sub(last_flush.elapsed()));
             }
+            if busy && tasks.is_empty() && !dirty && !reread {
+                mem::release();
+                busy = false;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => match done {
                     Ok((name, outcome)) => {
                         self.finished(name, outcome);
                         dirty = true;
+                        busy = true;
                     }
                     Err(e) => error!(error = %e, "a refresh task failed"),
                 },
                 ev = events.recv() => {
+                    busy = true;
                     let mut pending = vec![ev.unwrap_or(Event::Stop)];
                     if pending[0] == Event::Reload {
                         // Let a multi-step save finish, and fold repeated events into one.
@@ -570,25 +579,28 @@ fn run_hook(argv: &[String], event: &str, identity: &str, message: &str) {
     }
 }
 
-/// Forwards SIGHUP, SIGUSR1, SIGTERM and SIGINT to the event channel (from a thread:
-/// signal-hook's iterator is blocking).
+/// Forwards SIGHUP, SIGUSR1, SIGTERM and SIGINT to the event channel, from a task on the
+/// runtime (its signal driver, no thread of its own). Must be called inside the runtime.
 pub fn forward_signals(tx: mpsc::Sender<Event>) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
-    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGUSR1, SIGTERM, SIGINT])?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                let ev = match sig {
-                    SIGHUP => Event::Reload,
-                    SIGUSR1 => Event::RefreshAll,
-                    _ => Event::Stop,
-                };
-                if tx.blocking_send(ev).is_err() {
-                    break;
-                }
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        loop {
+            let ev = tokio::select! {
+                Some(()) = hup.recv() => Event::Reload,
+                Some(()) = usr1.recv() => Event::RefreshAll,
+                Some(()) = term.recv() => Event::Stop,
+                Some(()) = int.recv() => Event::Stop,
+                else => break,
+            };
+            if tx.send(ev).await.is_err() {
+                break;
             }
-        })?;
+        }
+    });
     Ok(())
 }
 

@@ -180,7 +180,8 @@ pub async fn device_start(http: &Http, id: &IdentityConfig) -> Result<DeviceStar
         (None, _) => form.push(("client_id", id.client_id.clone())),
     }
     let mut req = http
-        .client()
+        .client_for(url)
+        .map_err(FetchError::permanent)?
         .post(url)
         .header(reqwest::header::ACCEPT, "application/json")
         .form(&form);
@@ -310,7 +311,8 @@ pub async fn fetch_cloud_id(
 ) -> Result<Option<String>, FetchError> {
     crate::config::check_endpoint_url(url).map_err(FetchError::permanent)?;
     let resp = http
-        .client()
+        .client_for(url)
+        .map_err(FetchError::permanent)?
         .get(url)
         .bearer_auth(access_token)
         .header(reqwest::header::ACCEPT, "application/json")

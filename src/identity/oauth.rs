@@ -12,17 +12,36 @@ use super::{FailureKind, FetchError};
 use crate::config::{ClientAuth, Endpoint, HttpPolicy, IdentityConfig, check_endpoint_url};
 use crate::schedule::backoff::{delay_ms, random_unit};
 
-/// The HTTP client every identity call goes through.
+/// The HTTP client every identity call goes through: one for https, verifying against the
+/// system's roots, and one for plain http (loopback only), which never loads them. The
+/// https one is built on first use: loading and parsing the system's certificates is most
+/// of a one-shot's start-up and of an idle daemon's heap, and a setup that only talks to
+/// a local provider never needs them (curl does the same: no CA bundle for http://).
 #[derive(Clone, Debug)]
 pub struct Http {
-    client: reqwest::Client,
+    tls: std::sync::Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
+    plain: reqwest::Client,
+    proxy: Option<reqwest::Proxy>,
     pub policy: HttpPolicy,
 }
 
 impl Http {
-    /// The underlying client, for calls that are not token requests.
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
+    /// The client for `url`: the plain one for `http:`, else the TLS one.
+    pub fn client_for(&self, url: &str) -> Result<&reqwest::Client, String> {
+        if url.len() >= 5 && url[..5].eq_ignore_ascii_case("http:") {
+            return Ok(&self.plain);
+        }
+        self.tls
+            .get_or_init(|| {
+                let mut b = Http::builder(&self.policy);
+                if let Some(p) = &self.proxy {
+                    b = b.proxy(p.clone());
+                }
+                b.build()
+                    .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     pub fn new(policy: HttpPolicy) -> Result<Http, String> {
@@ -30,16 +49,10 @@ impl Http {
         Http::with_proxy_env(policy, &env)
     }
 
-    /// Builds the client. Proxies: never for plain http (which goes only to loopback, and
-    /// would carry secrets in clear text to the proxy); for https, `HTTPS_PROXY` (or
-    /// `ALL_PROXY`), minus `NO_PROXY`. `HTTP_PROXY` is ignored. `localhost` is pinned to
-    /// 127.0.0.1 and ::1, never looked up, so plain http cannot leave the machine.
-    pub fn with_proxy_env(
-        policy: HttpPolicy,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Http, String> {
+    /// Everything both clients share.
+    fn builder(policy: &HttpPolicy) -> reqwest::ClientBuilder {
         let timeout = Duration::from_millis(policy.timeout_ms);
-        let mut b = reqwest::Client::builder()
+        reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -51,24 +64,43 @@ impl Http {
                     std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
                     std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0)),
                 ],
-            );
+            )
+    }
+
+    /// Builds the client. Proxies: never for plain http (which goes only to loopback, and
+    /// would carry secrets in clear text to the proxy); for https, `HTTPS_PROXY` (or
+    /// `ALL_PROXY`), minus `NO_PROXY`. `HTTP_PROXY` is ignored. `localhost` is pinned to
+    /// 127.0.0.1 and ::1, never looked up, so plain http cannot leave the machine.
+    pub fn with_proxy_env(
+        policy: HttpPolicy,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Http, String> {
         let https_proxy = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
             .iter()
             .find_map(|k| env(k));
+        let mut proxy = None;
         if let Some(p) = https_proxy {
             let no_proxy = ["NO_PROXY", "no_proxy"]
                 .iter()
                 .find_map(|k| env(k))
                 .and_then(|v| reqwest::NoProxy::from_string(&v));
-            let proxy = reqwest::Proxy::https(&p)
-                .map_err(|_| "the HTTPS_PROXY (or ALL_PROXY) variable is not a valid proxy URL; fix or unset it".to_string())?
-                .no_proxy(no_proxy);
-            b = b.proxy(proxy);
+            proxy = Some(
+                reqwest::Proxy::https(&p)
+                    .map_err(|_| "the HTTPS_PROXY (or ALL_PROXY) variable is not a valid proxy URL; fix or unset it".to_string())?
+                    .no_proxy(no_proxy),
+            );
         }
-        let client = b
+        // No roots: this client only ever speaks plain http.
+        let plain = Http::builder(&policy)
+            .tls_certs_only(std::iter::empty())
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
-        Ok(Http { client, policy })
+        Ok(Http {
+            tls: Default::default(),
+            plain,
+            proxy,
+            policy,
+        })
     }
 }
 
@@ -97,7 +129,6 @@ pub async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<
     }
 }
 
-/// RFC 6749 §2.3.1: id and secret are form-urlencoded before going into Basic auth.
 /// RFC 7009: asks `url` to revoke `token` (`hint`: `refresh_token` or `access_token`),
 /// authenticating the client as at the token endpoint. One attempt, no retries: a logout
 /// must not hang on a provider that is down.
@@ -115,7 +146,10 @@ pub async fn revoke(
         ("token", token.to_string()),
         ("token_type_hint", hint.to_string()),
     ];
-    let mut req = http.client.post(url);
+    let mut req = http
+        .client_for(url)
+        .map_err(FetchError::permanent)?
+        .post(url);
     match (auth, client_secret) {
         (ClientAuth::Basic, Some(s)) => {
             req = req.header(reqwest::header::AUTHORIZATION, basic_auth(client_id, s));
@@ -150,6 +184,7 @@ pub async fn revoke(
     )))
 }
 
+/// RFC 6749 §2.3.1: id and secret are form-urlencoded before going into Basic auth.
 fn basic_auth(id: &str, secret: &str) -> String {
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let raw = format!("{}:{}", enc(id), enc(secret));
@@ -383,9 +418,9 @@ pub async fn token_request_styled(
         }
         (_, None) => form.push(("client_id", client_id.to_string())),
     }
+    let client = http.client_for(url).map_err(FetchError::permanent)?;
     with_retries(&http.policy, url, || {
-        let mut req = http
-            .client
+        let mut req = client
             .post(url)
             .header(reqwest::header::ACCEPT, "application/json");
         req = if style.json_body {
@@ -443,9 +478,9 @@ pub async fn discover_token_endpoint(http: &Http, url: &str) -> Result<String, F
 /// Fetches an OIDC discovery document (bounded retries on transient failures).
 pub async fn discovery_document(http: &Http, url: &str) -> Result<serde_json::Value, FetchError> {
     check_endpoint_url(url).map_err(FetchError::permanent)?;
+    let client = http.client_for(url).map_err(FetchError::permanent)?;
     with_retries(&http.policy, url, || async move {
-        let resp = http
-            .client
+        let resp = client
             .get(url)
             .header(reqwest::header::ACCEPT, "application/json")
             .send()

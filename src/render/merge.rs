@@ -34,7 +34,28 @@ pub struct Merged {
 /// Merges `entries` into `existing` (the file's text, `None` if there is no file).
 /// An error (the file does not parse, or its servers key holds something else) means the
 /// file must be left untouched.
+///
+/// A file that only needs values of our keys replaced (every refresh after the first
+/// write) takes the one-pass path of `spans`; everything else goes through the syntax
+/// tree (`merge_tree`). Both give the same text.
 pub fn merge(
+    existing: Option<&str>,
+    format: EditorFormat,
+    entries: &[ServerEntry],
+    owned_before: &BTreeSet<String>,
+) -> Result<Merged, String> {
+    if let Some(text) = existing.filter(|t| !t.trim().is_empty())
+        && let Some(m) = super::spans::merge_in_place(text, format, entries, owned_before)
+    {
+        return Ok(m);
+    }
+    merge_tree(existing, format, entries, owned_before)
+}
+
+/// `merge` on jsonc-parser's concrete syntax tree: handles every case (additions,
+/// removals, keys added to or removed from an entry). Public for the tests that hold the
+/// fast path to it.
+pub fn merge_tree(
     existing: Option<&str>,
     format: EditorFormat,
     entries: &[ServerEntry],

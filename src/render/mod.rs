@@ -1,11 +1,12 @@
 //! What goes into MCP config files: per-server entries with their headers (pure, here),
 //! each editor's format (`formats`), in-place JSONC edits (`jsonc`), the merge with what is
-//! in a file and which entries are ours (`merge`), where the files are (`targets`), and the
-//! one writer that touches them (`write`).
+//! in a file and which entries are ours (`merge`), its one-pass fast path (`spans`),
+//! where the files are (`targets`), and the one writer that touches them (`write`).
 
 pub mod formats;
 pub mod jsonc;
 pub mod merge;
+pub mod spans;
 pub mod targets;
 pub mod write;
 
