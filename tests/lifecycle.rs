@@ -449,7 +449,11 @@ fn try_refresh(idp: &Idp, refresh_token: &str) -> String {
         .args(["--input-type=module", "-e", &script, refresh_token])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if said.is_empty() {
+        return format!("probe failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    said
 }
 
 const USER_VSCODE: &str = r#"{
