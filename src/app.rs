@@ -617,6 +617,14 @@ async fn usable_now(
     {
         return Ok(r);
     }
+    // `headers` and `token` load without secrets; an empty one must not reach the provider
+    // (for a service account it would be a failed sign-in counted against the user).
+    if id.secret_unresolved() {
+        return Err(format!(
+            "{}: the token needs renewing, but its secret is not set; put it in the secrets file (~/.config/mcp-credd/env) or export it (`mcp-credd doctor` names the variable)",
+            id.name
+        ));
+    }
     let ctx = refresh::Ctx {
         store,
         http,

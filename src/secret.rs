@@ -61,6 +61,23 @@ pub const SECRET_FILE_MAX: u64 = 64 * 1024;
 /// kernel pseudo-filesystem such as `/proc` or `/sys`), at most [`SECRET_FILE_MAX`]
 /// bytes, UTF-8. Opened non-blocking, so a FIFO cannot hang the process.
 pub fn read_secret_file(path: &std::path::Path) -> std::io::Result<String> {
+    let buf = read_regular_file(path, SECRET_FILE_MAX, "a secret file")?;
+    String::from_utf8(buf)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text"))
+}
+
+/// The largest config, `.env`, secrets or provider file read: far above any real one, low
+/// enough that a planted `/dev/zero` link or a huge file cannot eat memory.
+pub const CONFIG_FILE_MAX: u64 = 4 * 1024 * 1024;
+
+/// Reads a file that may come from a hostile checkout (`.env`) or a mistaken path: a
+/// regular file on disk only, at most `max` bytes, opened non-blocking (a FIFO cannot hang
+/// the process). `label` names the kind of file in the error ("a secret file").
+pub fn read_regular_file(
+    path: &std::path::Path,
+    max: u64,
+    label: &str,
+) -> std::io::Result<Vec<u8>> {
     use std::io::{Error, ErrorKind, Read};
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let f = std::fs::OpenOptions::new()
@@ -83,36 +100,35 @@ pub fn read_secret_file(path: &std::path::Path) -> std::io::Result<String> {
         };
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            format!("it is {what}; a secret file must be a regular file"),
+            format!("it is {what}; {label} must be a regular file"),
         ));
     }
     if on_pseudo_fs(&f) {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            "it is on a kernel pseudo-filesystem (/proc, /sys); a secret file must be a regular file on disk",
-        ));
-    }
-    if meta.len() > SECRET_FILE_MAX {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
             format!(
-                "it is larger than {} KiB; a secret file holds only the secret",
-                SECRET_FILE_MAX / 1024
+                "it is on a kernel pseudo-filesystem (/proc, /sys); {label} must be a regular file on disk"
             ),
         ));
+    }
+    let too_big = || {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "it is larger than {} KiB, far more than {label} holds",
+                max / 1024
+            ),
+        )
+    };
+    if meta.len() > max {
+        return Err(too_big());
     }
     let mut buf = Vec::new();
-    f.take(SECRET_FILE_MAX + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > SECRET_FILE_MAX {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "it is larger than {} KiB; a secret file holds only the secret",
-                SECRET_FILE_MAX / 1024
-            ),
-        ));
+    f.take(max + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > max {
+        return Err(too_big());
     }
-    String::from_utf8(buf).map_err(|_| Error::new(ErrorKind::InvalidData, "it is not UTF-8 text"))
+    Ok(buf)
 }
 
 /// Whether the open file lives on a kernel pseudo-filesystem, whose "regular" files are

@@ -312,13 +312,32 @@ fn the_unit_file_verifies_and_install_service_fills_it_in() {
         "{r:?}"
     );
     let text = std::fs::read_to_string(&unit).unwrap();
+    // The config file names its tokens directory; the unit leaves that to the file.
     assert!(
         text.contains(&format!(
-            "ExecStart=\"{BIN}\" \"--config\" \"{}\" \"--tokens-dir\" \"{}/tok\" daemon",
+            "ExecStart=\"{BIN}\" \"--config\" \"{}\" daemon",
+            sb.config_path().display(),
+        )),
+        "{text}"
+    );
+    // A flag given to install-service is carried into the unit.
+    let other = sb.home().join("units/other.service");
+    let r = sb.run(&[
+        "--tokens-dir",
+        sb.home().join("tok2").to_str().unwrap(),
+        "install-service",
+        "--unit-path",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let t2 = std::fs::read_to_string(&other).unwrap();
+    assert!(
+        t2.contains(&format!(
+            "\"--config\" \"{}\" \"--tokens-dir\" \"{}/tok2\" daemon",
             sb.config_path().display(),
             sb.home().display()
         )),
-        "{text}"
+        "{t2}"
     );
     assert!(
         text.contains(&format!("ReadWritePaths=\"-{}/tok\"", sb.home().display())),

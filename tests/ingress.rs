@@ -488,3 +488,30 @@ fn secrets_never_reach_the_output() {
         assert!(!all.contains(&token), "access token leaked: {run:?}");
     }
 }
+
+/// `headers` loads without secrets (Claude Code's environment has none); when the stored
+/// token needs renewing and the secret is missing, it says so and sends nothing, rather
+/// than asking the provider with an empty secret.
+#[test]
+fn headers_without_the_secret_never_sends_an_empty_one() {
+    let idp = Idp::start(&[("TOKEN_TTL", "2")]);
+    let sb = Sandbox::new();
+    sb.write_config(&cognito_config(&idp.base(), ""));
+    let r = sb.run_env(&[], &secret_env());
+    assert_eq!(r.code, 0, "{r:?}");
+    let old = sb.read_json(&sb.tokens().join("ingress.json"))["access_token"].clone();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let h = sb.run(&["headers", "currenttime"]);
+    assert_eq!((h.code, h.stdout.as_str()), (1, ""), "{h:?}");
+    assert!(h.stderr.contains("secret is not set"), "{h:?}");
+    assert_eq!(
+        sb.read_json(&sb.tokens().join("ingress.json"))["access_token"],
+        old,
+        "the stored token is left as it was"
+    );
+    // With the secret, the same command renews and prints.
+    let h = sb.run_env(&["headers", "currenttime"], &secret_env());
+    assert_eq!(h.code, 0, "{h:?}");
+    let new = sb.read_json(&sb.tokens().join("ingress.json"))["access_token"].clone();
+    assert_ne!(new, old);
+}

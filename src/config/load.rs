@@ -9,6 +9,7 @@ use super::env::{EnvVars, from_env};
 use super::parse::{Lookup, default_tokens_dir, parse};
 use super::services::parse_service;
 use super::{Config, ConfigError, Origin, ServerConfig};
+use crate::secret::{CONFIG_FILE_MAX, read_regular_file};
 
 /// What the command line says about where to look.
 #[derive(Clone, Debug, Default)]
@@ -59,7 +60,7 @@ impl Lookup for OsLookup<'_> {
     fn home_dir(&self) -> Option<PathBuf> {
         self.home.clone()
     }
-    fn provider_files(&self) -> Vec<(String, String, String)> {
+    fn provider_files(&self) -> Result<Vec<(String, String, String)>, ConfigError> {
         user_provider_files()
     }
     fn defer(&self, e: ConfigError) -> Result<(), ConfigError> {
@@ -75,29 +76,40 @@ impl Lookup for OsLookup<'_> {
 
 /// The user's provider definitions (`~/.config/mcp-credd/providers/*.yaml`), as
 /// (key, file name, text), read with or without a config file.
-fn user_provider_files() -> Vec<(String, String, String)> {
-    {
-        let Some(dir) = default_config_path().and_then(|p| p.parent().map(|d| d.join("providers")))
-        else {
-            return Vec::new();
+fn user_provider_files() -> Result<Vec<(String, String, String)>, ConfigError> {
+    let Some(dir) = default_config_path().and_then(|p| p.parent().map(|d| d.join("providers")))
+    else {
+        return Ok(Vec::new());
+    };
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for p in files {
+        let Some(key) = p.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
+            continue;
         };
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            return Vec::new();
-        };
-        let mut files: Vec<PathBuf> = rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-            .collect();
-        files.sort();
-        files
-            .into_iter()
-            .filter_map(|p| {
-                let key = p.file_stem()?.to_str()?.to_string();
-                let text = std::fs::read_to_string(&p).ok()?;
-                Some((key, p.display().to_string(), text))
+        // A definition that cannot be read is an error, not a provider silently missing.
+        let text = read_regular_file(&p, CONFIG_FILE_MAX, "a provider file")
+            .and_then(|b| {
+                String::from_utf8(b).map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text")
+                })
             })
-            .collect()
+            .map_err(|e| {
+                ConfigError::new(
+                    p.display().to_string(),
+                    format!("cannot read this provider file: {e}; fix or remove it"),
+                )
+            })?;
+        out.push((key, p.display().to_string(), text));
     }
+    Ok(out)
 }
 
 /// `~/.config/mcp-credd/config.yaml` on Linux (honouring XDG_CONFIG_HOME), the platform's
@@ -130,7 +142,7 @@ fn home_dir() -> Option<PathBuf> {
 }
 
 fn read_env_file(path: &Path, env: &mut EnvVars) -> Result<(), ConfigError> {
-    let text = std::fs::read(path).map_err(|e| {
+    let text = read_regular_file(path, CONFIG_FILE_MAX, "an env file").map_err(|e| {
         ConfigError::new(
             path.display().to_string(),
             format!("cannot read env file: {e}"),
@@ -182,12 +194,18 @@ fn read_secrets_file(
             path.display()
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError::new(
-            path.display().to_string(),
-            format!("cannot read the secrets file: {e}"),
-        )
-    })?;
+    let text = read_regular_file(path, CONFIG_FILE_MAX, "the secrets file")
+        .and_then(|b| {
+            String::from_utf8(b).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text")
+            })
+        })
+        .map_err(|e| {
+            ConfigError::new(
+                path.display().to_string(),
+                format!("cannot read the secrets file: {e}"),
+            )
+        })?;
     let entries = super::dotenv::parse(&text).map_err(|e| {
         let mut ce = ConfigError::new(path.display().to_string(), e.message);
         ce.line = Some(e.line);
@@ -273,7 +291,7 @@ pub fn load(
 
     let mut config = if let Some(path) = config_path {
         let path = std::path::absolute(&path).unwrap_or(path);
-        let bytes = std::fs::read(&path).map_err(|e| {
+        let bytes = read_regular_file(&path, CONFIG_FILE_MAX, "a config file").map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::NotFound {
                 "; create it or pass --config PATH"
             } else {
@@ -330,7 +348,7 @@ pub fn load(
             read_env_file(&abs, &mut env)?;
             implicit_env = Some(abs);
         }
-        env.provider_files = user_provider_files();
+        env.provider_files = user_provider_files()?;
         env.deferred = lazy.map(|_| std::cell::RefCell::new(Vec::new()));
         let tokens_dir = default_tokens_dir(&OsLookup {
             env: &env,
@@ -488,8 +506,9 @@ fn import_servers(config: &mut Config, dir: &Path, warnings: &mut Vec<String>) -
         if f.file_name().is_some_and(|n| n == "server_state.json") {
             continue;
         }
-        let parsed = std::fs::read_to_string(&f)
+        let parsed = read_regular_file(&f, CONFIG_FILE_MAX, "a server file")
             .map_err(|e| e.to_string())
+            .and_then(|b| String::from_utf8(b).map_err(|_| "it is not UTF-8 text".to_string()))
             .and_then(|t| parse_service(&t, &gateway));
         match parsed {
             Ok(Some(s)) => {

@@ -179,6 +179,20 @@ pub struct IdentityConfig {
     pub egress: Option<EgressConfig>,
 }
 
+impl IdentityConfig {
+    /// A secret this identity needs was left unresolved by a load that makes no network
+    /// call (`LoadOptions::lazy_secrets`): it holds an empty value that must never be sent.
+    pub fn secret_unresolved(&self) -> bool {
+        self.client_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().is_empty())
+            || self
+                .cognito
+                .as_ref()
+                .is_some_and(|c| c.password.expose().is_empty())
+    }
+}
+
 /// A provider login whose token the gateway forwards to one MCP server.
 #[derive(Clone, Debug)]
 pub struct EgressConfig {

@@ -24,8 +24,8 @@ pub trait Lookup {
     fn home_dir(&self) -> Option<PathBuf>;
     /// The user's own provider definitions (`~/.config/mcp-credd/providers/*.yaml`), as
     /// (key, file name, text).
-    fn provider_files(&self) -> Vec<(String, String, String)> {
-        Vec::new()
+    fn provider_files(&self) -> Result<Vec<(String, String, String)>, ConfigError> {
+        Ok(Vec::new())
     }
     /// A secret that cannot be resolved: `Err` stops the load (the default); `Ok` means the
     /// caller needs no secrets and the problem was recorded for it.
@@ -786,7 +786,7 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
 
     // The provider catalog: built in, then the user's files, then `providers:`.
     let mut catalog = Catalog::builtin();
-    for (key, file, text) in lookup.provider_files() {
+    for (key, file, text) in lookup.provider_files()? {
         match yaml_serde::from_str::<yaml_serde::Mapping>(&text) {
             Ok(m) => catalog.overlay(&key, m),
             Err(e) => {
