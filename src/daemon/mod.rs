@@ -216,7 +216,7 @@ impl Daemon {
             if !before.iter().any(|(p, _)| p == path)
                 && let Some(argv) = &self.config.hooks.on_error
             {
-                run_hook(argv, "error", path, why);
+                run_hook(argv, "error", "editors", &format!("{path}: {why}"));
             }
         }
         let now = crate::timefmt::rfc3339(self.clock.now());
