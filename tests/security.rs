@@ -691,3 +691,25 @@ fn doctor_shows_hostile_token_claims_escaped() {
     assert!(all.iter().any(|s| s.contains("\\u{1b}[2J")), "{all:?}");
     assert!(all.iter().all(|s| !has_control(s)), "{all:?}");
 }
+
+#[test]
+fn a_stored_token_that_could_split_a_header_is_never_handed_on() {
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    sb.write_config(&format!(
+        "gateway_url: https://gw.example.com\n{}editors: [vscode]\nservers:\n  - name: currenttime\n",
+        m2m_config("s", &h.url("/ok/token"))
+    ));
+    let r = sb.run(&["--ingress-only"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // Another tool (or a hand edit) leaves a token with CR/LF in the file.
+    let file = sb.tokens().join("ingress.json");
+    let mut rec = sb.read_json(&file);
+    rec["access_token"] = "good\r\nX-Injected: 1".into();
+    std::fs::write(&file, rec.to_string()).unwrap();
+    let _ = sb.run(&["render"]);
+    let vscode = std::fs::read_to_string(sb.home().join(".config/Code/User/mcp.json")).unwrap();
+    assert!(!vscode.contains("X-Injected"), "{vscode}");
+    let r = sb.run(&["headers", "currenttime"]);
+    assert!(!r.stdout.contains("X-Injected"), "{r:?}");
+}

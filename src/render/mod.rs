@@ -44,11 +44,14 @@ impl fmt::Debug for ServerEntry {
 
 /// The token a server receives from `id`: the access token, or the ID token for a
 /// Cognito service account configured with `bearer: id_token`.
+/// A stored token that could split a header (written by another tool, or edited by hand)
+/// counts as no token.
 pub fn bearer_of<'a>(id: &IdentityConfig, rec: &'a TokenRecord) -> Option<&'a str> {
     match id.cognito.as_ref().map(|c| c.bearer) {
         Some(BearerToken::IdToken) => rec.id_token.as_ref().map(|t| t.expose()),
         _ => Some(rec.access_token.expose()),
     }
+    .filter(|t| crate::identity::reply::header_safe(t))
 }
 
 /// The gateway's ingress headers for a token of `id`.
@@ -99,7 +102,9 @@ fn bound_header(
         id.egress
             .as_ref()
             .and_then(|e| e.def.extras.cloud_id.as_ref()),
-        &rec.cloud_id,
+        rec.cloud_id
+            .as_ref()
+            .filter(|c| crate::identity::reply::header_safe(c)),
     ) {
         out.push((extra.header.clone(), cloud.clone()));
     }
