@@ -84,6 +84,7 @@ fn report(what: &str, d: Duration, target: Option<Duration>) {
 
 fn identity(name: &str) -> IdentityConfig {
     IdentityConfig {
+        gateway: None,
         name: name.into(),
         file_name: format!("{name}.json"),
         kind: IdentityKind::OidcM2m,

@@ -51,6 +51,7 @@ pub fn of(id: &IdentityConfig) -> Binding {
         scopes,
         audience: id.audience.clone(),
         resource: id.resource.clone(),
+        gateway: id.gateway.clone(),
     }
 }
 
@@ -142,6 +143,12 @@ pub fn mismatch(rec: &TokenRecord, id: &IdentityConfig) -> Option<String> {
     if b.resource != want.resource {
         return differs("resource", show(&b.resource), show(&want.resource));
     }
+    // A token is handed only to the gateway it was obtained for: a `.env` planted in a
+    // checkout cannot pair a stored token with a gateway of its own. (Bindings written
+    // before the gateway was recorded have none and are adopted.)
+    if b.gateway.is_some() && b.gateway != want.gateway {
+        return differs("gateway", show(&b.gateway), show(&want.gateway));
+    }
     None
 }
 
@@ -158,6 +165,7 @@ mod tests {
 
     fn service_account(user: &str) -> IdentityConfig {
         IdentityConfig {
+            gateway: None,
             name: "svc".into(),
             file_name: "svc.json".into(),
             kind: IdentityKind::CognitoPassword,
@@ -186,6 +194,7 @@ mod tests {
 
     fn m2m(token_url: &str, scopes: &[&str]) -> IdentityConfig {
         IdentityConfig {
+            gateway: None,
             kind: IdentityKind::OidcM2m,
             provider_label: "oidc_m2m".into(),
             endpoint: Endpoint::TokenUrl(token_url.into()),

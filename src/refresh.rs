@@ -522,6 +522,7 @@ mod tests {
             .resolved(&Default::default())
             .unwrap();
         IdentityConfig {
+            gateway: None,
             name: provider.into(),
             file_name: format!("{provider}-egress.json"),
             kind: IdentityKind::Egress,

@@ -515,3 +515,48 @@ fn headers_without_the_secret_never_sends_an_empty_one() {
     let new = sb.read_json(&sb.tokens().join("ingress.json"))["access_token"].clone();
     assert_ne!(new, old);
 }
+
+/// A stored token is handed only to the gateway it was obtained for: a config (or a `.env`
+/// planted in a checkout) naming another gateway never gets it rendered; the identity
+/// fetches its own token for the new gateway.
+#[test]
+fn a_token_is_never_rendered_for_another_gateway() {
+    let idp = Idp::start(&[("TOKEN_TTL", "600")]);
+    let sb = Sandbox::new();
+    sb.write_config(&cognito_config(&idp.base(), ""));
+    let r = sb.run_env(&[], &secret_env());
+    assert_eq!(r.code, 0, "{r:?}");
+    let first = sb.read_json(&sb.tokens().join("ingress.json"))["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let other = cognito_config(&idp.base(), "")
+        .replace("https://gw.example.com", "https://other.example.com");
+    sb.write_config(&other);
+    let r = sb.run(&["render"]);
+    let vscode = std::fs::read_to_string(sb.home().join(".config/Code/User/mcp.json")).unwrap();
+    assert!(
+        !vscode.contains(&first),
+        "rendered for another gateway: {r:?}"
+    );
+    let s = sb.run(&["status"]);
+    assert!(s.stdout.contains("gateway"), "status says why: {s:?}");
+
+    let r = sb.run_env(&[], &secret_env());
+    assert_eq!(r.code, 0, "{r:?}");
+    let second = sb.read_json(&sb.tokens().join("ingress.json"))["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(second, first, "a token of its own for the new gateway");
+    let v = sb.read_json(&sb.home().join(".config/Code/User/mcp.json"));
+    assert_eq!(
+        v["servers"]["currenttime"]["url"],
+        "https://other.example.com/currenttime/mcp"
+    );
+    assert_eq!(
+        v["servers"]["currenttime"]["headers"]["X-Authorization"],
+        format!("Bearer {second}")
+    );
+}

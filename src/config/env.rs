@@ -215,6 +215,7 @@ fn base_identity(
     endpoint: Endpoint,
 ) -> IdentityConfig {
     IdentityConfig {
+        gateway: None,
         name: "ingress".into(),
         file_name: "ingress.json".into(),
         kind,

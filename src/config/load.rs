@@ -419,6 +419,15 @@ pub fn load(
             "REGISTRY_URL is not set: no gateway servers will be written to the MCP configs".into(),
         );
     }
+    // Every token is bound to the gateway it is handed to (see `binding`).
+    let gateway = config.gateway_url.clone();
+    for id in config
+        .ingress
+        .iter_mut()
+        .chain(config.identities.iter_mut())
+    {
+        id.gateway = gateway.clone();
+    }
     Ok(Loaded {
         config,
         warnings,

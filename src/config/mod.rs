@@ -177,6 +177,9 @@ pub struct IdentityConfig {
     pub cognito: Option<CognitoPassword>,
     /// Egress (3-legged) settings.
     pub egress: Option<EgressConfig>,
+    /// The gateway its tokens are handed to (`gateway_url`), recorded in the token's
+    /// binding: a stored token is never rendered for another gateway. Set by the loader.
+    pub gateway: Option<String>,
 }
 
 impl IdentityConfig {

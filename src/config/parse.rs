@@ -1341,6 +1341,7 @@ fn identity(
         IdentityKind::OidcM2m | IdentityKind::Egress => None,
     };
     Ok(IdentityConfig {
+        gateway: None,
         name: name.to_string(),
         file_name: format!("{name}.json"),
         kind,
@@ -1459,6 +1460,7 @@ fn mcp_identity(
         None => None,
     };
     Ok(IdentityConfig {
+        gateway: None,
         name: server.to_string(),
         file_name: format!("{server}.json"),
         kind: IdentityKind::OidcM2m,
@@ -1566,6 +1568,7 @@ fn egress_identity(
     let server = e.server.clone().unwrap_or_else(|| name.clone());
     check_name(&server).map_err(|m| ctx.err(&k("server"), m))?;
     Ok(IdentityConfig {
+        gateway: None,
         name,
         file_name,
         kind: IdentityKind::Egress,

@@ -673,6 +673,7 @@ mod tests {
             gateway_url: None,
             identities: vec![],
             ingress: Some(IdentityConfig {
+                gateway: None,
                 name: "ingress".into(),
                 file_name: "ingress.json".into(),
                 cognito: None,

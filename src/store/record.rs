@@ -103,6 +103,9 @@ pub struct Binding {
     pub audience: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
+    /// The gateway the token is handed to (`gateway_url`), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
 }
 
 fn bearer() -> String {
