@@ -855,7 +855,14 @@ async fn logout_cmd(
     // Every editor file keeps its entries, without the headers of the tokens just removed.
     let (records, _) = stored_records(config, Some(&store), clock, false);
     let entries = crate::render::entries(config, &records);
-    exit.worst(write_editors(config, &store, dirs, &entries, keep, ui))
+    let exit = exit.worst(write_editors(config, &store, dirs, &entries, keep, ui));
+    if keep {
+        // The entries of servers the unreadable source listed were kept verbatim, headers
+        // (and so the removed tokens) included: not a clean logout.
+        ui.error("the servers source could not be read, so the editor entries written for its servers still hold the removed token; restore it and run `mcp-credd render`");
+        return exit.worst(Exit::Failure);
+    }
+    exit
 }
 
 /// Revokes what `rec` holds at the provider's revocation endpoint, if it has one.

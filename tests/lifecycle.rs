@@ -767,3 +767,49 @@ editors:
         format!("Bearer {tok}")
     );
 }
+
+/// `logout` while the servers source cannot be read: the entries written for its servers
+/// are kept verbatim (tokens in their headers included), so the logout is not clean and
+/// says so with a non-zero exit, instead of claiming the token is gone from the editors.
+#[test]
+fn logout_with_the_servers_source_gone_says_the_editors_still_hold_the_token() {
+    let idp = Idp::start(&[]);
+    let sb = Sandbox::new();
+    let gw = sb.home().join("gw");
+    std::fs::create_dir_all(gw.join("registry/servers")).unwrap();
+    std::fs::write(
+        gw.join("registry/servers/currenttime.json"),
+        r#"{"server_name":"Current Time","path":"/currenttime/","proxy_pass_url":"http://x:8000/","supported_transports":["streamable-http"]}"#,
+    )
+    .unwrap();
+    let env = gw.join(".env");
+    std::fs::write(
+        &env,
+        format!(
+            "REGISTRY_URL=https://gw.example.com\nINGRESS_OAUTH_USER_POOL_ID=us-east-1_AbC123\nINGRESS_OAUTH_CLIENT_ID=m2m-client\nINGRESS_OAUTH_CLIENT_SECRET=m2m-secret\nINGRESS_OAUTH_TOKEN_URL={}\n",
+            idp.token_url()
+        ),
+    )
+    .unwrap();
+    let env_s = env.to_str().unwrap();
+    let r = sb.run(&["--env-file", env_s]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let vscode = sb.home().join(".config/Code/User/mcp.json");
+    let tok = sb.read_json(&sb.tokens().join("ingress.json"))["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(std::fs::read_to_string(&vscode).unwrap().contains(&tok));
+
+    std::fs::rename(gw.join("registry"), gw.join("registry.moved")).unwrap();
+    let r = sb.run(&["--env-file", env_s, "logout", "--all"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("still hold the removed token"), "{r:?}");
+    assert!(!sb.tokens().join("ingress.json").exists(), "{r:?}");
+
+    // With the source back, `render` finishes the job.
+    std::fs::rename(gw.join("registry.moved"), gw.join("registry")).unwrap();
+    let r = sb.run(&["--env-file", env_s, "render"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!std::fs::read_to_string(&vscode).unwrap().contains(&tok));
+}
