@@ -103,6 +103,17 @@ def proc_stats(pid):
     return cpu, rss_kib, hwm_kib, switches
 
 
+def wait_status(sock, needle, timeout):
+    """Waits for a STATUS= notification containing `needle` (READY=1 no longer waits for
+    the first refreshes: systemd's start job must not hang on a slow provider)."""
+    end = time.time() + timeout
+    while True:
+        sock.settimeout(max(0.1, end - time.time()))
+        for part in sock.recv(4096).decode().split("\n"):
+            if part.startswith("STATUS=") and needle in part:
+                return
+
+
 def wait_ready(sock, timeout):
     sock.settimeout(timeout)
     while True:
@@ -256,7 +267,7 @@ egress:
     t = time.perf_counter()
     d = subprocess.Popen([BIN, "daemon", "-q"], env=env)
     try:
-        wait_ready(sock, 300)
+        wait_status(sock, f"{SCALE} of {SCALE} identities valid", 600)
         first = time.perf_counter() - t
         _, rss, hwm, _ = proc_stats(d.pid)
     finally:
