@@ -61,6 +61,40 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
                 | Command::InstallService { .. }
         )
     );
+    // Commands that need no configuration.
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "mcp-credd", &mut std::io::stdout());
+            return Exit::Success;
+        }
+        Some(Command::Man) => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            if let Err(e) = clap_mangen::Man::new(cmd).render(&mut out) {
+                ui.error(format!("cannot render the manual page: {e}"));
+                return Exit::Failure;
+            }
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &out);
+            return Exit::Success;
+        }
+        Some(Command::Init { from_env, force }) => {
+            let source = from_env.clone().or_else(|| cli.env_file.clone());
+            return match crate::init::run(cli.config.clone(), source, *force, process_env) {
+                Ok(said) => {
+                    for s in said {
+                        ui.out(s);
+                    }
+                    Exit::Success
+                }
+                Err(e) => {
+                    ui.error(e);
+                    Exit::Config
+                }
+            };
+        }
+        _ => {}
+    }
     if let Some(Command::UninstallService { unit_path }) = &cli.command {
         return match crate::service::uninstall(unit_path.clone(), process_env) {
             Ok(said) => {
@@ -103,7 +137,12 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
             ui.out(format!("configuration from {} loads", loaded.config.origin));
             Exit::Success
         }
-        Some(Command::UninstallService { .. }) => unreachable!("handled before loading"),
+        Some(
+            Command::UninstallService { .. }
+            | Command::Init { .. }
+            | Command::Completions { .. }
+            | Command::Man,
+        ) => unreachable!("handled before loading"),
         Some(Command::Status { json }) => status_cmd(&loaded.config, json, clock.as_ref(), ui),
         Some(Command::Login { name, args }) => {
             login_cmd(

@@ -142,6 +142,23 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         unit_path: Option<PathBuf>,
     },
+    /// Write a commented starter config (to --config PATH or the default place), or turn a
+    /// reference .env into one (its secret goes to ~/.config/mcp-credd/env)
+    Init {
+        /// The reference tool's .env to convert (default: the global --env-file, if given)
+        #[arg(long, value_name = "FILE")]
+        from_env: Option<PathBuf>,
+        /// Replace an existing config file
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a shell completion script (bash, zsh or fish) to stdout
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout: `mcp-credd man > mcp-credd.1`
+    Man,
     /// Load the configuration strictly and say whether it is usable (install-service runs
     /// this as the service would)
     #[command(hide = true)]

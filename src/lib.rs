@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod exit;
 pub mod identity;
+pub mod init;
 pub mod login;
 pub mod providers;
 pub mod refresh;

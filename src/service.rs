@@ -281,7 +281,7 @@ pub fn install(
         return Err(e.to_string());
     }
     if let Some(dir) = unit_path.parent() {
-        std::fs::create_dir_all(dir)
+        crate::store::atomic::create_private_dirs(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     crate::store::atomic::write_atomic(&unit_path, text.as_bytes(), 0o644)

@@ -401,9 +401,18 @@ fn a_malformed_cognito_reply_leaks_no_token() {
 {ONE_ATTEMPT}",
         h.url("")
     ));
-    let r = sb.run(&["-vvv", "--ingress-only"]);
+    // A proxy that would be used (and fail) if the SDK followed HTTP_PROXY to loopback.
+    let dead_proxy = format!("http://127.0.0.1:{}", closed_port());
+    let r = sb.run_env(
+        &["-vvv", "--ingress-only"],
+        &[
+            ("http_proxy", &dead_proxy),
+            ("HTTP_PROXY", &dead_proxy),
+            ("ALL_PROXY", &dead_proxy),
+        ],
+    );
     assert_ne!(r.code, 0, "{r:?}");
-    assert!(!h.requests().is_empty());
+    assert!(!h.requests().is_empty(), "the SDK went to the proxy: {r:?}");
     assert!(r.stderr.contains("the reply could not be read"), "{r:?}");
     let leaked = |s: &str| s.contains("LEAKED");
     assert!(!leaked(&r.all()), "{r:?}");
@@ -467,6 +476,7 @@ fn hooks_get_a_minimal_environment() {
     c.env("THE_CLIENT_SECRET", "hunter2-client-secret")
         .env("AWS_SECRET_ACCESS_KEY", "aws-secret")
         .env("LANG", "C.UTF-8")
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/0/bus")
         .env("MCP_CREDD_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -482,13 +492,31 @@ fn hooks_get_a_minimal_environment() {
         .lines()
         .filter_map(|l| l.split_once('=').map(|(k, _)| k))
         .collect();
-    for want in ["PATH", "HOME", "LANG", "MCP_CREDD_EVENT", "MCP_CREDD_LOG"] {
+    for want in [
+        "PATH",
+        "HOME",
+        "LANG",
+        "DBUS_SESSION_BUS_ADDRESS",
+        "MCP_CREDD_EVENT",
+        "MCP_CREDD_LOG",
+    ] {
         assert!(names.contains(&want), "{want} missing: {env}");
     }
     // What sh itself adds (PWD, SHLVL, _) aside, nothing else is passed.
     for n in &names {
         assert!(
-            ["PATH", "HOME", "LANG", "PWD", "SHLVL", "_", "OLDPWD"].contains(n)
+            [
+                "PATH",
+                "HOME",
+                "LANG",
+                "XDG_RUNTIME_DIR",
+                "DBUS_SESSION_BUS_ADDRESS",
+                "PWD",
+                "SHLVL",
+                "_",
+                "OLDPWD"
+            ]
+            .contains(n)
                 || n.starts_with("MCP_CREDD_"),
             "{n} reached the hook: {env}"
         );
@@ -520,6 +548,23 @@ fn an_implicit_env_cannot_send_an_exported_secret_elsewhere() {
         "{r:?}"
     );
     assert!(h.requests().is_empty(), "the secret was sent");
+    // The same with the secret in the secrets file (~/.config/mcp-credd/env).
+    let secrets = sb.home().join(".config/mcp-credd/env");
+    std::fs::create_dir_all(secrets.parent().unwrap()).unwrap();
+    std::fs::write(&secrets, "INGRESS_OAUTH_CLIENT_SECRET=file-secret\n").unwrap();
+    std::fs::set_permissions(
+        &secrets,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let r = sb.run(&["--ingress-only"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stderr.contains("INGRESS_OAUTH_CLIENT_SECRET comes from"),
+        "{r:?}"
+    );
+    assert!(h.requests().is_empty(), "the secret was sent");
+    std::fs::remove_file(&secrets).unwrap();
     // Chosen explicitly, the same file is trusted.
     let r = sb.run_env(&["--ingress-only", "--env-file", ".env"], &exported);
     assert_eq!(r.code, 0, "{r:?}");
@@ -536,4 +581,113 @@ fn an_implicit_env_cannot_send_an_exported_secret_elsewhere() {
     let r = sb.run(&["--ingress-only", "--force"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(h.requests().len(), 2);
+}
+
+#[test]
+fn a_256_mib_cognito_reply_is_refused_at_1_mib() {
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    sb.write_config(&format!(
+        "ingress:
+  kind: cognito_password
+  region: us-east-1
+  user_pool_id: us-east-1_AbC123
+  client_id: cid
+  username: svc
+  password: pw
+  endpoint_url: {}
+{ONE_ATTEMPT}",
+        h.url("/big")
+    ));
+    let (r, max_kib) = run_measured(&sb, &["--ingress-only"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(!h.requests().is_empty());
+    assert!(
+        r.stderr
+            .contains("the reply is larger than 1024 KiB; refused"),
+        "{r:?}"
+    );
+    assert!(max_kib < 64 * 1024, "peak {max_kib} KiB");
+}
+
+#[test]
+fn a_device_code_with_escape_sequences_is_shown_escaped() {
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    sb.write_config(&format!(
+        "gateway_url: https://gw.example.com
+providers:
+  hostile:
+    display_name: Hostile
+    authorize_url: {base}/authorize
+    token_url: {base}/escape/token
+    device_authorization_url: {base}/device/auth
+    scopes: [x]
+    pkce: false
+    token_auth: post
+    refresh: reusable
+egress:
+  - name: hostile
+    provider: hostile
+    client_id: c
+    redirect_uri: http://127.0.0.1:{port}/callback
+{ONE_ATTEMPT}",
+        base = h.url(""),
+        port = closed_port()
+    ));
+    let (r, took) = run_bounded(
+        sb.command(&[
+            "login",
+            "hostile",
+            "--device",
+            "--no-browser",
+            "--timeout",
+            "10",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(took < Duration::from_secs(25), "{r:?}");
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("AB\\u{1b}]0;pwned\\u{7}CD"), "{r:?}");
+    assert!(r.stderr.contains("\\u{1b}[31mFORGED"), "{r:?}");
+    assert!(!has_control(&r.all()), "{r:?}");
+}
+
+#[test]
+fn doctor_shows_hostile_token_claims_escaped() {
+    use base64::Engine;
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    sb.write_config(&m2m_config("s", &h.url("/ok/token")));
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let claims = serde_json::json!({
+        "iss": "https://evil\u{1b}[2J", "sub": "x\u{7}\r\nforged", "aud": "a\u{9b}b",
+        "client_id": "m2m", "exp": now_secs() as i64 + 3600
+    });
+    let token = format!(
+        "{}.{}.sig",
+        b64(&serde_json::json!({"alg": "none"})),
+        b64(&claims)
+    );
+    let dir = sb.tokens();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let file = dir.join("ingress.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({"provider": "oidc_m2m", "access_token": token, "expires_at": now_secs() + 3600.0})
+            .to_string(),
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let r = sb.run(&["doctor"]);
+    assert!(r.stdout.contains("\\u{1b}[2J"), "{r:?}");
+    assert!(!has_control(&r.all()), "{r:?}");
+    let r = sb.run(&["doctor", "--json"]);
+    let mut all = Vec::new();
+    strings(&serde_json::from_str(&r.stdout).unwrap(), &mut all);
+    assert!(all.iter().any(|s| s.contains("\\u{1b}[2J")), "{all:?}");
+    assert!(all.iter().all(|s| !has_control(s)), "{all:?}");
 }

@@ -243,6 +243,21 @@ editors:
         format!("Bearer {}", tok["access_token"].as_str().unwrap())
     );
 
+    // With the secret gone from everywhere, the commands that make no network call still
+    // work: Claude Code's headersHelper (`headers`) and `render`.
+    let hidden = m.path("env.hidden");
+    std::fs::rename(&secrets, &hidden).unwrap();
+    let r = run(m.mcp_credd(&["--config", cfg_s, "headers", "currenttime"], &home));
+    assert_eq!(r.code, 0, "{r:?}");
+    let h: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        h["X-Authorization"],
+        format!("Bearer {}", tok["access_token"].as_str().unwrap())
+    );
+    let r = run(m.mcp_credd(&["--config", cfg_s, "render"], &home));
+    assert_eq!(r.code, 0, "{r:?}");
+    std::fs::rename(&hidden, &secrets).unwrap();
+
     // A target added later, outside what the unit may write: reported, not silently lost.
     std::fs::write(
         &cfg,
@@ -257,6 +272,21 @@ editors:
             .contains(&m.path("elsewhere/.cursor/mcp.json").display().to_string()),
         "{}",
         m.show(UNIT, "StatusText")
+    );
+    // doctor compares the installed unit with the config and says what to run.
+    let r = run(m.mcp_credd(&["--config", cfg_s, "doctor", "--json"], &home));
+    assert_eq!(r.code, 1, "{r:?}");
+    let findings: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(
+        findings
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["level"] == "fail"
+                && f["check"].as_str().unwrap().starts_with("service ")
+                && f["message"].as_str().unwrap().contains("elsewhere/.cursor")
+                && f["hint"].as_str().unwrap().contains("install-service")),
+        "{findings:#}"
     );
     let r = run(m.mcp_credd(&["--config", cfg_s, "status"], &home));
     assert_ne!(r.code, 0, "{r:?}");
@@ -276,6 +306,9 @@ editors:
     m.wait(10, "status to clear", UNIT, || {
         run(m.mcp_credd(&["--config", cfg_s, "status"], &home)).code == 0
     });
+    let r = run(m.mcp_credd(&["--config", cfg_s, "doctor"], &home));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("matches the configuration"), "{r:?}");
     ok(&m.systemctl(&["stop", UNIT]), "stop");
 }
 
@@ -319,4 +352,35 @@ fn install_service_refuses_what_the_service_could_not_load() {
     assert_eq!(r.code, 3, "{r:?}");
     assert!(r.stderr.contains(&cfg.display().to_string()), "{r:?}");
     assert!(!unit.exists());
+}
+
+#[test]
+fn user_provider_files_apply_without_a_config_file() {
+    let sb = Sandbox::new();
+    let gw = sb.home().join("gw");
+    std::fs::create_dir_all(&gw).unwrap();
+    std::fs::write(
+        gw.join(".env"),
+        "EGRESS_OAUTH_CLIENT_ID_1=app\nEGRESS_OAUTH_CLIENT_SECRET_1=appsecret\nEGRESS_OAUTH_REDIRECT_URI_1=http://localhost:8080/callback\nEGRESS_PROVIDER_NAME_1=myidp\n",
+    )
+    .unwrap();
+    let mut c = sb.command(&["status", "--json"]);
+    c.current_dir(&gw);
+    let r = run(c);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(r.stderr.contains("unknown provider `myidp`"), "{r:?}");
+
+    let dir = sb.home().join(".config/mcp-credd/providers");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("myidp.yaml"),
+        "display_name: My IdP\nauthorize_url: https://idp.example.com/authorize\ntoken_url: https://idp.example.com/token\n",
+    )
+    .unwrap();
+    let mut c = sb.command(&["status", "--json"]);
+    c.current_dir(&gw);
+    let r = run(c);
+    assert!(!r.stderr.contains("unknown provider"), "{r:?}");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["identities"][0]["state"], "needs_login", "{v:#}");
 }

@@ -420,7 +420,7 @@ fn is_inert_var(k: &str) -> bool {
 
 /// The implicit `.env` rule. A `.env` read only because it sits in the current directory
 /// (a cloned repository's, perhaps) may not choose where a secret from elsewhere (the
-/// process environment) is sent: if the config uses such a secret and that file sets any
+/// process environment or the secrets file) is sent: if the config uses such a secret and that file sets any
 /// other variable the config was built from (a URL, domain, region, pool, tenant,
 /// provider...), refuse. All from the file, or all from the environment, is fine; so is
 /// the file named with `--env-file` or `MCP_CREDD_ENV_FILE`.
@@ -445,7 +445,7 @@ fn check_implicit_env(env: &EnvVars, path: &Path) -> Result<(), ConfigError> {
     Err(ConfigError::new(
         shown.to_string(),
         format!(
-            "this .env was read only because it is in the current directory, and it sets where requests go while {secret} comes from your environment; a cloned repository's .env could send your secret to its own server. If you trust it, pass --env-file {shown} (or MCP_CREDD_ENV_FILE); otherwise put the secret in it too, or run elsewhere"
+            "this .env was read only because it is in the current directory, and it sets where requests go while {secret} comes from your environment or secrets file; a cloned repository's .env could send your secret to its own server. If you trust it, pass --env-file {shown} (or MCP_CREDD_ENV_FILE); otherwise put the secret in it too, or run elsewhere"
         ),
     )
     .at(key, Some(line)))

@@ -1465,6 +1465,28 @@ mod tests {
     }
 
     #[test]
+    fn each_provider_gets_its_own_default_redirect() {
+        let parsed = parse(
+            "gateway_url: https://gw.example.com\negress:\n  - provider: github\n    client_id: x\n    client_secret: {env: SECRET}\n  - provider: google\n    client_id: y\n    client_secret: {env: SECRET}\n",
+            Path::new("/c/config.yaml"),
+            &lookup(),
+        )
+        .unwrap();
+        let redirects: Vec<String> = parsed
+            .config
+            .all_identities()
+            .filter_map(|i| i.egress.as_ref().map(|e| e.redirect_uri.clone()))
+            .collect();
+        assert_eq!(
+            redirects,
+            [
+                "http://localhost:8080/callback/github",
+                "http://localhost:8080/callback/google"
+            ]
+        );
+    }
+
+    #[test]
     fn errors_on_secret_keys_never_show_the_value() {
         let head =
             "ingress:\n  kind: oidc_m2m\n  client_id: a\n  issuer: https://idp.example.com/\n";

@@ -533,12 +533,15 @@ pub struct UnwritableTargets {
     pub targets: Vec<crate::status::UnwritableTarget>,
 }
 
-/// The variables a hook inherits: PATH, HOME, LANG and mcp-credd's own settings. Nothing
+/// The variables a hook inherits: PATH, HOME, LANG, the session bus (so that the
+/// README's `notify-send` hook reaches the desktop) and mcp-credd's own settings. Nothing
 /// else: the daemon's environment may hold client secrets and passwords.
 pub const HOOK_ENV: &[&str] = &[
     "PATH",
     "HOME",
     "LANG",
+    "XDG_RUNTIME_DIR",
+    "DBUS_SESSION_BUS_ADDRESS",
     "MCP_CREDD_CONFIG",
     "MCP_CREDD_ENV_FILE",
     "MCP_CREDD_TOKENS_DIR",

@@ -158,7 +158,108 @@ fn client(
     if let Some(ep) = &c.endpoint_url {
         b = b.endpoint_url(ep);
     }
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    b = b.http_client(sdk_http::client(&env));
     Ok(cip::Client::from_conf(b.build()))
+}
+
+/// The SDK's HTTP client, built like its default (hyper, rustls with aws-lc) but with our
+/// rules: no proxy for plain http (which goes only to loopback), `HTTPS_PROXY`/`ALL_PROXY`
+/// (minus `NO_PROXY`) for https only, and every reply read with the 1 MiB cap. The SDK's
+/// own default follows `HTTP_PROXY` for a plain-http endpoint and reads replies unbounded.
+mod sdk_http {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::{Builder, ConnectorBuilder, tls};
+    use aws_smithy_runtime_api::client::http::{
+        HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+        SharedHttpConnector,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+    use aws_smithy_types::body::SdkBody;
+    use http_body_util::BodyExt;
+
+    use crate::identity::oauth::REPLY_MAX;
+
+    pub const TOO_BIG: &str = "the reply is larger than 1024 KiB; refused";
+
+    pub fn client(env: &dyn Fn(&str) -> Option<String>) -> SharedHttpClient {
+        let https_proxy = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+            .iter()
+            .find_map(|k| env(k));
+        let no_proxy = ["NO_PROXY", "no_proxy"].iter().find_map(|k| env(k));
+        let proxy = match https_proxy.map(|p| ProxyConfig::https(p.as_str())) {
+            Some(Ok(c)) => match &no_proxy {
+                Some(n) => c.no_proxy(n),
+                None => c,
+            },
+            Some(Err(_)) => {
+                tracing::warn!("HTTPS_PROXY (or ALL_PROXY) is not a valid proxy URL; not using it");
+                ProxyConfig::disabled()
+            }
+            None => ProxyConfig::disabled(),
+        };
+        let inner = Builder::new().build_with_connector_fn(move |settings, components| {
+            let mut cb = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ));
+            cb.set_connector_settings(settings.cloned());
+            if let Some(c) = components {
+                cb.set_sleep_impl(c.sleep_impl());
+            }
+            cb.set_proxy_config(Some(proxy.clone()));
+            cb.build()
+        });
+        SharedHttpClient::new(Capped(inner))
+    }
+
+    #[derive(Debug)]
+    struct Capped(SharedHttpClient);
+
+    impl HttpClient for Capped {
+        fn http_connector(
+            &self,
+            settings: &HttpConnectorSettings,
+            components: &RuntimeComponents,
+        ) -> SharedHttpConnector {
+            SharedHttpConnector::new(CappedConnector(self.0.http_connector(settings, components)))
+        }
+    }
+
+    #[derive(Debug)]
+    struct CappedConnector(SharedHttpConnector);
+
+    impl HttpConnector for CappedConnector {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+            let fut = self.0.call(request);
+            HttpConnectorFuture::new(async move {
+                let mut resp = fut.await?;
+                let too_big = || ConnectorError::other(TOO_BIG.into(), None);
+                if resp
+                    .headers()
+                    .get("content-length")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .is_some_and(|n| n > REPLY_MAX as u64)
+                {
+                    return Err(too_big());
+                }
+                let mut body = resp.take_body();
+                let mut buf = Vec::new();
+                while let Some(frame) = body.frame().await {
+                    let frame = frame.map_err(ConnectorError::io)?;
+                    if let Ok(data) = frame.into_data() {
+                        if buf.len() + data.len() > REPLY_MAX {
+                            return Err(too_big());
+                        }
+                        buf.extend_from_slice(&data);
+                    }
+                }
+                *resp.body_mut() = SdkBody::from(buf);
+                Ok(resp)
+            })
+        }
+    }
 }
 
 fn sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
@@ -178,6 +279,9 @@ fn sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt:
             "Cognito {during} for `{username}`: {}",
             if d.is_timeout() {
                 "timed out"
+            } else if d.is_other() {
+                // Our own cap is the one "other" connector error.
+                sdk_http::TOO_BIG
             } else {
                 "could not connect"
             }

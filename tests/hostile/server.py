@@ -60,6 +60,8 @@ class Handler(BaseHTTPRequestHandler):
             self.rfile.read(length)
         self.record()
         target = self.path
+        if self.headers.get("X-Amz-Target", "") and target.startswith("/big"):
+            return self.endless(True)
         if self.headers.get("X-Amz-Target", "").startswith("AWSCognitoIdentityProviderService."):
             # A Cognito API reply the SDK cannot parse, with tokens in it.
             return self.reply(200, '{"AuthenticationResult": {"AccessToken": "LEAKED-ACCESS-TOKEN", '
@@ -77,6 +79,11 @@ class Handler(BaseHTTPRequestHandler):
             return self.endless(False)
         if path == "/big/.well-known/openid-configuration":
             return self.endless(True)
+        if path == "/device/auth":
+            return self.reply(200, json.dumps({
+                "device_code": "dc", "user_code": "AB\x1b]0;pwned\x07CD",
+                "verification_uri": f"http://127.0.0.1:{self.server.server_address[1]}/device\r\nFORGED",
+                "expires_in": 2, "interval": 1}))
         if path == "/escape/token":
             return self.reply(400, json.dumps({"error": "invalid_client", "error_description": ESC}))
         if path == "/crlf/token":
