@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need, on a fresh machine: the local identity
 # provider's Node packages (oidc-provider, playwright-core), Chromium (headless
-# browser login), systemd-analyze and moto. Idempotent and quick when already installed.
+# browser login), systemd-analyze, moto and the MCP Python SDK. Idempotent and quick when already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,4 +37,15 @@ if ! "$venv/bin/python" -c "import moto, boto3, sys; sys.exit(moto.__version__ !
   echo "test-deps: installing moto $MOTO_VERSION into $venv" >&2
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[cognitoidp,server]==$MOTO_VERSION"
+fi
+
+# The official MCP Python SDK: a protected MCP server and the client that must get in with
+# what mcp-credd wrote (tests/mcp), in its own virtualenv.
+MCP_VERSION=2.3.0
+mvenv=tests/mcp/.venv
+if ! "$mvenv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('mcp') != '$MCP_VERSION')" 2>/dev/null; then
+  need python3 "Python 3 runs the MCP test server and client"
+  echo "test-deps: installing mcp $MCP_VERSION into $mvenv" >&2
+  python3 -m venv "$mvenv"
+  "$mvenv/bin/pip" install --quiet --disable-pip-version-check "mcp==$MCP_VERSION"
 fi

@@ -13,6 +13,12 @@ pub fn endpoint_of(id: &IdentityConfig) -> String {
     match &id.endpoint {
         Endpoint::TokenUrl(u) => u.clone(),
         Endpoint::Discovery { url, .. } => url.clone(),
+        Endpoint::McpServer {
+            server_url,
+            authorization_server,
+        } => authorization_server
+            .clone()
+            .unwrap_or_else(|| server_url.clone()),
         Endpoint::CognitoApi => match id.cognito.as_ref().and_then(|c| c.endpoint_url.clone()) {
             Some(u) => u,
             None => format!(

@@ -230,6 +230,7 @@ async fn probe(http: &Http, id: &IdentityConfig, now: Ts, out: &mut Vec<Finding>
     let (url, what) = match &id.endpoint {
         Endpoint::TokenUrl(u) => (u.clone(), "token endpoint"),
         Endpoint::Discovery { url, .. } => (url.clone(), "discovery document"),
+        Endpoint::McpServer { server_url, .. } => (server_url.clone(), "MCP server"),
         Endpoint::CognitoApi => match id.cognito.as_ref().and_then(|c| c.endpoint_url.clone()) {
             Some(u) => (u, "Cognito API"),
             None => (

@@ -12,6 +12,7 @@ pub mod exit;
 pub mod identity;
 pub mod init;
 pub mod login;
+pub mod mcpauth;
 pub mod providers;
 pub mod refresh;
 pub mod render;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::clock::{Clock, Ts};
-use crate::config::{IdentityConfig, IdentityKind, RefreshPolicy};
+use crate::config::{Endpoint, IdentityConfig, IdentityKind, RefreshPolicy};
 use crate::identity::oauth::{Http, client_credentials, resolve_token_endpoint};
 use crate::identity::reply::{TokenReply, expiry_of};
 use crate::identity::{FailureKind, FetchError};
@@ -309,6 +309,45 @@ async fn refresh_egress(
     }
 }
 
+/// An MCP server's machine identity: discovery, client_credentials with the server as
+/// `resource` and the discovered scopes, then one request to the server with the new
+/// token, so a token the server refuses (too few scopes, wrong audience) is never stored.
+async fn mcp_client_credentials(
+    id: &IdentityConfig,
+    ctx: &Ctx<'_>,
+    server_url: &str,
+    authorization_server: Option<&str>,
+) -> Result<TokenRecord, FetchError> {
+    let d =
+        crate::mcpauth::discover::discover(ctx.http, server_url, authorization_server, &id.scopes)
+            .await?;
+    if !d.server.grant_types_supported.is_empty()
+        && !d
+            .server
+            .grant_types_supported
+            .iter()
+            .any(|g| g == "client_credentials")
+    {
+        return Err(FetchError::permanent(format!(
+            "authorization server {} does not offer the client_credentials grant (grant_types_supported); use `auth: oauth` and `mcp-credd login`, or ask its operator",
+            d.server.issuer
+        )));
+    }
+    let mut asking = id.clone();
+    asking.scopes = d.scopes.clone();
+    let url = d.server.token_endpoint.clone();
+    let sent_at = ctx.clock.now();
+    let reply = client_credentials(ctx.http, &asking, &url).await?;
+    crate::mcpauth::discover::check_token(
+        ctx.http,
+        server_url,
+        reply.access_token.expose(),
+        &asking.scopes,
+    )
+    .await?;
+    Ok(build_record(id, &reply, sent_at, &url))
+}
+
 /// Is `rec` a token of this identity as configured now? See `crate::binding`.
 pub fn belongs_to(rec: &TokenRecord, id: &IdentityConfig) -> bool {
     crate::binding::matches(rec, id)
@@ -413,6 +452,14 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
             let reply = cognito::obtain(id, mine, &ctx.http.policy).await?;
             let endpoint = crate::binding::endpoint_of(id);
             return Ok(build_record(id, &reply, sent_at, &endpoint));
+        }
+        if let Endpoint::McpServer {
+            server_url,
+            authorization_server,
+        } = &id.endpoint
+        {
+            return mcp_client_credentials(id, ctx, server_url, authorization_server.as_deref())
+                .await;
         }
         let url = resolve_token_endpoint(ctx.http, id).await?;
         let sent_at = ctx.clock.now();

@@ -136,3 +136,39 @@ servers:
         "{f:?}"
     );
 }
+
+#[test]
+fn doctor_flags_a_token_from_an_issuer_the_config_no_longer_names() {
+    let a = Idp::start(&[]);
+    let b = Idp::start(&[]);
+    let sb = Sandbox::new();
+    let config = |issuer: &str| {
+        format!(
+            "gateway_url: https://gw.example.com
+ingress:
+  kind: oidc_m2m
+  issuer: {issuer}
+  client_id: m2m-client
+  client_secret: {{env: SEC}}
+servers:
+  - name: currenttime
+"
+        )
+    };
+    let env = [("SEC", "m2m-secret")];
+    sb.write_config(&config(&a.base()));
+    assert_eq!(sb.run_env(&[], &env).code, 0);
+    sb.write_config(&config(&b.base()));
+    let r = sb.run_env(&["doctor", "--json"], &env);
+    assert_eq!(r.code, 1, "{r:?}");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let flagged = v.as_array().unwrap().iter().any(|x| {
+        x["level"] == "fail"
+            && x["check"] == "token ingress"
+            && x["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("issued by `{}", a.base()))
+    });
+    assert!(flagged, "{v:#}");
+}

@@ -171,6 +171,7 @@ ingress:
   domain: {}
 servers:
   - name: currenttime
+on_error: [/bin/sh, -c, 'echo \"$MCP_CREDD_EVENT $MCP_CREDD_IDENTITY $MCP_CREDD_MESSAGE\" >> \"$HOME/.oauth-tokens/hook.log\"']
 editors:
   - {{format: cursor, path: ~/my proj/.cursor/mcp.json}}
 {extra}",
@@ -273,6 +274,13 @@ editors:
         "{}",
         m.show(UNIT, "StatusText")
     );
+    // ... and through on_error, once.
+    let hook_log = m.path(".oauth-tokens/hook.log");
+    m.wait(10, "the on_error hook", UNIT, || {
+        std::fs::read_to_string(&hook_log).is_ok_and(|t| t.contains("elsewhere/.cursor"))
+    });
+    let log = std::fs::read_to_string(&hook_log).unwrap();
+    assert!(log.starts_with("error editors "), "{log}");
     // doctor compares the installed unit with the config and says what to run.
     let r = run(m.mcp_credd(&["--config", cfg_s, "doctor", "--json"], &home));
     assert_eq!(r.code, 1, "{r:?}");

@@ -119,6 +119,9 @@ pub enum ClientAuth {
     Basic,
     /// `client_id` and `client_secret` in the form body.
     Post,
+    /// A JWT signed with the client's private key (RFC 7523). The identity's
+    /// `client_secret` then holds the PEM private key.
+    PrivateKeyJwt,
 }
 
 /// Where the token endpoint comes from, in the order the config allows.
@@ -133,6 +136,14 @@ pub enum Endpoint {
     Discovery {
         url: String,
         fallback: Option<String>,
+    },
+    /// An MCP server that announces its authorization (the MCP authorization spec):
+    /// probe it, read its protected resource metadata, then its authorization server's
+    /// metadata; or go straight to `authorization_server` when the config names one.
+    McpServer {
+        /// The server's canonical URL: the `resource` of every token request.
+        server_url: String,
+        authorization_server: Option<String>,
     },
 }
 
@@ -149,6 +160,7 @@ pub struct IdentityConfig {
     pub provider_label: String,
     pub client_id: String,
     /// Required for the M2M kinds; optional for `cognito_password` (public app clients).
+    /// With `ClientAuth::PrivateKeyJwt`, the PEM private key that signs the assertions.
     pub client_secret: Option<Secret>,
     pub scopes: Vec<String>,
     pub endpoint: Endpoint,

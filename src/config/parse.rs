@@ -207,14 +207,18 @@ enum RawBearer {
 enum RawClientAuth {
     Basic,
     Post,
+    PrivateKeyJwt,
 }
 
-/// `auth:` of a server: `gateway`, `none`, or `{identity: NAME, header: H, scheme: S}`.
+/// `auth:` of a server: `gateway`, `none`, `oauth`, `{identity: NAME, header: H, scheme: S}`
+/// or `{oauth: {...}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum RawServerAuth {
     Gateway,
     None,
     Identity(RawBinding),
+    /// The MCP server announces its authorization; `None` for the bare `auth: oauth`.
+    Oauth(Option<RawOauth>),
 }
 
 #[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -226,27 +230,82 @@ struct RawBinding {
     gateway: Option<bool>,
 }
 
+/// `auth: {oauth: {...}}` of a server.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOauth {
+    grant: Option<RawGrant>,
+    client_id: Option<String>,
+    client_secret: Option<SecretSpec>,
+    private_key: Option<SecretSpec>,
+    scopes: Option<Scopes>,
+    authorization_server: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum RawGrant {
+    ClientCredentials,
+    AuthorizationCode,
+}
+
+/// The map form of a server's `auth:`: a binding or `oauth:`.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawAuthMap {
+    identity: Option<String>,
+    header: Option<String>,
+    scheme: Option<String>,
+    gateway: Option<bool>,
+    oauth: Option<RawOauth>,
+}
+
 impl<'de> Deserialize<'de> for RawServerAuth {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = RawServerAuth;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("`gateway`, `none` or {identity: NAME, header: HEADER}")
+                f.write_str(
+                    "`gateway`, `none`, `oauth`, {identity: NAME, header: HEADER} or {oauth: {...}}",
+                )
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawServerAuth, E> {
                 match v {
                     "gateway" => Ok(RawServerAuth::Gateway),
                     "none" => Ok(RawServerAuth::None),
-                    other => Err(E::unknown_variant(other, &["gateway", "none"])),
+                    "oauth" => Ok(RawServerAuth::Oauth(None)),
+                    other => Err(E::unknown_variant(other, &["gateway", "none", "oauth"])),
                 }
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 m: A,
             ) -> Result<RawServerAuth, A::Error> {
-                RawBinding::deserialize(serde::de::value::MapAccessDeserializer::new(m))
-                    .map(RawServerAuth::Identity)
+                use serde::de::Error;
+                let raw = RawAuthMap::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
+                match (raw.identity, raw.oauth) {
+                    (Some(_), Some(_)) => Err(A::Error::custom(
+                        "give either `identity` or `oauth`, not both",
+                    )),
+                    (Some(identity), None) => Ok(RawServerAuth::Identity(RawBinding {
+                        identity,
+                        header: raw.header,
+                        scheme: raw.scheme,
+                        gateway: raw.gateway,
+                    })),
+                    (None, Some(o)) => {
+                        if raw.header.is_some() || raw.scheme.is_some() || raw.gateway.is_some() {
+                            return Err(A::Error::custom(
+                                "`header`, `scheme` and `gateway` go with `identity`, not with `oauth` (its token is sent as Authorization: Bearer)",
+                            ));
+                        }
+                        Ok(RawServerAuth::Oauth(Some(o)))
+                    }
+                    (None, None) => Err(A::Error::custom(
+                        "missing `identity: NAME` or `oauth: {...}`",
+                    )),
+                }
             }
         }
         d.deserialize_any(V)
@@ -277,6 +336,7 @@ struct RawIdentity {
     discovery_url: Option<String>,
     // oidc_m2m
     issuer: Option<String>,
+    private_key: Option<SecretSpec>,
     audience: Option<String>,
     resource: Option<String>,
     // cognito_password
@@ -789,6 +849,34 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
         };
         let auth = match &s.auth {
             Some(RawServerAuth::None) => ServerAuth::None,
+            Some(RawServerAuth::Oauth(o)) => {
+                let id = mcp_identity(
+                    &ctx,
+                    &format!("{key}.auth"),
+                    &s.name,
+                    &url,
+                    o.as_ref(),
+                    lookup,
+                    base,
+                    &mut literal_secrets,
+                )?;
+                if identities
+                    .iter()
+                    .any(|i: &IdentityConfig| i.name == id.name)
+                {
+                    return Err(ctx.err(
+                        &format!("{key}.name"),
+                        format!("an identity is already named `{}`; a server with `auth: oauth` gets an identity of its own name, so rename one of them", id.name),
+                    ));
+                }
+                identities.push(id);
+                ServerAuth::Identity {
+                    name: s.name.clone(),
+                    header: "Authorization".into(),
+                    scheme: "Bearer".into(),
+                    gateway: false,
+                }
+            }
             Some(RawServerAuth::Identity(b)) => {
                 if !identities
                     .iter()
@@ -1087,25 +1175,50 @@ fn identity(
         Some(c) if !c.is_empty() => c.clone(),
         _ => return Err(ctx.err(key, "missing `client_id`")),
     };
-    let client_secret = match &r.client_secret {
-        Some(spec) => {
-            if matches!(spec, SecretSpec::Literal(_)) {
-                literal_secrets.push(k("client_secret"));
-            }
-            Some(resolve_secret(
-                ctx,
-                &k("client_secret"),
-                spec,
-                lookup,
-                base,
-            )?)
+    if r.private_key.is_some() && kind != IdentityKind::OidcM2m {
+        return Err(ctx.err(
+            &k("private_key"),
+            format!(
+                "`private_key` does not apply to kind {} (private_key_jwt is for oidc_m2m)",
+                kind.as_str()
+            ),
+        ));
+    }
+    let credential = client_credential(
+        ctx,
+        key,
+        r.client_secret.as_ref(),
+        r.private_key.as_ref(),
+        lookup,
+        base,
+        literal_secrets,
+    )?;
+    let client_auth = match (r.client_auth, &credential) {
+        (Some(RawClientAuth::PrivateKeyJwt), Some((_, ClientAuth::PrivateKeyJwt)))
+        | (None, Some((_, ClientAuth::PrivateKeyJwt))) => ClientAuth::PrivateKeyJwt,
+        (Some(RawClientAuth::PrivateKeyJwt), _) => {
+            return Err(ctx.err(
+                &k("client_auth"),
+                "private_key_jwt needs `private_key` (a PEM file: {file: PATH})",
+            ));
         }
+        (Some(_), Some((_, ClientAuth::PrivateKeyJwt))) => {
+            return Err(ctx.err(
+                &k("client_auth"),
+                "with `private_key` the client authenticates with private_key_jwt; remove `client_auth` or set it to private_key_jwt",
+            ));
+        }
+        (Some(RawClientAuth::Post), _) => ClientAuth::Post,
+        _ => ClientAuth::Basic,
+    };
+    let client_secret = match credential {
+        Some((s, _)) => Some(s),
         // A Cognito app client without a secret (a public client) can sign users in.
         None if kind == IdentityKind::CognitoPassword => None,
         None => {
             return Err(ctx.err(
                 key,
-                "missing `client_secret`; write {env: VARIABLE}, {file: PATH} or the value",
+                "missing `client_secret`; write {env: VARIABLE}, {file: PATH} or the value (oidc_m2m also takes `private_key`)",
             ));
         }
     };
@@ -1228,10 +1341,7 @@ fn identity(
         client_secret,
         scopes: r.scopes.clone().unwrap_or_default().0,
         endpoint,
-        client_auth: match r.client_auth {
-            Some(RawClientAuth::Post) => ClientAuth::Post,
-            _ => ClientAuth::Basic,
-        },
+        client_auth,
         audience: r.audience.clone(),
         resource: r.resource.clone(),
         region,
@@ -1239,6 +1349,127 @@ fn identity(
         extra_fields: Vec::new(),
         extra_headers: Vec::new(),
         cognito,
+        egress: None,
+    })
+}
+
+/// How a client proves itself at the token endpoint: a secret, or a private key for
+/// `private_key_jwt` (checked here, so a key that cannot sign is a config error).
+#[allow(clippy::too_many_arguments)] // The parser's context, passed through.
+fn client_credential(
+    ctx: &Ctx,
+    key: &str,
+    client_secret: Option<&SecretSpec>,
+    private_key: Option<&SecretSpec>,
+    lookup: &dyn Lookup,
+    base: Option<&Path>,
+    literal_secrets: &mut Vec<String>,
+) -> Result<Option<(Secret, ClientAuth)>, ConfigError> {
+    let k = |field: &str| format!("{key}.{field}");
+    match (client_secret, private_key) {
+        (Some(_), Some(_)) => Err(ctx.err(
+            &k("private_key"),
+            "give `client_secret` or `private_key`, not both",
+        )),
+        (Some(spec), None) => {
+            if matches!(spec, SecretSpec::Literal(_)) {
+                literal_secrets.push(k("client_secret"));
+            }
+            Ok(Some((
+                resolve_secret(ctx, &k("client_secret"), spec, lookup, base)?,
+                ClientAuth::Basic,
+            )))
+        }
+        (None, Some(spec)) => {
+            if matches!(spec, SecretSpec::Literal(_)) {
+                literal_secrets.push(k("private_key"));
+            }
+            let pem = resolve_secret(ctx, &k("private_key"), spec, lookup, base)?;
+            crate::identity::assertion::SigningKey::from_pem(pem.expose())
+                .map_err(|m| ctx.err(&k("private_key"), m))?;
+            Ok(Some((pem, ClientAuth::PrivateKeyJwt)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// The identity of an MCP server with `auth: oauth`: named after the server, its token
+/// bound to the server's canonical URL as `resource`, its endpoints found by discovery.
+#[allow(clippy::too_many_arguments)] // The parser's context, passed through.
+fn mcp_identity(
+    ctx: &Ctx,
+    key: &str,
+    server: &str,
+    url: &str,
+    o: Option<&RawOauth>,
+    lookup: &dyn Lookup,
+    base: Option<&Path>,
+    literal_secrets: &mut Vec<String>,
+) -> Result<IdentityConfig, ConfigError> {
+    let key = format!("{key}.oauth");
+    let k = |field: &str| format!("{key}.{field}");
+    let empty = RawOauth::default();
+    let o = o.unwrap_or(&empty);
+    let server_key = key.trim_end_matches(".auth.oauth").to_string();
+    let resource = crate::mcpauth::canonical_resource(url)
+        .map_err(|m| ctx.err(&format!("{server_key}.url"), m))?;
+    match o.grant {
+        Some(RawGrant::ClientCredentials) => {}
+        None | Some(RawGrant::AuthorizationCode) => {
+            return Err(ctx.err(
+                &key,
+                "the interactive login for MCP servers (`auth: oauth` without `grant: client_credentials`) is not available in this version; use `oauth: {grant: client_credentials, client_id: ..., client_secret or private_key: ...}` with a client registered at the server's authorization server",
+            ));
+        }
+    }
+    let client_id = match &o.client_id {
+        Some(c) if !c.is_empty() => c.clone(),
+        _ => {
+            return Err(ctx.err(
+                &key,
+                "missing `client_id` (the client registered for this agent at the authorization server)",
+            ));
+        }
+    };
+    let Some((secret, client_auth)) = client_credential(
+        ctx,
+        &key,
+        o.client_secret.as_ref(),
+        o.private_key.as_ref(),
+        lookup,
+        base,
+        literal_secrets,
+    )?
+    else {
+        return Err(ctx.err(
+            &key,
+            "missing `client_secret` or `private_key`; write {env: VARIABLE}, {file: PATH} or the value",
+        ));
+    };
+    let authorization_server = match &o.authorization_server {
+        Some(a) => Some(url_key(ctx, &k("authorization_server"), a)?),
+        None => None,
+    };
+    Ok(IdentityConfig {
+        name: server.to_string(),
+        file_name: format!("{server}.json"),
+        kind: IdentityKind::OidcM2m,
+        provider_label: "mcp_oauth".into(),
+        client_id,
+        client_secret: Some(secret),
+        scopes: o.scopes.clone().unwrap_or_default().0,
+        endpoint: Endpoint::McpServer {
+            server_url: resource.clone(),
+            authorization_server,
+        },
+        client_auth,
+        audience: None,
+        resource: Some(resource),
+        region: None,
+        user_pool_id: None,
+        extra_fields: Vec::new(),
+        extra_headers: Vec::new(),
+        cognito: None,
         egress: None,
     })
 }
@@ -1950,5 +2181,168 @@ mod bad_input {
         }
         // A huge value is not an error by itself, and parses quickly.
         assert!(parse(&huge, Path::new("/c.yaml"), &L).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod mcp_oauth_tests {
+    use super::*;
+
+    struct L;
+    impl Lookup for L {
+        fn env(&self, name: &str) -> Option<String> {
+            (name == "AGENT_SECRET").then(|| "s3cret".to_string())
+        }
+        fn read_file(&self, p: &Path) -> std::io::Result<String> {
+            match p.to_str() {
+                Some("/k.pem") => Ok(include_str!("../identity/testdata/ec-test.pem").into()),
+                Some("/bad.pem") => {
+                    Ok("-----BEGIN PRIVATE KEY-----\nbm9wZQ==\n-----END PRIVATE KEY-----\n".into())
+                }
+                _ => Err(std::io::ErrorKind::NotFound.into()),
+            }
+        }
+        fn home_dir(&self) -> Option<PathBuf> {
+            Some("/h".into())
+        }
+    }
+
+    fn parse_str(text: &str) -> Result<Config, String> {
+        parse(text, Path::new("/c.yaml"), &L)
+            .map(|p| p.config)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn client_credentials_servers_get_an_identity_of_their_own() {
+        let c = parse_str(
+            "servers:\n  - name: reports\n    url: HTTPS://Reports.example.com:443/mcp\n    auth:\n      oauth:\n        grant: client_credentials\n        client_id: reports-agent\n        private_key: {file: /k.pem}\n  - name: calc\n    url: https://calc.example.com/mcp\n    auth:\n      oauth:\n        grant: client_credentials\n        client_id: calc-agent\n        client_secret: {env: AGENT_SECRET}\n        scopes: [mcp:tools]\n        authorization_server: https://as.example.com/t1\n",
+        )
+        .unwrap();
+        let r = c.identity("reports").unwrap();
+        assert_eq!(r.file_name, "reports.json");
+        assert_eq!(r.client_auth, ClientAuth::PrivateKeyJwt);
+        assert_eq!(
+            r.resource.as_deref(),
+            Some("https://reports.example.com/mcp")
+        );
+        assert_eq!(
+            r.endpoint,
+            Endpoint::McpServer {
+                server_url: "https://reports.example.com/mcp".into(),
+                authorization_server: None
+            }
+        );
+        let k = c.identity("calc").unwrap();
+        assert_eq!(k.client_auth, ClientAuth::Basic);
+        assert_eq!(k.client_secret.as_ref().unwrap().expose(), "s3cret");
+        assert_eq!(k.scopes, ["mcp:tools"]);
+        assert_eq!(
+            k.endpoint,
+            Endpoint::McpServer {
+                server_url: "https://calc.example.com/mcp".into(),
+                authorization_server: Some("https://as.example.com/t1".into())
+            }
+        );
+        assert_eq!(
+            c.servers[1].auth,
+            ServerAuth::Identity {
+                name: "calc".into(),
+                header: "Authorization".into(),
+                scheme: "Bearer".into(),
+                gateway: false
+            }
+        );
+    }
+
+    #[test]
+    fn oauth_errors_name_file_line_and_key() {
+        let srv = "servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth:\n        grant: client_credentials\n";
+        let e = parse_str(&format!(
+            "{srv}        client_id: a\n        private_key: {{file: /bad.pem}}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.starts_with(
+                "/c.yaml:8: servers[0].auth.oauth.private_key: the private key is neither"
+            ),
+            "{e}"
+        );
+        assert!(!e.contains("bm9wZQ"), "{e}");
+        let e = parse_str(&format!("{srv}        client_id: a\n")).unwrap_err();
+        assert!(
+            e.contains("servers[0].auth.oauth: missing `client_secret` or `private_key`"),
+            "{e}"
+        );
+        let e = parse_str(&format!("{srv}        client_id: a\n        client_secret: x\n        private_key: {{file: /k.pem}}\n")).unwrap_err();
+        assert!(e.contains(":9: servers[0].auth.oauth.private_key: give `client_secret` or `private_key`, not both"), "{e}");
+        let e = parse_str(&format!("{srv}        client_id: a\n        client_secret: x\n        authorization_server: http://as.example.com\n")).unwrap_err();
+        assert!(e.contains(":9: servers[0].auth.oauth.authorization_server: `http://as.example.com` uses plain http"), "{e}");
+        let e = parse_str(&format!(
+            "{srv}        client_id: a\n        client_sceret: x\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains(":8: servers[0].auth.oauth.client_sceret") || e.contains("client_sceret"),
+            "{e}"
+        );
+        assert!(e.contains("unknown"), "{e}");
+        let e = parse_str(
+            "servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth: oauth\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains(":4: servers[0].auth.oauth: the interactive login for MCP servers"),
+            "{e}"
+        );
+        let e = parse_str("servers:\n  - name: r\n    url: https://r.example.com/mcp#x\n    auth:\n      oauth: {grant: client_credentials, client_id: a, client_secret: b}\n").unwrap_err();
+        assert!(
+            e.contains(":3: servers[0].url: `https://r.example.com/mcp#x` has a fragment"),
+            "{e}"
+        );
+        let e = parse_str("identities:\n  r:\n    kind: oidc_m2m\n    client_id: c\n    client_secret: s\n    token_url: https://t.example.com/\nservers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth: {grant: client_credentials, client_id: a, client_secret: b}\n").unwrap_err();
+        assert!(
+            e.contains(":8: servers[0].name: an identity is already named `r`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn oidc_m2m_takes_a_private_key() {
+        let base = "ingress:\n  kind: oidc_m2m\n  client_id: a\n  token_url: https://t.example.com/token\n";
+        let c = parse_str(&format!("{base}  private_key: {{file: /k.pem}}\n")).unwrap();
+        assert_eq!(
+            c.ingress.as_ref().unwrap().client_auth,
+            ClientAuth::PrivateKeyJwt
+        );
+        let c = parse_str(&format!(
+            "{base}  private_key: {{file: /k.pem}}\n  client_auth: private_key_jwt\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.ingress.as_ref().unwrap().client_auth,
+            ClientAuth::PrivateKeyJwt
+        );
+        let e = parse_str(&format!(
+            "{base}  private_key: {{file: /k.pem}}\n  client_auth: post\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains(":6: ingress.client_auth: with `private_key`"),
+            "{e}"
+        );
+        let e = parse_str(&format!(
+            "{base}  client_secret: x\n  client_auth: private_key_jwt\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains(":6: ingress.client_auth: private_key_jwt needs `private_key`"),
+            "{e}"
+        );
+        let e = parse_str("ingress:\n  kind: cognito_m2m\n  client_id: a\n  domain: d\n  region: eu-west-1\n  private_key: {file: /k.pem}\n").unwrap_err();
+        assert!(
+            e.contains(":6: ingress.private_key: `private_key` does not apply to kind cognito_m2m"),
+            "{e}"
+        );
     }
 }

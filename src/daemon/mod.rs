@@ -216,7 +216,7 @@ impl Daemon {
             if !before.iter().any(|(p, _)| p == path)
                 && let Some(argv) = &self.config.hooks.on_error
             {
-                run_hook(argv, "error", path, why);
+                run_hook(argv, "error", "editors", &format!("{path}: {why}"));
             }
         }
         let now = crate::timefmt::rfc3339(self.clock.now());
@@ -735,6 +735,7 @@ mod tests {
         Ok,
         Transient,
         Permanent,
+        Hang,
     }
 
     struct Harness {
@@ -747,6 +748,10 @@ mod tests {
     }
 
     fn start(answers: Vec<Answer>) -> Harness {
+        start_with(answers, true)
+    }
+
+    fn start_with(answers: Vec<Answer>, notify_reload: bool) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let tokens = dir.path().join("tokens");
         let (store, _) = Store::open(&tokens).unwrap();
@@ -776,7 +781,7 @@ mod tests {
             loader,
         )
         .unwrap();
-        d.notify_reload = true;
+        d.notify_reload = notify_reload;
         let (c2, k2) = (calls.clone(), clock.clone());
         let answers = Arc::new(Mutex::new(answers));
         d.refresher = Some(Arc::new(move |_id, forced| {
@@ -784,10 +789,17 @@ mod tests {
                 (c2.clone(), k2.clone(), answers.clone(), store.clone());
             Box::pin(async move {
                 calls.lock().unwrap().push(forced);
-                let mut a = answers.lock().unwrap();
-                let answer = if a.len() > 1 { a.remove(0) } else { a[0] };
+                let answer = {
+                    let mut a = answers.lock().unwrap();
+                    if a.len() > 1 { a.remove(0) } else { a[0] }
+                };
+                if let Answer::Hang = answer {
+                    // A provider that never answers (or a login nobody completes).
+                    std::future::pending::<()>().await;
+                }
                 let now = clock.now();
                 match answer {
+                    Answer::Hang => unreachable!("never answers"),
                     Answer::Ok => {
                         // Like the real refresher: the token is stored before it is reported.
                         let r = record(now, 60 * MIN);
@@ -913,6 +925,29 @@ mod tests {
         h.tx.send(Event::RefreshAll).await.unwrap();
         h.idle(100).await;
         assert_eq!(*h.calls.lock().unwrap(), vec![false, true]);
+        h.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ready_at_once_and_no_reloading_unless_the_unit_type_uses_it() {
+        // The first refresh never finishes: systemd still hears READY=1 at once.
+        let h = start_with(vec![Answer::Hang], false);
+        h.idle(100).await;
+        let first = h.messages();
+        assert_eq!(h.calls(), 1, "the refresh is in flight");
+        assert_eq!(
+            first.first().map(String::as_str),
+            Some("READY=1"),
+            "{first:?}"
+        );
+        h.tx.send(Event::Reload).await.unwrap();
+        h.idle(500).await;
+        let msgs = h.messages();
+        assert!(
+            !msgs.iter().any(|m| m.starts_with("RELOADING=1")),
+            "Type=notify (systemd < 253) gets no RELOADING=1: {msgs:?}"
+        );
+        assert!(msgs.iter().any(|m| m == "READY=1"), "{msgs:?}");
         h.stop().await;
     }
 

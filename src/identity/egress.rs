@@ -177,7 +177,10 @@ pub async fn device_start(http: &Http, id: &IdentityConfig) -> Result<DeviceStar
             form.push(("client_id", id.client_id.clone()));
             form.push(("client_secret", s.expose().to_string()));
         }
-        (None, _) => form.push(("client_id", id.client_id.clone())),
+        // Provider logins never sign assertions (the config offers it to M2M only).
+        (Some(_), crate::config::ClientAuth::PrivateKeyJwt) | (None, _) => {
+            form.push(("client_id", id.client_id.clone()))
+        }
     }
     let mut req = http
         .client_for(url)

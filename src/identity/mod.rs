@@ -1,6 +1,7 @@
 //! Ways of getting a token. `reply` and `jwt` are pure parsers; `oauth` talks to token
 //! endpoints and discovery documents over HTTP.
 
+pub mod assertion;
 pub mod cognito;
 pub mod egress;
 pub mod jwt;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use tracing::{debug, warn};
 
+use super::assertion::{ASSERTION_TYPE, SigningKey, random_jti};
 use super::reply::{self, ReplyError, TokenReply};
 use super::{FailureKind, FetchError};
 use crate::config::{ClientAuth, Endpoint, HttpPolicy, IdentityConfig, check_endpoint_url};
@@ -158,6 +159,19 @@ pub async fn revoke(
             form.push(("client_id", client_id.to_string()));
             form.push(("client_secret", s.to_string()));
         }
+        (ClientAuth::PrivateKeyJwt, Some(pem)) => {
+            let key = SigningKey::from_pem(pem).map_err(FetchError::permanent)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            form.push(("client_id", client_id.to_string()));
+            form.push(("client_assertion_type", ASSERTION_TYPE.to_string()));
+            form.push((
+                "client_assertion",
+                key.assertion(client_id, url, now, random_jti())
+                    .map_err(FetchError::permanent)?,
+            ));
+        }
         (_, None) => form.push(("client_id", client_id.to_string())),
     }
     let resp = req.form(&form).send().await.map_err(|e| {
@@ -194,12 +208,12 @@ fn basic_auth(id: &str, secret: &str) -> String {
     )
 }
 
-fn retry_after_ms(h: &reqwest::header::HeaderMap) -> Option<u64> {
+pub(crate) fn retry_after_ms(h: &reqwest::header::HeaderMap) -> Option<u64> {
     let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
     v.trim().parse::<u64>().ok().map(|s| s.saturating_mul(1000))
 }
 
-fn describe_transport(e: &reqwest::Error) -> String {
+pub(crate) fn describe_transport(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {
@@ -410,16 +424,35 @@ pub async fn token_request_styled(
 ) -> Result<TokenReply, FetchError> {
     check_endpoint_url(url).map_err(FetchError::permanent)?;
     let mut basic = None;
+    let mut signer = None;
     match (auth, client_secret) {
         (ClientAuth::Basic, Some(s)) => basic = Some(basic_auth(client_id, s)),
         (ClientAuth::Post, Some(s)) => {
             form.push(("client_id", client_id.to_string()));
             form.push(("client_secret", s.to_string()));
         }
+        (ClientAuth::PrivateKeyJwt, Some(pem)) => {
+            signer = Some(SigningKey::from_pem(pem).map_err(FetchError::permanent)?);
+            form.push(("client_id", client_id.to_string()));
+            form.push(("client_assertion_type", ASSERTION_TYPE.to_string()));
+        }
         (_, None) => form.push(("client_id", client_id.to_string())),
     }
     let client = http.client_for(url).map_err(FetchError::permanent)?;
-    with_retries(&http.policy, url, || {
+    let (form, basic, signer, client) = (&form, &basic, &signer, &client);
+    with_retries(&http.policy, url, || async move {
+        // A new assertion (own jti, fresh exp) for every attempt: the server may remember
+        // a jti it has seen.
+        let mut form = form.clone();
+        if let Some(k) = signer {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let a = k
+                .assertion(client_id, url, now, random_jti())
+                .map_err(FetchError::permanent)?;
+            form.push(("client_assertion", a));
+        }
         let mut req = client
             .post(url)
             .header(reqwest::header::ACCEPT, "application/json");
@@ -432,10 +465,10 @@ pub async fn token_request_styled(
         } else {
             req.form(&form)
         };
-        if let Some(b) = &basic {
+        if let Some(b) = basic {
             req = req.header(reqwest::header::AUTHORIZATION, b);
         }
-        async move {
+        {
             let resp = req.send().await.map_err(|e| {
                 FetchError::transient(format!("token endpoint {url}: {}", describe_transport(&e)))
             })?;
@@ -463,6 +496,15 @@ pub async fn token_request_styled(
         }
     })
     .await
+    .map_err(|mut e| {
+        if signer.is_some() {
+            e.message = e.message.replace(
+                hint_for("invalid_client"),
+                "; check client_id, and that the authorization server holds the public half of `private_key` for this client",
+            );
+        }
+        e
+    })
 }
 
 /// Fetches an OIDC discovery document and returns its `token_endpoint`.
@@ -536,6 +578,17 @@ pub async fn resolve_token_endpoint(
                 None => Err(e),
             },
         },
+        Endpoint::McpServer {
+            server_url,
+            authorization_server,
+        } => crate::mcpauth::discover::discover(
+            http,
+            server_url,
+            authorization_server.as_deref(),
+            &id.scopes,
+        )
+        .await
+        .map(|d| d.server.token_endpoint),
     }
 }
 

@@ -1,8 +1,9 @@
 //! A real systemd user manager for the service journeys (REFERENCE.md §6): started by PID
 //! with HOME under /home and XDG_RUNTIME_DIR under /run, stopped by that PID on Drop, with
 //! the `/run/systemd/system` marker created only if absent and removed only if created here.
-//! One manager at a time on the machine (an exclusive lock), so the marker is never pulled
-//! from under another test's manager.
+//! One manager at a time on the machine (an exclusive flock on the systemd binary itself,
+//! so no lock file is left behind), so the marker is never pulled from under another
+//! test's manager.
 
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
@@ -13,7 +14,6 @@ use std::time::{Duration, Instant};
 
 const SYSTEMD: &str = "/usr/lib/systemd/systemd";
 const MARKER: &str = "/run/systemd/system";
-const LOCK: &str = "/run/mcp-credd-test-systemd.lock";
 
 /// The three options this VM kind cannot apply (REFERENCE.md §6); nothing else is relaxed.
 pub const TEST_DROP_IN: &str = "[Service]
@@ -58,12 +58,12 @@ impl UserManager {
             );
             return None;
         }
-        let lock = File::create(LOCK).expect("create the systemd test lock");
+        let lock = File::open(SYSTEMD).expect("open the systemd binary to lock it");
         // SAFETY: flock on a descriptor we own.
         assert_eq!(
             unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) },
             0,
-            "lock {LOCK}"
+            "lock {SYSTEMD}"
         );
         let made_marker = if Path::new(MARKER).exists() {
             false

@@ -1,0 +1,407 @@
+//! MCP servers that announce their authorization, for real: an MCP server on the official
+//! MCP Python SDK (a protected resource whose token verifier checks signature, issuer,
+//! audience and scope) and its authorization server (oidc-provider, `tests/idp/mcp-as.mjs`)
+//! on 127.0.0.1. mcp-credd discovers everything from the server's URL, obtains a token
+//! with client_credentials (client_secret_basic, private_key_jwt), and writes it into VS
+//! Code's and Roo Code's files; the SDK's own client must then get in with only those files.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python() -> PathBuf {
+    let p = root().join("tests/mcp/.venv/bin/python");
+    assert!(
+        p.exists(),
+        "tests/mcp/.venv is missing: run `bash scripts/test-deps.sh` (it installs the MCP Python SDK)"
+    );
+    p
+}
+
+/// A server started by PID that prints `READY <port>` first; killed by that PID on Drop.
+struct Proc {
+    port: u16,
+    child: Child,
+}
+
+impl Proc {
+    fn start(mut cmd: Command, what: &str) -> Proc {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        let Some(port) = line
+            .trim()
+            .strip_prefix("READY ")
+            .and_then(|p| p.parse().ok())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not start: {line:?}");
+        };
+        Proc { port, child }
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The authorization server, with extra environment (TOKEN_TTL, CLIENT_PUBLIC_KEY...).
+fn auth_server(env: &[(&str, &str)]) -> Proc {
+    let dir = root().join("tests/idp");
+    let mut c = Command::new("node");
+    c.arg(dir.join("mcp-as.mjs"))
+        .current_dir(&dir)
+        .env("PORT", "0");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    Proc::start(c, "the MCP authorization server")
+}
+
+/// The MCP server (Python SDK) trusting `issuer`.
+fn mcp_server(issuer: &str, extra: &[&str]) -> Proc {
+    let mut c = Command::new(python());
+    c.arg(root().join("tests/mcp/server.py"))
+        .args(["--issuer", issuer])
+        .args(extra);
+    Proc::start(c, "the MCP server")
+}
+
+fn vscode_file(sb: &Sandbox) -> PathBuf {
+    sb.home().join("editors/vscode/mcp.json")
+}
+
+fn roo_file(sb: &Sandbox) -> PathBuf {
+    sb.home().join("editors/roo/mcp_settings.json")
+}
+
+fn config(sb: &Sandbox, server: &Proc, oauth: &str) -> String {
+    format!(
+        "editors:
+  - {{format: vscode, path: {}}}
+  - {{format: roo, path: {}}}
+http:
+  timeout: 5s
+  attempts: 2
+  initial_backoff: 100ms
+refresh:
+  before_expiry: 2s
+  check_interval: 500ms
+servers:
+  - name: calc
+    url: {}/mcp
+    auth:
+      oauth:
+        grant: client_credentials
+{oauth}",
+        vscode_file(sb).display(),
+        roo_file(sb).display(),
+        server.base()
+    )
+}
+
+const BASIC: &str = "        client_id: agent-basic\n        client_secret: {env: AGENT_SECRET}\n";
+
+/// The official MCP client, given only an editor file: prints `RESULT 5` when it got in.
+fn sdk_client(file: &Path, key: &str) -> Run {
+    let out = Command::new(python())
+        .arg(root().join("tests/mcp/client.py"))
+        .arg(file)
+        .args([key, "calc"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn assert_client_gets_in(sb: &Sandbox) {
+    for (file, key) in [(vscode_file(sb), "servers"), (roo_file(sb), "mcpServers")] {
+        let r = sdk_client(&file, key);
+        assert!(
+            r.code == 0 && r.stdout.contains("RESULT 5"),
+            "the MCP client did not get in with {}: {r:?}",
+            file.display()
+        );
+    }
+}
+
+fn bearer_in(sb: &Sandbox, file: &Path, key: &str) -> String {
+    let v = sb.read_json(file);
+    v[key]["calc"]["headers"]["Authorization"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no Authorization for calc in {}: {v}", file.display()))
+        .to_string()
+}
+
+#[test]
+fn client_secret_basic_from_the_url_to_a_working_token_in_both_editors() {
+    let auth = auth_server(&[]);
+    let server = mcp_server(&auth.base(), &[]);
+    let sb = Sandbox::new();
+    sb.write_config(&config(&sb, &server, BASIC));
+    // Without a token, the official client is refused: the server really checks.
+    let r = sb.run_env(&[], &[("AGENT_SECRET", "agent-secret")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_client_gets_in(&sb);
+
+    let tok = sb.read_json(&sb.tokens().join("calc.json"));
+    assert_eq!(mode(&sb.tokens().join("calc.json")), 0o600);
+    let at = tok["access_token"].as_str().unwrap();
+    let claims = jwt_claims(at);
+    let resource = format!("{}/mcp", server.base());
+    assert_eq!(claims["aud"], resource.as_str(), "{claims}");
+    assert_eq!(claims["iss"], auth.base().as_str());
+    assert_eq!(
+        claims["scope"], "mcp:tools",
+        "scopes from the resource metadata"
+    );
+    assert_eq!(claims["client_id"], "agent-basic");
+    assert_eq!(
+        bearer_in(&sb, &vscode_file(&sb), "servers"),
+        format!("Bearer {at}")
+    );
+    assert_eq!(
+        bearer_in(&sb, &roo_file(&sb), "mcpServers"),
+        format!("Bearer {at}")
+    );
+    // The other commands treat the server's identity like any other.
+    let h = sb.run_env(&["headers", "calc"], &[("AGENT_SECRET", "agent-secret")]);
+    assert_eq!(h.code, 0, "{h:?}");
+    let hv: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    assert_eq!(hv["Authorization"], format!("Bearer {at}").as_str());
+    let st = sb.run_env(&["status", "--json"], &[("AGENT_SECRET", "agent-secret")]);
+    assert_eq!(st.code, 0, "{st:?}");
+    assert!(st.stdout.contains("\"calc\""), "{st:?}");
+    // A token with a wrong signature would not do: prove the server checks.
+    let forged = format!("{}x", &at[..at.len() - 1]);
+    let text = std::fs::read_to_string(vscode_file(&sb))
+        .unwrap()
+        .replace(at, &forged);
+    let bad = sb.home().join("forged.json");
+    std::fs::write(&bad, text).unwrap();
+    let r = sdk_client(&bad, "servers");
+    assert_ne!(r.code, 0, "a forged token got in: {r:?}");
+    // logout forgets the token and takes our header out of both editor files.
+    let r = sb.run_env(&["logout", "calc"], &[("AGENT_SECRET", "agent-secret")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!sb.tokens().join("calc.json").exists(), "{r:?}");
+    for (file, key) in [(vscode_file(&sb), "servers"), (roo_file(&sb), "mcpServers")] {
+        let v = sb.read_json(&file);
+        assert!(
+            v[key]["calc"]["headers"]["Authorization"].is_null(),
+            "{}: {v}",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn the_daemon_keeps_short_lived_tokens_working() {
+    let auth = auth_server(&[("TOKEN_TTL", "6")]);
+    let server = mcp_server(&auth.base(), &[]);
+    let sb = Sandbox::new();
+    sb.write_config(&config(&sb, &server, BASIC));
+    let log = std::fs::File::create(sb.home().join("daemon.log")).unwrap();
+    let mut c = sb.command(&["daemon"]);
+    c.env("AGENT_SECRET", "agent-secret")
+        .stdout(Stdio::null())
+        .stderr(log);
+    let mut daemon = c.spawn().unwrap();
+    let token_file = sb.tokens().join("calc.json");
+    let read_at = || {
+        std::fs::read_to_string(&token_file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["access_token"].as_str().map(str::to_string))
+    };
+    let end = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        if let Some(t) = read_at()
+            && vscode_file(&sb).exists()
+        {
+            break t;
+        }
+        assert!(Instant::now() < end, "no first token from the daemon");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let first_exp = jwt_claims(&first)["exp"].as_f64().unwrap();
+    // Wait past the first token's expiry: only a refreshed token can get in then.
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let cur = read_at();
+        if now_secs() > first_exp + 1.0
+            && cur.as_deref().is_some_and(|t| t != first)
+            && bearer_in(&sb, &roo_file(&sb), "mcpServers") == format!("Bearer {}", cur.unwrap())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "the daemon did not refresh: {}",
+            std::fs::read_to_string(sb.home().join("daemon.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_client_gets_in(&sb);
+    // SAFETY: kill(2) on the PID of a child we started.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let _ = daemon.wait();
+}
+
+/// Writes an RSA key pair with openssl; returns (private, public) PEM paths.
+fn key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let key = dir.join(format!("{name}.pem"));
+    let public = dir.join(format!("{name}.pub.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+        && Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&public)
+            .status()
+            .unwrap()
+            .success();
+    assert!(ok, "openssl could not make a key pair");
+    (key, public)
+}
+
+#[test]
+fn private_key_jwt_gets_in_and_a_wrong_key_overwrites_nothing() {
+    let sb = Sandbox::new();
+    let (key, public) = key_pair(sb.home(), "agent");
+    let (other, _) = key_pair(sb.home(), "other");
+    let auth = auth_server(&[("CLIENT_PUBLIC_KEY", public.to_str().unwrap())]);
+    let server = mcp_server(&auth.base(), &[]);
+    let jwt = |k: &Path| {
+        format!(
+            "        client_id: agent-jwt\n        private_key: {{file: {}}}\n",
+            k.display()
+        )
+    };
+    sb.write_config(&config(&sb, &server, &jwt(&key)));
+    let r = sb.run(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_client_gets_in(&sb);
+    let token_before = std::fs::read(sb.tokens().join("calc.json")).unwrap();
+    let vscode_before = std::fs::read(vscode_file(&sb)).unwrap();
+    let roo_before = std::fs::read(roo_file(&sb)).unwrap();
+
+    sb.write_config(&config(&sb, &server, &jwt(&other)));
+    let r = sb.run(&["--force"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("invalid_client") && r.stderr.contains("public half of `private_key`"),
+        "{r:?}"
+    );
+    assert!(!r.all().contains("PRIVATE KEY"), "{r:?}");
+    assert_eq!(
+        std::fs::read(sb.tokens().join("calc.json")).unwrap(),
+        token_before
+    );
+    assert_eq!(std::fs::read(vscode_file(&sb)).unwrap(), vscode_before);
+    assert_eq!(std::fs::read(roo_file(&sb)).unwrap(), roo_before);
+    assert_client_gets_in(&sb);
+}
+
+/// A failed first run writes no token and leaves an existing editor file as it was.
+fn fails_cleanly(sb: &Sandbox, env: &[(&str, &str)], expect: &[&str]) -> Run {
+    std::fs::create_dir_all(vscode_file(sb).parent().unwrap()).unwrap();
+    let mine = "{\n  // my own\n  \"servers\": {}\n}\n";
+    std::fs::write(vscode_file(sb), mine).unwrap();
+    let r = sb.run_env(&[], env);
+    assert_ne!(r.code, 0, "{r:?}");
+    for e in expect {
+        assert!(r.stderr.contains(e), "expected {e:?} in: {r:?}");
+    }
+    assert!(!sb.tokens().join("calc.json").exists(), "{r:?}");
+    let after = std::fs::read_to_string(vscode_file(sb)).unwrap();
+    assert!(
+        !after.contains("Bearer"),
+        "the editor file got a token: {after}"
+    );
+    r
+}
+
+#[test]
+fn a_server_without_metadata_is_a_clear_error() {
+    let server = mcp_server("http://127.0.0.1:9", &["--no-metadata"]);
+    let sb = Sandbox::new();
+    sb.write_config(&config(&sb, &server, BASIC));
+    fails_cleanly(
+        &sb,
+        &[("AGENT_SECRET", "agent-secret")],
+        &[
+            "does not announce its authorization",
+            "oauth-protected-resource/mcp",
+            "authorization_server",
+        ],
+    );
+}
+
+#[test]
+fn insufficient_scope_is_a_clear_error_for_m2m() {
+    let auth = auth_server(&[]);
+    let server = mcp_server(&auth.base(), &[]);
+    let sb = Sandbox::new();
+    sb.write_config(&config(
+        &sb,
+        &server,
+        "        client_id: agent-narrow\n        client_secret: narrow-secret\n        scopes: [mcp:read]\n",
+    ));
+    fails_cleanly(&sb, &[], &["insufficient scope", "mcp:read"]);
+}
+
+#[test]
+fn metadata_pointing_to_plain_http_elsewhere_is_refused() {
+    // The server names an authorization server on plain http off this machine.
+    let server = mcp_server("http://as.example.com", &[]);
+    let sb = Sandbox::new();
+    sb.write_config(&config(&sb, &server, BASIC));
+    fails_cleanly(
+        &sb,
+        &[("AGENT_SECRET", "agent-secret")],
+        &["http://as.example.com", "plain http"],
+    );
+}
