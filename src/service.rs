@@ -23,6 +23,9 @@ pub struct UnitSpec {
     pub rw_paths: Vec<PathBuf>,
     /// `Type=notify-reload` (systemd ≥ 253) instead of `Type=notify` + `ExecReload=`.
     pub notify_reload: bool,
+    /// The user's `XDG_CONFIG_HOME`, passed on so that the service finds the secrets file,
+    /// provider files and editor files where the user's shell does.
+    pub xdg_config_home: Option<PathBuf>,
 }
 
 /// Why a path cannot go into a unit file as it is.
@@ -71,12 +74,20 @@ pub fn unit_text(spec: &UnitSpec) -> Result<String, String> {
         exec.push(exec_word(a)?);
     }
     exec.push("daemon".into());
-    let type_ = if spec.notify_reload {
+    let mut type_ = if spec.notify_reload {
         // The daemon sends RELOADING=1 only when told the unit type uses it.
         "Type=notify-reload\nEnvironment=MCP_CREDD_NOTIFY_RELOAD=1".to_string()
     } else {
         "Type=notify\nExecReload=/bin/kill -HUP $MAINPID".to_string()
     };
+    if let Some(x) = &spec.xdg_config_home {
+        let v = utf8(x)?;
+        unit_safe(v)?;
+        type_.push_str(&format!(
+            "\nEnvironment=\"XDG_CONFIG_HOME={}\"",
+            v.replace('%', "%%")
+        ));
+    }
     let mut rw = Vec::new();
     for p in &spec.rw_paths {
         rw.push(format!("ReadWritePaths={}", rw_word(p)?));
@@ -158,12 +169,19 @@ fn unit_env(env: &HashMap<String, String>) -> Vec<(String, String)> {
         "PATH".to_string(),
         "/usr/local/bin:/usr/bin:/bin".to_string(),
     )];
-    for k in ["HOME", "USER", "LOGNAME", "LANG"] {
+    for k in ["HOME", "USER", "LOGNAME", "LANG", "XDG_CONFIG_HOME"] {
         if let Some(v) = env.get(k) {
             out.push((k.to_string(), v.clone()));
         }
     }
     out
+}
+
+/// `XDG_CONFIG_HOME` when set to an absolute path (the XDG rule: others are ignored).
+fn xdg_config_home(env: &HashMap<String, String>) -> Option<PathBuf> {
+    env.get("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
 }
 
 /// The fix to print when the service could not load the configuration.
@@ -202,12 +220,13 @@ pub fn installed_unit(
     let wanted = (|| {
         let bin = std::env::current_exe().map_err(|e| e.to_string())?;
         let home = env.get("HOME").map(PathBuf::from);
-        let dirs = Dirs::new(home, None, cfg!(target_os = "macos"));
+        let dirs = Dirs::new(home, xdg_config_home(env), cfg!(target_os = "macos"));
         unit_text(&UnitSpec {
             bin,
             args: source_args(loaded)?,
             rw_paths: writable_dirs(&loaded.config, &dirs).0,
             notify_reload: systemd_version().is_some_and(|v| v >= 253),
+            xdg_config_home: xdg_config_home(env),
         })
     })();
     Some(crate::doctor::UnitFacts {
@@ -237,15 +256,17 @@ pub fn install(
         .or_else(|| default_unit_path(env))
         .ok_or("HOME is not set; pass --unit-path")?;
     let args = source_args(loaded)?;
-    // The service sees HOME but not XDG_CONFIG_HOME: editor files as it will find them.
+    // The service sees HOME and the XDG_CONFIG_HOME the unit passes on: editor files as it
+    // will find them.
     let home = env.get("HOME").map(PathBuf::from);
-    let dirs = Dirs::new(home, None, cfg!(target_os = "macos"));
+    let dirs = Dirs::new(home, xdg_config_home(env), cfg!(target_os = "macos"));
     let (rw_paths, mut notes) = writable_dirs(&loaded.config, &dirs);
     let spec = UnitSpec {
         bin: bin.clone(),
         args: args.clone(),
         rw_paths: rw_paths.clone(),
         notify_reload: systemd_version().is_some_and(|v| v >= 253),
+        xdg_config_home: xdg_config_home(env),
     };
     let text = unit_text(&spec)?;
 
@@ -362,6 +383,7 @@ mod tests {
                 "/home/u/my proj/.cursor".into(),
             ],
             notify_reload: false,
+            xdg_config_home: None,
         }
     }
 
@@ -388,6 +410,20 @@ mod tests {
         .unwrap();
         assert!(r.contains("Type=notify-reload\nEnvironment=MCP_CREDD_NOTIFY_RELOAD=1\n"));
         assert!(!r.contains("ExecReload"));
+        let x = unit_text(&UnitSpec {
+            xdg_config_home: Some("/data/my cfg%".into()),
+            ..spec()
+        })
+        .unwrap();
+        assert!(
+            x.contains("\nEnvironment=\"XDG_CONFIG_HOME=/data/my cfg%%\"\n"),
+            "{x}"
+        );
+        let bad = unit_text(&UnitSpec {
+            xdg_config_home: Some("/data/a\nb".into()),
+            ..spec()
+        });
+        assert!(bad.is_err());
     }
 
     #[test]

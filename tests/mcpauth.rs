@@ -405,3 +405,97 @@ fn metadata_pointing_to_plain_http_elsewhere_is_refused() {
         &["http://as.example.com", "plain http"],
     );
 }
+
+/// An EC P-256 key pair (PKCS#8) with openssl.
+fn ec_key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let key = dir.join(format!("{name}.pem"));
+    let public = dir.join(format!("{name}.pub.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&key)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+        && Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&public)
+            .status()
+            .unwrap()
+            .success();
+    assert!(ok, "openssl could not make an EC key pair");
+    (key, public)
+}
+
+#[test]
+fn es256_keys_and_a_configured_authorization_server() {
+    let sb = Sandbox::new();
+    let (key, public) = ec_key_pair(sb.home(), "agent-ec");
+    let auth = auth_server(&[("CLIENT_PUBLIC_KEY", public.to_str().unwrap())]);
+    let server = mcp_server(&auth.base(), &[]);
+    sb.write_config(&config(
+        &sb,
+        &server,
+        &format!(
+            "        client_id: agent-jwt\n        private_key: {{file: {}}}\n        scopes: mcp:tools\n        authorization_server: {}\n",
+            key.display(),
+            auth.base()
+        ),
+    ));
+    let r = sb.run(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_client_gets_in(&sb);
+    let tok = sb.read_json(&sb.tokens().join("calc.json"));
+    let claims = jwt_claims(tok["access_token"].as_str().unwrap());
+    assert_eq!(claims["client_id"], "agent-jwt");
+    assert_eq!(claims["aud"], format!("{}/mcp", server.base()).as_str());
+}
+
+#[test]
+fn oidc_m2m_identities_take_private_key_jwt_too() {
+    let sb = Sandbox::new();
+    let (key, public) = key_pair(sb.home(), "agent");
+    let auth = auth_server(&[("CLIENT_PUBLIC_KEY", public.to_str().unwrap())]);
+    let server = mcp_server(&auth.base(), &[]);
+    sb.write_config(&format!(
+        "editors:
+  - {{format: vscode, path: {}}}
+  - {{format: roo, path: {}}}
+identities:
+  agent:
+    kind: oidc_m2m
+    client_id: agent-jwt
+    private_key: {{file: {}}}
+    issuer: {}
+    scopes: [mcp:tools]
+    resource: {}/mcp
+servers:
+  - name: calc
+    url: {}/mcp
+    auth: {{identity: agent}}
+",
+        vscode_file(&sb).display(),
+        roo_file(&sb).display(),
+        key.display(),
+        auth.base(),
+        server.base(),
+        server.base()
+    ));
+    let r = sb.run(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_client_gets_in(&sb);
+    let tok = sb.read_json(&sb.tokens().join("agent.json"));
+    assert_eq!(
+        jwt_claims(tok["access_token"].as_str().unwrap())["client_id"],
+        "agent-jwt"
+    );
+}
