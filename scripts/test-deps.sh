@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 need() { command -v "$1" >/dev/null 2>&1 || { echo "test-deps: '$1' is required ($2)" >&2; exit 1; }; }
 need node "Node.js 18+ runs the local identity provider"
 need npm "npm installs the local identity provider"
+need git "git decides which workspace files would be committed (tests/lifecycle.rs)"
 
 # systemd-analyze checks the user unit; systemd --user and systemctl run it (tests/service.rs).
 if ! command -v systemd-analyze >/dev/null 2>&1 || [ ! -x /usr/lib/systemd/systemd ] || ! command -v systemctl >/dev/null 2>&1; then

@@ -50,6 +50,7 @@ impl Ui {
 
 pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, String>) -> Exit {
     let ui = Ui { quiet: cli.quiet };
+    crate::render::formats::set_headers_helper(headers_helper_command(&cli));
     // Commands that make no network call need no secret: resolved only where used.
     let lazy_secrets = matches!(
         cli.command,
@@ -226,6 +227,38 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
             oneshot(loaded, &cli.once, &dirs, clock.as_ref(), ui).await
         }
     }
+}
+
+/// What Claude Code runs for headers: this binary's `headers`, with the same config,
+/// env file and tokens directory options as this run (a shell command line).
+fn headers_helper_command(cli: &Cli) -> String {
+    let quote = |s: &str| {
+        if !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@%".contains(c))
+        {
+            s.to_string()
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+    };
+    let bin = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.to_str().map(str::to_string))
+        .unwrap_or_else(|| "mcp-credd".into());
+    let mut cmd = format!("{} headers", quote(&bin));
+    for (flag, v) in [
+        ("--config", &cli.config),
+        ("--env-file", &cli.env_file),
+        ("--tokens-dir", &cli.tokens_dir),
+    ] {
+        if let Some(p) = v.as_ref().and_then(|p| std::path::absolute(p).ok())
+            && let Some(p) = p.to_str()
+        {
+            cmd.push_str(&format!(" {flag} {}", quote(p)));
+        }
+    }
+    cmd
 }
 
 async fn daemon_cmd(

@@ -562,6 +562,17 @@ pub async fn run(
     }
     for t in targets {
         let check = format!("editor {}", t.path.display());
+        if !t.allow_tracked
+            && t.format != crate::config::EditorFormat::ClaudeCode
+            && let Some(why) = crate::render::write::git_exposure(&t.path)
+        {
+            out.push(f(
+                Level::Warn,
+                &check,
+                format!("gets no tokens: {why}"),
+                Some("add it to .gitignore, or set `allow_tracked: true` on this editor if it must hold them"),
+            ));
+        }
         match std::fs::read_to_string(&t.path) {
             Err(_) => out.push(f(
                 Level::Warn,

@@ -449,7 +449,11 @@ fn try_refresh(idp: &Idp, refresh_token: &str) -> String {
         .args(["--input-type=module", "-e", &script, refresh_token])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if said.is_empty() {
+        return format!("probe failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    said
 }
 
 const USER_VSCODE: &str = r#"{
@@ -658,4 +662,108 @@ egress:
     assert!(!r.stdout.contains("as `kept`"), "{r:?}");
     assert!(r.stdout.contains("kept: holds a refresh token"), "{r:?}");
     assert_eq!(status_of(&sb, "short")["state"], "valid");
+}
+
+#[test]
+fn a_workspace_file_git_would_commit_gets_no_token() {
+    let idp = Idp::start(&[]);
+    let sb = Sandbox::new();
+    let repo = sb.home().join("proj");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let st = Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(args)
+            .env("HOME", sb.home())
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    sb.write_config(&format!(
+        "gateway_url: https://gw.example.com
+ingress:
+  kind: oidc_m2m
+  client_id: m2m-client
+  client_secret: m2m-secret
+  token_url: {}
+servers:
+  - name: currenttime
+editors:
+  - {{format: vscode, path: ~/proj/.vscode/mcp.json}}
+  - {{format: claude_code, path: ~/proj/.mcp.json}}
+  - {{format: cursor, path: ~/proj/.cursor/mcp.json, allow_tracked: true}}
+",
+        idp.token_url()
+    ));
+    let r = sb.run(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let tok = access_token(&sb, "ingress.json");
+    let vscode = repo.join(".vscode/mcp.json");
+    assert!(
+        r.stderr.contains(&format!(
+            "{}: no tokens written: it is inside the git work tree {}, and git does not ignore it",
+            vscode.display(),
+            repo.display()
+        )),
+        "{r:?}"
+    );
+    let text = std::fs::read_to_string(&vscode).unwrap();
+    assert!(!text.contains(&tok), "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v["servers"]["currenttime"]["url"],
+        "https://gw.example.com/currenttime/mcp"
+    );
+    assert!(v["servers"]["currenttime"].get("headers").is_none());
+    // Claude Code's project file names the helper, never a token.
+    let claude = std::fs::read_to_string(repo.join(".mcp.json")).unwrap();
+    assert!(!claude.contains(&tok), "{claude}");
+    let c: serde_json::Value = serde_json::from_str(&claude).unwrap();
+    let helper = c["mcpServers"]["currenttime"]["headersHelper"]
+        .as_str()
+        .unwrap();
+    assert!(helper.ends_with("mcp-credd headers"), "{helper}");
+    assert!(c["mcpServers"]["currenttime"].get("headers").is_none());
+    // ...and that helper, run as Claude Code runs it, gives the headers.
+    let out = Command::new("sh")
+        .args(["-c", helper])
+        .env_clear()
+        .env("HOME", sb.home())
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("CLAUDE_CODE_MCP_SERVER_NAME", "currenttime")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(h["X-Authorization"], format!("Bearer {tok}"));
+    // Allowed explicitly: written.
+    let cursor = std::fs::read_to_string(repo.join(".cursor/mcp.json")).unwrap();
+    assert!(cursor.contains(&tok));
+    // doctor says why too.
+    let d = sb.run(&["doctor"]);
+    assert!(
+        d.stdout
+            .contains("gets no tokens: it is inside the git work tree"),
+        "{d:?}"
+    );
+    // Once git ignores it, it gets its token.
+    std::fs::write(repo.join(".gitignore"), ".vscode/\n").unwrap();
+    let r = sb.run(&["render"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stderr.contains("no tokens written"), "{r:?}");
+    let v = sb.read_json(&vscode);
+    assert_eq!(
+        v["servers"]["currenttime"]["headers"]["X-Authorization"],
+        format!("Bearer {tok}")
+    );
 }

@@ -309,6 +309,8 @@ pub enum EditorSpec {
     File {
         format: EditorFormat,
         path: Option<PathBuf>,
+        /// Write tokens even when the file is in a git work tree that does not ignore it.
+        allow_tracked: bool,
     },
 }
 
@@ -320,10 +322,12 @@ impl EditorSpec {
             EditorSpec::File {
                 format: EditorFormat::Vscode,
                 path: None,
+                allow_tracked: false,
             },
             EditorSpec::File {
                 format: EditorFormat::Roo,
                 path: None,
+                allow_tracked: false,
             },
             EditorSpec::Reference,
         ]

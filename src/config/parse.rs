@@ -422,6 +422,7 @@ struct RawHttp {
 struct RawEditor {
     format: String,
     path: Option<String>,
+    allow_tracked: Option<bool>,
     /// Written as a map (errors then point at `.format`).
     map: bool,
 }
@@ -431,6 +432,7 @@ struct RawEditor {
 struct RawEditorMap {
     format: String,
     path: Option<String>,
+    allow_tracked: Option<bool>,
 }
 
 impl<'de> Deserialize<'de> for RawEditor {
@@ -445,6 +447,7 @@ impl<'de> Deserialize<'de> for RawEditor {
                 Ok(RawEditor {
                     format: v.to_string(),
                     path: None,
+                    allow_tracked: None,
                     map: false,
                 })
             }
@@ -453,6 +456,7 @@ impl<'de> Deserialize<'de> for RawEditor {
                 Ok(RawEditor {
                     format: r.format,
                     path: r.path,
+                    allow_tracked: r.allow_tracked,
                     map: true,
                 })
             }
@@ -1064,7 +1068,7 @@ fn editors(
     for (i, r) in list.iter().enumerate() {
         let field = r.map.then_some("format");
         if r.format == "reference" {
-            if r.path.is_some() {
+            if r.path.is_some() || r.allow_tracked.is_some() {
                 return Err(err(
                     i,
                     Some("path"),
@@ -1101,7 +1105,11 @@ fn editors(
                 return Err(err(i, field, why.into()));
             }
         }
-        out.push(EditorSpec::File { format, path });
+        out.push(EditorSpec::File {
+            format,
+            path,
+            allow_tracked: r.allow_tracked.unwrap_or(false),
+        });
     }
     Ok(out)
 }
@@ -1921,20 +1929,24 @@ servers:
             vec![
                 EditorSpec::File {
                     format: EditorFormat::Vscode,
-                    path: None
+                    path: None,
+                    allow_tracked: false
                 },
                 EditorSpec::Reference,
                 EditorSpec::File {
                     format: EditorFormat::Roo,
-                    path: Some("/home/u/proj/.roo/mcp.json".into())
+                    path: Some("/home/u/proj/.roo/mcp.json".into()),
+                    allow_tracked: false
                 },
                 EditorSpec::File {
                     format: EditorFormat::ClaudeCode,
-                    path: Some("/c/proj/.mcp.json".into())
+                    path: Some("/c/proj/.mcp.json".into()),
+                    allow_tracked: false
                 },
                 EditorSpec::File {
                     format: EditorFormat::Cursor,
-                    path: None
+                    path: None,
+                    allow_tracked: false
                 },
             ]
         );

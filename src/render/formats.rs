@@ -1,6 +1,8 @@
 //! Each editor's MCP config format (REFERENCE.md §2): where its servers live in the file,
 //! whether the file may hold comments, and the JSON of one remote server entry. Pure.
 
+use std::sync::OnceLock;
+
 use serde_json::{Map, Value, json};
 
 use super::ServerEntry;
@@ -67,6 +69,21 @@ fn type_value(format: EditorFormat, t: Transport) -> Option<&'static str> {
     }
 }
 
+/// The command Claude Code runs for headers (`headersHelper`): this binary's `headers`.
+/// Set once at start (`set_headers_helper`), since only the process knows where it is.
+static HEADERS_HELPER: OnceLock<String> = OnceLock::new();
+
+/// Sets the `headersHelper` command written into Claude Code files; first call wins.
+pub fn set_headers_helper(command: String) {
+    let _ = HEADERS_HELPER.set(command);
+}
+
+pub fn headers_helper() -> &'static str {
+    HEADERS_HELPER
+        .get()
+        .map_or("mcp-credd headers", String::as_str)
+}
+
 fn headers_value(e: &ServerEntry) -> Option<Value> {
     e.headers.as_ref().map(|h| {
         Value::Object(
@@ -84,7 +101,16 @@ pub fn fields(format: EditorFormat, e: &ServerEntry) -> Vec<(&'static str, Field
         f.push(("type", Field::Managed(Some(json!(t)))));
     }
     f.push((url_key(format), Field::Managed(Some(json!(e.url)))));
-    f.push(("headers", Field::Managed(headers_value(e))));
+    if format == EditorFormat::ClaudeCode {
+        // Project `.mcp.json` files are meant to be committed: no token in them. Claude
+        // Code asks `mcp-credd headers` at each connection instead (a static `headers`
+        // written before is removed).
+        let helper = e.headers.as_ref().map(|_| json!(headers_helper()));
+        f.push(("headersHelper", Field::Managed(helper)));
+        f.push(("headers", Field::Managed(None)));
+    } else {
+        f.push(("headers", Field::Managed(headers_value(e))));
+    }
     if format == EditorFormat::Roo {
         f.push(("disabled", Field::Initial(json!(false))));
         f.push(("alwaysAllow", Field::Initial(json!([]))));
@@ -151,7 +177,12 @@ mod tests {
                 let v = fresh(&fields(f, &e(t, true)));
                 assert_eq!(v.get("type").and_then(Value::as_str), want, "{f:?} {t:?}");
                 assert_eq!(v[url_key(f)], "https://gw/a/mcp", "{f:?}");
-                assert_eq!(v["headers"]["X-Authorization"], "Bearer T");
+                if f == ClaudeCode {
+                    assert_eq!(v["headersHelper"], headers_helper());
+                    assert!(v.get("headers").is_none(), "no token in .mcp.json");
+                } else {
+                    assert_eq!(v["headers"]["X-Authorization"], "Bearer T");
+                }
             }
         }
     }

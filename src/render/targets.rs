@@ -16,6 +16,9 @@ pub const REFERENCE_ROO: &str = "mcp.json";
 pub struct Target {
     pub path: PathBuf,
     pub format: EditorFormat,
+    /// Tokens may go into it even inside a git work tree that does not ignore it (the
+    /// reference copies in tokens_dir are never checked).
+    pub allow_tracked: bool,
 }
 
 /// The directories editors keep their files in.
@@ -117,17 +120,23 @@ pub fn resolve(specs: &[EditorSpec], dirs: &Dirs, tokens_dir: &Path) -> (Vec<Tar
                         Target {
                             path: tokens_dir.join(file),
                             format,
+                            allow_tracked: true,
                         },
                         &mut problems,
                     );
                 }
             }
-            EditorSpec::File { format, path } => {
+            EditorSpec::File {
+                format,
+                path,
+                allow_tracked,
+            } => {
                 match path.clone().or_else(|| default_path(*format, dirs)) {
                     Some(path) => add(
                         Target {
                             path,
                             format: *format,
+                            allow_tracked: *allow_tracked,
                         },
                         &mut problems,
                     ),
@@ -151,7 +160,11 @@ mod tests {
     }
 
     fn file(format: EditorFormat) -> EditorSpec {
-        EditorSpec::File { format, path: None }
+        EditorSpec::File {
+            format,
+            path: None,
+            allow_tracked: false,
+        }
     }
 
     #[test]
@@ -236,6 +249,7 @@ mod tests {
             EditorSpec::File {
                 format: EditorFormat::Roo,
                 path: Some("/home/u/.cursor/mcp.json".into()),
+                allow_tracked: false,
             },
         ];
         let (t, problems) = resolve(&specs, &linux(), Path::new("/t"));

@@ -259,6 +259,42 @@ fn read_existing(real: &Path) -> Result<Option<(String, u32)>, String> {
     Ok(Some((text, meta.mode() & 0o7777)))
 }
 
+/// Why tokens must not go into `path`: it lies in a git work tree that does not ignore it
+/// (so a commit would publish them). `None` when it is outside any work tree or ignored.
+/// Asks git itself (`check-ignore`), which knows every ignore file and rule; with git
+/// missing or failing, the answer is to keep tokens out.
+pub fn git_exposure(path: &Path) -> Option<String> {
+    let dir = path.parent()?;
+    let root = dir
+        .ancestors()
+        .find(|d| d.join(".git").symlink_metadata().is_ok())?;
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        // A repository's own config must not run anything here (fsmonitor hooks).
+        .args(["-c", "core.fsmonitor=false", "check-ignore", "-q", "--"])
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .status();
+    let root = root.display();
+    match out.map(|s| s.code()) {
+        Ok(Some(0)) => None,
+        Ok(Some(1)) => Some(format!(
+            "it is inside the git work tree {root}, and git does not ignore it"
+        )),
+        Ok(_) => Some(format!(
+            "it is inside the git work tree {root}, and git could not say whether it ignores it"
+        )),
+        Err(e) => Some(format!(
+            "it is inside the git work tree {root}, and git could not be run to check whether it ignores it ({e})"
+        )),
+    }
+}
+
 /// Writes one target; also returns the entries we own in it now (`None`: skipped).
 fn write_target(
     t: &Target,
@@ -284,6 +320,27 @@ fn write_target(
         Err(why) => return skip(result, why),
     };
     let old_text = existing.as_ref().map(|(t, _)| t.as_str());
+    // A file git would commit gets no token (Claude Code's files never hold one).
+    let stripped: Vec<ServerEntry>;
+    let mut entries = entries;
+    if !t.allow_tracked
+        && t.format != EditorFormat::ClaudeCode
+        && entries.iter().any(|e| e.headers.is_some())
+        && let Some(why) = git_exposure(&real)
+    {
+        result.notes.push(format!(
+            "{}: no tokens written: {why}; add it to .gitignore, or set `allow_tracked: true` on this editor",
+            t.path.display()
+        ));
+        stripped = entries
+            .iter()
+            .map(|e| ServerEntry {
+                headers: None,
+                ..e.clone()
+            })
+            .collect();
+        entries = &stripped;
+    }
     let merged = match merge(old_text, t.format, entries, owned_before) {
         Ok(m) => m,
         Err(why) => {
@@ -305,16 +362,18 @@ fn write_target(
     };
     // A file holding our tokens is private to the user, whatever it was before; one
     // without them keeps its mode (a new one is private anyway).
+    // Claude Code's entries name a helper, not a token.
+    let holds_tokens = merged.holds_tokens && t.format != EditorFormat::ClaudeCode;
     let old_mode = existing.as_ref().map(|(_, m)| *m);
     let loose = old_mode.is_some_and(|m| m & 0o077 != 0);
     let mode = match old_mode {
-        Some(m) if !merged.holds_tokens => m & 0o777,
+        Some(m) if !holds_tokens => m & 0o777,
         _ => FILE_MODE,
     };
     let tightened =
         || format!("{shown} was readable by others; made it private (600): it holds tokens");
     if old_text == Some(text.as_str()) {
-        if merged.holds_tokens && loose {
+        if holds_tokens && loose {
             if let Err(e) =
                 std::fs::set_permissions(&real, std::fs::Permissions::from_mode(FILE_MODE))
             {
@@ -340,7 +399,7 @@ fn write_target(
     if let Err(e) = write_atomic(&real, text.as_bytes(), mode) {
         return skip(result, format!("cannot write {}: {e}", real.display()));
     }
-    if merged.holds_tokens && loose {
+    if holds_tokens && loose {
         result.notes.push(tightened());
     }
     result.outcome = Outcome::Written;
@@ -403,6 +462,7 @@ mod tests {
         vec![EditorSpec::File {
             format: EditorFormat::Cursor,
             path: Some(p.to_path_buf()),
+            allow_tracked: false,
         }]
     }
 
@@ -528,6 +588,7 @@ mod tests {
         let specs = vec![EditorSpec::File {
             format: EditorFormat::Vscode,
             path: Some(p.clone()),
+            allow_tracked: false,
         }];
         let r = env.write(&specs, &[e("a", Some("T")), e("b", Some("T"))]);
         assert!(r.ok(), "{r:?}");
@@ -555,13 +616,32 @@ mod tests {
     #[test]
     fn a_file_without_our_tokens_keeps_its_mode() {
         let env = env();
-        let p = env.home.join("p/.mcp.json");
+        // Claude Code's file names a helper, not a token: it keeps its mode either way.
+        let claude = env.home.join("p/.mcp.json");
+        std::fs::create_dir_all(claude.parent().unwrap()).unwrap();
+        std::fs::write(&claude, "{\"mcpServers\": {}}\n").unwrap();
+        std::fs::set_permissions(&claude, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let specs = vec![EditorSpec::File {
+            format: EditorFormat::ClaudeCode,
+            path: Some(claude.clone()),
+            allow_tracked: false,
+        }];
+        let r = env.write(&specs, &[e("public", Some("T"))]);
+        assert_eq!(r.targets[0].outcome, Outcome::Written);
+        assert_eq!(mode(&claude), 0o644);
+        assert!(
+            !std::fs::read_to_string(&claude)
+                .unwrap()
+                .contains("Bearer T")
+        );
+        let p = env.home.join("p/.cursor/mcp.json");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, "{\"mcpServers\": {}}\n").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         let specs = vec![EditorSpec::File {
-            format: EditorFormat::ClaudeCode,
+            format: EditorFormat::Cursor,
             path: Some(p.clone()),
+            allow_tracked: false,
         }];
         let r = env.write(&specs, &[e("public", None)]);
         assert_eq!(r.targets[0].outcome, Outcome::Written);
