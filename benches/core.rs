@@ -105,10 +105,11 @@ fn identity(name: &str) -> IdentityConfig {
     }
 }
 
-fn record(i: usize) -> TokenRecord {
+/// Identity `id{i}`'s token; `round` makes a different one (a refresh).
+fn record(i: usize, round: usize) -> TokenRecord {
     serde_json::from_value(serde_json::json!({
         "provider": "oidc_m2m",
-        "access_token": format!("eyJhbGciOiJSUzI1NiJ9.{}.sig", "x".repeat(900 + i % 7)),
+        "access_token": format!("eyJhbGciOiJSUzI1NiJ9.{round}{}.sig", "x".repeat(900 + i % 7)),
         "refresh_token": null,
         "expires_at": 1_800_000_000.0 + i as f64,
         "expires_at_human": null,
@@ -188,7 +189,7 @@ fn main() {
                 gateway: false,
             },
         });
-        records.insert(name, record(i));
+        records.insert(name, record(i, 0));
     }
     let config = Config {
         origin: Origin::File("/bench.yaml".into()),
@@ -231,10 +232,16 @@ fn main() {
     );
     // Every token changed (a refresh cycle): update all 1,000 entries in place.
     let mut newer = records.clone();
-    for (i, r) in newer.values_mut().enumerate() {
-        *r = record(i + 7);
+    for (name, r) in newer.iter_mut() {
+        // The same identity's next token: it must stay bound to that identity's client.
+        let i: usize = name["id".len()..].parse().unwrap();
+        *r = record(i, 1);
     }
     let es2: Vec<ServerEntry> = entries(&config, &newer);
+    assert!(
+        es2.iter().all(|e| e.headers.is_some()) && es2 != es,
+        "every server keeps a header and every token changes"
+    );
     let d = median(11, || {
         black_box(merge(Some(&vscode), EditorFormat::Vscode, &es2, &first.owned).unwrap());
     });

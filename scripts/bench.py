@@ -13,7 +13,6 @@ pizauth is not built here: point PIZAUTH at a pizauth binary you built or instal
 """
 import json
 import os
-import resource
 import signal
 import socket
 import statistics
@@ -61,6 +60,18 @@ def timed(cmd, env=None):
     return d
 
 
+def timed_peak(cmd, env=None):
+    """Wall time and that process's own peak RSS (KiB), from wait4."""
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(p.pid, 0)
+    d = time.perf_counter() - t
+    if status != 0:
+        sys.exit(f"{cmd[0]} failed: {p.stderr.read().decode()}")
+    p.returncode = 0
+    return d, ru.ru_maxrss
+
+
 def write_config(home, text):
     d = os.path.join(home, ".config", "mcp-credd")
     os.makedirs(d, exist_ok=True)
@@ -90,6 +101,17 @@ def proc_stats(pid):
         except FileNotFoundError:
             pass
     return cpu, rss_kib, hwm_kib, switches
+
+
+def wait_status(sock, needle, timeout):
+    """Waits for a STATUS= notification containing `needle` (READY=1 no longer waits for
+    the first refreshes: systemd's start job must not hang on a slow provider)."""
+    end = time.time() + timeout
+    while True:
+        sock.settimeout(max(0.1, end - time.time()))
+        for part in sock.recv(4096).decode().split("\n"):
+            if part.startswith("STATUS=") and needle in part:
+                return
 
 
 def wait_ready(sock, timeout):
@@ -125,7 +147,7 @@ servers:
         m.append(timed(ours, env))
     cm, mm = statistics.median(c), statistics.median(m)
     print(f"one-shot ingress (median of {REPS}): curl {cm*1000:.1f} ms, mcp-credd {mm*1000:.1f} ms, "
-          f"ratio {mm/cm:.2f} (target <= 1.5)")
+          f"ratio {mm/cm:.2f} (target <= 1.25)")
     reuse = statistics.median(timed([BIN, "--ingress-only", "-q"], env) for _ in range(REPS))
     print(f"one-shot with a still-valid token (no network): {reuse*1000:.1f} ms")
     return home
@@ -175,7 +197,7 @@ servers:
             peak = max(peak, proc_stats(d.pid)[1])
         cpu1, rss1, _, sw1 = proc_stats(d.pid)
         print(f"idle daemon, 4 identities, {IDLE_SECS} s: RSS {rss1/1024:.1f} MiB (peak {peak/1024:.1f} MiB, "
-              f"target < 10), CPU {(cpu1-cpu0)*1000:.0f} ms, context switches {sw1-sw0} "
+              f"target: at or below pizauth), CPU {(cpu1-cpu0)*1000:.0f} ms, context switches {sw1-sw0} "
               f"({(sw1-sw0)*60/IDLE_SECS:.0f}/min; check interval 10 s)")
     finally:
         d.send_signal(signal.SIGTERM)
@@ -245,7 +267,7 @@ egress:
     t = time.perf_counter()
     d = subprocess.Popen([BIN, "daemon", "-q"], env=env)
     try:
-        wait_ready(sock, 300)
+        wait_status(sock, f"{SCALE} of {SCALE} identities valid", 600)
         first = time.perf_counter() - t
         _, rss, hwm, _ = proc_stats(d.pid)
     finally:
@@ -253,12 +275,12 @@ egress:
         d.wait(30)
     print(f"scale: {SCALE} egress identities and servers: daemon first pass (refresh all, "
           f"concurrency 8, render) {first*1000:.0f} ms, peak RSS {hwm/1024:.1f} MiB, {TokenHandler.counter} token requests")
-    # Everything valid now: a one-shot only reads, plans and renders.
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    runs = [timed([BIN, "-q"], env_for(home)) for _ in range(5)]
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # Everything valid now: a one-shot only reads, plans and renders. Its own peak (wait4),
+    # not the largest of all children (the daemon above was one).
+    runs = [timed_peak([BIN, "-q"], env_for(home)) for _ in range(5)]
     print(f"scale: one-shot over {SCALE} valid identities (read, plan, render; no network): "
-          f"{statistics.median(runs)*1000:.0f} ms, peak RSS {max(before, after)/1024:.1f} MiB")
+          f"{statistics.median(r[0] for r in runs)*1000:.0f} ms, "
+          f"peak RSS {max(r[1] for r in runs)/1024:.1f} MiB (target <= 30)")
     srv.shutdown()
 
 
