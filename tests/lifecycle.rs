@@ -442,11 +442,13 @@ fn walk(dir: &std::path::Path, depth: usize) -> Vec<std::path::PathBuf> {
 /// `ok` when it gave tokens.
 fn try_refresh(idp: &Idp, refresh_token: &str) -> String {
     let script = format!(
-        "const r = await fetch('{}', {{method: 'POST', headers: {{'content-type': 'application/x-www-form-urlencoded', authorization: 'Basic ' + Buffer.from('mcp-web:mcp-web-secret').toString('base64')}}, body: new URLSearchParams({{grant_type: 'refresh_token', refresh_token: process.argv[1]}})}}); const j = await r.json(); console.log(j.error || (j.access_token ? 'ok' : JSON.stringify(j)));",
+        "const r = await fetch('{}', {{method: 'POST', headers: {{'content-type': 'application/x-www-form-urlencoded', authorization: 'Basic ' + Buffer.from('mcp-web:mcp-web-secret').toString('base64')}}, body: new URLSearchParams({{grant_type: 'refresh_token', refresh_token: process.env.PROBE_REFRESH_TOKEN}})}}); const j = await r.json(); console.log(j.error || (j.access_token ? 'ok' : JSON.stringify(j)));",
         idp.token_url()
     );
     let out = Command::new("node")
-        .args(["--input-type=module", "-e", &script, refresh_token])
+        // Through the environment: a token starting with `-` would be taken for a flag.
+        .args(["--input-type=module", "-e", &script])
+        .env("PROBE_REFRESH_TOKEN", refresh_token)
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout).trim().to_string();

@@ -92,9 +92,18 @@ fn env_file_user_installs_the_service_and_the_unit_writes_tokens_and_editors() {
     // VS Code's file and the reference copies.
     let token = m.path(".oauth-tokens/ingress.json");
     let vscode = m.path(".config/Code/User/mcp.json");
-    m.wait(30, "the token and VS Code's file", UNIT, || {
-        json_if(&vscode).is_some_and(|v| v["servers"]["currenttime"]["headers"].is_object())
-    });
+    let roo_copy = m.path(".oauth-tokens/mcp.json");
+    // Files are written one after another: wait for the last of them too.
+    m.wait(
+        30,
+        "the token, VS Code's file and the reference copy",
+        UNIT,
+        || {
+            json_if(&vscode).is_some_and(|v| v["servers"]["currenttime"]["headers"].is_object())
+                && json_if(&roo_copy)
+                    .is_some_and(|v| v["mcpServers"]["currenttime"]["headers"].is_object())
+        },
+    );
     let tok = read_json(&token);
     let bearer = format!("Bearer {}", tok["access_token"].as_str().unwrap());
     let v = read_json(&vscode);
@@ -102,7 +111,7 @@ fn env_file_user_installs_the_service_and_the_unit_writes_tokens_and_editors() {
         v["servers"]["currenttime"]["headers"]["X-Authorization"],
         bearer
     );
-    let roo = read_json(&m.path(".oauth-tokens/mcp.json"));
+    let roo = read_json(&roo_copy);
     assert_eq!(
         roo["mcpServers"]["currenttime"]["headers"]["X-Authorization"],
         bearer
