@@ -271,6 +271,13 @@ pub fn install(
     let home = env.get("HOME").map(PathBuf::from);
     let dirs = Dirs::new(home, xdg_config_home(env), cfg!(target_os = "macos"));
     let (rw_paths, mut notes) = writable_dirs(&loaded.config, &dirs);
+    // The unit's PrivateTmp gives the service an empty /tmp: a binary there cannot start.
+    if bin.starts_with("/tmp") || bin.starts_with("/var/tmp") {
+        notes.push(format!(
+            "{} is under a temporary directory, which the service cannot see (PrivateTmp); install the binary elsewhere (`cargo install --path .` puts it in ~/.cargo/bin) and run install-service from there",
+            bin.display()
+        ));
+    }
     let spec = UnitSpec {
         bin: bin.clone(),
         args: args.clone(),

@@ -27,6 +27,9 @@ pub struct UserManager {
     home: tempfile::TempDir,
     runtime: tempfile::TempDir,
     made_marker: bool,
+    /// The binary as a user installs it (`~/.cargo/bin`): the unit's PrivateTmp would hide
+    /// a build tree under /tmp (a CI clone), and ExecStart names this copy.
+    bin: PathBuf,
     _lock: File,
 }
 
@@ -88,6 +91,11 @@ impl UserManager {
             .tempdir_in("/run")
             .expect("a runtime dir under /run");
         std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let bin_dir = home.path().join(".cargo/bin");
+        std::fs::create_dir_all(&bin_dir).unwrap();
+        let bin = bin_dir.join("mcp-credd");
+        std::fs::copy(super::BIN, &bin).expect("install the binary in the test HOME");
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
         let log = File::create(runtime.path().join("manager.log")).unwrap();
         let child = Command::new(SYSTEMD)
             .arg("--user")
@@ -107,6 +115,7 @@ impl UserManager {
             home,
             runtime,
             made_marker,
+            bin,
             _lock: lock,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -173,7 +182,7 @@ impl UserManager {
     /// The real binary with this manager's HOME and runtime directory (what the user's
     /// shell would have), in `cwd`.
     pub fn mcp_credd(&self, args: &[&str], cwd: &Path) -> Command {
-        let mut c = Command::new(super::BIN);
+        let mut c = Command::new(&self.bin);
         c.args(args);
         self.env(&mut c);
         c.current_dir(cwd);
