@@ -612,7 +612,7 @@ async fn usable_now(
         Expiry::Never | Expiry::Unknown => true,
     };
     if let Ok(Some(r)) = store.read_token(&token_file_name(id))
-        && refresh::belongs_to(&r, id)
+        && crate::binding::matches(&r, id)
         && fresh(&r)
     {
         return Ok(r);
@@ -824,7 +824,7 @@ async fn logout_cmd(
         let rec = store.read_token(&file).ok().flatten();
         match &rec {
             None => ui.out(format!("{}: no stored token", id.name)),
-            Some(r) if !refresh::belongs_to(r, id) => ui.out(format!(
+            Some(r) if !crate::binding::matches(r, id) => ui.out(format!(
                 "{}: the stored token belongs to another identity (the configuration changed); not revoked",
                 id.name
             )),

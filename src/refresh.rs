@@ -297,7 +297,7 @@ async fn refresh_egress(
             // Another process (one that does not take our lock) may have refreshed and
             // rotated the grant meanwhile: its token is good.
             if let Ok(Some(now)) = ctx.store.read_token(file)
-                && belongs_to(&now, id)
+                && crate::binding::matches(&now, id)
                 && now.refresh_token.is_some()
                 && now.refresh_token != rec.refresh_token
             {
@@ -348,11 +348,6 @@ async fn mcp_client_credentials(
     Ok(build_record(id, &reply, sent_at, &url))
 }
 
-/// Is `rec` a token of this identity as configured now? See `crate::binding`.
-pub fn belongs_to(rec: &TokenRecord, id: &IdentityConfig) -> bool {
-    crate::binding::matches(rec, id)
-}
-
 /// Is the stored token still good by the refresh policy?
 pub fn still_valid(
     rec: &TokenRecord,
@@ -361,7 +356,7 @@ pub fn still_valid(
     now: Ts,
 ) -> bool {
     let t = rec.times();
-    belongs_to(rec, id)
+    crate::binding::matches(rec, id)
         && standing(&t, policy, jitter_unit(&id.name, t.obtained_at), now) == Standing::Valid
 }
 
@@ -381,7 +376,7 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
                 .read_token(&file)
                 .ok()
                 .flatten()
-                .filter(|r| belongs_to(r, id));
+                .filter(|r| crate::binding::matches(r, id));
             return (
                 Outcome::Failed {
                     error: FetchError::transient(e.to_string()),
@@ -421,7 +416,7 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
         && force
         && id.kind == IdentityKind::Egress
         && rec.refresh_token.is_none()
-        && belongs_to(rec, id)
+        && crate::binding::matches(rec, id)
         && !matches!(rec.times().expiry, Expiry::At(t) if t <= now)
     {
         notes.push(format!(
@@ -448,7 +443,7 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
         }
         if id.kind == IdentityKind::CognitoPassword {
             let sent_at = ctx.clock.now();
-            let mine = existing.as_ref().filter(|r| belongs_to(r, id));
+            let mine = existing.as_ref().filter(|r| crate::binding::matches(r, id));
             let reply = cognito::obtain(id, mine, &ctx.http.policy).await?;
             let endpoint = crate::binding::endpoint_of(id);
             return Ok(build_record(id, &reply, sent_at, &endpoint));
@@ -478,13 +473,13 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
             }
             Err(e) => Outcome::Failed {
                 error: store_failure(e),
-                kept: existing.filter(|r| belongs_to(r, id)),
+                kept: existing.filter(|r| crate::binding::matches(r, id)),
             },
         },
         Err(error) => Outcome::Failed {
             error,
             // The file stays as it was; a token of another identity is not "kept" for use.
-            kept: existing.filter(|r| belongs_to(r, id)),
+            kept: existing.filter(|r| crate::binding::matches(r, id)),
         },
     };
     if let Outcome::Failed { error, .. } = &outcome {

@@ -136,7 +136,7 @@ impl Daemon {
     fn times_of(&self, id: &IdentityConfig) -> Option<TokenTimes> {
         self.records
             .get(&id.name)
-            .filter(|r| refresh::belongs_to(r, id))
+            .filter(|r| crate::binding::matches(r, id))
             .map(TokenRecord::times)
     }
 
