@@ -6,11 +6,11 @@
 //! `tokens_dir/.mcp-credd/owned.json`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +19,7 @@ use super::merge::merge;
 use super::targets::{Dirs, Target, resolve};
 use crate::config::{EditorFormat, EditorSpec};
 use crate::store::atomic::{euid, read_private, sweep_temp_files, write_atomic};
-use crate::store::{FILE_MODE, Store};
+use crate::store::{FILE_MODE, FileLock, LockError, Store};
 
 /// Which entries we wrote, per file; in the store's private directory.
 const OWNED_FILE: &str = "owned.json";
@@ -73,19 +73,12 @@ struct Owned {
     files: BTreeMap<String, BTreeSet<String>>,
 }
 
-/// Writes `entries` into every editor file `editors` names.
-pub fn write_all(
-    store: &Store,
-    editors: &[EditorSpec],
-    dirs: &Dirs,
-    entries: &[ServerEntry],
-) -> Report {
-    write_all_keeping(store, editors, dirs, entries, false)
-}
-
-/// `write_all`; with `keep_unlisted`, entries we own that `entries` does not list are kept
-/// as they are (the servers source could not be read: its absence says nothing).
-pub fn write_all_keeping(
+/// Writes `entries` into every editor file `editors` names; with `keep_unlisted`, entries
+/// we own that `entries` does not list are kept as they are (the servers source could not
+/// be read: its absence says nothing). The render lock is waited for on the async timer and
+/// the file work (reads, merges, fsyncs) runs on a blocking thread, so a daemon calling this
+/// keeps answering signals while a one-shot run holds the lock.
+pub async fn write_all(
     store: &Store,
     editors: &[EditorSpec],
     dirs: &Dirs,
@@ -97,15 +90,44 @@ pub fn write_all_keeping(
         errors,
         ..Report::default()
     };
-    let _lock = match lock(&store.private_path(LOCK_FILE)) {
+    let lock = match FileLock::take(&store.private_path(LOCK_FILE), LOCK_WAIT).await {
         Ok(l) => l,
-        Err(e) => {
-            report.errors.push(e);
+        Err(LockError::Timeout) => {
+            report.errors.push(format!(
+                "another mcp-credd process has been writing the editor configs for over {}s; try again later",
+                LOCK_WAIT.as_secs()
+            ));
+            return report;
+        }
+        Err(LockError::Io(e)) => {
+            report.errors.push(format!(
+                "cannot lock {}: {e}",
+                store.private_path(LOCK_FILE).display()
+            ));
             return report;
         }
     };
     let owned_path = store.private_path(OWNED_FILE);
-    let before = match read_private(&owned_path, FILE_MODE) {
+    let entries = entries.to_vec();
+    let work = tokio::task::spawn_blocking(move || {
+        let _lock = lock;
+        write_locked(&owned_path, &targets, &entries, keep_unlisted, report)
+    });
+    work.await.unwrap_or_else(|e| Report {
+        errors: vec![format!("the editor configs were not written: {e}")],
+        ..Report::default()
+    })
+}
+
+/// `write_all` under the render lock: every target, then the ownership record.
+fn write_locked(
+    owned_path: &Path,
+    targets: &[Target],
+    entries: &[ServerEntry],
+    keep_unlisted: bool,
+    mut report: Report,
+) -> Report {
+    let before = match read_private(owned_path, FILE_MODE) {
         Ok(None) => Owned::default(),
         Ok(Some((bytes, _))) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
             report.warnings.push(format!(
@@ -121,7 +143,7 @@ pub fn write_all_keeping(
     };
     let mut owned = before.clone();
     owned.schema = 1;
-    for t in &targets {
+    for t in targets {
         let key = t.path.display().to_string();
         let was = owned.files.get(&key).cloned().unwrap_or_default();
         let (kept, was): (BTreeSet<String>, BTreeSet<String>) = if keep_unlisted {
@@ -150,7 +172,7 @@ pub fn write_all_keeping(
     if owned != before {
         let mut bytes = serde_json::to_vec_pretty(&owned).expect("the record serializes");
         bytes.push(b'\n');
-        if let Err(e) = write_atomic(&owned_path, &bytes, FILE_MODE) {
+        if let Err(e) = write_atomic(owned_path, &bytes, FILE_MODE) {
             report.errors.push(format!(
                 "cannot write {}: {e} (entries of servers removed from the config may stay in the editors' files)",
                 owned_path.display()
@@ -158,37 +180,6 @@ pub fn write_all_keeping(
         }
     }
     report
-}
-
-/// Takes the render lock, waiting a little for another process to finish.
-fn lock(path: &Path) -> Result<File, String> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let deadline = Instant::now() + LOCK_WAIT;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(format!(
-                    "another mcp-credd process has been writing the editor configs for over {}s; try again later",
-                    LOCK_WAIT.as_secs()
-                ));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(format!("cannot lock {}: {e}", path.display()));
-            }
-        }
-    }
 }
 
 /// The file to read and replace for `path`: itself, or the file its symlink leads to,
@@ -434,7 +425,17 @@ mod tests {
             Dirs::new(Some(self.home.clone()), None, false)
         }
         fn write(&self, editors: &[EditorSpec], entries: &[ServerEntry]) -> Report {
-            write_all(&self.store, editors, &self.dirs(), entries)
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(write_all(
+                &self.store,
+                editors,
+                &self.dirs(),
+                entries,
+                false,
+            ))
         }
         fn outcomes(&self, editors: &[EditorSpec], entries: &[ServerEntry]) -> Vec<Outcome> {
             self.write(editors, entries)
