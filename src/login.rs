@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -31,7 +30,7 @@ fn random_b64(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
-/// PKCE (RFC 7636), S256 only.
+/// PKCE (RFC 7636), S256 only, from the `oauth2` crate.
 #[derive(Clone)]
 pub struct Pkce {
     pub verifier: String,
@@ -40,13 +39,19 @@ pub struct Pkce {
 
 impl Pkce {
     pub fn new() -> Pkce {
-        Pkce::from_verifier(random_b64(32))
+        let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
+        Pkce {
+            verifier: verifier.secret().clone(),
+            challenge: challenge.as_str().to_string(),
+        }
     }
     pub fn from_verifier(verifier: String) -> Pkce {
-        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        let challenge = oauth2::PkceCodeChallenge::from_code_verifier_sha256(
+            &oauth2::PkceCodeVerifier::new(verifier.clone()),
+        );
         Pkce {
             verifier,
-            challenge,
+            challenge: challenge.as_str().to_string(),
         }
     }
 }
@@ -57,36 +62,34 @@ impl Default for Pkce {
     }
 }
 
-/// The authorization URL a person opens.
+/// The authorization URL a person opens (built by the `oauth2` crate).
 pub fn authorize_url(
     id: &IdentityConfig,
     eg: &EgressConfig,
     state: &str,
     pkce: Option<&Pkce>,
 ) -> Result<String, String> {
-    let mut url =
-        reqwest::Url::parse(&eg.def.authorize_url).map_err(|e| format!("authorize_url: {e}"))?;
-    {
-        let mut q = url.query_pairs_mut();
-        q.append_pair("response_type", "code");
-        q.append_pair("client_id", &id.client_id);
-        q.append_pair("redirect_uri", &eg.redirect_uri);
-        if !id.scopes.is_empty() {
-            q.append_pair(
-                &eg.def.scope_param,
-                &id.scopes.join(&eg.def.scope_separator),
-            );
-        }
-        q.append_pair("state", state);
-        if let Some(p) = pkce {
-            q.append_pair("code_challenge", &p.challenge);
-            q.append_pair("code_challenge_method", "S256");
-        }
-        for (k, v) in &eg.def.auth_params {
-            q.append_pair(k, v);
-        }
-    }
-    Ok(url.into())
+    crate::identity::grant::authorize_url(
+        &id.client_id,
+        &crate::identity::grant::Authorization {
+            authorize_url: &eg.def.authorize_url,
+            redirect_uri: &eg.redirect_uri,
+            state,
+            pkce_verifier: pkce.map(|p| p.verifier.as_str()),
+            scope: (!id.scopes.is_empty()).then(|| {
+                (
+                    eg.def.scope_param.as_str(),
+                    id.scopes.join(&eg.def.scope_separator),
+                )
+            }),
+            extra: eg
+                .def
+                .auth_params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        },
+    )
 }
 
 /// What one request to the loopback listener amounts to.

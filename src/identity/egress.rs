@@ -2,13 +2,13 @@
 //! authorization grant (RFC 8628), and provider extras (Atlassian's cloud id). The
 //! interactive part of a login (browser, loopback listener) is in `login`.
 
-use std::time::Duration;
-
+use oauth2::StandardDeviceAuthorizationResponse;
 use serde::Deserialize;
 
-use super::oauth::{Http, Style, token_request_styled};
+use super::FetchError;
+use super::grant::{self, Creds, Grant};
+use super::oauth::{Http, Style};
 use super::reply::TokenReply;
-use super::{FailureKind, FetchError};
 use crate::config::{EgressConfig, IdentityConfig};
 use crate::providers::TokenBody;
 
@@ -25,24 +25,17 @@ fn style(eg: &EgressConfig) -> Style {
     }
 }
 
-async fn grant(
-    http: &Http,
-    id: &IdentityConfig,
-    form: Vec<(&'static str, String)>,
-    refresh: bool,
-) -> Result<TokenReply, FetchError> {
+fn creds(id: &IdentityConfig) -> Creds<'_> {
+    Creds {
+        id: &id.client_id,
+        secret: id.client_secret.as_ref().map(|s| s.expose()),
+        auth: id.client_auth,
+    }
+}
+
+async fn grant(http: &Http, id: &IdentityConfig, g: Grant<'_>) -> Result<TokenReply, FetchError> {
     let eg = egress(id)?;
-    token_request_styled(
-        http,
-        &eg.def.token_url,
-        form,
-        &id.client_id,
-        id.client_secret.as_ref().map(|s| s.expose()),
-        id.client_auth,
-        refresh,
-        &style(eg),
-    )
-    .await
+    grant::token(http, &eg.def.token_url, creds(id), &g, &style(eg)).await
 }
 
 /// `id` with its provider's endpoints filled in from the issuer's discovery document, for
@@ -102,15 +95,13 @@ pub async fn exchange_code(
     verifier: Option<&str>,
 ) -> Result<TokenReply, FetchError> {
     let eg = egress(id)?;
-    let mut form = vec![
-        ("grant_type", "authorization_code".to_string()),
-        ("code", code.to_string()),
-        ("redirect_uri", eg.redirect_uri.clone()),
-    ];
-    if let Some(v) = verifier {
-        form.push(("code_verifier", v.to_string()));
-    }
-    grant(http, id, form, false).await
+    let g = Grant::Code {
+        code,
+        verifier,
+        redirect_uri: &eg.redirect_uri,
+        extra: Vec::new(),
+    };
+    grant(http, id, g).await
 }
 
 /// The refresh_token grant. `ReauthRequired` means the grant is gone.
@@ -119,29 +110,24 @@ pub async fn refresh(
     id: &IdentityConfig,
     refresh_token: &str,
 ) -> Result<TokenReply, FetchError> {
-    let form = vec![
-        ("grant_type", "refresh_token".to_string()),
-        ("refresh_token", refresh_token.to_string()),
-    ];
-    grant(http, id, form, true).await
+    let g = Grant::Refresh {
+        refresh_token,
+        extra: Vec::new(),
+    };
+    grant(http, id, g).await
 }
 
 /// The start of a device login: what the user must enter, and where.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct DeviceStart {
-    /// A bearer secret until used.
-    pub device_code: crate::secret::Secret,
     pub user_code: String,
-    #[serde(alias = "verification_url")]
     pub verification_uri: String,
     pub verification_uri_complete: Option<String>,
     pub expires_in: u64,
-    #[serde(default = "default_interval")]
     pub interval: u64,
-}
-
-fn default_interval() -> u64 {
-    5
+    /// The crate's record of it (the device code, a bearer secret until used, inside),
+    /// with the bounds below applied.
+    details: StandardDeviceAuthorizationResponse,
 }
 
 impl std::fmt::Display for DeviceStart {
@@ -164,74 +150,43 @@ pub async fn device_start(http: &Http, id: &IdentityConfig) -> Result<DeviceStar
             eg.provider
         ))
     })?;
-    crate::config::check_endpoint_url(url).map_err(FetchError::permanent)?;
-    let mut form = Vec::new();
-    if !id.scopes.is_empty() {
-        form.push(("scope", id.scopes.join(&eg.def.scope_separator)));
-    }
-    // Client authentication as at the token endpoint.
-    let mut basic = None;
-    match (&id.client_secret, id.client_auth) {
-        (Some(s), crate::config::ClientAuth::Basic) => basic = Some(s.expose().to_string()),
-        (Some(s), crate::config::ClientAuth::Post) => {
-            form.push(("client_id", id.client_id.clone()));
-            form.push(("client_secret", s.expose().to_string()));
-        }
-        // Provider logins never sign assertions (the config offers it to M2M only).
-        (Some(_), crate::config::ClientAuth::PrivateKeyJwt) | (None, _) => {
-            form.push(("client_id", id.client_id.clone()))
-        }
-    }
-    let mut req = http
-        .client_for(url)
-        .map_err(FetchError::permanent)?
-        .post(url)
-        .header(reqwest::header::ACCEPT, "application/json")
-        .form(&form);
-    if let Some(secret) = &basic {
-        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        req = req.basic_auth(enc(&id.client_id), Some(enc(secret)));
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| FetchError::transient(format!("device authorization {url}: {e}")))?;
-    let status = resp.status().as_u16();
-    let body = super::oauth::read_capped(resp, super::oauth::REPLY_MAX)
-        .await
-        .map_err(|m| FetchError::transient(format!("device authorization {url}: {m}")))?;
-    if !(200..300).contains(&status) {
-        let why = super::reply::parse_error(&body)
-            .map(|e| super::reply::describe(&e))
-            .unwrap_or_else(|| format!("HTTP {status}"));
-        return Err(FetchError::permanent(format!(
-            "device authorization {url} refused: {why}"
-        )));
-    }
-    let mut start: DeviceStart = serde_json::from_slice(&body).map_err(|e| {
-        FetchError::permanent(format!(
-            "device authorization {url}: unexpected reply ({e})"
-        ))
-    })?;
+    let scope = (!id.scopes.is_empty()).then(|| id.scopes.join(&eg.def.scope_separator));
+    let details = grant::device_authorization(http, url, creds(id), scope).await?;
     // What the user is sent to must be a web page of the provider's, not anything else.
-    crate::config::check_endpoint_url(&start.verification_uri).map_err(|m| {
+    let uri = details.verification_uri().as_str();
+    crate::config::check_endpoint_url(uri).map_err(|m| {
         FetchError::permanent(format!("device authorization {url}: verification_uri {m}"))
     })?;
-    if let Some(c) = &start.verification_uri_complete
-        && crate::config::check_endpoint_url(c).is_err()
-    {
-        start.verification_uri_complete = None;
-    }
-    // Shown to the user: the URLs as the parser writes them (controls percent-encoded),
-    // the code escaped and short.
-    start.verification_uri = normal_url(&start.verification_uri);
-    start.verification_uri_complete = start.verification_uri_complete.as_deref().map(normal_url);
-    start.user_code =
-        crate::sanitize::escape(&start.user_code.chars().take(64).collect::<String>());
-    // Bounds on what the provider asks for: at most an hour, polling at most every minute.
-    start.expires_in = start.expires_in.clamp(1, 3600);
-    start.interval = start.interval.clamp(1, 60);
-    Ok(start)
+    let complete = details
+        .verification_uri_complete()
+        .map(|c| c.secret().as_str())
+        .filter(|c| crate::config::check_endpoint_url(c).is_ok());
+    // Bounds on what the provider asks for: at most an hour, polling at most every minute
+    // and at least every second (a zero interval would poll without pause).
+    let expires_in = details.expires_in().as_secs().clamp(1, 3600);
+    let interval = details.interval().as_secs().clamp(1, 60);
+    let mut v = serde_json::to_value(&details).expect("the device reply serializes");
+    v["expires_in"] = expires_in.into();
+    v["interval"] = interval.into();
+    let bounded: StandardDeviceAuthorizationResponse = serde_json::from_value(v)
+        .map_err(|e| FetchError::permanent(format!("device authorization {url}: {e}")))?;
+    Ok(DeviceStart {
+        // Shown to the user: the URLs as the parser writes them (controls percent-encoded),
+        // the code escaped and short.
+        verification_uri: normal_url(uri),
+        verification_uri_complete: complete.map(normal_url),
+        user_code: crate::sanitize::escape(
+            &details
+                .user_code()
+                .secret()
+                .chars()
+                .take(64)
+                .collect::<String>(),
+        ),
+        expires_in,
+        interval,
+        details: bounded,
+    })
 }
 
 /// Polls the token endpoint until the user has approved, denied, or the code expired.
@@ -240,30 +195,15 @@ pub async fn device_poll(
     id: &IdentityConfig,
     start: &DeviceStart,
 ) -> Result<TokenReply, FetchError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(start.expires_in.max(1));
-    let mut interval = start.interval.max(1);
-    loop {
-        tokio::time::sleep(Duration::from_secs(interval)).await;
-        let form = vec![
-            (
-                "grant_type",
-                "urn:ietf:params:oauth:grant-type:device_code".to_string(),
-            ),
-            ("device_code", start.device_code.expose().to_string()),
-        ];
-        match grant(http, id, form, false).await {
-            Ok(r) => return Ok(r),
-            Err(e) if e.message.contains("authorization_pending") => {}
-            Err(e) if e.message.contains("slow_down") => interval = (interval + 5).min(60),
-            Err(e) if e.kind == FailureKind::Transient => {}
-            Err(e) => return Err(e),
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(FetchError::permanent(
-                "the device code expired before the login was approved; run the login again",
-            ));
-        }
-    }
+    let eg = egress(id)?;
+    grant::device_token(
+        http,
+        &eg.def.token_url,
+        creds(id),
+        &start.details,
+        &style(eg),
+    )
+    .await
 }
 
 /// One entry of Atlassian's accessible-resources list.

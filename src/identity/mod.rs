@@ -4,6 +4,7 @@
 pub mod assertion;
 pub mod cognito;
 pub mod egress;
+pub mod grant;
 pub mod jwt;
 pub mod oauth;
 pub mod reply;

@@ -1,11 +1,13 @@
-//! OAuth over HTTP: the client_credentials grant and OIDC discovery, with bounded retries.
+//! OAuth over HTTP: the one `Http` client, bounded reads, the classification of token
+//! replies, retries, OIDC discovery and RFC 7009 revocation. The grants themselves go
+//! through the `oauth2` crate (`grant`), over this client.
 //! Redirects are never followed (a token request must not be bounced elsewhere), every
 //! request has a timeout, and secrets go only into the request itself.
 
 use std::time::Duration;
 
 use base64::Engine;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::assertion::{ASSERTION_TYPE, SigningKey, random_jti};
 use super::reply::{self, ReplyError, TokenReply};
@@ -230,7 +232,7 @@ pub(crate) fn describe_transport(e: &reqwest::Error) -> String {
     }
 }
 
-fn hint_for(error: &str) -> &'static str {
+pub(crate) fn hint_for(error: &str) -> &'static str {
     match error {
         "invalid_client" => "; check client_id and client_secret (and client_auth: basic or post)",
         "unauthorized_client" => "; allow the client_credentials grant for this app client",
@@ -279,7 +281,7 @@ fn classify(
     )
 }
 
-fn classify_with(
+pub(crate) fn classify_with(
     url: &str,
     status: u16,
     content_type: &str,
@@ -310,19 +312,7 @@ fn classify_with(
                 },
                 body.len()
             ))),
-            Err(ReplyError::OAuth(e)) => Err(FetchError {
-                kind: if refresh_grant && grant_gone(&e.error) {
-                    FailureKind::ReauthRequired
-                } else {
-                    FailureKind::Permanent
-                },
-                message: format!(
-                    "token endpoint {url} refused: {}{}",
-                    reply::describe(&e),
-                    hint_for(&e.error)
-                ),
-                retry_after_ms: None,
-            }),
+            Err(ReplyError::OAuth(e)) => Err(refused(url, None, &e, refresh_grant)),
             Err(ReplyError::NoAccessToken) => Err(FetchError::permanent(format!(
                 "token endpoint {url} answered without an access_token"
             ))),
@@ -331,30 +321,44 @@ fn classify_with(
             }
         };
     }
-    if let Some(e) = reply::parse_error(body) {
-        let kind = if grant_gone(&e.error) && refresh_grant {
+    match reply::parse_error(body) {
+        Some(e) => Err(refused(url, Some(status), &e, refresh_grant)),
+        None => Err(answered(url, status)),
+    }
+}
+
+/// A token endpoint's OAuth error (`status`: the HTTP status, if it was not a success).
+/// On a refresh, an error that says the grant is gone means a new login is needed.
+pub(crate) fn refused(
+    url: &str,
+    status: Option<u16>,
+    e: &reply::ErrorReply,
+    refresh_grant: bool,
+) -> FetchError {
+    FetchError {
+        kind: if refresh_grant && grant_gone(&e.error) {
             FailureKind::ReauthRequired
         } else {
             FailureKind::Permanent
-        };
-        return Err(FetchError {
-            kind,
-            message: format!(
-                "token endpoint {url} refused (HTTP {status}): {}{}",
-                reply::describe(&e),
-                hint_for(&e.error)
-            ),
-            retry_after_ms: None,
-        });
+        },
+        message: format!(
+            "token endpoint {url} refused{}: {}{}",
+            status.map(|s| format!(" (HTTP {s})")).unwrap_or_default(),
+            reply::describe(e),
+            hint_for(&e.error)
+        ),
+        retry_after_ms: None,
     }
+}
+
+/// A token endpoint's refusal without an OAuth error in it.
+pub(crate) fn answered(url: &str, status: u16) -> FetchError {
     let hint = match status {
         404 => "; check the token URL (or Cognito domain)",
         401 | 403 => "; check client_id and client_secret",
         _ => "",
     };
-    Err(FetchError::permanent(format!(
-        "token endpoint {url} answered HTTP {status}{hint}"
-    )))
+    FetchError::permanent(format!("token endpoint {url} answered HTTP {status}{hint}"))
 }
 
 /// Runs `attempt` until it succeeds, fails for good, or the attempts run out.
@@ -385,126 +389,6 @@ where
             }
         }
     }
-}
-
-/// POSTs a token request form, with client authentication, and parses the reply.
-pub async fn token_request(
-    http: &Http,
-    url: &str,
-    form: Vec<(&'static str, String)>,
-    client_id: &str,
-    client_secret: Option<&str>,
-    auth: ClientAuth,
-    refresh_grant: bool,
-) -> Result<TokenReply, FetchError> {
-    token_request_styled(
-        http,
-        url,
-        form,
-        client_id,
-        client_secret,
-        auth,
-        refresh_grant,
-        &Style::default(),
-    )
-    .await
-}
-
-/// [`token_request`] for providers with their own request and reply shapes.
-#[allow(clippy::too_many_arguments)] // One call site per grant; a struct would only rename them.
-pub async fn token_request_styled(
-    http: &Http,
-    url: &str,
-    mut form: Vec<(&'static str, String)>,
-    client_id: &str,
-    client_secret: Option<&str>,
-    auth: ClientAuth,
-    refresh_grant: bool,
-    style: &Style,
-) -> Result<TokenReply, FetchError> {
-    check_endpoint_url(url).map_err(FetchError::permanent)?;
-    let mut basic = None;
-    let mut signer = None;
-    match (auth, client_secret) {
-        (ClientAuth::Basic, Some(s)) => basic = Some(basic_auth(client_id, s)),
-        (ClientAuth::Post, Some(s)) => {
-            form.push(("client_id", client_id.to_string()));
-            form.push(("client_secret", s.to_string()));
-        }
-        (ClientAuth::PrivateKeyJwt, Some(pem)) => {
-            signer = Some(SigningKey::from_pem(pem).map_err(FetchError::permanent)?);
-            form.push(("client_id", client_id.to_string()));
-            form.push(("client_assertion_type", ASSERTION_TYPE.to_string()));
-        }
-        (_, None) => form.push(("client_id", client_id.to_string())),
-    }
-    let client = http.client_for(url).map_err(FetchError::permanent)?;
-    let (form, basic, signer, client) = (&form, &basic, &signer, &client);
-    with_retries(&http.policy, url, || async move {
-        // A new assertion (own jti, fresh exp) for every attempt: the server may remember
-        // a jti it has seen.
-        let mut form = form.clone();
-        if let Some(k) = signer {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            let a = k
-                .assertion(client_id, url, now, random_jti())
-                .map_err(FetchError::permanent)?;
-            form.push(("client_assertion", a));
-        }
-        let mut req = client
-            .post(url)
-            .header(reqwest::header::ACCEPT, "application/json");
-        req = if style.json_body {
-            let obj: serde_json::Map<String, serde_json::Value> = form
-                .iter()
-                .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
-                .collect();
-            req.json(&obj)
-        } else {
-            req.form(&form)
-        };
-        if let Some(b) = basic {
-            req = req.header(reqwest::header::AUTHORIZATION, b);
-        }
-        {
-            let resp = req.send().await.map_err(|e| {
-                FetchError::transient(format!("token endpoint {url}: {}", describe_transport(&e)))
-            })?;
-            let status = resp.status().as_u16();
-            let ct = resp
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let ra = retry_after_ms(resp.headers());
-            let body = read_capped(resp, REPLY_MAX)
-                .await
-                .map_err(|m| FetchError::transient(format!("token endpoint {url}: {m}")))?;
-            debug!(url, status, bytes = body.len(), "token endpoint replied");
-            classify_with(
-                url,
-                status,
-                &ct,
-                &body,
-                ra,
-                refresh_grant,
-                style.nesting.as_deref(),
-            )
-        }
-    })
-    .await
-    .map_err(|mut e| {
-        if signer.is_some() {
-            e.message = e.message.replace(
-                hint_for("invalid_client"),
-                "; check client_id, and that the authorization server holds the public half of `private_key` for this client",
-            );
-        }
-        e
-    })
 }
 
 /// Fetches an OIDC discovery document and returns its `token_endpoint`.
@@ -598,24 +482,26 @@ pub async fn client_credentials(
     id: &IdentityConfig,
     token_url: &str,
 ) -> Result<TokenReply, FetchError> {
-    let mut form = vec![("grant_type", "client_credentials".to_string())];
-    if !id.scopes.is_empty() {
-        form.push(("scope", id.scopes.join(" ")));
-    }
+    let mut extra = Vec::new();
     if let Some(a) = &id.audience {
-        form.push(("audience", a.clone()));
+        extra.push(("audience", a.clone()));
     }
     if let Some(r) = &id.resource {
-        form.push(("resource", r.clone()));
+        extra.push(("resource", r.clone()));
     }
-    token_request(
+    super::grant::token(
         http,
         token_url,
-        form,
-        &id.client_id,
-        id.client_secret.as_ref().map(|s| s.expose()),
-        id.client_auth,
-        false,
+        super::grant::Creds {
+            id: &id.client_id,
+            secret: id.client_secret.as_ref().map(|s| s.expose()),
+            auth: id.client_auth,
+        },
+        &super::grant::Grant::ClientCredentials {
+            scopes: &id.scopes,
+            extra,
+        },
+        &Style::default(),
     )
     .await
 }
