@@ -11,7 +11,7 @@ use crate::config::load::{LoadOptions, Loaded, load};
 use crate::config::{Config, IdentityConfig, Origin, ServerAuth};
 use crate::daemon;
 use crate::exit::Exit;
-use crate::identity::FailureKind;
+use crate::failure::FailureKind;
 use crate::identity::oauth::Http;
 use crate::identity::reply::ExpirySource;
 use crate::refresh::{self, Outcome, token_file_name};

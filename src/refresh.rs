@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use crate::clock::{Clock, Ts};
 use crate::config::{Endpoint, IdentityConfig, IdentityKind, RefreshPolicy};
+use crate::failure::FailureKind;
+use crate::identity::FetchError;
 use crate::identity::oauth::{Http, client_credentials, resolve_token_endpoint};
 use crate::identity::reply::{TokenReply, expiry_of};
-use crate::identity::{FailureKind, FetchError};
 use crate::identity::{cognito, egress};
 use crate::providers::RefreshKind;
 use crate::schedule::plan::{Expiry, Standing, jitter_unit, standing};
@@ -210,7 +211,7 @@ pub async fn login_and_store(
         }
         Err(e) => {
             state.last_error = Some(e.message.clone());
-            state.last_error_kind = Some(kind_str(e.kind).to_string());
+            state.last_error_kind = Some(e.kind.as_str().to_string());
         }
     }
     let _ = ctx.store.write_state(&id.name, &state);
@@ -485,20 +486,12 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
     if let Outcome::Failed { error, .. } = &outcome {
         tracing::warn!(identity = %id.name, kind = ?error.kind, error = %error.message, "refresh failed");
         state.last_error = Some(error.message.clone());
-        state.last_error_kind = Some(kind_str(error.kind).to_string());
+        state.last_error_kind = Some(error.kind.as_str().to_string());
     }
     if let Err(e) = ctx.store.write_state(&id.name, &state) {
         notes.push(format!("{}: cannot record the outcome: {e}", id.name));
     }
     (outcome, notes)
-}
-
-pub fn kind_str(k: FailureKind) -> &'static str {
-    match k {
-        FailureKind::Transient => "transient",
-        FailureKind::Permanent => "permanent",
-        FailureKind::ReauthRequired => "reauth_required",
-    }
 }
 
 #[cfg(test)]

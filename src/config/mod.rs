@@ -11,6 +11,7 @@ pub mod services;
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::failure::Backoff;
 use crate::secret::Secret;
 
 /// Where the configuration came from; errors and `status` name it.
@@ -373,6 +374,16 @@ pub struct RefreshPolicy {
     pub concurrency: usize,
 }
 
+impl RefreshPolicy {
+    /// The daemon's backoff between refreshes after transient failures.
+    pub fn retry_backoff(&self) -> Backoff {
+        Backoff {
+            initial_ms: self.retry_initial_ms.max(0) as u64,
+            max_ms: self.retry_max_ms.max(0) as u64,
+        }
+    }
+}
+
 impl Default for RefreshPolicy {
     fn default() -> Self {
         RefreshPolicy {
@@ -398,6 +409,16 @@ pub struct HttpPolicy {
     /// First backoff; doubled each attempt, full jitter, capped by `max_backoff_ms`.
     pub initial_backoff_ms: u64,
     pub max_backoff_ms: u64,
+}
+
+impl HttpPolicy {
+    /// The backoff between the attempts of one request.
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            initial_ms: self.initial_backoff_ms,
+            max_ms: self.max_backoff_ms,
+        }
+    }
 }
 
 impl Default for HttpPolicy {

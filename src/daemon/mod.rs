@@ -23,13 +23,13 @@ use crate::clock::{Clock, Ts};
 use crate::config::load::Loaded;
 use crate::config::{Config, ConfigError, IdentityConfig};
 use crate::exit::Exit;
-use crate::identity::FailureKind;
+use crate::failure::FailureKind;
+use crate::failure::random_unit;
 use crate::identity::oauth::Http;
 use crate::refresh::{self, Outcome, token_file_name};
 use crate::render::targets::Dirs;
 use crate::render::write::{Outcome as WriteOutcome, write_all_keeping};
 use crate::render::{ServerEntry, entries};
-use crate::schedule::backoff::random_unit;
 use crate::schedule::plan::{Expiry, TokenTimes};
 use crate::schedule::slots::Schedule;
 use crate::store::{Store, TokenRecord};
@@ -344,7 +344,7 @@ impl Daemon {
                     .schedule
                     .deadline(&name)
                     .map(|d| short_duration(d.ms_since(now).max(0)));
-                warn!(identity = %name, kind = refresh::kind_str(error.kind), retry_in = ?retry, "refresh failed: {}", error.message);
+                warn!(identity = %name, kind = error.kind.as_str(), retry_in = ?retry, "refresh failed: {}", error.message);
                 let expired = t.is_none_or(|t| matches!(t.expiry, Expiry::At(e) if e <= now));
                 let hook = match error.kind {
                     FailureKind::ReauthRequired => Some((

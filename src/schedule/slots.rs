@@ -6,9 +6,8 @@
 use std::collections::BTreeMap;
 
 use crate::clock::Ts;
-use crate::config::{HttpPolicy, RefreshPolicy};
-use crate::identity::FailureKind;
-use crate::schedule::backoff::delay_ms;
+use crate::config::RefreshPolicy;
+use crate::failure::FailureKind;
 use crate::schedule::plan::{TokenTimes, jitter_unit, refresh_at};
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -162,13 +161,8 @@ impl Schedule {
         s.token = kept;
         match kind {
             FailureKind::Transient => {
-                let backoff = HttpPolicy {
-                    initial_backoff_ms: policy.retry_initial_ms as u64,
-                    max_backoff_ms: policy.retry_max_ms as u64,
-                    ..HttpPolicy::default()
-                };
                 // Full jitter, but never sooner than a tenth of the step: no hot loops.
-                let step = delay_ms(s.failures, &backoff, 1.0, None) as i64;
+                let step = policy.retry_backoff().ceiling_ms(s.failures) as i64;
                 let d = (step as f64 * unit) as i64;
                 s.retry_at = Some(now.plus_ms(d.max(step / 10).max(100)));
                 s.failures = s.failures.saturating_add(1);
