@@ -815,3 +815,62 @@ fn logout_with_the_servers_source_gone_says_the_editors_still_hold_the_token() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(!std::fs::read_to_string(&vscode).unwrap().contains(&tok));
 }
+
+/// An editor dropped from `editors:` after mcp-credd wrote into it: `logout` still removes
+/// our entry (and its token) from that file, and the user's text stays byte for byte.
+#[test]
+fn logout_cleans_an_editor_file_no_longer_listed() {
+    let port = closed_port();
+    let idp = idp_with_web_client(port, "3600", &[]);
+    let sb = Sandbox::new();
+    let vscode = sb.home().join("proj/.vscode/mcp.json");
+    std::fs::create_dir_all(vscode.parent().unwrap()).unwrap();
+    std::fs::write(&vscode, USER_VSCODE).unwrap();
+    let config = |editors: &str| {
+        format!(
+            "gateway_url: https://gw.example.com
+editors: [{editors}]
+{}egress:
+{}",
+            provider_yaml(&idp),
+            egress_yaml("local", port, None)
+        )
+    };
+    sb.write_config(&config(
+        "reference, {format: vscode, path: ~/proj/.vscode/mcp.json}",
+    ));
+    let r = login(&sb, "local", &idp.base());
+    assert_eq!(r.code, 0, "{r:?}");
+    let at = access_token(&sb, "local-local-egress.json");
+    assert!(std::fs::read_to_string(&vscode).unwrap().contains(&at));
+    let owned = sb.read_json(&sb.tokens().join(".mcp-credd/owned.json"));
+    assert_eq!(
+        owned["files"][vscode.display().to_string()]["format"],
+        "vscode",
+        "{owned}"
+    );
+
+    // The user stops using VS Code with mcp-credd, then logs out.
+    sb.write_config(&config("reference"));
+    let r = sb.run(&["logout", "local"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains(&format!(
+            "{}: no longer in `editors`; removed the entries mcp-credd wrote there",
+            vscode.display()
+        )) && r.stdout.contains(&format!("wrote {}", vscode.display())),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&vscode).unwrap(), USER_VSCODE);
+    let owned = sb.read_json(&sb.tokens().join(".mcp-credd/owned.json"));
+    assert!(
+        owned["files"].get(vscode.display().to_string()).is_none(),
+        "{owned}"
+    );
+    // The listed copies keep their entry, without the token.
+    let roo = sb.read_json(&sb.tokens().join("mcp.json"));
+    assert!(roo["mcpServers"]["local"].get("headers").is_none(), "{roo}");
+    // Nothing more to do: the file is not touched again.
+    let r = sb.run(&["render"]);
+    assert!(!r.stdout.contains(&vscode.display().to_string()), "{r:?}");
+}
