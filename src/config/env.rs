@@ -11,8 +11,9 @@ use super::parse::{
 };
 use super::{
     BearerToken, ClientAuth, CognitoPassword, Config, ConfigError, EgressConfig, Endpoint,
-    HttpPolicy, IdentityConfig, IdentityKind, Origin, RefreshPolicy, ServerAuth, ServerConfig,
-    Transport, check_endpoint_url, check_name, check_redirect_uri, default_server_url,
+    HttpPolicy, IdentityConfig, IdentityKind, Origin, ProviderLabel, RefreshPolicy, ServerAuth,
+    ServerConfig, Transport, check_endpoint_url, check_name, check_redirect_uri,
+    default_server_url,
 };
 use crate::providers::{Catalog, TokenAuth};
 use crate::secret::Secret;
@@ -209,7 +210,7 @@ fn scopes(env: &EnvVars, key: &str) -> Vec<String> {
 
 fn base_identity(
     kind: IdentityKind,
-    label: &str,
+    label: ProviderLabel,
     client_id: String,
     secret: String,
     endpoint: Endpoint,
@@ -219,7 +220,7 @@ fn base_identity(
         name: "ingress".into(),
         file_name: "ingress.json".into(),
         kind,
-        provider_label: label.into(),
+        provider_label: label,
         client_id,
         client_secret: Some(Secret::new(secret)),
         scopes: Vec::new(),
@@ -296,7 +297,7 @@ fn egress_from_env(env: &EnvVars) -> Result<Vec<IdentityConfig>, ConfigError> {
         };
         let mut id = base_identity(
             IdentityKind::Egress,
-            &provider,
+            ProviderLabel::Egress(provider.clone()),
             cid.to_string(),
             secret.to_string(),
             Endpoint::TokenUrl(def.token_url.clone()),
@@ -352,7 +353,7 @@ fn cognito_password_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, Co
     };
     let mut id = base_identity(
         IdentityKind::CognitoPassword,
-        "cognito_password",
+        ProviderLabel::CognitoPassword,
         client_id,
         String::new(),
         Endpoint::CognitoApi,
@@ -407,7 +408,7 @@ fn agentcore_from_env(env: &EnvVars) -> Result<Vec<(IdentityConfig, String)>, Co
         let url = env.url(domain_key, url)?;
         let mut id = base_identity(
             IdentityKind::CognitoM2m,
-            "bedrock-agentcore",
+            ProviderLabel::BedrockAgentcore,
             cid.to_string(),
             secret.to_string(),
             Endpoint::TokenUrl(url),
@@ -453,7 +454,7 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             };
             let mut id = base_identity(
                 IdentityKind::OidcM2m,
-                "keycloak_m2m",
+                ProviderLabel::KeycloakM2m,
                 cid,
                 secret,
                 Endpoint::TokenUrl(tok),
@@ -478,7 +479,7 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             });
             let mut id = base_identity(
                 IdentityKind::OidcM2m,
-                "entra_m2m",
+                ProviderLabel::EntraM2m,
                 cid.clone(),
                 secret,
                 Endpoint::TokenUrl(tok),
@@ -509,7 +510,7 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             };
             let mut id = base_identity(
                 IdentityKind::CognitoM2m,
-                "cognito_m2m",
+                ProviderLabel::CognitoM2m,
                 cid,
                 secret,
                 endpoint,
@@ -533,7 +534,13 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
                     fallback: None,
                 },
             };
-            let mut id = base_identity(IdentityKind::OidcM2m, "oidc_m2m", cid, secret, endpoint);
+            let mut id = base_identity(
+                IdentityKind::OidcM2m,
+                ProviderLabel::OidcM2m,
+                cid,
+                secret,
+                endpoint,
+            );
             id.scopes = scopes(env, "OAUTH_M2M_SCOPES");
             id
         }
@@ -582,7 +589,7 @@ mod tests {
         .unwrap()
         .unwrap();
         let i = c.ingress.unwrap();
-        assert_eq!(i.provider_label, "cognito_m2m");
+        assert_eq!(i.provider_label, ProviderLabel::CognitoM2m);
         assert_eq!(i.region.as_deref(), Some("us-west-2"));
         assert_eq!(
             i.endpoint,
@@ -642,7 +649,7 @@ mod tests {
         .unwrap()
         .ingress
         .unwrap();
-        assert_eq!(k.provider_label, "keycloak_m2m");
+        assert_eq!(k.provider_label, ProviderLabel::KeycloakM2m);
         assert_eq!(
             k.endpoint,
             Endpoint::TokenUrl(

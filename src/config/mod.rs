@@ -92,6 +92,44 @@ impl IdentityKind {
     }
 }
 
+/// What `provider` says in an identity's token file (the reference tool's names), and what
+/// `status` shows. A stored token of another provider is not the identity's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProviderLabel {
+    CognitoM2m,
+    OidcM2m,
+    KeycloakM2m,
+    EntraM2m,
+    CognitoPassword,
+    /// An AgentCore gateway's Cognito M2M client.
+    BedrockAgentcore,
+    /// An MCP server's own authorization (`auth: oauth`).
+    McpOauth,
+    /// A provider login (egress): the provider's catalog key.
+    Egress(String),
+}
+
+impl ProviderLabel {
+    pub fn as_str(&self) -> &str {
+        match self {
+            ProviderLabel::CognitoM2m => "cognito_m2m",
+            ProviderLabel::OidcM2m => "oidc_m2m",
+            ProviderLabel::KeycloakM2m => "keycloak_m2m",
+            ProviderLabel::EntraM2m => "entra_m2m",
+            ProviderLabel::CognitoPassword => "cognito_password",
+            ProviderLabel::BedrockAgentcore => "bedrock-agentcore",
+            ProviderLabel::McpOauth => "mcp_oauth",
+            ProviderLabel::Egress(p) => p,
+        }
+    }
+}
+
+impl fmt::Display for ProviderLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Which Cognito token a server wants as its bearer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum BearerToken {
@@ -157,8 +195,8 @@ pub struct IdentityConfig {
     /// tool's name for identities it also knew (AgentCore).
     pub file_name: String,
     pub kind: IdentityKind,
-    /// What `provider` says in the token file (`cognito_m2m`, `keycloak_m2m`, `entra_m2m`...).
-    pub provider_label: String,
+    /// What `provider` says in the token file.
+    pub provider_label: ProviderLabel,
     pub client_id: String,
     /// Required for the M2M kinds; optional for `cognito_password` (public app clients).
     /// With `ClientAuth::PrivateKeyJwt`, the PEM private key that signs the assertions.

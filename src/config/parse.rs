@@ -10,9 +10,9 @@ use serde::Deserialize;
 use super::locate::locate;
 use super::{
     BearerToken, ClientAuth, CognitoPassword, Config, ConfigError, EditorFormat, EditorSpec,
-    EgressConfig, Endpoint, Hooks, HttpPolicy, IdentityConfig, IdentityKind, Origin, RefreshPolicy,
-    ServerAuth, ServerConfig, Transport, check_endpoint_url, check_name, check_redirect_uri,
-    default_server_url,
+    EgressConfig, Endpoint, Hooks, HttpPolicy, IdentityConfig, IdentityKind, Origin, ProviderLabel,
+    RefreshPolicy, ServerAuth, ServerConfig, Transport, check_endpoint_url, check_name,
+    check_redirect_uri, default_server_url,
 };
 use crate::providers::{Catalog, TokenAuth};
 use crate::secret::Secret;
@@ -1345,7 +1345,11 @@ fn identity(
         name: name.to_string(),
         file_name: format!("{name}.json"),
         kind,
-        provider_label: kind.as_str().to_string(),
+        provider_label: match kind {
+            IdentityKind::CognitoM2m => ProviderLabel::CognitoM2m,
+            IdentityKind::CognitoPassword => ProviderLabel::CognitoPassword,
+            IdentityKind::OidcM2m | IdentityKind::Egress => ProviderLabel::OidcM2m,
+        },
         client_id,
         client_secret,
         scopes: r.scopes.clone().unwrap_or_default().0,
@@ -1464,7 +1468,7 @@ fn mcp_identity(
         name: server.to_string(),
         file_name: format!("{server}.json"),
         kind: IdentityKind::OidcM2m,
-        provider_label: "mcp_oauth".into(),
+        provider_label: ProviderLabel::McpOauth,
         client_id,
         client_secret: Some(secret),
         scopes: o.scopes.clone().unwrap_or_default().0,
@@ -1572,7 +1576,7 @@ fn egress_identity(
         name,
         file_name,
         kind: IdentityKind::Egress,
-        provider_label: e.provider.clone(),
+        provider_label: ProviderLabel::Egress(e.provider.clone()),
         client_id: e.client_id.clone(),
         client_secret,
         scopes: e
