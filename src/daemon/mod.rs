@@ -253,7 +253,7 @@ impl Daemon {
                 Expiry::At(e) => e > now,
                 _ => true,
             });
-            if slot.is_some_and(|s| s.blocked.is_some() || s.failures > 0) || !usable {
+            if slot.is_some_and(|s| s.needs_attention()) || !usable {
                 failing.push(id.name.as_str());
             } else {
                 valid += 1;
@@ -282,7 +282,7 @@ impl Daemon {
             let Some(id) = self.ids().into_iter().find(|i| i.name == name) else {
                 continue;
             };
-            let forced = self.schedule.slot(&name).is_some_and(|s| s.forced);
+            let forced = self.schedule.slot(&name).is_some_and(|s| s.forced());
             self.schedule.start(&name);
             let sem = sem.clone();
             let fut: Pin<Box<dyn Future<Output = Outcome> + Send>> = match &self.refresher {
