@@ -178,6 +178,7 @@ pub async fn login_and_store(
         // The code is spent: store the tokens before anything else can fail.
         ctx.store
             .write_token(&id.file_name, &rec)
+            .await
             .map_err(store_failure)?;
         if let Some(extra) = &eg.def.extras.cloud_id {
             match egress::fetch_cloud_id(
@@ -192,6 +193,7 @@ pub async fn login_and_store(
                     rec.cloud_id = cloud;
                     ctx.store
                         .write_token(&id.file_name, &rec)
+                        .await
                         .map_err(store_failure)?;
                 }
                 Err(e) => say(format!(
@@ -214,7 +216,7 @@ pub async fn login_and_store(
             state.last_error_kind = Some(e.kind);
         }
     }
-    let _ = ctx.store.write_state(&id.name, &state);
+    let _ = ctx.store.write_state(&id.name, &state).await;
     result
 }
 
@@ -464,7 +466,7 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
     }
     .await;
     let outcome = match result {
-        Ok(rec) => match ctx.store.write_token(&file, &rec) {
+        Ok(rec) => match ctx.store.write_token(&file, &rec).await {
             Ok(()) => {
                 state.last_success_at = Some(ctx.clock.now().as_secs_f64());
                 state.last_error = None;
@@ -488,7 +490,7 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
         state.last_error = Some(error.message.clone());
         state.last_error_kind = Some(error.kind);
     }
-    if let Err(e) = ctx.store.write_state(&id.name, &state) {
+    if let Err(e) = ctx.store.write_state(&id.name, &state).await {
         notes.push(format!("{}: cannot record the outcome: {e}", id.name));
     }
     (outcome, notes)
