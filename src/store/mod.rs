@@ -320,8 +320,8 @@ mod tests {
         assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
     }
 
-    #[test]
-    fn state_files_of_earlier_versions_still_load() {
+    #[tokio::test]
+    async fn state_files_of_earlier_versions_still_load() {
         let d = tempfile::tempdir().unwrap();
         let (s, _) = Store::open(d.path()).unwrap();
         // A state file as earlier versions wrote it (kinds as strings).
@@ -338,7 +338,7 @@ mod tests {
         assert_eq!(st.last_error_kind, Some(FailureKind::ReauthRequired));
         assert_eq!(st.last_attempt_at, Some(1_718_000_000.5));
         // Written back, it reads the same, in the same spelling.
-        s.write_state("github", &st).unwrap();
+        s.write_state("github", &st).await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), old);
         for (text, kind) in [
             ("transient", Some(FailureKind::Transient)),
