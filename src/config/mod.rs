@@ -1,6 +1,8 @@
 //! Configuration: the validated types every other module reads, built by the pure parsers
-//! in `parse` (YAML file) and `env` (the reference tool's variables); `load` does the I/O.
+//! in `parse` (YAML file) and `env` (the reference tool's variables) through the rules they
+//! share in `build`; `load` does the I/O.
 
+pub mod build;
 pub mod dotenv;
 pub mod env;
 pub mod load;
@@ -284,6 +286,29 @@ pub enum ServerAuth {
         /// wants its own token too).
         gateway: bool,
     },
+}
+
+impl ServerAuth {
+    /// A named identity's token in `header` (default `Authorization`) with `scheme`
+    /// (default `Bearer`); `gateway`: the gateway's headers go along.
+    pub fn identity(
+        name: &str,
+        header: Option<String>,
+        scheme: Option<String>,
+        gateway: bool,
+    ) -> ServerAuth {
+        ServerAuth::Identity {
+            name: name.to_string(),
+            header: header.unwrap_or_else(|| "Authorization".into()),
+            scheme: scheme.unwrap_or_else(|| "Bearer".into()),
+            gateway,
+        }
+    }
+
+    /// A named identity's token as `Authorization: Bearer`.
+    pub fn bearer(name: &str, gateway: bool) -> ServerAuth {
+        ServerAuth::identity(name, None, None, gateway)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
