@@ -485,11 +485,11 @@ pub async fn client_credentials(
     token_url: &str,
 ) -> Result<TokenReply, FetchError> {
     let mut extra = Vec::new();
-    if let Some(a) = &id.audience {
-        extra.push(("audience", a.clone()));
+    if let Some(a) = id.audience() {
+        extra.push(("audience", a.to_string()));
     }
-    if let Some(r) = &id.resource {
-        extra.push(("resource", r.clone()));
+    if let Some(r) = id.resource() {
+        extra.push(("resource", r.to_string()));
     }
     super::grant::token(
         http,
