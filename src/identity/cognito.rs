@@ -158,8 +158,9 @@ fn client(
     if let Some(ep) = &c.endpoint_url {
         b = b.endpoint_url(ep);
     }
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    b = b.http_client(sdk_http::client(&env));
+    b = b.http_client(sdk_http::client(
+        &crate::identity::proxy::ProxyEnv::from_process(),
+    ));
     Ok(cip::Client::from_conf(b.build()))
 }
 
@@ -181,21 +182,18 @@ mod sdk_http {
     use http_body_util::BodyExt;
 
     use crate::identity::oauth::REPLY_MAX;
+    use crate::identity::proxy::ProxyEnv;
 
     pub const TOO_BIG: &str = "the reply is larger than 1024 KiB; refused";
 
-    pub fn client(env: &dyn Fn(&str) -> Option<String>) -> SharedHttpClient {
-        let https_proxy = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
-            .iter()
-            .find_map(|k| env(k));
-        let no_proxy = ["NO_PROXY", "no_proxy"].iter().find_map(|k| env(k));
-        let proxy = match https_proxy.map(|p| ProxyConfig::https(p.as_str())) {
-            Some(Ok(c)) => match &no_proxy {
+    pub fn client(env: &ProxyEnv) -> SharedHttpClient {
+        let proxy = match env.https.as_deref().map(ProxyConfig::https) {
+            Some(Ok(c)) => match &env.no_proxy {
                 Some(n) => c.no_proxy(n),
                 None => c,
             },
             Some(Err(_)) => {
-                tracing::warn!("HTTPS_PROXY (or ALL_PROXY) is not a valid proxy URL; not using it");
+                tracing::warn!("{}; not using it", crate::identity::proxy::INVALID);
                 ProxyConfig::disabled()
             }
             None => ProxyConfig::disabled(),
