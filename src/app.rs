@@ -10,13 +10,13 @@ use crate::clock::{Clock, Ts};
 use crate::config::load::{LoadOptions, Loaded, load};
 use crate::config::{Config, IdentityConfig, Origin, ServerAuth};
 use crate::daemon;
+use crate::dirs::Dirs;
 use crate::exit::Exit;
 use crate::identity::FailureKind;
 use crate::identity::oauth::Http;
 use crate::identity::reply::ExpirySource;
 use crate::refresh::{self, Outcome, token_file_name};
 use crate::render::ServerEntry;
-use crate::render::targets::Dirs;
 use crate::render::write::{Outcome as WriteOutcome, write_all};
 use crate::sanitize::escape_keep_newlines;
 use crate::schedule::plan::Expiry;
@@ -50,6 +50,8 @@ impl Ui {
 
 pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, String>) -> Exit {
     let ui = Ui { quiet: cli.quiet };
+    // The user's places, from the environment handed in (never the process's own).
+    let dirs = Dirs::from_env(process_env);
     crate::render::formats::set_headers_helper(headers_helper_command(&cli));
     // Commands that make no network call need no secret: resolved only where used.
     let lazy_secrets = matches!(
@@ -151,7 +153,7 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
                 loaded.servers_unavailable.is_some(),
                 name,
                 &args,
-                &Dirs::from_env(process_env),
+                &dirs,
                 clock.as_ref(),
                 ui,
             )
@@ -171,7 +173,7 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
                 &loaded.config,
                 &loaded.warnings,
                 &facts,
-                &Dirs::from_env(process_env),
+                &dirs,
                 clock.as_ref(),
             )
             .await;
@@ -195,7 +197,9 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
                 Exit::Success
             }
         }
-        Some(Command::Daemon) => daemon_cmd(loaded, opts, process_env.clone(), clock, ui).await,
+        Some(Command::Daemon) => {
+            daemon_cmd(loaded, opts, process_env.clone(), dirs, clock, ui).await
+        }
         Some(Command::InstallService { unit_path }) => {
             install_service(&loaded, unit_path, process_env, ui)
         }
@@ -203,7 +207,7 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
             render_cmd(
                 &loaded.config,
                 loaded.servers_unavailable.is_some(),
-                &Dirs::from_env(process_env),
+                &dirs,
                 clock.as_ref(),
                 ui,
             )
@@ -218,17 +222,14 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
                 loaded.servers_unavailable.is_some(),
                 name,
                 all,
-                &Dirs::from_env(process_env),
+                &dirs,
                 clock.as_ref(),
                 ui,
             )
             .await
         }
         Some(Command::Token { name }) => token_cmd(&loaded.config, &name, clock.as_ref(), ui).await,
-        None => {
-            let dirs = Dirs::from_env(process_env);
-            oneshot(loaded, &cli.once, &dirs, clock.as_ref(), ui).await
-        }
+        None => oneshot(loaded, &cli.once, &dirs, clock.as_ref(), ui).await,
     }
 }
 
@@ -268,6 +269,7 @@ async fn daemon_cmd(
     loaded: Loaded,
     opts: LoadOptions,
     env: HashMap<String, String>,
+    dirs: Dirs,
     clock: Arc<dyn Clock>,
     ui: Ui,
 ) -> Exit {
@@ -314,7 +316,7 @@ async fn daemon_cmd(
     // A secret changed in the secrets file takes effect like a config change.
     watched.extend(
         secrets_file
-            .or_else(crate::config::load::secrets_file_path)
+            .or_else(|| dirs.secrets_file())
             .filter(|p| p.parent().is_some_and(std::path::Path::is_dir)),
     );
     let token_files = daemon::WatchedTokens::default();
@@ -333,7 +335,6 @@ async fn daemon_cmd(
         }
     };
     let notifier = daemon::sd::Notifier::new(env.get("NOTIFY_SOCKET").map(String::as_str));
-    let dirs = Dirs::from_env(&env);
     let loader: daemon::Loader = Box::new(move || load(&opts, &env));
     let d = match daemon::Daemon::new(config, store, clock, notifier, loader, dirs) {
         Ok(mut d) => {

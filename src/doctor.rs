@@ -9,11 +9,12 @@ use serde::Serialize;
 
 use crate::clock::{Clock, Ts};
 use crate::config::{Config, Endpoint, IdentityConfig};
+use crate::dirs::Dirs;
 use crate::identity::jwt;
 use crate::identity::oauth::Http;
 use crate::render::formats::syntax;
 use crate::render::jsonc::Doc;
-use crate::render::targets::{Dirs, resolve};
+use crate::render::targets::resolve;
 use crate::store::TokenRecord;
 use crate::store::atomic::euid;
 

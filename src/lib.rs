@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod dirs;
 pub mod doctor;
 pub mod exit;
 pub mod identity;

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use super::ServerEntry;
 use super::merge::merge;
-use super::targets::{Dirs, Target, resolve};
+use super::targets::{Target, resolve};
 use crate::config::{EditorFormat, EditorSpec};
+use crate::dirs::Dirs;
 use crate::store::atomic::{euid, read_private, sweep_temp_files, write_atomic};
 use crate::store::{FILE_MODE, FileLock, LockError, Store};
 
