@@ -236,33 +236,23 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
 /// What Claude Code runs for headers: this binary's `headers`, with the same config,
 /// env file and tokens directory options as this run (a shell command line).
 fn headers_helper_command(cli: &Cli) -> String {
-    let quote = |s: &str| {
-        if !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@%".contains(c))
-        {
-            s.to_string()
-        } else {
-            format!("'{}'", s.replace('\'', "'\\''"))
-        }
-    };
     let bin = std::env::current_exe()
         .ok()
         .and_then(|p| p.to_str().map(str::to_string))
         .unwrap_or_else(|| "mcp-credd".into());
-    let mut cmd = format!("{} headers", quote(&bin));
-    for (flag, v) in [
-        ("--config", &cli.config),
-        ("--env-file", &cli.env_file),
-        ("--tokens-dir", &cli.tokens_dir),
-    ] {
-        if let Some(p) = v.as_ref().and_then(|p| std::path::absolute(p).ok())
-            && let Some(p) = p.to_str()
-        {
-            cmd.push_str(&format!(" {flag} {}", quote(p)));
-        }
-    }
-    cmd
+    let abs = |v: &Option<std::path::PathBuf>| {
+        v.as_ref()
+            .and_then(|p| std::path::absolute(p).ok())
+            .and_then(|p| p.to_str().map(str::to_string))
+    };
+    crate::render::formats::helper_command(
+        &bin,
+        &[
+            ("--config", abs(&cli.config)),
+            ("--env-file", abs(&cli.env_file)),
+            ("--tokens-dir", abs(&cli.tokens_dir)),
+        ],
+    )
 }
 
 async fn daemon_cmd(
@@ -406,37 +396,20 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
     // The servers source could not be read: keep what was written, and say so in the code.
     let keep = loaded.servers_unavailable.is_some();
     let config = loaded.config;
-    let egress_only = args.egress_only || args.provider.is_some();
-    let is_egress = |id: &IdentityConfig| id.egress.is_some();
-    // `--provider NAME` names an egress entry, or else every entry of that provider.
-    let by_name = args.provider.as_ref().is_some_and(|p| {
-        config
-            .all_identities()
-            .any(|i| is_egress(i) && &i.name == p)
-    });
-    let selected = |id: &IdentityConfig| match &args.provider {
-        Some(p) if by_name => is_egress(id) && &id.name == p,
-        Some(p) => id.egress.as_ref().is_some_and(|e| &e.provider == p),
-        None => !args.ingress_only || !is_egress(id),
+    let choice = match crate::selection::oneshot(
+        &config,
+        args.provider.as_deref(),
+        args.egress_only,
+        args.ingress_only,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            ui.error(e);
+            return Exit::Config;
+        }
     };
-    if let Some(p) = &args.provider
-        && !config.all_identities().any(selected)
-    {
-        let known: Vec<&str> = config
-            .all_identities()
-            .filter(|i| is_egress(i))
-            .map(|i| i.name.as_str())
-            .collect();
-        let known = if known.is_empty() {
-            "none is configured".to_string()
-        } else {
-            format!("configured: {}", known.join(", "))
-        };
-        ui.error(format!(
-            "no egress provider named `{p}` is configured ({known})"
-        ));
-        return Exit::Config;
-    }
+    let egress_only = choice.egress_only;
+    let is_egress = |id: &IdentityConfig| id.egress.is_some();
     let (store, http) = match open_store_and_http(&config, ui) {
         Ok(x) => x,
         Err(e) => return e,
@@ -449,8 +422,7 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
         ui.out("no ingress identity is configured");
     }
     let mut records = HashMap::new();
-    for id in config.all_identities() {
-        let run = selected(id) && (!egress_only || is_egress(id));
+    for (id, run) in choice.identities {
         let rec = if !run {
             store.read_token(&token_file_name(id)).ok().flatten()
         } else {
@@ -512,8 +484,6 @@ async fn write_editors(
     }
 }
 
-/// The stored tokens by identity, read only: nothing is created or fetched. Also says
-/// which identities have no usable token; with `usable_only`, expired ones are left out.
 /// The store and the HTTP client, for commands that may fetch tokens.
 fn open_store_and_http(config: &Config, ui: Ui) -> Result<(Store, Http), Exit> {
     let store = open_store(config, ui)?;
@@ -524,155 +494,20 @@ fn open_store_and_http(config: &Config, ui: Ui) -> Result<(Store, Http), Exit> {
     Ok((store, http))
 }
 
-fn stored_records(
-    config: &Config,
-    store: Option<&Store>,
-    clock: &dyn Clock,
-    usable_only: bool,
-) -> (HashMap<String, TokenRecord>, Vec<String>) {
-    let mut records = HashMap::new();
-    let mut problems = Vec::new();
-    let now = clock.now();
-    let get_one = "run `mcp-credd` (or start the daemon) to get one";
-    for id in config.all_identities() {
-        let rec = match store.map(|s| s.read_token(&token_file_name(id))) {
-            Some(Ok(Some(r))) => match crate::binding::mismatch(&r, id) {
-                None => r,
-                Some(why) => {
-                    let next = if id.egress.is_some() {
-                        format!("run `mcp-credd login {}`", id.name)
-                    } else {
-                        get_one.to_string()
-                    };
-                    problems.push(format!(
-                        "{}: the stored token is not used: {why}; {next}",
-                        id.name
-                    ));
-                    continue;
-                }
-            },
-            Some(Err(e)) => {
-                problems.push(e.to_string());
-                continue;
-            }
-            Some(Ok(None)) | None => {
-                problems.push(format!("{}: no stored token; {get_one}", id.name));
-                continue;
-            }
-        };
-        if let Expiry::At(t) = rec.times().expiry
-            && t <= now
-        {
-            problems.push(format!(
-                "{}: the stored token expired {} ({}); run `mcp-credd` (or start the daemon) to refresh it",
-                id.name,
-                human_utc(t),
-                relative(t, now)
-            ));
-            if usable_only {
-                continue;
-            }
-        }
-        records.insert(id.name.clone(), rec);
-    }
-    (records, problems)
-}
-
 /// `render`: every editor target from the stored tokens, without any network call.
 async fn render_cmd(config: &Config, keep: bool, dirs: &Dirs, clock: &dyn Clock, ui: Ui) -> Exit {
     let store = match open_store(config, ui) {
         Ok(s) => s,
         Err(e) => return e,
     };
-    let (records, problems) = stored_records(config, Some(&store), clock, false);
+    let (records, problems) =
+        crate::selection::stored_tokens(config, Some(&store), clock.now(), false);
     for p in &problems {
         ui.warn(p);
     }
     let entries = crate::render::entries(config, &records);
     let exit = write_editors(config, &store, dirs, &entries, keep, ui).await;
     if keep { Exit::Failure } else { exit }
-}
-
-/// How close to its expiry a token handed out by `headers` or `token` may be: less than
-/// this left and it is refreshed first (a client needs time to use it).
-const ON_DEMAND_MARGIN_MS: i64 = 60_000;
-/// Claude Code gives a headersHelper 10 s; everything `headers` does fits in this.
-const ON_DEMAND_BUDGET: std::time::Duration = std::time::Duration::from_secs(8);
-
-/// The token of `id` for immediate use: the stored one while it has more than a minute
-/// left, else a fresh one obtained under the identity's lock (another process may just have
-/// refreshed it: the store is re-read after the lock is taken).
-async fn usable_now(
-    config: &Config,
-    store: &Store,
-    http: &Http,
-    id: &IdentityConfig,
-    clock: &dyn Clock,
-) -> Result<TokenRecord, String> {
-    let now = clock.now();
-    let fresh = |r: &TokenRecord| match r.times().expiry {
-        Expiry::At(t) => t.ms_since(now) > ON_DEMAND_MARGIN_MS,
-        Expiry::Never | Expiry::Unknown => true,
-    };
-    if let Ok(Some(r)) = store.read_token(&token_file_name(id))
-        && crate::binding::matches(&r, id)
-        && fresh(&r)
-    {
-        return Ok(r);
-    }
-    // `headers` and `token` load without secrets; an empty one must not reach the provider
-    // (for a service account it would be a failed sign-in counted against the user).
-    if id.secret_unresolved() {
-        return Err(format!(
-            "{}: the token needs renewing, but its secret is not set; put it in the secrets file (~/.config/mcp-credd/env) or export it (`mcp-credd doctor` names the variable)",
-            id.name
-        ));
-    }
-    let ctx = refresh::Ctx {
-        store,
-        http,
-        policy: &config.refresh,
-        clock,
-    };
-    let (outcome, _) = refresh::ensure(id, &ctx, false).await;
-    match outcome {
-        Outcome::Reused(r) | Outcome::Refreshed(r) => match r.times().expiry {
-            Expiry::At(t) if t <= clock.now() => Err(format!(
-                "{}: the token expired and could not be renewed",
-                id.name
-            )),
-            _ => Ok(r),
-        },
-        Outcome::Failed { error, .. } => Err(format!("{}: {}", id.name, error.message)),
-    }
-}
-
-/// An HTTP client whose whole retry cycle fits in the on-demand budget.
-fn on_demand_http(config: &Config) -> Result<Http, String> {
-    let mut p = config.http;
-    p.timeout_ms = p.timeout_ms.min(3_000);
-    p.attempts = p.attempts.min(2);
-    p.max_backoff_ms = p.max_backoff_ms.min(500);
-    p.initial_backoff_ms = p.initial_backoff_ms.min(p.max_backoff_ms);
-    Http::new(p)
-}
-
-/// The identities whose tokens a server's headers carry.
-fn identities_of<'a>(config: &'a Config, auth: &ServerAuth) -> Vec<&'a IdentityConfig> {
-    let mut out = Vec::new();
-    let gateway = matches!(
-        auth,
-        ServerAuth::Gateway | ServerAuth::Identity { gateway: true, .. }
-    );
-    if gateway && let Some(i) = &config.ingress {
-        out.push(i);
-    }
-    if let ServerAuth::Identity { name, .. } = auth
-        && let Some(i) = config.identity(name)
-    {
-        out.push(i);
-    }
-    out
 }
 
 /// `headers [SERVER]`: the server's headers as one JSON object on stdout (Claude Code's
@@ -713,14 +548,14 @@ async fn headers_cmd(
         println!("{{}}");
         return Exit::Success;
     }
-    let needed = identities_of(config, &s.auth);
+    let needed = crate::selection::of_server(config, &s.auth);
     let work = async {
         let store = open_store(config, ui).map_err(|_| Vec::new())?;
-        let http = on_demand_http(config).map_err(|e| vec![e])?;
+        let http = refresh::on_demand_http(&config.http).map_err(|e| vec![e])?;
         let mut records = HashMap::new();
         let mut problems = Vec::new();
         for id in needed {
-            match usable_now(config, &store, &http, id, clock).await {
+            match refresh::usable_now(&config.refresh, &store, &http, id, clock).await {
                 Ok(r) => {
                     records.insert(id.name.clone(), r);
                 }
@@ -733,7 +568,7 @@ async fn headers_cmd(
             Err(problems)
         }
     };
-    let records = match tokio::time::timeout(ON_DEMAND_BUDGET, work).await {
+    let records = match tokio::time::timeout(refresh::ON_DEMAND_BUDGET, work).await {
         Ok(Ok(r)) => r,
         Ok(Err(problems)) => {
             for p in problems {
@@ -747,7 +582,7 @@ async fn headers_cmd(
         Err(_) => {
             ui.error(format!(
                 "no usable token for server `{server}` within {}s (the identity provider is slow or another process holds the lock); nothing printed",
-                ON_DEMAND_BUDGET.as_secs()
+                refresh::ON_DEMAND_BUDGET.as_secs()
             ));
             return Exit::Failure;
         }
@@ -784,23 +619,10 @@ async fn logout_cmd(
     let targets: Vec<&IdentityConfig> = if all {
         config.all_identities().collect()
     } else {
-        let n = name.unwrap_or_default();
-        match config
-            .all_identities()
-            .find(|i| i.name == n || i.egress.as_ref().is_some_and(|e| e.provider == n))
-        {
-            Some(i) => vec![i],
-            None => {
-                let known: Vec<&str> = config.all_identities().map(|i| i.name.as_str()).collect();
-                ui.error(format!(
-                    "no identity named `{}` is configured ({})",
-                    crate::sanitize::escape(&n),
-                    if known.is_empty() {
-                        "none is".to_string()
-                    } else {
-                        format!("configured: {}", known.join(", "))
-                    }
-                ));
+        match crate::selection::named(config, name.as_deref().unwrap_or_default()) {
+            Ok(i) => vec![i],
+            Err(e) => {
+                ui.error(e);
                 return Exit::Config;
             }
         }
@@ -856,7 +678,7 @@ async fn logout_cmd(
         }
     }
     // Every editor file keeps its entries, without the headers of the tokens just removed.
-    let (records, _) = stored_records(config, Some(&store), clock, false);
+    let (records, _) = crate::selection::stored_tokens(config, Some(&store), clock.now(), false);
     let entries = crate::render::entries(config, &records);
     let exit = exit.worst(write_editors(config, &store, dirs, &entries, keep, ui).await);
     if keep {
@@ -933,28 +755,19 @@ async fn revoke_all(id: &IdentityConfig, rec: &TokenRecord, http: &Http, now: Ts
 /// `token NAME`: the identity's current access token on stdout, for scripts (like
 /// `gh auth token`); refreshed first when expired or about to expire.
 async fn token_cmd(config: &Config, name: &str, clock: &dyn Clock, ui: Ui) -> Exit {
-    let Some(id) = config
-        .all_identities()
-        .find(|i| i.name == name || i.egress.as_ref().is_some_and(|e| e.provider == name))
-    else {
-        let known: Vec<&str> = config.all_identities().map(|i| i.name.as_str()).collect();
-        ui.error(format!(
-            "no identity named `{}` is configured ({})",
-            crate::sanitize::escape(name),
-            if known.is_empty() {
-                "none is".to_string()
-            } else {
-                format!("configured: {}", known.join(", "))
-            }
-        ));
-        return Exit::Config;
+    let id = match crate::selection::named(config, name) {
+        Ok(i) => i,
+        Err(e) => {
+            ui.error(e);
+            return Exit::Config;
+        }
     };
     let work = async {
         let store = open_store(config, ui).map_err(|_| String::new())?;
-        let http = on_demand_http(config)?;
-        usable_now(config, &store, &http, id, clock).await
+        let http = refresh::on_demand_http(&config.http)?;
+        refresh::usable_now(&config.refresh, &store, &http, id, clock).await
     };
-    match tokio::time::timeout(ON_DEMAND_BUDGET, work).await {
+    match tokio::time::timeout(refresh::ON_DEMAND_BUDGET, work).await {
         Ok(Ok(rec)) => match crate::render::bearer_of(id, &rec) {
             Some(t) => {
                 println!("{t}");
@@ -975,7 +788,7 @@ async fn token_cmd(config: &Config, name: &str, clock: &dyn Clock, ui: Ui) -> Ex
             ui.error(format!(
                 "{}: no token within {}s",
                 id.name,
-                ON_DEMAND_BUDGET.as_secs()
+                refresh::ON_DEMAND_BUDGET.as_secs()
             ));
             Exit::Failure
         }
@@ -1035,38 +848,13 @@ async fn login_cmd(
     clock: &dyn Clock,
     ui: Ui,
 ) -> Exit {
-    let targets: Vec<&IdentityConfig> = match &name {
-        Some(n) => match config.all_identities().find(|i| {
-            i.egress.is_some()
-                && (&i.name == n || i.egress.as_ref().is_some_and(|e| &e.provider == n))
-        }) {
-            Some(i) => vec![i],
-            None => {
-                let known: Vec<&str> = config
-                    .all_identities()
-                    .filter(|i| i.egress.is_some())
-                    .map(|i| i.name.as_str())
-                    .collect();
-                ui.error(format!(
-                    "no egress provider named `{n}` is configured{}",
-                    if known.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (configured: {})", known.join(", "))
-                    }
-                ));
-                return Exit::Config;
-            }
-        },
-        None => config
-            .all_identities()
-            .filter(|i| i.egress.is_some())
-            .collect(),
+    let targets = match crate::selection::to_log_in(config, name.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            ui.error(e);
+            return Exit::Config;
+        }
     };
-    if targets.is_empty() {
-        ui.error("no egress provider is configured: add an `egress:` entry (see README)");
-        return Exit::Config;
-    }
     let (store, http) = match open_store_and_http(config, ui) {
         Ok(x) => x,
         Err(e) => return e,
@@ -1097,7 +885,7 @@ async fn login_cmd(
         });
     }
     // Render with every stored token, so editors see the new login at once.
-    let (records, _) = stored_records(config, Some(&store), clock, false);
+    let (records, _) = crate::selection::stored_tokens(config, Some(&store), clock.now(), false);
     let entries = crate::render::entries(config, &records);
     exit.worst(write_editors(config, &store, dirs, &entries, keep, ui).await)
 }

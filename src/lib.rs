@@ -20,6 +20,7 @@ pub mod render;
 pub mod sanitize;
 pub mod schedule;
 pub mod secret;
+pub mod selection;
 pub mod service;
 pub mod status;
 pub mod store;
