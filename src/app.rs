@@ -46,6 +46,21 @@ impl Ui {
     pub fn error(&self, s: impl AsRef<str>) {
         eprintln!("error: {}", escape_keep_newlines(s.as_ref()));
     }
+    /// Prints what a command did, or its error; `failed` is the exit code for the error.
+    fn said(&self, done: Result<Vec<String>, String>, failed: Exit) -> Exit {
+        match done {
+            Ok(said) => {
+                for s in said {
+                    self.out(s);
+                }
+                Exit::Success
+            }
+            Err(e) => {
+                self.error(e);
+                failed
+            }
+        }
+    }
 }
 
 pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, String>) -> Exit {
@@ -83,34 +98,14 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
         }
         Some(Command::Init { from_env, force }) => {
             let source = from_env.clone().or_else(|| cli.env_file.clone());
-            return match crate::init::run(cli.config.clone(), source, *force, process_env) {
-                Ok(said) => {
-                    for s in said {
-                        ui.out(s);
-                    }
-                    Exit::Success
-                }
-                Err(e) => {
-                    ui.error(e);
-                    Exit::Config
-                }
-            };
+            let done = crate::init::run(cli.config.clone(), source, *force, process_env);
+            return ui.said(done, Exit::Config);
         }
         _ => {}
     }
     if let Some(Command::UninstallService { unit_path }) = &cli.command {
-        return match crate::service::uninstall(unit_path.clone(), process_env) {
-            Ok(said) => {
-                for s in said {
-                    ui.out(s);
-                }
-                Exit::Success
-            }
-            Err(e) => {
-                ui.error(e);
-                Exit::Failure
-            }
-        };
+        let done = crate::service::uninstall(unit_path.clone(), process_env);
+        return ui.said(done, Exit::Failure);
     }
     let opts = LoadOptions {
         config: cli.config.clone(),

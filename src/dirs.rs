@@ -1,9 +1,9 @@
 //! The user's directories, worked out once from the environment `main` collected and passes
 //! down (`HOME`, `XDG_CONFIG_HOME`): where the editors keep their files, where mcp-credd's
 //! own config, secrets and provider files are, where systemd looks for user units. No other
-//! code reads these variables, so a test (or `install-service`, reasoning about the
-//! service's environment) can hand in another set. Pure but for the home directory's
-//! fallback to the password database when `HOME` is unset.
+//! code turns these variables into directories, so a test (or `install-service`, reasoning
+//! about the service's environment) can hand in another set. Pure but for the home
+//! directory's fallback to the password database when `HOME` is unset.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

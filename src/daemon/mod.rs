@@ -843,28 +843,12 @@ mod tests {
 
     fn record(now: Ts, life_ms: i64) -> TokenRecord {
         TokenRecord {
-            provider: "oidc_m2m".into(),
-            access_token: Secret::new(format!("tok-{}", now.0)),
-            refresh_token: None,
-            id_token: None,
             expires_at: Some(now.plus_ms(life_ms).as_secs_f64()),
-            expires_at_human: None,
-            token_type: "Bearer".into(),
             client_id: Some("c".into()),
-            saved_at: String::new(),
-            user_pool_id: None,
-            region: None,
-            usage_notes: None,
-            cloud_id: None,
-            scopes: None,
-            refresh_token_expires_at: None,
             identity: Some("ingress".into()),
             obtained_at: Some(now.as_secs_f64()),
             expiry_source: Some("expires_in".into()),
-            scope: None,
-            token_endpoint: None,
-            binding: None,
-            extra: Default::default(),
+            ..TokenRecord::bare("oidc_m2m", &format!("tok-{}", now.0))
         }
     }
 

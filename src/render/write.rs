@@ -550,7 +550,6 @@ fn write_target(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Transport;
     use std::os::unix::fs::symlink;
 
     struct Env {
@@ -599,14 +598,7 @@ mod tests {
         }
     }
 
-    fn e(name: &str, tok: Option<&str>) -> ServerEntry {
-        ServerEntry {
-            name: name.into(),
-            url: format!("https://gw/{name}/mcp"),
-            transport: Transport::StreamableHttp,
-            headers: tok.map(|t| vec![("X-Authorization".into(), format!("Bearer {t}"))]),
-        }
-    }
+    use crate::render::test_entry as e;
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).unwrap().mode() & 0o777
