@@ -68,7 +68,7 @@ fn show(v: &Option<String>) -> String {
 /// service account's file is never adopted without one: it names no user, and signing in
 /// again needs no person.
 pub fn mismatch(rec: &TokenRecord, id: &IdentityConfig) -> Option<String> {
-    if rec.provider != id.provider_label {
+    if rec.provider != id.provider_label.as_str() {
         return Some(format!(
             "it was obtained from provider `{}`, the configuration says `{}`",
             rec.provider, id.provider_label
@@ -160,7 +160,7 @@ pub fn matches(rec: &TokenRecord, id: &IdentityConfig) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ClientAuth, CognitoPassword};
+    use crate::config::{ClientAuth, CognitoPassword, ProviderLabel};
     use crate::secret::Secret;
 
     fn service_account(user: &str) -> IdentityConfig {
@@ -169,7 +169,7 @@ mod tests {
             name: "svc".into(),
             file_name: "svc.json".into(),
             kind: IdentityKind::CognitoPassword,
-            provider_label: "cognito_password".into(),
+            provider_label: ProviderLabel::CognitoPassword,
             client_id: "c".into(),
             client_secret: None,
             scopes: vec![],
@@ -196,7 +196,7 @@ mod tests {
         IdentityConfig {
             gateway: None,
             kind: IdentityKind::OidcM2m,
-            provider_label: "oidc_m2m".into(),
+            provider_label: ProviderLabel::OidcM2m,
             endpoint: Endpoint::TokenUrl(token_url.into()),
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             cognito: None,

@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod dirs;
 pub mod doctor;
 pub mod exit;
+pub mod failure;
 pub mod identity;
 pub mod init;
 pub mod login;

@@ -17,6 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "dirs",
             "providers",
             "exit",
+            "failure",
         ],
     ),
     (
