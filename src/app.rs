@@ -46,6 +46,10 @@ impl Ui {
     pub fn error(&self, s: impl AsRef<str>) {
         eprintln!("error: {}", escape_keep_newlines(s.as_ref()));
     }
+    /// The value, or `None` with the error printed (the caller returns its exit code).
+    fn ok<T>(&self, r: Result<T, String>) -> Option<T> {
+        r.map_err(|e| self.error(e)).ok()
+    }
     /// Prints what a command did, or its error; `failed` is the exit code for the error.
     fn said(&self, done: Result<Vec<String>, String>, failed: Exit) -> Exit {
         match done {
@@ -391,17 +395,14 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
     // The servers source could not be read: keep what was written, and say so in the code.
     let keep = loaded.servers_unavailable.is_some();
     let config = loaded.config;
-    let choice = match crate::selection::oneshot(
+    let choice = crate::selection::oneshot(
         &config,
         args.provider.as_deref(),
         args.egress_only,
         args.ingress_only,
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            ui.error(e);
-            return Exit::Config;
-        }
+    );
+    let Some(choice) = ui.ok(choice) else {
+        return Exit::Config;
     };
     let egress_only = choice.egress_only;
     let is_egress = |id: &IdentityConfig| id.egress.is_some();
@@ -614,13 +615,11 @@ async fn logout_cmd(
     let targets: Vec<&IdentityConfig> = if all {
         config.all_identities().collect()
     } else {
-        match crate::selection::named(config, name.as_deref().unwrap_or_default()) {
-            Ok(i) => vec![i],
-            Err(e) => {
-                ui.error(e);
-                return Exit::Config;
-            }
-        }
+        let named = crate::selection::named(config, name.as_deref().unwrap_or_default());
+        let Some(id) = ui.ok(named) else {
+            return Exit::Config;
+        };
+        vec![id]
     };
     let (store, http) = match open_store_and_http(config, ui) {
         Ok(x) => x,
@@ -750,12 +749,8 @@ async fn revoke_all(id: &IdentityConfig, rec: &TokenRecord, http: &Http, now: Ts
 /// `token NAME`: the identity's current access token on stdout, for scripts (like
 /// `gh auth token`); refreshed first when expired or about to expire.
 async fn token_cmd(config: &Config, name: &str, clock: &dyn Clock, ui: Ui) -> Exit {
-    let id = match crate::selection::named(config, name) {
-        Ok(i) => i,
-        Err(e) => {
-            ui.error(e);
-            return Exit::Config;
-        }
+    let Some(id) = ui.ok(crate::selection::named(config, name)) else {
+        return Exit::Config;
     };
     let work = async {
         let store = open_store(config, ui).map_err(|_| String::new())?;
@@ -843,12 +838,8 @@ async fn login_cmd(
     clock: &dyn Clock,
     ui: Ui,
 ) -> Exit {
-    let targets = match crate::selection::to_log_in(config, name.as_deref()) {
-        Ok(t) => t,
-        Err(e) => {
-            ui.error(e);
-            return Exit::Config;
-        }
+    let Some(targets) = ui.ok(crate::selection::to_log_in(config, name.as_deref())) else {
+        return Exit::Config;
     };
     let (store, http) = match open_store_and_http(config, ui) {
         Ok(x) => x,
