@@ -405,7 +405,7 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
         return Exit::Config;
     };
     let egress_only = choice.egress_only;
-    let is_egress = |id: &IdentityConfig| id.egress.is_some();
+    let is_egress = |id: &IdentityConfig| id.egress().is_some();
     let (store, http) = match open_store_and_http(&config, ui) {
         Ok(x) => x,
         Err(e) => return e,
@@ -664,7 +664,7 @@ async fn logout_cmd(
         if let Err(e) = store.delete_state(&id.name).await {
             ui.warn(format!("{}: {e}", id.name));
         }
-        if daemon_running && id.egress.is_none() {
+        if daemon_running && id.egress().is_none() {
             ui.warn(format!(
                 "{}: the running daemon obtains a new token for this machine identity; remove it from the configuration to stop that",
                 id.name
@@ -686,9 +686,9 @@ async fn logout_cmd(
 
 /// Revokes what `rec` holds at the provider's revocation endpoint, if it has one.
 async fn revoke_all(id: &IdentityConfig, rec: &TokenRecord, http: &Http, now: Ts, ui: Ui) {
-    let url = match &id.egress {
+    let url = match id.egress() {
         Some(_) => match crate::identity::egress::discovered(http, id).await {
-            Ok(d) => d.egress.and_then(|e| e.def.revocation_url),
+            Ok(d) => d.egress().and_then(|e| e.def.revocation_url.clone()),
             Err(e) => {
                 ui.warn(format!("{}: {}; not revoked", id.name, e.message));
                 return;
@@ -878,7 +878,7 @@ async fn login_cmd(
 
 /// What would make the provider give a refresh token, from its catalog entry.
 fn no_refresh_token_hint(id: &IdentityConfig) -> String {
-    let Some(eg) = &id.egress else {
+    let Some(eg) = id.egress() else {
         return String::new();
     };
     let mut ways = Vec::new();
@@ -997,14 +997,14 @@ fn status_row(config: &Config, store: Option<&Store>, id: &IdentityConfig, now: 
         token_file: config.tokens_dir.join(&file),
         record: record.as_ref().map(Option::as_ref).map_err(Clone::clone),
         state: &state,
-        needs_login_when_missing: id.egress.is_some(),
+        needs_login_when_missing: id.egress().is_some(),
         not_used: match &record {
             Ok(Some(r)) => crate::binding::mismatch(r, id),
             _ => None,
         },
         uses_refresh_token: matches!(
             id.kind,
-            crate::config::IdentityKind::Egress | crate::config::IdentityKind::CognitoPassword
+            crate::config::Kind::Egress(_) | crate::config::Kind::CognitoPassword { .. }
         ),
     };
     status::row(&input, &config.refresh, now)

@@ -14,7 +14,7 @@ use crate::store::{Store, TokenRecord};
 use crate::timefmt::{human_utc, relative};
 
 fn is_egress(id: &IdentityConfig) -> bool {
-    id.egress.is_some()
+    id.egress().is_some()
 }
 
 /// `(configured: a, b)`, or `none` when nothing is.
@@ -31,7 +31,7 @@ fn known(names: Vec<&str>, none: &str) -> String {
 pub fn named<'a>(config: &'a Config, name: &str) -> Result<&'a IdentityConfig, String> {
     config
         .all_identities()
-        .find(|i| i.name == name || i.egress.as_ref().is_some_and(|e| e.provider == name))
+        .find(|i| i.name == name || i.egress().is_some_and(|e| e.provider == name))
         .ok_or_else(|| {
             let names = config.all_identities().map(|i| i.name.as_str()).collect();
             format!(
@@ -51,7 +51,7 @@ pub fn to_log_in<'a>(
     let egress = || config.all_identities().filter(|i| is_egress(i));
     let chosen: Vec<&IdentityConfig> = match name {
         Some(n) => egress()
-            .filter(|i| i.name == n || i.egress.as_ref().is_some_and(|e| e.provider == n))
+            .filter(|i| i.name == n || i.egress().is_some_and(|e| e.provider == n))
             .take(1)
             .collect(),
         None => egress().collect(),
@@ -98,7 +98,7 @@ pub fn oneshot<'a>(
         provider.is_some_and(|p| config.all_identities().any(|i| is_egress(i) && i.name == p));
     let selected = |id: &IdentityConfig| match provider {
         Some(p) if by_name => is_egress(id) && id.name == p,
-        Some(p) => id.egress.as_ref().is_some_and(|e| e.provider == p),
+        Some(p) => id.egress().is_some_and(|e| e.provider == p),
         None => !ingress_only || !is_egress(id),
     };
     if let Some(p) = provider

@@ -13,8 +13,8 @@ use super::build::{
 use super::locate::locate;
 use super::{
     BearerToken, ClientAuth, Config, ConfigError, EditorFormat, EditorSpec, Endpoint, Hooks,
-    HttpPolicy, IdentityConfig, IdentityKind, Origin, ProviderLabel, RefreshPolicy, ServerAuth,
-    ServerConfig, Transport, check_endpoint_url, check_name, default_server_url,
+    HttpPolicy, IdentityConfig, IdentityKind, Kind, Origin, ProviderLabel, RefreshPolicy,
+    ServerAuth, ServerConfig, Transport, check_endpoint_url, check_name, default_server_url,
 };
 use crate::providers::Catalog;
 use crate::secret::Secret;
@@ -897,7 +897,7 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
     // there is a gateway identity; a server not listed is reached through the gateway.
     let bound: Vec<(String, String)> = identities
         .iter()
-        .filter_map(|id| Some((id.name.clone(), id.egress.as_ref()?.server.clone())))
+        .filter_map(|id| Some((id.name.clone(), id.egress()?.server.clone())))
         .collect();
     build::bind_servers(
         &mut servers,
@@ -1352,7 +1352,10 @@ fn mcp_identity(
         gateway: None,
         name: server.to_string(),
         file_name: format!("{server}.json"),
-        kind: IdentityKind::OidcM2m,
+        kind: Kind::OidcM2m {
+            audience: None,
+            resource: Some(resource.clone()),
+        },
         provider_label: ProviderLabel::McpOauth,
         client_id,
         client_secret: Some(secret),
@@ -1362,14 +1365,8 @@ fn mcp_identity(
             authorization_server,
         },
         client_auth,
-        audience: None,
-        resource: Some(resource),
-        region: None,
-        user_pool_id: None,
         extra_fields: Vec::new(),
         extra_headers: Vec::new(),
-        cognito: None,
-        egress: None,
     })
 }
 
@@ -1488,7 +1485,7 @@ mod tests {
         let redirects: Vec<String> = parsed
             .config
             .all_identities()
-            .filter_map(|i| i.egress.as_ref().map(|e| e.redirect_uri.clone()))
+            .filter_map(|i| i.egress().map(|e| e.redirect_uri.clone()))
             .collect();
         assert_eq!(
             redirects,
@@ -1808,12 +1805,12 @@ mod identity_tests {
             (svc.name.as_str(), svc.file_name.as_str()),
             ("svc", "svc.json")
         );
-        assert_eq!(svc.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(svc.region(), Some("eu-west-1"));
         assert!(
             svc.client_secret.is_none(),
             "public app clients need no secret"
         );
-        let cp = svc.cognito.as_ref().unwrap();
+        let cp = svc.cognito().unwrap();
         assert_eq!(cp.password.expose(), "pw");
         assert_eq!(
             cp.endpoint_url.as_deref(),
@@ -2013,10 +2010,7 @@ mod mcp_oauth_tests {
         let r = c.identity("reports").unwrap();
         assert_eq!(r.file_name, "reports.json");
         assert_eq!(r.client_auth, ClientAuth::PrivateKeyJwt);
-        assert_eq!(
-            r.resource.as_deref(),
-            Some("https://reports.example.com/mcp")
-        );
+        assert_eq!(r.resource(), Some("https://reports.example.com/mcp"));
         assert_eq!(
             r.endpoint,
             Endpoint::McpServer {
