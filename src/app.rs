@@ -176,17 +176,7 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
                 clock.as_ref(),
             )
             .await;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&findings).expect("findings serialize")
-                );
-            } else {
-                print!(
-                    "{}",
-                    escape_keep_newlines(&crate::doctor::render_text(&findings))
-                );
-            }
+            print_report(json, &findings, || crate::doctor::render_text(&findings));
             if findings
                 .iter()
                 .any(|f| f.level == crate::doctor::Level::Fail)
@@ -229,6 +219,18 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
         }
         Some(Command::Token { name }) => token_cmd(&loaded.config, &name, clock.as_ref(), ui).await,
         None => oneshot(loaded, &cli.once, &dirs, clock.as_ref(), ui).await,
+    }
+}
+
+/// A command's report on stdout: JSON with `--json`, else the text (escaped).
+fn print_report<T: serde::Serialize>(json: bool, report: &T, text: impl FnOnce() -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("reports serialize")
+        );
+    } else {
+        print!("{}", escape_keep_newlines(&text()));
     }
 }
 
@@ -1040,17 +1042,7 @@ fn status_cmd(config: &Config, json: bool, clock: &dyn Clock, ui: Ui) -> Exit {
         identities: rows,
         unwritable_targets,
     };
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("status serializes")
-        );
-    } else {
-        print!(
-            "{}",
-            escape_keep_newlines(&status::render_table(&report, now))
-        );
-    }
+    print_report(json, &report, || status::render_table(&report, now));
     if report
         .identities
         .iter()
