@@ -412,12 +412,7 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
         Ok(x) => x,
         Err(e) => return e,
     };
-    let ctx = refresh::Ctx {
-        store: &store,
-        http: &http,
-        policy: &config.refresh,
-        clock,
-    };
+    let ctx = refresh_ctx(&store, &http, &config.refresh, clock);
     let mut exit = if keep { Exit::Failure } else { Exit::Success };
     if egress_only && !config.all_identities().any(is_egress) {
         ui.out("no egress provider is configured; nothing to do for --egress-only");
@@ -484,6 +479,21 @@ async fn write_editors(
         Exit::Success
     } else {
         Exit::Failure
+    }
+}
+
+/// What the refresh step works with, for a command that refreshes or logs in.
+fn refresh_ctx<'a>(
+    store: &'a Store,
+    http: &'a Http,
+    policy: &'a crate::config::RefreshPolicy,
+    clock: &'a dyn Clock,
+) -> refresh::Ctx<'a> {
+    refresh::Ctx {
+        store,
+        http,
+        policy,
+        clock,
     }
 }
 
@@ -843,12 +853,7 @@ async fn login_cmd(
         Ok(x) => x,
         Err(e) => return e,
     };
-    let ctx = refresh::Ctx {
-        store: &store,
-        http: &http,
-        policy: &config.refresh,
-        clock,
-    };
+    let ctx = refresh_ctx(&store, &http, &config.refresh, clock);
     let mut exit = Exit::Success;
     for id in targets {
         // Without a name: exactly those `status` reports as needing a login.
