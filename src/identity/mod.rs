@@ -7,6 +7,7 @@ pub mod egress;
 pub mod grant;
 pub mod jwt;
 pub mod oauth;
+pub mod proxy;
 pub mod reply;
 
 use std::fmt;
