@@ -828,7 +828,7 @@ async fn logout_cmd(
                 "{}: the stored token belongs to another identity (the configuration changed); not revoked",
                 id.name
             )),
-            Some(r) => revoke_all(id, r, &http, clock.now(), ui).await,
+            Some(r) => revoke_all(id, r, &http, &store, clock.now(), ui).await,
         }
         match store.delete_token(&file) {
             Ok(true) => ui.out(format!(
@@ -866,16 +866,41 @@ async fn logout_cmd(
 }
 
 /// Revokes what `rec` holds at the provider's revocation endpoint, if it has one.
-async fn revoke_all(id: &IdentityConfig, rec: &TokenRecord, http: &Http, now: Ts, ui: Ui) {
-    let url = match &id.egress {
+async fn revoke_all(
+    id: &IdentityConfig,
+    rec: &TokenRecord,
+    http: &Http,
+    store: &Store,
+    now: Ts,
+    ui: Ui,
+) {
+    // An MCP login's endpoints and client are those its token was obtained with.
+    let mcp;
+    let (id, url) = match &id.egress {
+        Some(_) if id.mcp_login().is_some() => {
+            match crate::mcpauth::interactive::for_refresh(id, http, store, rec).await {
+                Ok((resolved, _)) => {
+                    mcp = resolved;
+                    let url = mcp
+                        .egress
+                        .as_ref()
+                        .and_then(|e| e.def.revocation_url.clone());
+                    (&mcp, url)
+                }
+                Err(e) => {
+                    ui.warn(format!("{}: {}; not revoked", id.name, e.message));
+                    return;
+                }
+            }
+        }
         Some(_) => match crate::identity::egress::discovered(http, id).await {
-            Ok(d) => d.egress.and_then(|e| e.def.revocation_url),
+            Ok(d) => (id, d.egress.and_then(|e| e.def.revocation_url)),
             Err(e) => {
                 ui.warn(format!("{}: {}; not revoked", id.name, e.message));
                 return;
             }
         },
-        None => None,
+        None => (id, None),
     };
     let Some(url) = url else {
         let until = match rec.times().expiry {
@@ -1045,7 +1070,7 @@ async fn login_cmd(
                     .map(|i| i.name.as_str())
                     .collect();
                 ui.error(format!(
-                    "no egress provider named `{n}` is configured{}",
+                    "no egress provider or MCP server with `auth: oauth` named `{n}` is configured{}",
                     if known.is_empty() {
                         String::new()
                     } else {
@@ -1061,7 +1086,7 @@ async fn login_cmd(
             .collect(),
     };
     if targets.is_empty() {
-        ui.error("no egress provider is configured: add an `egress:` entry (see README)");
+        ui.error("nothing to log in to: add an `egress:` entry or a server with `auth: oauth` (see README)");
         return Exit::Config;
     }
     let (store, http) = match open_store_and_http(config, ui) {
@@ -1104,6 +1129,12 @@ fn no_refresh_token_hint(id: &IdentityConfig) -> String {
     let Some(eg) = &id.egress else {
         return String::new();
     };
+    if id.mcp_login().is_some() {
+        return format!(
+            "The authorization server of MCP server `{}` must allow refresh tokens for this client: ask its operator; if it wants a scope for them, add it to `scopes` under `auth.oauth`",
+            id.name
+        );
+    }
     let mut ways = Vec::new();
     let asks_offline = id.scopes.iter().any(|s| s == "offline_access");
     if !asks_offline

@@ -499,3 +499,318 @@ servers:
         "agent-jwt"
     );
 }
+
+// --- The interactive login (`auth: oauth`): discovery, dynamic client registration,
+// authorization code + PKCE S256 + `resource`, a real headless Chromium at the
+// authorization server's login and consent pages.
+
+fn login_config(sb: &Sandbox, server: &Proc, oauth: &str) -> String {
+    format!(
+        "editors:
+  - {{format: vscode, path: {}}}
+  - {{format: roo, path: {}}}
+http:
+  timeout: 5s
+  attempts: 2
+  initial_backoff: 100ms
+refresh:
+  before_expiry: 2s
+  check_interval: 500ms
+servers:
+  - name: calc
+    url: {}/mcp
+{oauth}",
+        vscode_file(sb).display(),
+        roo_file(sb).display(),
+        server.base()
+    )
+}
+
+const BARE: &str = "    auth: oauth\n";
+
+type Lines = std::sync::Arc<std::sync::Mutex<String>>;
+
+/// `mcp-credd login calc --no-browser` running, the authorization URL it printed (a line
+/// starting with the authorization server's base), and all it prints.
+fn start_login(sb: &Sandbox, auth: &Proc) -> (Child, String, Lines) {
+    let mut c = sb.command(&["login", "calc", "--no-browser", "--timeout", "60"]);
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let prefix = auth.base();
+    let lines: Lines = Default::default();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&format!("{line}\n"));
+            if line.trim().starts_with(&prefix) {
+                let _ = tx.send(line.trim().to_string());
+            }
+        }
+    });
+    let Ok(url) = rx.recv_timeout(Duration::from_secs(20)) else {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "login printed no URL: {}\n{}",
+            lines.lock().unwrap(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    (child, url, lines)
+}
+
+fn finish(mut child: Child, lines: &Lines) -> Run {
+    let end = Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            // The reader thread has seen everything once the pipe closed.
+            std::thread::sleep(Duration::from_millis(100));
+            return Run {
+                code: st.code().unwrap_or(-1),
+                stdout: lines.lock().unwrap().clone(),
+                stderr: err,
+            };
+        }
+        assert!(Instant::now() < end, "login did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Plays the person at the authorization server: a real headless Chromium through its
+/// login and consent pages (`browser`), or the same forms over plain HTTP.
+fn play_user(url: &str, browser: bool) {
+    let script = if browser {
+        assert!(
+            Path::new("/usr/bin/chromium").exists(),
+            "chromium is missing: run scripts/test-deps.sh"
+        );
+        "browser-login.mjs"
+    } else {
+        "drive-login.mjs"
+    };
+    let out = Command::new("node")
+        .arg(root().join("tests/idp").join(script))
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A whole `login calc`; returns its output and the authorization URL.
+fn login(sb: &Sandbox, auth: &Proc, browser: bool) -> (Run, String) {
+    let (child, url, lines) = start_login(sb, auth);
+    play_user(&url, browser);
+    (finish(child, &lines), url)
+}
+
+fn query(url: &str, key: &str) -> Option<String> {
+    let u = reqwest_url(url);
+    u.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+/// The query pairs of a URL, percent-decoded.
+fn reqwest_url(url: &str) -> Vec<(String, String)> {
+    let q = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// The client registrations mcp-credd keeps in the tokens directory.
+fn registrations(sb: &Sandbox) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(sb.tokens())
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("mcp-client-"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn status_of(sb: &Sandbox, name: &str) -> serde_json::Value {
+    let st = sb.run(&["status", "--json"]);
+    let j: serde_json::Value =
+        serde_json::from_str(&st.stdout).unwrap_or_else(|_| panic!("{st:?}"));
+    j["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not in {j}"))
+}
+
+#[test]
+fn an_interactive_login_registers_a_client_and_the_daemon_keeps_it_working() {
+    let auth = auth_server(&[("TOKEN_TTL", "15")]);
+    let server = mcp_server(&auth.base(), &[]);
+    let sb = Sandbox::new();
+    sb.write_config(&login_config(&sb, &server, BARE));
+    // Before any login: `status` says one is needed, and the one-shot says so (exit 4).
+    assert_eq!(status_of(&sb, "calc")["state"], "needs_login");
+    let r = sb.run(&[]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(r.stderr.contains("mcp-credd login calc"), "{r:?}");
+
+    let (r, url) = login(&sb, &auth, true);
+    assert_eq!(r.code, 0, "{r:?}");
+    let resource = format!("{}/mcp", server.base());
+    assert_eq!(
+        query(&url, "resource").as_deref(),
+        Some(resource.as_str()),
+        "{url}"
+    );
+    assert_eq!(
+        query(&url, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert!(query(&url, "state").is_some_and(|s| s.len() >= 32), "{url}");
+    let scope = query(&url, "scope").unwrap();
+    assert!(
+        scope.split(' ').any(|s| s == "mcp:tools"),
+        "the server's scope: {url}"
+    );
+    assert!(r.stdout.contains("registered mcp-credd as client"), "{r:?}");
+    // The registration: one file for this issuer, 0600, a public client.
+    let regs = registrations(&sb);
+    assert_eq!(regs.len(), 1, "{regs:?}");
+    assert_eq!(mode(&regs[0]), 0o600);
+    let reg = sb.read_json(&regs[0]);
+    let client_id = reg["client_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        query(&url, "client_id").as_deref(),
+        Some(client_id.as_str())
+    );
+    assert_eq!(reg["issuer"], auth.base().as_str());
+    assert!(reg.get("client_secret").is_none(), "{reg}");
+
+    let file = sb.tokens().join("calc.json");
+    assert_eq!(mode(&file), 0o600);
+    let tok = sb.read_json(&file);
+    assert!(tok["refresh_token"].is_string(), "{tok}");
+    let at = tok["access_token"].as_str().unwrap().to_string();
+    let claims = jwt_claims(&at);
+    assert_eq!(claims["aud"], resource.as_str(), "{claims}");
+    assert_eq!(claims["client_id"], client_id.as_str());
+    assert_eq!(tok["binding"]["endpoint"], auth.base().as_str());
+    assert_eq!(tok["binding"]["resource"], resource.as_str());
+    assert_eq!(
+        bearer_in(&sb, &vscode_file(&sb), "servers"),
+        format!("Bearer {at}")
+    );
+    assert_eq!(
+        bearer_in(&sb, &roo_file(&sb), "mcpServers"),
+        format!("Bearer {at}")
+    );
+    // The official MCP client gets in with only what the editor files say.
+    assert_client_gets_in(&sb);
+    assert_eq!(status_of(&sb, "calc")["state"], "valid");
+    let h = sb.run(&["headers", "calc"]);
+    assert_eq!(h.code, 0, "{h:?}");
+    assert!(h.stdout.contains(&at), "{h:?}");
+
+    // The daemon refreshes the short-lived token with the refresh token (and `resource`).
+    let log = std::fs::File::create(sb.home().join("daemon.log")).unwrap();
+    let mut c = sb.command(&["daemon"]);
+    c.stdout(Stdio::null()).stderr(log);
+    let mut daemon = c.spawn().unwrap();
+    let first_exp = claims["exp"].as_f64().unwrap();
+    let read_at = || {
+        std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["access_token"].as_str().map(str::to_string))
+    };
+    let end = Instant::now() + Duration::from_secs(40);
+    let refreshed = loop {
+        let cur = read_at();
+        if now_secs() > first_exp + 1.0
+            && let Some(cur) = cur.filter(|t| *t != at)
+            && bearer_in(&sb, &roo_file(&sb), "mcpServers") == format!("Bearer {cur}")
+            && bearer_in(&sb, &vscode_file(&sb), "servers") == format!("Bearer {cur}")
+        {
+            break cur;
+        }
+        assert!(
+            Instant::now() < end,
+            "the daemon did not refresh: {}",
+            std::fs::read_to_string(sb.home().join("daemon.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // SAFETY: kill(2) on the PID of a child we started.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let _ = daemon.wait();
+    let c2 = jwt_claims(&refreshed);
+    assert_eq!(
+        c2["aud"],
+        resource.as_str(),
+        "refreshed with `resource`: {c2}"
+    );
+    assert_eq!(c2["client_id"], client_id.as_str());
+    assert_client_gets_in(&sb);
+
+    // A second login reuses the registration: no new client, the file untouched.
+    let reg_before = std::fs::read(&regs[0]).unwrap();
+    let (r, url) = login(&sb, &auth, false);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stdout.contains("registered mcp-credd"), "{r:?}");
+    assert_eq!(
+        query(&url, "client_id").as_deref(),
+        Some(client_id.as_str())
+    );
+    assert_eq!(registrations(&sb), regs);
+    assert_eq!(std::fs::read(&regs[0]).unwrap(), reg_before);
+    let tok = sb.read_json(&file);
+    assert_eq!(
+        jwt_claims(tok["access_token"].as_str().unwrap())["client_id"],
+        client_id.as_str()
+    );
+    assert_client_gets_in(&sb);
+
+    // logout forgets the token and takes our header out of both files; the registration stays.
+    let r = sb.run(&["logout", "calc"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!file.exists());
+    assert!(
+        sb.read_json(&vscode_file(&sb))["servers"]["calc"]["headers"]["Authorization"].is_null()
+    );
+    assert_eq!(registrations(&sb), regs);
+    assert_eq!(status_of(&sb, "calc")["state"], "needs_login");
+}

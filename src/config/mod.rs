@@ -183,6 +183,22 @@ pub struct IdentityConfig {
 }
 
 impl IdentityConfig {
+    /// An MCP server's interactive identity (`auth: oauth` without client_credentials):
+    /// the server's canonical URL and the configured authorization server. Its issuer,
+    /// endpoints and (unless configured) client are found at login time.
+    pub fn mcp_login(&self) -> Option<(&str, Option<&str>)> {
+        match (&self.endpoint, self.kind) {
+            (
+                Endpoint::McpServer {
+                    server_url,
+                    authorization_server,
+                },
+                IdentityKind::Egress,
+            ) => Some((server_url, authorization_server.as_deref())),
+            _ => None,
+        }
+    }
+
     /// A secret this identity needs was left unresolved by a load that makes no network
     /// call (`LoadOptions::lazy_secrets`): it holds an empty value that must never be sent.
     pub fn secret_unresolved(&self) -> bool {

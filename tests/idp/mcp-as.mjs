@@ -4,7 +4,8 @@
 //   - open dynamic client registration (RFC 7591) at /reg;
 //   - resource indicators (RFC 8707): every access token is a JWT whose `aud` is the
 //     `resource` the client asked for (any http://127.0.0.1 or http://localhost URL);
-//   - PKCE required for the authorization code grant;
+//   - PKCE required for the authorization code grant; rotating refresh tokens for clients
+//     registered for the refresh_token grant;
 //   - pre-registered clients for client_credentials:
 //       agent-basic  client_secret_basic, secret `agent-secret`
 //       agent-jwt    private_key_jwt, public key from CLIENT_PUBLIC_KEY (a PEM file)
@@ -113,8 +114,10 @@ const provider = new Provider(issuer, {
   rotateRefreshToken: true,
   clientAuthMethods: ['none', 'client_secret_basic', 'private_key_jwt'],
   enabledJWA: { clientAuthSigningAlgValues: ['RS256', 'ES256'] },
-  async issueRefreshToken(ctx, client, code) {
-    return client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access');
+  // As MCP authorization servers do for public clients: a (rotating) refresh token to
+  // every client registered for the refresh_token grant, without `offline_access`.
+  async issueRefreshToken(ctx, client) {
+    return client.grantTypeAllowed('refresh_token');
   },
   features: {
     devInteractions: { enabled: true },
