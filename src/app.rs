@@ -1094,6 +1094,7 @@ async fn login_cmd(
         Err(e) => return e,
     };
     let mut exit = Exit::Success;
+    let mut logged_in = false;
     for id in targets {
         // Without a name: exactly those `status` reports as needing a login.
         if name.is_none() {
@@ -1112,11 +1113,16 @@ async fn login_cmd(
             }
         }
         let (_, ex) = login_one(id, &store, config, &http, args, clock, ui).await;
+        logged_in |= ex == Exit::Success;
         exit = exit.worst(if ex == Exit::ReauthRequired {
             Exit::Failure
         } else {
             ex
         });
+    }
+    // A login that failed changes no file.
+    if !logged_in {
+        return exit;
     }
     // Render with every stored token, so editors see the new login at once.
     let (records, _) = stored_records(config, Some(&store), clock, false);

@@ -36,7 +36,12 @@ struct Proc {
 
 impl Proc {
     fn start(mut cmd: Command, what: &str) -> Proc {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+        cmd.stdout(Stdio::piped())
+            .stderr(if std::env::var_os("MCP_TEST_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
@@ -634,7 +639,7 @@ fn decode(s: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() + 0 && i + 2 <= b.len() - 1 {
+        if b[i] == b'%' && i + 2 < b.len() {
             out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
             i += 3;
         } else {
@@ -813,4 +818,269 @@ fn an_interactive_login_registers_a_client_and_the_daemon_keeps_it_working() {
     );
     assert_eq!(registrations(&sb), regs);
     assert_eq!(status_of(&sb, "calc")["state"], "needs_login");
+}
+
+/// A login that fails before any browser: a clear error naming `expect`, no token, no
+/// registration, and the user's editor file exactly as it was.
+fn login_fails_cleanly(sb: &Sandbox, expect: &[&str]) -> Run {
+    std::fs::create_dir_all(vscode_file(sb).parent().unwrap()).unwrap();
+    let mine = "{\n  // my own\n  \"servers\": {}\n}\n";
+    std::fs::write(vscode_file(sb), mine).unwrap();
+    let r = sb.run(&["login", "calc", "--no-browser", "--timeout", "10"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    for e in expect {
+        assert!(r.stderr.contains(e), "expected {e:?} in: {r:?}");
+    }
+    assert!(
+        !r.stdout.contains("open this URL"),
+        "a login was started: {r:?}"
+    );
+    assert!(!sb.tokens().join("calc.json").exists(), "{r:?}");
+    assert!(registrations(sb).is_empty(), "{r:?}");
+    assert_eq!(std::fs::read_to_string(vscode_file(sb)).unwrap(), mine);
+    r
+}
+
+#[test]
+fn an_authorization_server_without_s256_is_refused() {
+    let auth = auth_server(&[("NO_S256", "1")]);
+    let server = mcp_server(&auth.base(), &[]);
+    let sb = Sandbox::new();
+    sb.write_config(&login_config(&sb, &server, BARE));
+    login_fails_cleanly(
+        &sb,
+        &[
+            "calc: authorization server",
+            "does not announce PKCE S256 (code_challenge_methods_supported)",
+        ],
+    );
+}
+
+#[test]
+fn a_refused_registration_is_a_clear_error() {
+    let auth = auth_server(&[("REGISTRATION", "closed")]);
+    let server = mcp_server(&auth.base(), &[]);
+    let sb = Sandbox::new();
+    sb.write_config(&login_config(&sb, &server, BARE));
+    login_fails_cleanly(
+        &sb,
+        &[
+            "refused to register mcp-credd as a client",
+            &format!("{}/reg", auth.base()),
+            "set `client_id`",
+        ],
+    );
+    assert_eq!(status_of(&sb, "calc")["state"], "needs_login");
+}
+
+#[test]
+fn a_login_to_a_server_without_metadata_is_a_clear_error() {
+    let server = mcp_server("http://127.0.0.1:9", &["--no-metadata"]);
+    let sb = Sandbox::new();
+    sb.write_config(&login_config(&sb, &server, BARE));
+    login_fails_cleanly(
+        &sb,
+        &[
+            "does not announce its authorization",
+            "authorization_server",
+        ],
+    );
+}
+
+#[test]
+fn a_pre_registered_client_logs_in_without_registering() {
+    let auth = auth_server(&[]);
+    let server = mcp_server(&auth.base(), &[]);
+    let sb = Sandbox::new();
+    // Register a client the way an operator would, outside mcp-credd.
+    let port = closed_port();
+    let redirect = format!("http://127.0.0.1:{port}/cb");
+    let reg = Command::new("node")
+        .arg("-e")
+        .arg(format!(
+            "fetch('{}/reg',{{method:'POST',headers:{{'content-type':'application/json'}},body:JSON.stringify({{application_type:'native',redirect_uris:['{redirect}'],grant_types:['authorization_code','refresh_token'],response_types:['code'],token_endpoint_auth_method:'none'}})}}).then(r=>r.json()).then(j=>console.log(j.client_id))",
+            auth.base()
+        ))
+        .output()
+        .unwrap();
+    let client_id = String::from_utf8_lossy(&reg.stdout).trim().to_string();
+    assert!(!client_id.is_empty(), "{reg:?}");
+    sb.write_config(&login_config(
+        &sb,
+        &server,
+        &format!(
+            "    auth:\n      oauth:\n        client_id: {client_id}\n        redirect_uri: {redirect}\n        authorization_server: {}\n        scopes: [mcp:tools]\n",
+            auth.base()
+        ),
+    ));
+    let (r, url) = login(&sb, &auth, false);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        query(&url, "client_id").as_deref(),
+        Some(client_id.as_str())
+    );
+    assert_eq!(
+        query(&url, "redirect_uri").as_deref(),
+        Some(redirect.as_str())
+    );
+    assert!(!r.stdout.contains("registered mcp-credd"), "{r:?}");
+    assert!(registrations(&sb).is_empty());
+    assert_client_gets_in(&sb);
+    // A one-shot refresh uses the configured client too.
+    let before = sb.read_json(&sb.tokens().join("calc.json"));
+    let r = sb.run(&["--force"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let after = sb.read_json(&sb.tokens().join("calc.json"));
+    assert_ne!(before["refresh_token"], after["refresh_token"], "rotated");
+    assert_client_gets_in(&sb);
+}
+
+#[test]
+fn a_forgotten_client_is_registered_again_and_a_new_issuer_needs_a_login() {
+    let auth = auth_server(&[]);
+    let as_port = auth.port.to_string();
+    let server = mcp_server(&auth.base(), &[]);
+    let sb = Sandbox::new();
+    sb.write_config(&login_config(&sb, &server, BARE));
+    let (r, url) = login(&sb, &auth, false);
+    assert_eq!(r.code, 0, "{r:?}");
+    let first_client = query(&url, "client_id").unwrap();
+
+    // The authorization server restarts and forgets every client (same issuer).
+    drop(auth);
+    let auth = auth_server(&[("PORT", &as_port)]);
+    let token_before = std::fs::read(sb.tokens().join("calc.json")).unwrap();
+    let r = sb.run(&["--force"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stderr.contains("no longer knows client") && r.stderr.contains("mcp-credd login calc"),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read(sb.tokens().join("calc.json")).unwrap(),
+        token_before,
+        "a failed refresh keeps the token"
+    );
+    assert_eq!(status_of(&sb, "calc")["state"], "needs_login");
+    let (r, url) = login(&sb, &auth, false);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("no longer knows the registered client; registering again"),
+        "{r:?}"
+    );
+    let second_client = query(&url, "client_id").unwrap();
+    assert_ne!(second_client, first_client);
+    assert_eq!(registrations(&sb).len(), 1, "one registration per issuer");
+    assert_client_gets_in(&sb);
+
+    // The MCP server moves to another authorization server: its token is not refreshed
+    // there, a login is asked for, and that login registers at the new issuer.
+    let other = auth_server(&[]);
+    let port = server.port.to_string();
+    drop(server);
+    let server = mcp_server(&other.base(), &["--port", &port]);
+    let r = sb.run(&["--force"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("now names authorization server {}", other.base()))
+            && r.stderr.contains(&format!("came from {}", auth.base())),
+        "{r:?}"
+    );
+    let st = status_of(&sb, "calc");
+    assert_eq!(st["state"], "needs_login", "{st}");
+    let (r, url) = login(&sb, &other, false);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("registered mcp-credd as client"), "{r:?}");
+    assert!(url.starts_with(&other.base()), "{url}");
+    assert_eq!(registrations(&sb).len(), 2, "one registration per issuer");
+    let tok = sb.read_json(&sb.tokens().join("calc.json"));
+    assert_eq!(tok["binding"]["endpoint"], other.base().as_str());
+    assert_client_gets_in(&sb);
+    drop(server);
+}
+
+#[test]
+fn insufficient_scope_steps_up_at_the_next_login() {
+    let auth = auth_server(&[]);
+    let server = mcp_server(&auth.base(), &[]);
+    let sb = Sandbox::new();
+    // Pinned to a scope the server does not accept: the login's token is refused, nothing
+    // is stored, and the next login asks for what the server wants too.
+    sb.write_config(&login_config(
+        &sb,
+        &server,
+        "    auth:\n      oauth:\n        scopes: [mcp:read]\n",
+    ));
+    std::fs::create_dir_all(vscode_file(&sb).parent().unwrap()).unwrap();
+    let mine = "{\n  \"servers\": {}\n}\n";
+    std::fs::write(vscode_file(&sb), mine).unwrap();
+    let (r, url) = login(&sb, &auth, false);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(
+        query(&url, "scope").as_deref(),
+        Some("mcp:read offline_access")
+    );
+    assert!(
+        r.stderr
+            .contains("refused the token for insufficient scope")
+            && r.stderr.contains(
+                "run `mcp-credd login calc`: it asks for `mcp:read offline_access mcp:tools`"
+            ),
+        "{r:?}"
+    );
+    assert!(!sb.tokens().join("calc.json").exists());
+    assert_eq!(std::fs::read_to_string(vscode_file(&sb)).unwrap(), mine);
+    let st = status_of(&sb, "calc");
+    assert_eq!(st["state"], "needs_login", "{st}");
+    assert!(
+        st["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("insufficient scope"),
+        "{st}"
+    );
+    let (r, url) = login(&sb, &auth, false);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        query(&url, "scope").as_deref(),
+        Some("mcp:read offline_access mcp:tools")
+    );
+    assert_client_gets_in(&sb);
+
+    // The server comes to want another scope: the next refresh finds out, `status` says a
+    // login is needed and why, and that login asks for the union.
+    let port = server.port.to_string();
+    drop(server);
+    let server = mcp_server(
+        &auth.base(),
+        &["--port", &port, "--scope", "mcp:tools mcp:admin"],
+    );
+    let r = sb.run(&["--force"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stderr.contains("insufficient scope")
+            && r.stderr
+                .contains("it asks for `mcp:read mcp:tools offline_access mcp:admin`"),
+        "{r:?}"
+    );
+    let st = status_of(&sb, "calc");
+    assert_eq!(st["state"], "needs_login", "{st}");
+    assert!(
+        st["last_error"].as_str().unwrap().contains("mcp:admin"),
+        "{st}"
+    );
+    let (r, url) = login(&sb, &auth, false);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        query(&url, "scope")
+            .unwrap()
+            .split(' ')
+            .any(|s| s == "mcp:admin"),
+        "{url}"
+    );
+    assert_client_gets_in(&sb);
+    assert_eq!(status_of(&sb, "calc")["state"], "valid");
+    drop(server);
 }

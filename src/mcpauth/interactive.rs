@@ -559,7 +559,7 @@ pub fn step_up_message(
     let desc = description.map(|d| format!(" ({d})")).unwrap_or_default();
     if next.len() > asked.len() {
         format!(
-            "MCP server {server_url} refused the token for insufficient scope{desc}; it was granted for `{}`; run `mcp-credd login {name}`: it asks for `{}`",
+            "MCP server {server_url} refused the token for insufficient scope{desc}; the login asked for `{}`; run `mcp-credd login {name}`: it asks for `{}`",
             asked.join(" "),
             next.join(" ")
         )

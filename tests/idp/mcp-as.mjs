@@ -9,7 +9,7 @@
 //   - pre-registered clients for client_credentials:
 //       agent-basic  client_secret_basic, secret `agent-secret`
 //       agent-jwt    private_key_jwt, public key from CLIENT_PUBLIC_KEY (a PEM file)
-//     Both may ask for the scopes `mcp:tools` and `mcp:read`; `agent-narrow` only
+//     Both may ask for the scopes `mcp:tools`, `mcp:read` and `mcp:admin`; `agent-narrow` only
 //     for `mcp:read` (secret `narrow-secret`), to provoke insufficient_scope.
 //
 // Protocol on stdout: exactly one line, `READY <port>`, once listening; logs on stderr.
@@ -43,7 +43,7 @@ const PORT = num('PORT', 0);
 const TOKEN_TTL = num('TOKEN_TTL', 3600);
 const NO_S256 = process.env.NO_S256 === '1';
 const CLOSED = process.env.REGISTRATION === 'closed';
-const SCOPES = ['mcp:tools', 'mcp:read'];
+const SCOPES = ['mcp:tools', 'mcp:read', 'mcp:admin'];
 
 const clients = [
   {
