@@ -266,7 +266,7 @@ async fn login_and_store_egress(
     opts: crate::login::LoginOptions,
     say: &dyn Fn(String),
 ) -> Result<TokenRecord, FetchError> {
-    let result = async {
+    async {
         let id = &egress::discovered(ctx.http, id).await?;
         let reply = crate::login::login(id, ctx.http, opts, say).await?;
         let eg = id.egress.as_ref().expect("login is for egress identities");
@@ -298,8 +298,7 @@ async fn login_and_store_egress(
         }
         Ok::<_, FetchError>(rec)
     }
-    .await;
-    result
+    .await
 }
 
 fn reauth(message: String) -> FetchError {

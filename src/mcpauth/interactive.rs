@@ -208,7 +208,7 @@ async fn still_registered(http: &Http, token_endpoint: &str, reg: &Registration)
         ("redirect_uri", reg.redirect_uri.clone()),
         ("code_verifier", crate::login::Pkce::new().verifier),
     ];
-    match token_request_styled(
+    let answer = token_request_styled(
         http,
         token_endpoint,
         form,
@@ -218,11 +218,8 @@ async fn still_registered(http: &Http, token_endpoint: &str, reg: &Registration)
         false,
         &Style::default(),
     )
-    .await
-    {
-        Err(e) if e.kind != FailureKind::Transient && e.message.contains("invalid_client") => false,
-        _ => true,
-    }
+    .await;
+    !matches!(answer, Err(e) if e.kind != FailureKind::Transient && e.message.contains("invalid_client"))
 }
 
 /// The scopes a login asks for: the configured ones, else the challenge's, else the
