@@ -134,7 +134,7 @@ fn default_targets_are_written_private_and_complete() {
     let owned = sb.read_json(&sb.tokens().join(".mcp-credd/owned.json"));
     assert_eq!(
         owned["files"][vscode(&sb).display().to_string()],
-        json!(["currenttime", "docs", "fininfo"])
+        json!({"format": "vscode", "names": ["currenttime", "docs", "fininfo"]})
     );
     assert!(!r.all().contains(&tok), "no token on the terminal");
 }

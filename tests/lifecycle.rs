@@ -815,3 +815,204 @@ fn logout_with_the_servers_source_gone_says_the_editors_still_hold_the_token() {
     assert_eq!(r.code, 0, "{r:?}");
     assert!(!std::fs::read_to_string(&vscode).unwrap().contains(&tok));
 }
+
+/// An editor dropped from `editors:` after mcp-credd wrote into it: `logout` still removes
+/// our entry (and its token) from that file, and the user's text stays byte for byte.
+#[test]
+fn logout_cleans_an_editor_file_no_longer_listed() {
+    let port = closed_port();
+    let idp = idp_with_web_client(port, "3600", &[]);
+    let sb = Sandbox::new();
+    let vscode = sb.home().join("proj/.vscode/mcp.json");
+    std::fs::create_dir_all(vscode.parent().unwrap()).unwrap();
+    std::fs::write(&vscode, USER_VSCODE).unwrap();
+    let config = |editors: &str| {
+        format!(
+            "gateway_url: https://gw.example.com
+editors: [{editors}]
+{}egress:
+{}",
+            provider_yaml(&idp),
+            egress_yaml("local", port, None)
+        )
+    };
+    sb.write_config(&config(
+        "reference, {format: vscode, path: ~/proj/.vscode/mcp.json}",
+    ));
+    let r = login(&sb, "local", &idp.base());
+    assert_eq!(r.code, 0, "{r:?}");
+    let at = access_token(&sb, "local-local-egress.json");
+    assert!(std::fs::read_to_string(&vscode).unwrap().contains(&at));
+    let owned = sb.read_json(&sb.tokens().join(".mcp-credd/owned.json"));
+    assert_eq!(
+        owned["files"][vscode.display().to_string()]["format"],
+        "vscode",
+        "{owned}"
+    );
+
+    // The user stops using VS Code with mcp-credd, then logs out.
+    sb.write_config(&config("reference"));
+    let r = sb.run(&["logout", "local"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains(&format!(
+            "{}: no longer in `editors`; removed the entries mcp-credd wrote there",
+            vscode.display()
+        )) && r.stdout.contains(&format!("wrote {}", vscode.display())),
+        "{r:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&vscode).unwrap(), USER_VSCODE);
+    let owned = sb.read_json(&sb.tokens().join(".mcp-credd/owned.json"));
+    assert!(
+        owned["files"].get(vscode.display().to_string()).is_none(),
+        "{owned}"
+    );
+    // The listed copies keep their entry, without the token.
+    let roo = sb.read_json(&sb.tokens().join("mcp.json"));
+    assert!(roo["mcpServers"]["local"].get("headers").is_none(), "{roo}");
+    // Nothing more to do: the file is not touched again.
+    let r = sb.run(&["render"]);
+    assert!(!r.stdout.contains(&vscode.display().to_string()), "{r:?}");
+}
+
+/// The accessible-resources stand-in (`tests/sites/accessible_resources.py`), by PID.
+struct Sites {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Sites {
+    fn start() -> Sites {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new("python3")
+            .arg(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/sites/accessible_resources.py"),
+            )
+            .arg(dir.path().join("mode"))
+            .arg(dir.path().join("seen"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("READY ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the sites server did not start: {line:?}"));
+        Sites { child, port, dir }
+    }
+    fn answer(&self, mode: &str) {
+        std::fs::write(self.dir.path().join("mode"), mode).unwrap();
+    }
+    fn url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}/oauth/token/accessible-resources",
+            self.port
+        )
+    }
+    /// The Authorization header of every request so far.
+    fn seen(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("seen"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Sites {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A site id (Atlassian's cloud id) that could not be read at login is asked for at each
+/// refresh until it is known, then recorded and rendered as the provider's header.
+#[test]
+fn a_site_id_missed_at_login_is_read_by_a_later_refresh() {
+    let port = closed_port();
+    let idp = idp_with_web_client(port, "3600", &[]);
+    let sites = Sites::start();
+    let sb = Sandbox::new();
+    sb.write_config(&format!(
+        "gateway_url: https://gw.example.com
+editors: [reference]
+{}    extras:
+      cloud_id: {{url: '{}', header: X-Atlassian-Cloud-Id}}
+egress:
+{}",
+        provider_yaml(&idp),
+        sites.url(),
+        egress_yaml("local", port, None)
+    ));
+    let file = sb.tokens().join("local-local-egress.json");
+    let roo_headers =
+        || sb.read_json(&sb.tokens().join("mcp.json"))["mcpServers"]["local"]["headers"].clone();
+
+    // Login while the endpoint fails: logged in, without a site id, and told so.
+    sites.answer("fail");
+    let r = login(&sb, "local", &idp.base());
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.all()
+            .contains("logged in, but the site id could not be read")
+            && r.all()
+                .contains("servers get no X-Atlassian-Cloud-Id header until a refresh reads it"),
+        "{r:?}"
+    );
+    assert!(
+        sb.read_json(&file)
+            .get("cloud_id")
+            .is_none_or(|c| c.is_null())
+    );
+    assert!(
+        roo_headers().get("X-Atlassian-Cloud-Id").is_none(),
+        "{}",
+        roo_headers()
+    );
+    let at = access_token(&sb, "local-local-egress.json");
+    assert_eq!(sites.seen(), [format!("Bearer {at}")]);
+
+    // A refresh while it still fails: the refresh itself succeeds, the id stays unknown.
+    let r = sb.run(&["--egress-only", "--provider", "local", "--force"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        sb.read_json(&file)
+            .get("cloud_id")
+            .is_none_or(|c| c.is_null())
+    );
+    assert_eq!(sites.seen().len(), 2);
+
+    // The endpoint is back: the next refresh records the id and the editors get it.
+    sites.answer("ok");
+    let r = sb.run(&["--egress-only", "--provider", "local", "--force"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let at = access_token(&sb, "local-local-egress.json");
+    assert_eq!(
+        sites.seen().last().unwrap(),
+        &format!("Bearer {at}"),
+        "asked with the new token"
+    );
+    assert_eq!(
+        sb.read_json(&file)["cloud_id"],
+        "1324a887-45db-1bf4-1e99-ef0ff456d421"
+    );
+    assert_eq!(
+        roo_headers()["X-Atlassian-Cloud-Id"],
+        "1324a887-45db-1bf4-1e99-ef0ff456d421"
+    );
+    // Known now: later refreshes do not ask again.
+    let r = sb.run(&["--egress-only", "--provider", "local", "--force"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(sites.seen().len(), 3);
+    assert_eq!(
+        sb.read_json(&file)["cloud_id"],
+        "1324a887-45db-1bf4-1e99-ef0ff456d421"
+    );
+}

@@ -1638,7 +1638,18 @@ fn egress_identity(
         (Some(iss), true) => check_endpoint_url(iss).map_err(|m| ctx.err(&k("provider"), m))?,
         _ => {}
     }
-    for url in [&def.authorize_url, &def.token_url] {
+    // Every URL of the definition a token or code goes to: https, or http on loopback only.
+    let optional = [
+        def.device_authorization_url.as_ref(),
+        def.revocation_url.as_ref(),
+        def.userinfo_url.as_ref(),
+        def.extras.cloud_id.as_ref().map(|c| &c.url),
+    ];
+    for url in [Some(&def.authorize_url), Some(&def.token_url)]
+        .into_iter()
+        .chain(optional)
+        .flatten()
+    {
         if !url.is_empty() {
             check_endpoint_url(url).map_err(|m| ctx.err(&k("provider"), m))?;
         }
@@ -2284,6 +2295,11 @@ mod bad_input {
             (
                 "egress:\n  - provider: github\n    client_id: x\n    server: ../../etc\n",
                 ":4: egress[0].server",
+            ),
+            (
+                // The site-id endpoint gets the token: https, or http on loopback only.
+                "providers:\n  atlassian:\n    extras: {cloud_id: {url: 'http://sites.example.com/r', header: X-C}}\negress:\n  - provider: atlassian\n    client_id: x\n",
+                ":5: egress[0].provider: `http://sites.example.com/r` uses plain http",
             ),
             (
                 "ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: 918273645\n",

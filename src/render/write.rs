@@ -66,11 +66,77 @@ impl Report {
     }
 }
 
+/// The ownership record. Schema 2 keeps each file's format, so that a file dropped from
+/// `editors:` can still be cleaned of our entries; schema 1 (names only) is still read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Owned {
     schema: u32,
-    /// Target path (as configured) → names of the entries we own in it.
-    files: BTreeMap<String, BTreeSet<String>>,
+    /// Target path (as configured) → what we own in it.
+    files: BTreeMap<String, OwnedFile>,
+}
+
+/// What we own in one file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "OwnedFileRepr")]
+struct OwnedFile {
+    /// The format it was written in (`EditorFormat::name`); `None` in a schema 1 record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<String>,
+    names: BTreeSet<String>,
+}
+
+/// Both shapes of a file's record: schema 2's object, schema 1's list of names.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OwnedFileRepr {
+    Current {
+        format: Option<String>,
+        names: BTreeSet<String>,
+    },
+    Names(BTreeSet<String>),
+}
+
+impl From<OwnedFileRepr> for OwnedFile {
+    fn from(r: OwnedFileRepr) -> OwnedFile {
+        match r {
+            OwnedFileRepr::Current { format, names } => OwnedFile { format, names },
+            OwnedFileRepr::Names(names) => OwnedFile {
+                format: None,
+                names,
+            },
+        }
+    }
+}
+
+/// The record's current schema.
+const OWNED_SCHEMA: u32 = 2;
+
+/// The format of a file we own that `editors:` no longer lists: the recorded one, or for
+/// a schema 1 record, the format whose usual place (or reference copy) the path is.
+fn recorded_format(
+    path: &str,
+    file: &OwnedFile,
+    dirs: &Dirs,
+    tokens_dir: &Path,
+) -> Option<EditorFormat> {
+    if let Some(f) = &file.format {
+        return EditorFormat::from_name(f);
+    }
+    let mut usual = vec![EditorSpec::Reference];
+    usual.extend(
+        EditorFormat::ALL
+            .into_iter()
+            .map(|format| EditorSpec::File {
+                format,
+                path: None,
+                allow_tracked: false,
+            }),
+    );
+    let (places, _) = resolve(&usual, dirs, tokens_dir);
+    places
+        .into_iter()
+        .find(|t| t.path == Path::new(path))
+        .map(|t| t.format)
 }
 
 /// Writes `entries` into every editor file `editors` names.
@@ -93,6 +159,7 @@ pub fn write_all_keeping(
     keep_unlisted: bool,
 ) -> Report {
     let (targets, errors) = resolve(editors, dirs, store.dir());
+    let all_resolved = errors.is_empty();
     let mut report = Report {
         errors,
         ..Report::default()
@@ -120,10 +187,14 @@ pub fn write_all_keeping(
         }
     };
     let mut owned = before.clone();
-    owned.schema = 1;
+    owned.schema = OWNED_SCHEMA;
     for t in &targets {
         let key = t.path.display().to_string();
-        let was = owned.files.get(&key).cloned().unwrap_or_default();
+        let was = owned
+            .files
+            .get(&key)
+            .map(|f| f.names.clone())
+            .unwrap_or_default();
         let (kept, was): (BTreeSet<String>, BTreeSet<String>) = if keep_unlisted {
             was.into_iter()
                 .partition(|n| !entries.iter().any(|e| &e.name == n))
@@ -135,16 +206,49 @@ pub fn write_all_keeping(
             n.extend(kept);
             n
         });
-        match now {
-            Some(now) if now.is_empty() => {
-                owned.files.remove(&key);
-            }
-            Some(now) => {
-                owned.files.insert(key, now);
-            }
-            // Skipped: the file is as it was, and so is what we own in it.
-            None => {}
+        record(&mut owned, key, t.format, now);
+        report.targets.push(result);
+    }
+    // Files we wrote that `editors:` no longer lists: our entries (and their tokens) go,
+    // the user's stay. Removing the editor is the user's word, whatever the servers source.
+    let listed: BTreeSet<String> = targets
+        .iter()
+        .map(|t| t.path.display().to_string())
+        .collect();
+    let dropped: Vec<(String, OwnedFile)> = before
+        .files
+        .iter()
+        .filter(|(k, _)| !listed.contains(*k))
+        .map(|(k, f)| (k.clone(), f.clone()))
+        .collect();
+    if !dropped.is_empty() && !all_resolved {
+        // Some configured place could not be worked out (no home directory): a file
+        // missing from the list may still be meant; it is left as it is.
+        report.warnings.push(format!(
+            "the editor files {} were written before but are not among the targets now; left as they are until every `editors` item resolves",
+            dropped.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    for (key, file) in dropped.into_iter().filter(|_| all_resolved) {
+        let Some(format) = recorded_format(&key, &file, dirs, store.dir()) else {
+            report.warnings.push(format!(
+                "{key} is no longer in `editors` and its format was not recorded; remove the entries {} from it by hand",
+                file.names.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+            continue;
+        };
+        let t = Target {
+            path: PathBuf::from(&key),
+            format,
+            allow_tracked: false,
+        };
+        let (mut result, now) = write_target(&t, &[], &file.names);
+        if result.outcome == Outcome::Written {
+            result.notes.push(format!(
+                "{key}: no longer in `editors`; removed the entries mcp-credd wrote there"
+            ));
         }
+        record(&mut owned, key, format, now);
         report.targets.push(result);
     }
     if owned != before {
@@ -158,6 +262,26 @@ pub fn write_all_keeping(
         }
     }
     report
+}
+
+/// Records what we own in one file after writing it (`None`: skipped, nothing changed).
+fn record(owned: &mut Owned, key: String, format: EditorFormat, now: Option<BTreeSet<String>>) {
+    match now {
+        Some(now) if now.is_empty() => {
+            owned.files.remove(&key);
+        }
+        Some(names) => {
+            owned.files.insert(
+                key,
+                OwnedFile {
+                    format: Some(format.name().to_string()),
+                    names,
+                },
+            );
+        }
+        // Skipped: the file is as it was, and so is what we own in it.
+        None => {}
+    }
 }
 
 /// Takes the render lock, waiting a little for another process to finish.
@@ -656,6 +780,72 @@ mod tests {
         assert_eq!(r.targets[0].outcome, Outcome::Unchanged);
         assert_eq!(mode(&p), 0o600);
         assert_eq!(r.targets[0].notes.len(), 1);
+    }
+
+    #[test]
+    fn a_schema_1_record_is_read_and_a_dropped_usual_file_cleaned() {
+        let env = env();
+        let vscode = env.home.join(".config/Code/User/mcp.json");
+        let elsewhere = env.home.join("elsewhere.json");
+        std::fs::create_dir_all(vscode.parent().unwrap()).unwrap();
+        let user = "{\n  \"servers\": {\n    \"mine\": {\"command\": \"x\"}\n  }\n}\n";
+        std::fs::write(&vscode, user).unwrap();
+        let specs = vec![EditorSpec::File {
+            format: EditorFormat::Vscode,
+            path: None,
+            allow_tracked: false,
+        }];
+        assert!(env.write(&specs, &[e("a", Some("T"))]).ok());
+        std::fs::write(&elsewhere, "{\"mcpServers\": {\"a\": {\"url\": \"u\"}}}").unwrap();
+        // The record as an older mcp-credd wrote it: names only.
+        let v1 = serde_json::json!({"schema": 1, "files": {
+            vscode.display().to_string(): ["a"],
+            elsewhere.display().to_string(): ["a"],
+        }});
+        std::fs::write(env.store.private_path(OWNED_FILE), v1.to_string()).unwrap();
+        let r = env.write(&[], &[e("a", Some("T"))]);
+        // The usual VS Code place tells its format; the other file's is unknown.
+        assert_eq!(std::fs::read_to_string(&vscode).unwrap(), user);
+        assert!(
+            r.warnings.iter().any(|w| w.contains(
+                "elsewhere.json is no longer in `editors` and its format was not recorded"
+            )),
+            "{r:?}"
+        );
+        assert!(
+            std::fs::read_to_string(&elsewhere)
+                .unwrap()
+                .contains("\"a\"")
+        );
+        let owned: Owned =
+            serde_json::from_slice(&std::fs::read(env.store.private_path(OWNED_FILE)).unwrap())
+                .unwrap();
+        assert_eq!(owned.schema, OWNED_SCHEMA);
+        assert_eq!(
+            owned.files.keys().cloned().collect::<Vec<_>>(),
+            [elsewhere.display().to_string()]
+        );
+    }
+
+    #[test]
+    fn a_dropped_file_is_kept_while_a_listed_place_cannot_be_resolved() {
+        let env = env();
+        let p = env.home.join("proj/.cursor/mcp.json");
+        assert!(env.write(&cursor_at(&p), &[e("a", Some("T"))]).ok());
+        let written = std::fs::read_to_string(&p).unwrap();
+        // No home directory: `cursor` at its usual place cannot be placed.
+        let specs = [EditorSpec::File {
+            format: EditorFormat::Cursor,
+            path: None,
+            allow_tracked: false,
+        }];
+        let r = write_all(&env.store, &specs, &Dirs::new(None, None, false), &[]);
+        assert!(!r.errors.is_empty(), "{r:?}");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), written);
+        assert!(
+            r.warnings.iter().any(|w| w.contains("left as they are")),
+            "{r:?}"
+        );
     }
 
     #[test]
