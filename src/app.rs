@@ -17,7 +17,7 @@ use crate::identity::reply::ExpirySource;
 use crate::refresh::{self, Outcome, token_file_name};
 use crate::render::ServerEntry;
 use crate::render::targets::Dirs;
-use crate::render::write::{Outcome as WriteOutcome, write_all_keeping};
+use crate::render::write::{Outcome as WriteOutcome, write_all};
 use crate::sanitize::escape_keep_newlines;
 use crate::schedule::plan::Expiry;
 use crate::status;
@@ -199,13 +199,16 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
         Some(Command::InstallService { unit_path }) => {
             install_service(&loaded, unit_path, process_env, ui)
         }
-        Some(Command::Render) => render_cmd(
-            &loaded.config,
-            loaded.servers_unavailable.is_some(),
-            &Dirs::from_env(process_env),
-            clock.as_ref(),
-            ui,
-        ),
+        Some(Command::Render) => {
+            render_cmd(
+                &loaded.config,
+                loaded.servers_unavailable.is_some(),
+                &Dirs::from_env(process_env),
+                clock.as_ref(),
+                ui,
+            )
+            .await
+        }
         Some(Command::Headers { server }) => {
             headers_cmd(&loaded.config, server, process_env, clock.as_ref(), ui).await
         }
@@ -332,9 +335,8 @@ async fn daemon_cmd(
     let notifier = daemon::sd::Notifier::new(env.get("NOTIFY_SOCKET").map(String::as_str));
     let dirs = Dirs::from_env(&env);
     let loader: daemon::Loader = Box::new(move || load(&opts, &env));
-    let d = match daemon::Daemon::new(config, store, clock, notifier, loader) {
+    let d = match daemon::Daemon::new(config, store, clock, notifier, loader, dirs) {
         Ok(mut d) => {
-            d.dirs = dirs;
             d.keep_unlisted = keep_unlisted;
             d.notify_reload = notify_reload;
             d.watched = token_files;
@@ -470,12 +472,12 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
         }
     }
     let entries = crate::render::entries(&config, &records);
-    exit.worst(write_editors(&config, &store, dirs, &entries, keep, ui))
+    exit.worst(write_editors(&config, &store, dirs, &entries, keep, ui).await)
 }
 
 /// Writes every editor target and tells the user what happened; `Failure` if one could
 /// not be written (the others still are).
-fn write_editors(
+async fn write_editors(
     config: &Config,
     store: &Store,
     dirs: &Dirs,
@@ -483,7 +485,7 @@ fn write_editors(
     keep_unlisted: bool,
     ui: Ui,
 ) -> Exit {
-    let report = write_all_keeping(store, &config.editors, dirs, entries, keep_unlisted);
+    let report = write_all(store, &config.editors, dirs, entries, keep_unlisted).await;
     for w in &report.warnings {
         ui.warn(w);
     }
@@ -576,7 +578,7 @@ fn stored_records(
 }
 
 /// `render`: every editor target from the stored tokens, without any network call.
-fn render_cmd(config: &Config, keep: bool, dirs: &Dirs, clock: &dyn Clock, ui: Ui) -> Exit {
+async fn render_cmd(config: &Config, keep: bool, dirs: &Dirs, clock: &dyn Clock, ui: Ui) -> Exit {
     let store = match open_store(config, ui) {
         Ok(s) => s,
         Err(e) => return e,
@@ -586,7 +588,7 @@ fn render_cmd(config: &Config, keep: bool, dirs: &Dirs, clock: &dyn Clock, ui: U
         ui.warn(p);
     }
     let entries = crate::render::entries(config, &records);
-    let exit = write_editors(config, &store, dirs, &entries, keep, ui);
+    let exit = write_editors(config, &store, dirs, &entries, keep, ui).await;
     if keep { Exit::Failure } else { exit }
 }
 
@@ -830,7 +832,7 @@ async fn logout_cmd(
             )),
             Some(r) => revoke_all(id, r, &http, &store, clock.now(), ui).await,
         }
-        match store.delete_token(&file) {
+        match store.delete_token(&file).await {
             Ok(true) => ui.out(format!(
                 "{}: deleted {}",
                 id.name,
@@ -842,7 +844,7 @@ async fn logout_cmd(
                 exit = exit.worst(Exit::Failure);
             }
         }
-        if let Err(e) = store.delete_state(&id.name) {
+        if let Err(e) = store.delete_state(&id.name).await {
             ui.warn(format!("{}: {e}", id.name));
         }
         if daemon_running && id.egress.is_none() {
@@ -855,7 +857,7 @@ async fn logout_cmd(
     // Every editor file keeps its entries, without the headers of the tokens just removed.
     let (records, _) = stored_records(config, Some(&store), clock, false);
     let entries = crate::render::entries(config, &records);
-    let exit = exit.worst(write_editors(config, &store, dirs, &entries, keep, ui));
+    let exit = exit.worst(write_editors(config, &store, dirs, &entries, keep, ui).await);
     if keep {
         // The entries of servers the unreadable source listed were kept verbatim, headers
         // (and so the removed tokens) included: not a clean logout.
@@ -1127,7 +1129,7 @@ async fn login_cmd(
     // Render with every stored token, so editors see the new login at once.
     let (records, _) = stored_records(config, Some(&store), clock, false);
     let entries = crate::render::entries(config, &records);
-    exit.worst(write_editors(config, &store, dirs, &entries, keep, ui))
+    exit.worst(write_editors(config, &store, dirs, &entries, keep, ui).await)
 }
 
 /// What would make the provider give a refresh token, from its catalog entry.

@@ -188,7 +188,7 @@ pub async fn login_and_store(
             state.last_error_kind = Some(kind_str(e.kind).to_string());
         }
     }
-    let _ = ctx.store.write_state(&id.name, &state);
+    let _ = ctx.store.write_state(&id.name, &state).await;
     result
 }
 
@@ -254,6 +254,7 @@ async fn mcp_login_and_store(
     let rec = build_record(&p.id, &reply, sent_at, &token_url);
     ctx.store
         .write_token(&id.file_name, &rec)
+        .await
         .map_err(store_failure)?;
     state.step_up_scopes.clear();
     Ok(rec)
@@ -274,6 +275,7 @@ async fn login_and_store_egress(
         // The code is spent: store the tokens before anything else can fail.
         ctx.store
             .write_token(&id.file_name, &rec)
+            .await
             .map_err(store_failure)?;
         if let Some(extra) = &eg.def.extras.cloud_id {
             match egress::fetch_cloud_id(
@@ -288,6 +290,7 @@ async fn login_and_store_egress(
                     rec.cloud_id = cloud;
                     ctx.store
                         .write_token(&id.file_name, &rec)
+                        .await
                         .map_err(store_failure)?;
                 }
                 Err(e) => say(format!(
@@ -430,6 +433,7 @@ async fn check_refreshed_mcp_token(
     }
     ctx.store
         .write_token(&id.file_name, new)
+        .await
         .map_err(store_failure)?;
     match standing {
         Standing::InsufficientScope {
@@ -446,7 +450,7 @@ async fn check_refreshed_mcp_token(
             );
             let mut st = ctx.store.read_state(&id.name);
             st.step_up_scopes = next;
-            let _ = ctx.store.write_state(&id.name, &st);
+            let _ = ctx.store.write_state(&id.name, &st).await;
             Err(reauth(message))
         }
         Standing::Refused(m) => Err(FetchError::permanent(m)),
@@ -615,7 +619,7 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
         Err(_) => existing,
     };
     let outcome = match result {
-        Ok(rec) => match ctx.store.write_token(&file, &rec) {
+        Ok(rec) => match ctx.store.write_token(&file, &rec).await {
             Ok(()) => {
                 state.last_success_at = Some(ctx.clock.now().as_secs_f64());
                 state.last_error = None;
@@ -639,7 +643,7 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
         state.last_error = Some(error.message.clone());
         state.last_error_kind = Some(kind_str(error.kind).to_string());
     }
-    if let Err(e) = ctx.store.write_state(&id.name, &state) {
+    if let Err(e) = ctx.store.write_state(&id.name, &state).await {
         notes.push(format!("{}: cannot record the outcome: {e}", id.name));
     }
     (outcome, notes)

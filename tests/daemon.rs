@@ -293,6 +293,123 @@ fn signals_refresh_reload_and_stop() {
     assert!(!d_log_has_escape(&sb));
 }
 
+/// The editor configs' `X-Authorization` in the reference copy (`mcp.json`).
+fn rendered_token(sb: &Sandbox) -> String {
+    let roo = sb.read_json(&sb.tokens().join("mcp.json"));
+    roo["mcpServers"]["currenttime"]["headers"]["X-Authorization"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("Bearer ")
+        .to_string()
+}
+
+/// Holds the render lock as a one-shot run does while it writes the editor files.
+fn hold_render_lock(sb: &Sandbox) -> std::fs::File {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(sb.tokens().join(".mcp-credd/render.lock"))
+        .unwrap();
+    f.try_lock().expect("the daemon is not rendering now");
+    f
+}
+
+#[test]
+fn answers_signals_and_keeps_refreshing_while_another_process_holds_the_render_lock() {
+    let idp = Idp::start(&[]);
+    let sb = Sandbox::new();
+    sb.write_config(&config(&idp, "  - name: currenttime\n"));
+    let d = Daemon::start(&sb);
+    d.wait_for("READY=1", Duration::from_secs(10));
+    d.wait_for("STATUS=1 of 1 identities valid", Duration::from_secs(10));
+    let end = Instant::now() + Duration::from_secs(5);
+    while rendered_token(&sb) != access_token(&sb) {
+        assert!(Instant::now() < end, "first render\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let first = access_token(&sb);
+
+    let lock = hold_render_lock(&sb);
+    // SIGUSR1 under the lock: the token is refreshed all the same...
+    d.signal(libc::SIGUSR1);
+    let end = Instant::now() + Duration::from_secs(5);
+    while access_token(&sb) == first {
+        assert!(
+            Instant::now() < end,
+            "no refresh while the render lock is held\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = access_token(&sb);
+    // ...and its render now waits for the lock (a render takes milliseconds otherwise).
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(rendered_token(&sb), first, "the lock is honoured");
+
+    // SIGHUP is answered at once, not after the render lock's 10 s wait.
+    d.drain();
+    let asked = Instant::now();
+    d.signal(libc::SIGHUP);
+    let msgs = d.wait_for("READY=1", Duration::from_secs(3));
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("RELOADING=1\nMONOTONIC_USEC=")),
+        "{msgs:?}"
+    );
+    assert!(asked.elapsed() < Duration::from_secs(3));
+    // And a second refresh goes through while the first render still waits.
+    d.signal(libc::SIGUSR1);
+    let end = Instant::now() + Duration::from_secs(5);
+    while access_token(&sb) == second {
+        assert!(
+            Instant::now() < end,
+            "no second refresh while the render lock is held\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let third = access_token(&sb);
+
+    // Released: the waiting render writes the newest token.
+    drop(lock);
+    let end = Instant::now() + Duration::from_secs(5);
+    while rendered_token(&sb) != third {
+        assert!(
+            Instant::now() < end,
+            "the render did not follow the lock's release\n{}",
+            d.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // SIGTERM under the lock: the daemon stops within its drain bound, the editor files
+    // left to the lock's holder.
+    let _lock = hold_render_lock(&sb);
+    d.signal(libc::SIGUSR1);
+    let end = Instant::now() + Duration::from_secs(5);
+    while access_token(&sb) == third {
+        assert!(Instant::now() < end, "{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let log = d.log.clone();
+    let started = Instant::now();
+    let (code, msgs) = d.stop(Duration::from_secs(8));
+    assert_eq!(code, 0);
+    assert!(msgs.iter().any(|m| m == "STOPPING=1"), "{msgs:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "{:?}",
+        started.elapsed()
+    );
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(
+        log.contains("the editor configs were not rewritten before stopping"),
+        "{log}"
+    );
+    assert_eq!(rendered_token(&sb), third);
+}
+
 fn d_log_has_escape(sb: &Sandbox) -> bool {
     std::fs::read_to_string(sb.home().join("daemon.log"))
         .unwrap_or_default()

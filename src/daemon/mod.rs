@@ -10,6 +10,7 @@ pub mod sd;
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use crate::identity::FailureKind;
 use crate::identity::oauth::Http;
 use crate::refresh::{self, Outcome, token_file_name};
 use crate::render::targets::Dirs;
-use crate::render::write::{Outcome as WriteOutcome, write_all_keeping};
+use crate::render::write::{Outcome as WriteOutcome, Report, write_all};
 use crate::render::{ServerEntry, entries};
 use crate::schedule::backoff::random_unit;
 use crate::schedule::plan::{Expiry, TokenTimes};
@@ -68,15 +69,17 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 const RELOAD_SETTLE: Duration = Duration::from_millis(200);
 
 pub struct Daemon {
-    pub config: Config,
+    config: Config,
+    /// The configured identities, kept equal to `config`'s.
+    ids: Identities,
     pub store: Arc<Store>,
     pub clock: Arc<dyn Clock>,
     pub notifier: sd::Notifier,
     pub loader: Loader,
     /// `None`: the real refresh against the identity providers.
     pub refresher: Option<RefreshFn>,
-    /// Where the editors' files are (from HOME); replaceable before `run`.
-    pub dirs: Dirs,
+    /// Where the editors' files are (from the injected HOME / XDG_CONFIG_HOME).
+    dirs: Dirs,
     /// The servers source could not be read: entries already written are kept.
     pub keep_unlisted: bool,
     /// The unit is `Type=notify-reload`: say RELOADING=1 on reload (other types ignore it
@@ -89,14 +92,60 @@ pub struct Daemon {
     pub watched: WatchedTokens,
     schedule: Schedule,
     records: HashMap<String, TokenRecord>,
+    /// The entries of the last render started: an unchanged set is not written again.
     last_entries: Option<Vec<ServerEntry>>,
+    /// The render in flight, and whether another was asked for meanwhile.
+    rendering: Option<tokio::task::JoinHandle<Report>>,
+    render_again: bool,
     /// Identities whose hook already ran in the current failure streak.
     hooked: HashSet<String>,
     http: Arc<Http>,
 }
+/// The configured identities, shared with the refresh tasks (an `Arc` each, so that
+/// spawning a refresh copies a pointer) and found by name in constant time. Rebuilt only
+/// when the configuration changes.
+#[derive(Default)]
+struct Identities {
+    list: Vec<Arc<IdentityConfig>>,
+    by_name: HashMap<String, Arc<IdentityConfig>>,
+}
 
-fn identities(config: &Config) -> Vec<Arc<IdentityConfig>> {
-    config.all_identities().cloned().map(Arc::new).collect()
+impl Identities {
+    fn of(config: &Config) -> Identities {
+        let list: Vec<Arc<IdentityConfig>> =
+            config.all_identities().cloned().map(Arc::new).collect();
+        let by_name = list.iter().map(|i| (i.name.clone(), i.clone())).collect();
+        Identities { list, by_name }
+    }
+
+    fn get(&self, name: &str) -> Option<&Arc<IdentityConfig>> {
+        self.by_name.get(name)
+    }
+}
+
+/// The loop's own state between two wake-ups.
+struct Loop {
+    sem: Arc<Semaphore>,
+    tasks: JoinSet<(String, Outcome)>,
+    /// Token changes are rendered in batches: at once when no refresh is running, else at
+    /// most every FLUSH_EVERY. Rendering after each of a thousand refreshes (or re-reading
+    /// every token file after each of our own writes) would make a big setup quadratic.
+    dirty: bool,
+    /// A token file changed on disk (another process wrote it): re-read before rendering.
+    reread: bool,
+    last_flush: tokio::time::Instant,
+    /// Work since the daemon last went idle: memory to give back before sleeping.
+    busy: bool,
+    ready: bool,
+    last_status: String,
+}
+
+/// What woke the loop.
+enum Wake {
+    Timer,
+    Refreshed(Box<Result<(String, Outcome), tokio::task::JoinError>>),
+    Rendered(Result<Report, tokio::task::JoinError>),
+    Event(Event),
 }
 
 impl Daemon {
@@ -106,17 +155,19 @@ impl Daemon {
         clock: Arc<dyn Clock>,
         notifier: sd::Notifier,
         loader: Loader,
+        dirs: Dirs,
     ) -> Result<Daemon, String> {
         let http = Arc::new(Http::new(config.http)?);
         let schedule = Schedule::new(config.refresh);
         Ok(Daemon {
+            ids: Identities::of(&config),
             config,
             store,
             clock,
             notifier,
             loader,
             refresher: None,
-            dirs: Dirs::from_process(),
+            dirs,
             keep_unlisted: false,
             notify_reload: false,
             unwritable: None,
@@ -124,13 +175,11 @@ impl Daemon {
             schedule,
             records: HashMap::new(),
             last_entries: None,
+            rendering: None,
+            render_again: false,
             hooked: HashSet::new(),
             http,
         })
-    }
-
-    fn ids(&self) -> Vec<Arc<IdentityConfig>> {
-        identities(&self.config)
     }
 
     fn times_of(&self, id: &IdentityConfig) -> Option<TokenTimes> {
@@ -142,7 +191,7 @@ impl Daemon {
 
     /// Makes the watcher follow exactly the configured identities' token files.
     fn watch_token_files(&self) {
-        let files: HashSet<String> = self.ids().iter().map(|i| token_file_name(i)).collect();
+        let files: HashSet<String> = self.ids.list.iter().map(|i| token_file_name(i)).collect();
         if let Ok(mut w) = self.watched.write() {
             *w = files;
         }
@@ -150,7 +199,7 @@ impl Daemon {
 
     /// Re-reads every identity's token file into the schedule.
     fn reread_tokens(&mut self) {
-        for id in self.ids() {
+        for id in self.ids.list.clone() {
             match self.store.read_token(&token_file_name(&id)) {
                 Ok(Some(r)) => {
                     self.records.insert(id.name.clone(), r);
@@ -165,18 +214,58 @@ impl Daemon {
         }
     }
 
-    fn render(&mut self) {
+    /// Starts writing the editor files from the current records, unless they would not
+    /// change. The write runs as its own task (it may wait for the render lock a one-shot
+    /// run holds); a request made meanwhile is served when it is done.
+    fn start_render(&mut self) {
+        if self.rendering.is_some() {
+            self.render_again = true;
+            return;
+        }
         let now_entries = entries(&self.config, &self.records);
         if self.last_entries.as_ref() == Some(&now_entries) {
             return;
         }
-        let report = write_all_keeping(
-            &self.store,
-            &self.config.editors,
-            &self.dirs,
-            &now_entries,
+        let (store, editors, dirs, keep) = (
+            self.store.clone(),
+            self.config.editors.clone(),
+            self.dirs.clone(),
             self.keep_unlisted,
         );
+        let job_entries = now_entries.clone();
+        self.rendering = Some(tokio::spawn(async move {
+            write_all(&store, &editors, &dirs, &job_entries, keep).await
+        }));
+        self.last_entries = Some(now_entries);
+    }
+
+    /// A render finished: says what it did, records the files it could not write, and
+    /// starts the render asked for while it ran.
+    async fn rendered(&mut self, done: Result<Report, tokio::task::JoinError>) {
+        self.rendering = None;
+        match done {
+            Ok(report) => self.report_render(&report).await,
+            Err(e) => {
+                error!(error = %e, "writing the editor configs failed");
+                // Written or not, the next request must try again.
+                self.last_entries = None;
+            }
+        }
+        if std::mem::take(&mut self.render_again) {
+            self.start_render();
+        }
+    }
+
+    /// Waits for the render in flight, if any.
+    async fn finish_render(&mut self) {
+        if let Some(job) = self.rendering.as_mut() {
+            let done = job.await;
+            self.render_again = false;
+            self.rendered(done).await;
+        }
+    }
+
+    async fn report_render(&mut self, report: &Report) {
         for w in &report.warnings {
             warn!("{w}");
         }
@@ -201,13 +290,12 @@ impl Daemon {
                 _ => None,
             })
             .collect();
-        self.targets_changed(unwritable);
-        self.last_entries = Some(now_entries);
+        self.targets_changed(unwritable).await;
     }
 
     /// Records the editor files that could not be written (for `status`), and runs
     /// `on_error` once for each newly failing one.
-    fn targets_changed(&mut self, unwritable: Vec<(String, String)>) {
+    async fn targets_changed(&mut self, unwritable: Vec<(String, String)>) {
         if self.unwritable.as_ref() == Some(&unwritable) {
             return;
         }
@@ -233,21 +321,20 @@ impl Daemon {
         };
         let mut bytes = serde_json::to_vec_pretty(&doc).expect("serializes");
         bytes.push(b'\n');
-        if let Err(e) = crate::store::atomic::write_atomic(
-            &self.store.private_path(UNWRITABLE_FILE),
-            &bytes,
-            0o600,
-        ) {
+        if let Err(e) =
+            crate::store::write_off_runtime(self.store.private_path(UNWRITABLE_FILE), bytes, 0o600)
+                .await
+        {
             warn!(error = %e, "cannot record the editor files that could not be written");
         }
         self.unwritable = Some(unwritable);
     }
 
     fn status_line(&self, now: Ts) -> String {
-        let ids = self.ids();
+        let ids = &self.ids.list;
         let mut valid = 0;
         let mut failing = Vec::new();
-        for id in &ids {
+        for id in ids {
             let slot = self.schedule.slot(&id.name);
             let usable = self.times_of(id).is_some_and(|t| match t.expiry {
                 Expiry::At(e) => e > now,
@@ -279,7 +366,7 @@ impl Daemon {
     fn spawn_due(&mut self, tasks: &mut JoinSet<(String, Outcome)>, sem: &Arc<Semaphore>) {
         let now = self.clock.now();
         for name in self.schedule.due(now) {
-            let Some(id) = self.ids().into_iter().find(|i| i.name == name) else {
+            let Some(id) = self.ids.get(&name).cloned() else {
                 continue;
             };
             let forced = self.schedule.slot(&name).is_some_and(|s| s.forced);
@@ -319,7 +406,7 @@ impl Daemon {
 
     fn finished(&mut self, name: String, outcome: Outcome) {
         let now = self.clock.now();
-        let Some(id) = self.ids().into_iter().find(|i| i.name == name) else {
+        let Some(id) = self.ids.get(&name).cloned() else {
             return;
         };
         match &outcome {
@@ -390,16 +477,18 @@ impl Daemon {
                         }
                     }
                     self.config = new;
-                    let names: Vec<String> = self.ids().iter().map(|i| i.name.clone()).collect();
-                    self.schedule
-                        .set_identities(names.iter().map(String::as_str), self.config.refresh);
+                    self.ids = Identities::of(&self.config);
+                    self.schedule.set_identities(
+                        self.ids.list.iter().map(|i| i.name.as_str()),
+                        self.config.refresh,
+                    );
                     self.hooked.clear();
                     self.watch_token_files();
                     self.reread_tokens();
                     self.last_entries = None;
-                    self.render();
+                    self.start_render();
                     info!(
-                        identities = names.len(),
+                        identities = self.ids.list.len(),
                         servers = self.config.servers.len(),
                         "configuration reloaded"
                     );
@@ -412,99 +501,137 @@ impl Daemon {
 
     /// Runs until a Stop event (or the event channel closes). Returns the exit code.
     pub async fn run(mut self, mut events: mpsc::Receiver<Event>) -> Exit {
-        let names: Vec<String> = self.ids().iter().map(|i| i.name.clone()).collect();
-        self.schedule
-            .set_identities(names.iter().map(String::as_str), self.config.refresh);
+        self.schedule.set_identities(
+            self.ids.list.iter().map(|i| i.name.as_str()),
+            self.config.refresh,
+        );
         self.watch_token_files();
         self.reread_tokens();
-        self.render();
-        let mut sem = Arc::new(Semaphore::new(self.config.refresh.concurrency));
-        let mut tasks: JoinSet<(String, Outcome)> = JoinSet::new();
-        let mut ready = false;
-        let mut last_status = String::new();
-        // Token changes are rendered in batches: at once when no refresh is running, else at
-        // most every FLUSH_EVERY. Rendering after each of a thousand refreshes (or re-reading
-        // every token file after each of our own writes) would make a big setup quadratic.
-        let (mut dirty, mut reread) = (false, false);
-        let mut last_flush = tokio::time::Instant::now();
-        // Work since the daemon last went idle: memory to give back before sleeping.
-        let mut busy = true;
-        info!(identities = names.len(), tokens_dir = %self.store.dir().display(), "daemon started");
+        self.start_render();
+        let mut st = Loop {
+            sem: Arc::new(Semaphore::new(self.config.refresh.concurrency)),
+            tasks: JoinSet::new(),
+            dirty: false,
+            reread: false,
+            last_flush: tokio::time::Instant::now(),
+            busy: true,
+            ready: false,
+            last_status: String::new(),
+        };
+        info!(identities = self.ids.list.len(), tokens_dir = %self.store.dir().display(), "daemon started");
         loop {
-            self.spawn_due(&mut tasks, &sem);
-            if (dirty || reread) && (tasks.is_empty() || last_flush.elapsed() >= FLUSH_EVERY) {
-                if reread {
-                    self.reread_tokens();
-                }
-                self.render();
-                (dirty, reread) = (false, false);
-                last_flush = tokio::time::Instant::now();
-            }
-            let now = self.clock.now();
-            // Ready once the stored tokens are read and rendered: a login or a slow provider
-            // must not hold systemd's start job (90 s by default).
-            if !ready {
-                ready = true;
-                self.notifier.ready();
-            }
-            let line = self.status_line(now);
-            if line != last_status {
-                self.notifier.status(&line);
-                last_status = line;
-            }
-            let mut sleep = Duration::from_millis(self.schedule.sleep_ms(now) as u64);
-            if dirty || reread {
-                sleep = sleep.min(FLUSH_EVERY.saturating_sub(last_flush.elapsed()));
-            }
-            if busy && tasks.is_empty() && !dirty && !reread {
-                mem::release();
-                busy = false;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(sleep) => {}
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => match done {
+            let sleep = self.tick(&mut st);
+            let wake = tokio::select! {
+                _ = tokio::time::sleep(sleep) => Wake::Timer,
+                Some(done) = st.tasks.join_next(), if !st.tasks.is_empty() => Wake::Refreshed(Box::new(done)),
+                done = async { self.rendering.as_mut().expect("checked").await }, if self.rendering.is_some() => Wake::Rendered(done),
+                ev = events.recv() => Wake::Event(ev.unwrap_or(Event::Stop)),
+            };
+            match wake {
+                Wake::Timer => {}
+                Wake::Refreshed(done) => match *done {
                     Ok((name, outcome)) => {
                         self.finished(name, outcome);
-                        dirty = true;
-                        busy = true;
+                        st.dirty = true;
+                        st.busy = true;
                     }
                     Err(e) => error!(error = %e, "a refresh task failed"),
                 },
-                ev = events.recv() => {
-                    busy = true;
-                    let mut pending = vec![ev.unwrap_or(Event::Stop)];
-                    if pending[0] == Event::Reload {
-                        // Let a multi-step save finish, and fold repeated events into one.
-                        tokio::time::sleep(RELOAD_SETTLE).await;
-                        while let Ok(e) = events.try_recv() {
-                            pending.push(e);
-                        }
-                    }
-                    let stop = pending.contains(&Event::Stop);
-                    if stop {
+                Wake::Rendered(done) => self.rendered(done).await,
+                Wake::Event(ev) => {
+                    st.busy = true;
+                    if self.on_event(ev, &mut events, &mut st).await.is_break() {
                         break;
-                    }
-                    if pending.contains(&Event::Reload) {
-                        let before = self.config.refresh.concurrency;
-                        self.reload();
-                        if self.config.refresh.concurrency != before {
-                            sem = Arc::new(Semaphore::new(self.config.refresh.concurrency));
-                        }
-                    }
-                    if pending.contains(&Event::TokensChanged) {
-                        reread = true;
-                    }
-                    if pending.contains(&Event::RefreshAll) {
-                        info!("refreshing every identity now (SIGUSR1)");
-                        self.schedule.force_all();
                     }
                 }
             }
         }
+        self.shut_down(st).await
+    }
+
+    /// One turn of the loop: starts due refreshes, renders batched token changes, tells
+    /// systemd how things stand, and says how long to sleep.
+    fn tick(&mut self, st: &mut Loop) -> Duration {
+        self.spawn_due(&mut st.tasks, &st.sem);
+        if (st.dirty || st.reread)
+            && (st.tasks.is_empty() || st.last_flush.elapsed() >= FLUSH_EVERY)
+        {
+            if st.reread {
+                self.reread_tokens();
+            }
+            self.start_render();
+            (st.dirty, st.reread) = (false, false);
+            st.last_flush = tokio::time::Instant::now();
+        }
+        let now = self.clock.now();
+        // Ready once the stored tokens are read and rendered: a login or a slow provider
+        // must not hold systemd's start job (90 s by default). The status, too, speaks of
+        // tokens the editor files hold: it waits for the render in flight.
+        if self.rendering.is_none() {
+            if !st.ready {
+                st.ready = true;
+                self.notifier.ready();
+            }
+            let line = self.status_line(now);
+            if line != st.last_status {
+                self.notifier.status(&line);
+                st.last_status = line;
+            }
+        }
+        let mut sleep = Duration::from_millis(self.schedule.sleep_ms(now) as u64);
+        if st.dirty || st.reread {
+            sleep = sleep.min(FLUSH_EVERY.saturating_sub(st.last_flush.elapsed()));
+        }
+        if st.busy && st.tasks.is_empty() && !st.dirty && !st.reread && self.rendering.is_none() {
+            mem::release();
+            st.busy = false;
+        }
+        sleep
+    }
+
+    /// Handles an event from outside; `Break` to stop.
+    async fn on_event(
+        &mut self,
+        first: Event,
+        events: &mut mpsc::Receiver<Event>,
+        st: &mut Loop,
+    ) -> ControlFlow<()> {
+        let mut pending = vec![first];
+        if first == Event::Reload {
+            // Let a multi-step save finish, and fold repeated events into one.
+            tokio::time::sleep(RELOAD_SETTLE).await;
+            while let Ok(e) = events.try_recv() {
+                pending.push(e);
+            }
+        }
+        if pending.contains(&Event::Stop) {
+            return ControlFlow::Break(());
+        }
+        if pending.contains(&Event::Reload) {
+            let before = self.config.refresh.concurrency;
+            self.reload();
+            if self.config.refresh.concurrency != before {
+                st.sem = Arc::new(Semaphore::new(self.config.refresh.concurrency));
+            }
+        }
+        if pending.contains(&Event::TokensChanged) {
+            st.reread = true;
+        }
+        if pending.contains(&Event::RefreshAll) {
+            info!("refreshing every identity now (SIGUSR1)");
+            self.schedule.force_all();
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Lets refreshes in flight finish (up to DRAIN), then writes the editor files one
+    /// last time (up to DRAIN again: a one-shot run holding the render lock writes them
+    /// itself from the same token files).
+    async fn shut_down(mut self, mut st: Loop) -> Exit {
         self.notifier.stopping();
         info!("stopping");
         let drained = tokio::time::timeout(DRAIN, async {
-            while let Some(done) = tasks.join_next().await {
+            while let Some(done) = st.tasks.join_next().await {
                 if let Ok((name, outcome)) = done {
                     self.finished(name, outcome);
                 }
@@ -516,9 +643,20 @@ impl Daemon {
                 "abandoning refreshes still running after {}s (files are written atomically)",
                 DRAIN.as_secs()
             );
-            tasks.abort_all();
+            st.tasks.abort_all();
         }
-        self.render();
+        let flushed = tokio::time::timeout(DRAIN, async {
+            self.finish_render().await;
+            self.start_render();
+            self.finish_render().await;
+        })
+        .await;
+        if flushed.is_err() {
+            warn!(
+                "the editor configs were not rewritten before stopping: another mcp-credd process has held the render lock for over {}s",
+                DRAIN.as_secs()
+            );
+        }
         Exit::Success
     }
 }
@@ -782,6 +920,7 @@ mod tests {
             Arc::new(clock.clone()),
             sd::Notifier::new(sock_path.to_str()),
             loader,
+            Dirs::new(Some(dir.path().join("home")), None, false),
         )
         .unwrap();
         d.notify_reload = notify_reload;
@@ -806,7 +945,7 @@ mod tests {
                     Answer::Ok => {
                         // Like the real refresher: the token is stored before it is reported.
                         let r = record(now, 60 * MIN);
-                        store.write_token("ingress.json", &r).unwrap();
+                        store.write_token("ingress.json", &r).await.unwrap();
                         Outcome::Refreshed(r)
                     }
                     Answer::Transient => Outcome::Failed {

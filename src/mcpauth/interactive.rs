@@ -24,7 +24,7 @@ use crate::login::IssuerCheck;
 use crate::sanitize::escape;
 use crate::secret::Secret;
 use crate::store::Store;
-use crate::store::atomic::{read_private, write_atomic};
+use crate::store::atomic::read_private;
 use crate::store::record::TokenRecord;
 
 /// The path of the loopback redirect when mcp-credd chooses it.
@@ -90,14 +90,16 @@ pub fn load_registration(store: &Store, issuer: &str) -> Option<Registration> {
     }
 }
 
-fn save_registration(store: &Store, reg: &Registration) -> Result<(), FetchError> {
+async fn save_registration(store: &Store, reg: &Registration) -> Result<(), FetchError> {
     let path = store
         .path_of(&registration_file(&reg.issuer))
         .map_err(|e| FetchError::permanent(e.to_string()))?;
     let mut bytes = serde_json::to_vec_pretty(reg).expect("a registration serializes");
     bytes.push(b'\n');
-    write_atomic(&path, &bytes, 0o600)
-        .map_err(|e| FetchError::permanent(format!("cannot write {}: {e}", path.display())))
+    let shown = path.display().to_string();
+    crate::store::write_off_runtime(path, bytes, 0o600)
+        .await
+        .map_err(|e| FetchError::permanent(format!("cannot write {shown}: {e}")))
 }
 
 /// What is sent to a registration endpoint: a public native client with a loopback
@@ -385,7 +387,7 @@ pub async fn prepare_login(
                     ));
                 }
                 let reg = register(http, endpoint, &d.issuer, &redirect_uri, now).await?;
-                save_registration(store, &reg)?;
+                save_registration(store, &reg).await?;
                 say(format!(
                     "{}: registered mcp-credd as client `{}` at {}",
                     id.name,

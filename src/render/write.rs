@@ -6,11 +6,11 @@
 //! `tokens_dir/.mcp-credd/owned.json`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +19,7 @@ use super::merge::merge;
 use super::targets::{Dirs, Target, resolve};
 use crate::config::{EditorFormat, EditorSpec};
 use crate::store::atomic::{euid, read_private, sweep_temp_files, write_atomic};
-use crate::store::{FILE_MODE, Store};
+use crate::store::{FILE_MODE, FileLock, LockError, Store};
 
 /// Which entries we wrote, per file; in the store's private directory.
 const OWNED_FILE: &str = "owned.json";
@@ -139,19 +139,12 @@ fn recorded_format(
         .map(|t| t.format)
 }
 
-/// Writes `entries` into every editor file `editors` names.
-pub fn write_all(
-    store: &Store,
-    editors: &[EditorSpec],
-    dirs: &Dirs,
-    entries: &[ServerEntry],
-) -> Report {
-    write_all_keeping(store, editors, dirs, entries, false)
-}
-
-/// `write_all`; with `keep_unlisted`, entries we own that `entries` does not list are kept
-/// as they are (the servers source could not be read: its absence says nothing).
-pub fn write_all_keeping(
+/// Writes `entries` into every editor file `editors` names; with `keep_unlisted`, entries
+/// we own that `entries` does not list are kept as they are (the servers source could not
+/// be read: its absence says nothing). The render lock is waited for on the async timer and
+/// the file work (reads, merges, fsyncs) runs on a blocking thread, so a daemon calling this
+/// keeps answering signals while a one-shot run holds the lock.
+pub async fn write_all(
     store: &Store,
     editors: &[EditorSpec],
     dirs: &Dirs,
@@ -164,104 +157,158 @@ pub fn write_all_keeping(
         errors,
         ..Report::default()
     };
-    let _lock = match lock(&store.private_path(LOCK_FILE)) {
+    let lock = match FileLock::take(&store.private_path(LOCK_FILE), LOCK_WAIT).await {
         Ok(l) => l,
-        Err(e) => {
-            report.errors.push(e);
+        Err(LockError::Timeout) => {
+            report.errors.push(format!(
+                "another mcp-credd process has been writing the editor configs for over {}s; try again later",
+                LOCK_WAIT.as_secs()
+            ));
+            return report;
+        }
+        Err(LockError::Io(e)) => {
+            report.errors.push(format!(
+                "cannot lock {}: {e}",
+                store.private_path(LOCK_FILE).display()
+            ));
             return report;
         }
     };
-    let owned_path = store.private_path(OWNED_FILE);
-    let before = match read_private(&owned_path, FILE_MODE) {
-        Ok(None) => Owned::default(),
-        Ok(Some((bytes, _))) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            report.warnings.push(format!(
-                "{} is not valid ({e}); starting a new record: entries written before are kept in the editors' files until removed by hand",
-                owned_path.display()
-            ));
-            Owned::default()
-        }),
-        Err(e) => {
-            report.warnings.push(format!("{e}; starting a new record"));
-            Owned::default()
-        }
+    let job = Locked {
+        tokens_dir: store.dir().to_path_buf(),
+        owned_path: store.private_path(OWNED_FILE),
+        dirs: dirs.clone(),
+        targets,
+        all_resolved,
+        entries: entries.to_vec(),
+        keep_unlisted,
     };
-    let mut owned = before.clone();
-    owned.schema = OWNED_SCHEMA;
-    for t in &targets {
-        let key = t.path.display().to_string();
-        let was = owned
+    let work = tokio::task::spawn_blocking(move || {
+        let _lock = lock;
+        job.write(report)
+    });
+    work.await.unwrap_or_else(|e| Report {
+        errors: vec![format!("the editor configs were not written: {e}")],
+        ..Report::default()
+    })
+}
+
+/// One render's file work, done under the render lock on a blocking thread.
+struct Locked {
+    tokens_dir: PathBuf,
+    owned_path: PathBuf,
+    dirs: Dirs,
+    targets: Vec<Target>,
+    /// Every `editors` item resolved to a path.
+    all_resolved: bool,
+    entries: Vec<ServerEntry>,
+    keep_unlisted: bool,
+}
+
+impl Locked {
+    /// Every target, the files dropped from `editors:`, then the ownership record.
+    fn write(self, mut report: Report) -> Report {
+        let Locked {
+            tokens_dir,
+            owned_path,
+            dirs,
+            targets,
+            all_resolved,
+            entries,
+            keep_unlisted,
+        } = self;
+        let (dirs, entries) = (&dirs, &entries[..]);
+        let before = match read_private(&owned_path, FILE_MODE) {
+            Ok(None) => Owned::default(),
+            Ok(Some((bytes, _))) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                report.warnings.push(format!(
+                    "{} is not valid ({e}); starting a new record: entries written before are kept in the editors' files until removed by hand",
+                    owned_path.display()
+                ));
+                Owned::default()
+            }),
+            Err(e) => {
+                report.warnings.push(format!("{e}; starting a new record"));
+                Owned::default()
+            }
+        };
+        let mut owned = before.clone();
+        owned.schema = OWNED_SCHEMA;
+        for t in &targets {
+            let key = t.path.display().to_string();
+            let was = owned
+                .files
+                .get(&key)
+                .map(|f| f.names.clone())
+                .unwrap_or_default();
+            let (kept, was): (BTreeSet<String>, BTreeSet<String>) = if keep_unlisted {
+                was.into_iter()
+                    .partition(|n| !entries.iter().any(|e| &e.name == n))
+            } else {
+                (BTreeSet::new(), was)
+            };
+            let (result, now) = write_target(t, entries, &was);
+            let now = now.map(|mut n| {
+                n.extend(kept);
+                n
+            });
+            record(&mut owned, key, t.format, now);
+            report.targets.push(result);
+        }
+        // Files we wrote that `editors:` no longer lists: our entries (and their tokens) go,
+        // the user's stay. Removing the editor is the user's word, whatever the servers source.
+        let listed: BTreeSet<String> = targets
+            .iter()
+            .map(|t| t.path.display().to_string())
+            .collect();
+        let dropped: Vec<(String, OwnedFile)> = before
             .files
-            .get(&key)
-            .map(|f| f.names.clone())
-            .unwrap_or_default();
-        let (kept, was): (BTreeSet<String>, BTreeSet<String>) = if keep_unlisted {
-            was.into_iter()
-                .partition(|n| !entries.iter().any(|e| &e.name == n))
-        } else {
-            (BTreeSet::new(), was)
-        };
-        let (result, now) = write_target(t, entries, &was);
-        let now = now.map(|mut n| {
-            n.extend(kept);
-            n
-        });
-        record(&mut owned, key, t.format, now);
-        report.targets.push(result);
-    }
-    // Files we wrote that `editors:` no longer lists: our entries (and their tokens) go,
-    // the user's stay. Removing the editor is the user's word, whatever the servers source.
-    let listed: BTreeSet<String> = targets
-        .iter()
-        .map(|t| t.path.display().to_string())
-        .collect();
-    let dropped: Vec<(String, OwnedFile)> = before
-        .files
-        .iter()
-        .filter(|(k, _)| !listed.contains(*k))
-        .map(|(k, f)| (k.clone(), f.clone()))
-        .collect();
-    if !dropped.is_empty() && !all_resolved {
-        // Some configured place could not be worked out (no home directory): a file
-        // missing from the list may still be meant; it is left as it is.
-        report.warnings.push(format!(
-            "the editor files {} were written before but are not among the targets now; left as they are until every `editors` item resolves",
-            dropped.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
-        ));
-    }
-    for (key, file) in dropped.into_iter().filter(|_| all_resolved) {
-        let Some(format) = recorded_format(&key, &file, dirs, store.dir()) else {
+            .iter()
+            .filter(|(k, _)| !listed.contains(*k))
+            .map(|(k, f)| (k.clone(), f.clone()))
+            .collect();
+        if !dropped.is_empty() && !all_resolved {
+            // Some configured place could not be worked out (no home directory): a file
+            // missing from the list may still be meant; it is left as it is.
             report.warnings.push(format!(
-                "{key} is no longer in `editors` and its format was not recorded; remove the entries {} from it by hand",
-                file.names.iter().cloned().collect::<Vec<_>>().join(", ")
-            ));
-            continue;
-        };
-        let t = Target {
-            path: PathBuf::from(&key),
-            format,
-            allow_tracked: false,
-        };
-        let (mut result, now) = write_target(&t, &[], &file.names);
-        if result.outcome == Outcome::Written {
-            result.notes.push(format!(
-                "{key}: no longer in `editors`; removed the entries mcp-credd wrote there"
+                "the editor files {} were written before but are not among the targets now; left as they are until every `editors` item resolves",
+                dropped.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
             ));
         }
-        record(&mut owned, key, format, now);
-        report.targets.push(result);
-    }
-    if owned != before {
-        let mut bytes = serde_json::to_vec_pretty(&owned).expect("the record serializes");
-        bytes.push(b'\n');
-        if let Err(e) = write_atomic(&owned_path, &bytes, FILE_MODE) {
-            report.errors.push(format!(
-                "cannot write {}: {e} (entries of servers removed from the config may stay in the editors' files)",
-                owned_path.display()
-            ));
+        for (key, file) in dropped.into_iter().filter(|_| all_resolved) {
+            let Some(format) = recorded_format(&key, &file, dirs, &tokens_dir) else {
+                report.warnings.push(format!(
+                    "{key} is no longer in `editors` and its format was not recorded; remove the entries {} from it by hand",
+                    file.names.iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
+                continue;
+            };
+            let t = Target {
+                path: PathBuf::from(&key),
+                format,
+                allow_tracked: false,
+            };
+            let (mut result, now) = write_target(&t, &[], &file.names);
+            if result.outcome == Outcome::Written {
+                result.notes.push(format!(
+                    "{key}: no longer in `editors`; removed the entries mcp-credd wrote there"
+                ));
+            }
+            record(&mut owned, key, format, now);
+            report.targets.push(result);
         }
+        if owned != before {
+            let mut bytes = serde_json::to_vec_pretty(&owned).expect("the record serializes");
+            bytes.push(b'\n');
+            if let Err(e) = write_atomic(&owned_path, &bytes, FILE_MODE) {
+                report.errors.push(format!(
+                    "cannot write {}: {e} (entries of servers removed from the config may stay in the editors' files)",
+                    owned_path.display()
+                ));
+            }
+        }
+        report
     }
-    report
 }
 
 /// Records what we own in one file after writing it (`None`: skipped, nothing changed).
@@ -281,37 +328,6 @@ fn record(owned: &mut Owned, key: String, format: EditorFormat, now: Option<BTre
         }
         // Skipped: the file is as it was, and so is what we own in it.
         None => {}
-    }
-}
-
-/// Takes the render lock, waiting a little for another process to finish.
-fn lock(path: &Path) -> Result<File, String> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let deadline = Instant::now() + LOCK_WAIT;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(format!(
-                    "another mcp-credd process has been writing the editor configs for over {}s; try again later",
-                    LOCK_WAIT.as_secs()
-                ));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(format!("cannot lock {}: {e}", path.display()));
-            }
-        }
     }
 }
 
@@ -558,7 +574,20 @@ mod tests {
             Dirs::new(Some(self.home.clone()), None, false)
         }
         fn write(&self, editors: &[EditorSpec], entries: &[ServerEntry]) -> Report {
-            write_all(&self.store, editors, &self.dirs(), entries)
+            self.write_with(editors, &self.dirs(), entries)
+        }
+        /// The real, async path, on a runtime of its own.
+        fn write_with(
+            &self,
+            editors: &[EditorSpec],
+            dirs: &Dirs,
+            entries: &[ServerEntry],
+        ) -> Report {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(write_all(&self.store, editors, dirs, entries, false))
         }
         fn outcomes(&self, editors: &[EditorSpec], entries: &[ServerEntry]) -> Vec<Outcome> {
             self.write(editors, entries)
@@ -839,7 +868,7 @@ mod tests {
             path: None,
             allow_tracked: false,
         }];
-        let r = write_all(&env.store, &specs, &Dirs::new(None, None, false), &[]);
+        let r = env.write_with(&specs, &Dirs::new(None, None, false), &[]);
         assert!(!r.errors.is_empty(), "{r:?}");
         assert_eq!(std::fs::read_to_string(&p).unwrap(), written);
         assert!(

@@ -3,16 +3,18 @@
 //! two processes from refreshing the same identity at once.
 
 pub mod atomic;
+pub mod lock;
 pub mod record;
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use atomic::{ReadError, euid, read_private, sweep_temp_files, write_atomic};
+pub use lock::{FileLock, LockError};
 pub use record::TokenRecord;
 
 pub const FILE_MODE: u32 = 0o600;
@@ -68,7 +70,15 @@ pub struct Store {
 /// Held while an identity is being refreshed; released on drop.
 #[derive(Debug)]
 pub struct IdentityLock {
-    _file: File,
+    _lock: FileLock,
+}
+
+/// Writes `bytes` to `path` atomically on a blocking thread: the fsyncs stay off the
+/// async runtime, which keeps answering signals and other refreshes meanwhile.
+pub async fn write_off_runtime(path: PathBuf, bytes: Vec<u8>, mode: u32) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || write_atomic(&path, &bytes, mode))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
 }
 
 fn ensure_private_dir(dir: &Path, warnings: &mut Vec<String>) -> Result<(), StoreError> {
@@ -145,7 +155,14 @@ fn check_dir_meta(
 }
 
 /// Removes a file (a symlink itself, never its target); `Ok(false)` if there was none.
-fn remove(path: &Path) -> Result<bool, StoreError> {
+/// The directory fsync runs on a blocking thread.
+async fn remove(path: PathBuf) -> Result<bool, StoreError> {
+    tokio::task::spawn_blocking(move || remove_now(&path))
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Dir(PathBuf::new(), e.to_string())))
+}
+
+fn remove_now(path: &Path) -> Result<bool, StoreError> {
     match std::fs::remove_file(path) {
         Ok(()) => {
             if let Some(dir) = path.parent()
@@ -196,20 +213,26 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(path, e.to_string()))
     }
 
-    pub fn write_token(&self, file_name: &str, record: &TokenRecord) -> Result<(), StoreError> {
+    /// Writes a token file (atomically, off the runtime).
+    pub async fn write_token(
+        &self,
+        file_name: &str,
+        record: &TokenRecord,
+    ) -> Result<(), StoreError> {
         let path = self.path_of(file_name)?;
-        write_atomic(&path, &record.to_json(), FILE_MODE).map_err(|e| StoreError::Write(path, e))
+        write_off_runtime(path.clone(), record.to_json(), FILE_MODE)
+            .await
+            .map_err(|e| StoreError::Write(path, e))
     }
 
     /// Deletes a token file (logout). `Ok(false)` if there was none.
-    pub fn delete_token(&self, file_name: &str) -> Result<bool, StoreError> {
-        let path = self.path_of(file_name)?;
-        remove(&path)
+    pub async fn delete_token(&self, file_name: &str) -> Result<bool, StoreError> {
+        remove(self.path_of(file_name)?).await
     }
 
     /// Deletes an identity's last-attempt state (logout).
-    pub fn delete_state(&self, identity: &str) -> Result<bool, StoreError> {
-        remove(&self.state_path(identity)?)
+    pub async fn delete_state(&self, identity: &str) -> Result<bool, StoreError> {
+        remove(self.state_path(identity)?).await
     }
 
     /// A file in our private subdirectory (0700), for other modules' bookkeeping.
@@ -234,75 +257,50 @@ impl Store {
         }
     }
 
-    pub fn write_state(&self, identity: &str, state: &IdentityState) -> Result<(), StoreError> {
+    pub async fn write_state(
+        &self,
+        identity: &str,
+        state: &IdentityState,
+    ) -> Result<(), StoreError> {
         let path = self.state_path(identity)?;
         let mut bytes = serde_json::to_vec_pretty(state).expect("state serializes");
         bytes.push(b'\n');
-        write_atomic(&path, &bytes, FILE_MODE).map_err(|e| StoreError::Write(path, e))
+        write_off_runtime(path.clone(), bytes, FILE_MODE)
+            .await
+            .map_err(|e| StoreError::Write(path, e))
     }
 
     /// The one-daemon-per-tokens-directory lock. `Ok(Err(pid))` names the holder when
-    /// another daemon has it. Held until the returned file is dropped.
-    pub fn try_daemon_lock(&self) -> Result<Result<File, String>, StoreError> {
+    /// another daemon has it. Held until the returned lock is dropped.
+    pub fn try_daemon_lock(&self) -> Result<Result<FileLock, String>, StoreError> {
         use std::io::{Read, Seek, Write};
-        let path = self.dir.join(PRIVATE).join("daemon.lock");
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(FILE_MODE)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| StoreError::Lock("daemon".into(), e))?;
-        match file.try_lock() {
-            Ok(()) => {
+        let lock_err = |e| StoreError::Lock("daemon".into(), e);
+        match FileLock::try_take(&self.private_path("daemon.lock")).map_err(lock_err)? {
+            Ok(mut lock) => {
+                let file = lock.file();
                 let _ = file.set_len(0);
                 let _ = file.rewind();
                 let _ = write!(file, "{}", std::process::id());
-                Ok(Ok(file))
+                Ok(Ok(lock))
             }
-            Err(std::fs::TryLockError::WouldBlock) => {
+            Err(mut file) => {
                 let mut pid = String::new();
                 let _ = file.read_to_string(&mut pid);
                 Ok(Err(pid.trim().to_string()))
             }
-            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Lock("daemon".into(), e)),
         }
     }
 
     /// Takes the identity's lock, waiting up to `wait` for another process to finish.
     pub async fn lock(&self, identity: &str, wait: Duration) -> Result<IdentityLock, StoreError> {
-        let path = self
-            .dir
-            .join(PRIVATE)
-            .join(format!("{}.lock", checked(identity)?));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(FILE_MODE)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| StoreError::Lock(identity.to_string(), e))?;
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(IdentityLock { _file: file }),
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(StoreError::LockTimeout(
-                            identity.to_string(),
-                            wait.as_secs(),
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(StoreError::Lock(identity.to_string(), e));
-                }
-            }
+        let path = self.private_path(&format!("{}.lock", checked(identity)?));
+        match FileLock::take(&path, wait).await {
+            Ok(lock) => Ok(IdentityLock { _lock: lock }),
+            Err(LockError::Timeout) => Err(StoreError::LockTimeout(
+                identity.to_string(),
+                wait.as_secs(),
+            )),
+            Err(LockError::Io(e)) => Err(StoreError::Lock(identity.to_string(), e)),
         }
     }
 }
@@ -343,7 +341,7 @@ mod tests {
                 "{bad}"
             );
             assert!(s.path_of(bad).is_err());
-            assert!(s.write_state(bad, &IdentityState::default()).is_err());
+            assert!(s.write_state(bad, &IdentityState::default()).await.is_err());
             assert!(s.lock(bad, Duration::from_millis(10)).await.is_err());
         }
         assert!(
