@@ -265,3 +265,50 @@ fn the_cognito_variables_configure_a_service_account() {
     assert_eq!(t["provider"], "cognito_password");
     assert!(t["refresh_token"].is_string());
 }
+
+/// The Cognito client reads the AWS configuration as AWS tools do (aws-config): with no
+/// `endpoint_url` in the config, `AWS_PROFILE`'s `endpoint_url` names the endpoint.
+/// An endpoint from there obeys the https-except-loopback rule like any other.
+#[test]
+fn the_aws_profile_names_the_cognito_endpoint() {
+    let m = Moto::start();
+    let sb = Sandbox::new();
+    let text = config(&m, "svc-account", "SVC_PASSWORD")
+        .replace(&format!("  endpoint_url: {}\n", m.endpoint), "");
+    assert!(!text.contains("endpoint_url"), "{text}");
+    sb.write_config(&text);
+    std::fs::create_dir_all(sb.home().join(".aws")).unwrap();
+    std::fs::write(
+        sb.home().join(".aws/config"),
+        format!(
+            "[profile ci]\nendpoint_url = {}\n\n[profile elsewhere]\nendpoint_url = http://cognito.example.com\n",
+            m.endpoint
+        ),
+    )
+    .unwrap();
+    let mut e = env(&m, PASSWORD);
+    e.push(("AWS_PROFILE", "ci"));
+    let r = sb.run_env(&[], &e);
+    assert_eq!(r.code, 0, "{r:?}");
+    let t = sb.read_json(&sb.tokens().join("ingress.json"));
+    assert_eq!(t["provider"], "cognito_password");
+    assert!(t["refresh_token"].is_string(), "{t}");
+
+    // A profile whose endpoint is plain http off this machine: refused, the token kept.
+    let before = std::fs::read(sb.tokens().join("ingress.json")).unwrap();
+    let mut e = env(&m, PASSWORD);
+    e.push(("AWS_PROFILE", "elsewhere"));
+    let r = sb.run_env(&["--force"], &e);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("the Cognito endpoint from the AWS configuration")
+            && r.stderr
+                .contains("`http://cognito.example.com` uses plain http"),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read(sb.tokens().join("ingress.json")).unwrap(),
+        before
+    );
+}

@@ -132,7 +132,14 @@ pub fn challenge_error(challenge: &str, username: &str) -> FetchError {
     ))
 }
 
-fn client(
+/// The Cognito client, configured as AWS tools configure it (aws-config: `AWS_PROFILE`,
+/// the shared config file's `endpoint_url` and `services` sections, `AWS_ENDPOINT_URL*`)
+/// but without credentials (the calls are unauthenticated), with our HTTP client, our
+/// timeouts and no SDK retries (our loop retries, as for every provider). The region is
+/// the configured one: the token's binding records it when the config is read. An
+/// endpoint from the AWS configuration obeys the rule every endpoint does: https, or http
+/// on loopback only (the password goes to it).
+async fn client(
     id: &IdentityConfig,
     c: &CognitoPassword,
     policy: &HttpPolicy,
@@ -142,9 +149,11 @@ fn client(
         .clone()
         .ok_or_else(|| FetchError::permanent(format!("identity `{}` has no region", id.name)))?;
     let t = Duration::from_millis(policy.timeout_ms);
-    let mut b = cip::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .no_credentials()
         .region(Region::new(region))
+        .http_client(sdk_http::client(&env))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(t.min(Duration::from_secs(10)))
@@ -153,14 +162,42 @@ fn client(
                 .operation_timeout(t)
                 .build(),
         )
-        // Our own retry loop decides (and logs) retries, as for every other provider.
-        .retry_config(RetryConfig::disabled());
-    if let Some(ep) = &c.endpoint_url {
+        .retry_config(RetryConfig::disabled())
+        .load()
+        .await;
+    let mut b = cip::config::Builder::from(&sdk);
+    let endpoint = match &c.endpoint_url {
+        Some(ep) => Some(ep.clone()),
+        None => aws_endpoint(&sdk),
+    };
+    tracing::debug!(identity = %id.name, endpoint = ?endpoint, "Cognito endpoint (none: the regional one)");
+    if let Some(ep) = endpoint {
+        crate::config::check_endpoint_url(&ep).map_err(|m| {
+            FetchError::permanent(format!(
+                "the Cognito endpoint from the AWS configuration (AWS_PROFILE, ~/.aws/config): {m}; set `endpoint_url` on identity `{}`",
+                id.name
+            ))
+        })?;
         b = b.endpoint_url(ep);
     }
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    b = b.http_client(sdk_http::client(&env));
     Ok(cip::Client::from_conf(b.build()))
+}
+
+/// The Cognito endpoint the AWS configuration names, as the SDK itself would pick it: the
+/// service's own setting (`AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER`, a profile's
+/// `services` section), else the global one (`AWS_ENDPOINT_URL`, a profile's
+/// `endpoint_url`). `None`: the SDK's regional endpoint.
+fn aws_endpoint(sdk: &aws_config::SdkConfig) -> Option<String> {
+    let key = aws_types::service_config::ServiceConfigKey::builder()
+        .service_id("Cognito Identity Provider")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok()?;
+    sdk.service_config()
+        .and_then(|s| s.load_config(key))
+        .or_else(|| sdk.endpoint_url().map(str::to_string))
+        .filter(|u| !u.trim().is_empty())
 }
 
 /// The SDK's HTTP client, built like its default (hyper, rustls with aws-lc) but with our
@@ -432,7 +469,7 @@ pub async fn obtain(
             id.name
         ))
     })?;
-    let client = client(id, c, policy)?;
+    let client = client(id, c, policy).await?;
     if let Some(rec) = existing
         && let Some(rt) = &rec.refresh_token
     {
