@@ -88,7 +88,7 @@ fn identity(name: &str) -> IdentityConfig {
         name: name.into(),
         file_name: format!("{name}.json"),
         kind: IdentityKind::OidcM2m,
-        provider_label: "oidc_m2m".into(),
+        provider_label: mcp_credd::config::ProviderLabel::OidcM2m,
         client_id: format!("client-{name}"),
         client_secret: Some(Secret::new("s")),
         scopes: vec![],

@@ -11,7 +11,7 @@ use crate::config::load::{LoadOptions, Loaded, load};
 use crate::config::{Config, IdentityConfig, Origin, ServerAuth};
 use crate::daemon;
 use crate::exit::Exit;
-use crate::identity::FailureKind;
+use crate::failure::FailureKind;
 use crate::identity::oauth::Http;
 use crate::identity::reply::ExpirySource;
 use crate::refresh::{self, Outcome, token_file_name};
@@ -1209,7 +1209,7 @@ async fn ensure_m2m(
             (Some(rec), Exit::Success)
         }
         Outcome::Refreshed(rec) => {
-            if rec.expiry_source.as_deref() == Some(ExpirySource::Unknown.as_str()) {
+            if rec.expiry_source == Some(ExpirySource::Unknown) {
                 ui.warn(format!(
                     "{}: the provider gave no expiry (no expires_in, not a JWT); it will be refreshed every {}",
                     id.name,
@@ -1255,7 +1255,7 @@ fn status_row(config: &Config, store: Option<&Store>, id: &IdentityConfig, now: 
     };
     let input = status::Input {
         name: &id.name,
-        provider: &id.provider_label,
+        provider: id.provider_label.as_str(),
         token_file: config.tokens_dir.join(&file),
         record: record.as_ref().map(Option::as_ref).map_err(Clone::clone),
         state: &state,

@@ -68,7 +68,7 @@ fn show(v: &Option<String>) -> String {
 /// service account's file is never adopted without one: it names no user, and signing in
 /// again needs no person.
 pub fn mismatch(rec: &TokenRecord, id: &IdentityConfig) -> Option<String> {
-    if rec.provider != id.provider_label {
+    if rec.provider != id.provider_label.as_str() {
         return Some(format!(
             "it was obtained from provider `{}`, the configuration says `{}`",
             rec.provider, id.provider_label
@@ -170,7 +170,7 @@ pub fn matches(rec: &TokenRecord, id: &IdentityConfig) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ClientAuth, CognitoPassword};
+    use crate::config::{ClientAuth, CognitoPassword, ProviderLabel};
     use crate::secret::Secret;
 
     fn service_account(user: &str) -> IdentityConfig {
@@ -179,7 +179,7 @@ mod tests {
             name: "svc".into(),
             file_name: "svc.json".into(),
             kind: IdentityKind::CognitoPassword,
-            provider_label: "cognito_password".into(),
+            provider_label: ProviderLabel::CognitoPassword,
             client_id: "c".into(),
             client_secret: None,
             scopes: vec![],
@@ -206,7 +206,7 @@ mod tests {
         IdentityConfig {
             gateway: None,
             kind: IdentityKind::OidcM2m,
-            provider_label: "oidc_m2m".into(),
+            provider_label: ProviderLabel::OidcM2m,
             endpoint: Endpoint::TokenUrl(token_url.into()),
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             cognito: None,
@@ -261,7 +261,7 @@ mod tests {
     fn mcp_login(client: &str, issuer: Option<&str>, scopes: &[&str]) -> IdentityConfig {
         IdentityConfig {
             kind: IdentityKind::Egress,
-            provider_label: "mcp_oauth".into(),
+            provider_label: crate::config::ProviderLabel::McpOauth,
             client_id: client.into(),
             endpoint: Endpoint::McpServer {
                 server_url: "https://calc.example/mcp".into(),

@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod doctor;
 pub mod exit;
+pub mod failure;
 pub mod identity;
 pub mod init;
 pub mod login;

@@ -15,10 +15,11 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::config::{EgressConfig, IdentityConfig};
+use crate::failure::FailureKind;
+use crate::identity::FetchError;
 use crate::identity::egress;
 use crate::identity::oauth::Http;
 use crate::identity::reply::TokenReply;
-use crate::identity::{FailureKind, FetchError};
 
 /// Connections the callback listener holds at once. When full, the oldest connection
 /// that has not yet sent a request is dropped for the new one, so a flood of idle

@@ -6,10 +6,11 @@
 use std::time::Duration;
 
 use crate::clock::{Clock, Ts};
-use crate::config::{Endpoint, IdentityConfig, IdentityKind, RefreshPolicy};
+use crate::config::{Endpoint, IdentityConfig, IdentityKind, ProviderLabel, RefreshPolicy};
+use crate::failure::FailureKind;
+use crate::identity::FetchError;
 use crate::identity::oauth::{Http, client_credentials, resolve_token_endpoint};
-use crate::identity::reply::{TokenReply, expiry_of};
-use crate::identity::{FailureKind, FetchError};
+use crate::identity::reply::{ExpirySource, TokenReply, expiry_of};
 use crate::identity::{cognito, egress};
 use crate::providers::RefreshKind;
 use crate::schedule::plan::{Expiry, Standing, jitter_unit, standing};
@@ -58,15 +59,15 @@ pub fn token_file_name(id: &IdentityConfig) -> String {
 }
 
 fn usage_notes(id: &IdentityConfig) -> String {
-    let which = match id.provider_label.as_str() {
-        "cognito_m2m" => "Cognito M2M",
-        "keycloak_m2m" => "Keycloak M2M",
-        "entra_m2m" => "Entra ID M2M",
-        "cognito_password" => "Cognito service account",
-        "bedrock-agentcore" => {
+    let which = match id.provider_label {
+        ProviderLabel::CognitoM2m => "Cognito M2M",
+        ProviderLabel::KeycloakM2m => "Keycloak M2M",
+        ProviderLabel::EntraM2m => "Entra ID M2M",
+        ProviderLabel::CognitoPassword => "Cognito service account",
+        ProviderLabel::BedrockAgentcore => {
             return "This token is for EGRESS authentication to a Bedrock AgentCore gateway".into();
         }
-        _ => "OAuth M2M",
+        ProviderLabel::OidcM2m | ProviderLabel::McpOauth | ProviderLabel::Egress(_) => "OAuth M2M",
     };
     if id.name == "ingress" {
         format!("This token is for INGRESS authentication to the MCP Gateway ({which})")
@@ -85,18 +86,18 @@ pub fn build_record(
 ) -> TokenRecord {
     let (expiry, source) = expiry_of(reply, sent_at);
     let (expires_at, source) = match (expiry, &id.egress) {
-        (Expiry::At(t), _) => (Some(t), source.as_str()),
+        (Expiry::At(t), _) => (Some(t), source),
         // The reply says nothing: the catalog may (the reply always wins over it).
         (_, Some(eg)) if eg.def.refresh == RefreshKind::None && reply.refresh_token.is_none() => {
-            (None, "never")
+            (None, ExpirySource::Never)
         }
         (_, Some(eg)) if eg.def.access_token_lifetime.is_some() => (
             eg.def
                 .access_token_lifetime
                 .map(|s| sent_at.plus_ms(s * 1000)),
-            "catalog",
+            ExpirySource::Catalog,
         ),
-        _ => (None, source.as_str()),
+        _ => (None, source),
     };
     let egress = id.egress.is_some();
     let mut extra = serde_json::Map::new();
@@ -108,7 +109,7 @@ pub fn build_record(
         IdentityKind::CognitoM2m | IdentityKind::CognitoPassword
     );
     TokenRecord {
-        provider: id.provider_label.clone(),
+        provider: id.provider_label.as_str().to_string(),
         access_token: reply.access_token.clone(),
         refresh_token: reply.refresh_token.clone(),
         id_token: reply.id_token.clone(),
@@ -147,7 +148,7 @@ pub fn build_record(
             .map(|s| sent_at.plus_ms(s.saturating_mul(1000)).as_secs_f64()),
         identity: Some(id.name.clone()),
         obtained_at: Some(sent_at.as_secs_f64()),
-        expiry_source: Some(source.to_string()),
+        expiry_source: Some(source),
         scope: reply
             .scope
             .clone()
@@ -185,7 +186,7 @@ pub async fn login_and_store(
         }
         Err(e) => {
             state.last_error = Some(e.message.clone());
-            state.last_error_kind = Some(kind_str(e.kind).to_string());
+            state.last_error_kind = Some(e.kind);
         }
     }
     let _ = ctx.store.write_state(&id.name, &state).await;
@@ -641,20 +642,12 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
     if let Outcome::Failed { error, .. } = &outcome {
         tracing::warn!(identity = %id.name, kind = ?error.kind, error = %error.message, "refresh failed");
         state.last_error = Some(error.message.clone());
-        state.last_error_kind = Some(kind_str(error.kind).to_string());
+        state.last_error_kind = Some(error.kind);
     }
     if let Err(e) = ctx.store.write_state(&id.name, &state).await {
         notes.push(format!("{}: cannot record the outcome: {e}", id.name));
     }
     (outcome, notes)
-}
-
-pub fn kind_str(k: FailureKind) -> &'static str {
-    match k {
-        FailureKind::Transient => "transient",
-        FailureKind::Permanent => "permanent",
-        FailureKind::ReauthRequired => "reauth_required",
-    }
 }
 
 #[cfg(test)]
@@ -677,7 +670,7 @@ mod tests {
             name: provider.into(),
             file_name: format!("{provider}-egress.json"),
             kind: IdentityKind::Egress,
-            provider_label: provider.into(),
+            provider_label: ProviderLabel::Egress(provider.into()),
             client_id: "c".into(),
             client_secret: None,
             scopes: def.scopes.clone(),
@@ -713,7 +706,7 @@ mod tests {
             r#"{"access_token":"gho_x","token_type":"bearer","scope":"repo,read:org"}"#,
         );
         assert_eq!(gh.times().expiry, Expiry::Never);
-        assert_eq!(gh.expiry_source.as_deref(), Some("never"));
+        assert_eq!(gh.expiry_source, Some(ExpirySource::Never));
         assert_eq!(gh.token_type, "Bearer");
         assert_eq!(
             gh.scopes.as_deref(),
@@ -735,7 +728,7 @@ mod tests {
             "salesforce",
             r#"{"access_token":"00D","refresh_token":"r"}"#,
         );
-        assert_eq!(sf.expiry_source.as_deref(), Some("catalog"));
+        assert_eq!(sf.expiry_source, Some(ExpirySource::Catalog));
         assert!(matches!(sf.times().expiry, Expiry::At(_)));
         assert_eq!(
             sf.usage_notes.as_deref(),

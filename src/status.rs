@@ -7,7 +7,9 @@ use serde::Serialize;
 
 use crate::clock::Ts;
 use crate::config::RefreshPolicy;
+use crate::failure::FailureKind;
 use crate::schedule::plan::{Expiry, Standing, jitter_unit, refresh_at, standing};
+use crate::store::record::ExpirySource;
 use crate::store::{IdentityState, TokenRecord};
 use crate::timefmt::{human_utc, relative, rfc3339};
 
@@ -72,8 +74,7 @@ pub struct Row {
     pub expires_at: Option<String>,
     pub expires_at_epoch: Option<f64>,
     pub expires_in_seconds: Option<i64>,
-    /// `expires_in`, `jwt_exp`, `unknown`, `never`.
-    pub expiry_source: Option<String>,
+    pub expiry_source: Option<ExpirySource>,
     pub refresh_at: Option<String>,
     pub obtained_at: Option<String>,
     pub refresh_token_expires_at: Option<String>,
@@ -140,7 +141,7 @@ pub fn row(input: &Input, policy: &RefreshPolicy, now: Ts) -> Row {
     };
     let held = record.map(|r| r.refresh_token.is_some());
     let failed_last = st.last_error.is_some();
-    let reauth = st.last_error_kind.as_deref() == Some("reauth_required");
+    let reauth = st.last_error_kind == Some(FailureKind::ReauthRequired);
     let (state, times) = match record {
         None if reauth || (input.needs_login_when_missing && input.record.is_ok()) => {
             (State::NeedsLogin, None)
@@ -174,16 +175,11 @@ pub fn row(input: &Input, policy: &RefreshPolicy, now: Ts) -> Row {
                 Expiry::At(e) => Some(e),
                 _ => None,
             };
-            let source = r.expiry_source.clone().or_else(|| {
-                Some(
-                    if exp.is_some() {
-                        "expires_in"
-                    } else {
-                        "unknown"
-                    }
-                    .to_string(),
-                )
-            });
+            let source = r.expiry_source.or(Some(if exp.is_some() {
+                ExpirySource::ExpiresIn
+            } else {
+                ExpirySource::Unknown
+            }));
             let refresh = refresh_at(&t, policy, jitter_unit(input.name, t.obtained_at));
             let rt = r.refresh_token_expires_at;
             (
@@ -244,12 +240,12 @@ pub fn render_table(report: &Report, now: Ts) -> String {
         "IDENTITY", "PROVIDER", "STATE"
     ));
     for r in &report.identities {
-        let expires = match (&r.expires_at_epoch, r.expiry_source.as_deref()) {
+        let expires = match (&r.expires_at_epoch, r.expiry_source) {
             (Some(e), _) => {
                 let t = Ts::from_secs_f64(*e);
                 format!("{} ({})", human_utc(t), relative(t, now))
             }
-            (None, Some("never")) => "never".to_string(),
+            (None, Some(ExpirySource::Never)) => "never".to_string(),
             (None, Some(_)) => "unknown".to_string(),
             (None, None) => "-".to_string(),
         };
@@ -262,8 +258,8 @@ pub fn render_table(report: &Report, now: Ts) -> String {
         if let Some(why) = &r.not_used {
             out.push_str(&format!("{:w_name$}  stored token not used: {why}\n", ""));
         }
-        match (r.refresh_token_held, r.expiry_source.as_deref()) {
-            (Some(false), Some("never")) => {}
+        match (r.refresh_token_held, r.expiry_source) {
+            (Some(false), Some(ExpirySource::Never)) => {}
             (Some(false), _) => out.push_str(&format!(
                 "{:w_name$}  no refresh token held: a login is needed once it expires\n",
                 ""
@@ -358,12 +354,12 @@ mod tests {
         let ok = IdentityState::default();
         let failed = IdentityState {
             last_error: Some("boom".into()),
-            last_error_kind: Some("transient".into()),
+            last_error_kind: Some(FailureKind::Transient),
             ..Default::default()
         };
         let reauth = IdentityState {
             last_error: Some("gone".into()),
-            last_error_kind: Some("reauth_required".into()),
+            last_error_kind: Some(FailureKind::ReauthRequired),
             ..Default::default()
         };
         let r = rec(0.0, Some(3600.0));

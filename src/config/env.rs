@@ -5,16 +5,15 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use super::parse::{
-    aws_endpoint, cognito_discovery_url, cognito_domain_token_url, cognito_guessed_token_url,
-    region_of_pool,
+use super::build::{
+    CognitoSpec, EgressKeys, EgressSpec, IdentitySpec, Source, aws_endpoint, bind_servers, catalog,
+    cognito_domain_token_url, egress_identity, identity, region_of_pool,
 };
 use super::{
-    BearerToken, ClientAuth, CognitoPassword, Config, ConfigError, EgressConfig, Endpoint,
-    HttpPolicy, IdentityConfig, IdentityKind, Origin, RefreshPolicy, ServerAuth, ServerConfig,
-    Transport, check_endpoint_url, check_name, check_redirect_uri, default_server_url,
+    BearerToken, ClientAuth, Config, ConfigError, HttpPolicy, IdentityConfig, IdentityKind, Origin,
+    ProviderLabel, RefreshPolicy,
 };
-use crate::providers::{Catalog, TokenAuth};
+use crate::providers::Catalog;
 use crate::secret::Secret;
 
 /// Variables with the line of the env file they came from (`None`: process environment).
@@ -80,10 +79,17 @@ impl EnvVars {
             (r, _) => r,
         }
     }
+}
 
-    fn url(&self, key: &str, url: String) -> Result<String, ConfigError> {
-        check_endpoint_url(&url).map_err(|m| self.err(key, m))?;
-        Ok(url)
+impl Source for EnvVars {
+    fn err(&self, key: &str, message: String) -> ConfigError {
+        EnvVars::err(self, key, message)
+    }
+    fn define_provider_hint(&self) -> &'static str {
+        ""
+    }
+    fn variables_hint(&self) -> &'static str {
+        "; configure the provider in a config file"
     }
 }
 
@@ -124,50 +130,29 @@ pub fn from_env(env: &EnvVars, tokens_dir: PathBuf) -> Result<Option<Config>, Co
     }
     let gateway_url = match env.get("REGISTRY_URL") {
         Some(u) => {
-            env.url("REGISTRY_URL", u.to_string())?;
+            env.url("REGISTRY_URL", u)?;
             Some(u.trim_end_matches('/').to_string())
         }
         None => None,
     };
-    let mut servers = Vec::new();
-    for id in egress_from_env(env)? {
-        let server = id
-            .egress
-            .as_ref()
-            .map(|e| e.server.clone())
-            .unwrap_or_default();
-        if let Some(g) = &gateway_url
-            && !servers.iter().any(|s: &ServerConfig| s.name == server)
-        {
-            servers.push(ServerConfig {
-                name: server.clone(),
-                url: default_server_url(g, &server),
-                transport: Transport::StreamableHttp,
-                auth: ServerAuth::Identity {
-                    name: id.name.clone(),
-                    header: "Authorization".into(),
-                    scheme: "Bearer".into(),
-                    gateway: ingress.is_some(),
-                },
-            });
+    let catalog = catalog(env.provider_files.clone(), [])?;
+    // Each provider login and AgentCore gateway is bound to its server, reached through
+    // the gateway (without REGISTRY_URL there is no server to write).
+    let mut bound = Vec::new();
+    for id in egress_from_env(env, &catalog)? {
+        if let Some(eg) = &id.egress {
+            bound.push((id.name.clone(), eg.server.clone()));
         }
         identities.push(id);
     }
     for (id, server) in agentcore_from_env(env)? {
-        if let Some(g) = &gateway_url {
-            servers.push(ServerConfig {
-                name: server.clone(),
-                url: default_server_url(g, &server),
-                transport: Transport::StreamableHttp,
-                auth: ServerAuth::Identity {
-                    name: id.name.clone(),
-                    header: "Authorization".into(),
-                    scheme: "Bearer".into(),
-                    gateway: ingress.is_some(),
-                },
-            });
-        }
+        bound.push((id.name.clone(), server));
         identities.push(id);
+    }
+    let mut servers = Vec::new();
+    if let Some(g) = &gateway_url {
+        // Cannot fail: with a gateway URL every server has one.
+        let _ = bind_servers(&mut servers, &bound, Some(g), ingress.is_some());
     }
     Ok(Some(Config {
         origin: Origin::Environment {
@@ -196,62 +181,71 @@ fn client_auth(env: &EnvVars) -> Result<ClientAuth, ConfigError> {
     }
 }
 
-fn scopes(env: &EnvVars, key: &str) -> Vec<String> {
-    env.get(key)
-        .map(|s| {
-            s.split([' ', ','])
-                .filter(|x| !x.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+/// Scopes as the reference tool writes them: separated by spaces or commas.
+fn split_scopes(s: &str) -> Vec<String> {
+    s.split([' ', ','])
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
-fn base_identity(
+fn scopes(env: &EnvVars, key: &str) -> Vec<String> {
+    env.get(key).map(split_scopes).unwrap_or_default()
+}
+
+/// An identity as the reference tool describes it: the gateway's name and file unless
+/// changed, basic client authentication, nothing else set.
+fn spec(
     kind: IdentityKind,
-    label: &str,
+    label: ProviderLabel,
     client_id: String,
-    secret: String,
-    endpoint: Endpoint,
-) -> IdentityConfig {
-    IdentityConfig {
-        gateway: None,
+    client_secret: Option<Secret>,
+) -> IdentitySpec {
+    IdentitySpec {
         name: "ingress".into(),
         file_name: "ingress.json".into(),
         kind,
-        provider_label: label.into(),
+        label,
         client_id,
-        client_secret: Some(Secret::new(secret)),
-        scopes: Vec::new(),
-        endpoint,
+        client_secret,
         client_auth: ClientAuth::Basic,
-        audience: None,
-        resource: None,
+        scopes: Vec::new(),
+        token_url: None,
+        domain: None,
         region: None,
         user_pool_id: None,
+        discovery_url: None,
+        issuer: None,
+        audience: None,
+        resource: None,
+        cognito: None,
         extra_fields: Vec::new(),
         extra_headers: Vec::new(),
-        cognito: None,
-        egress: None,
     }
+}
+
+/// Checks and builds an identity whose values came from the variables `keys` names per
+/// field (`whole` for the rest), by the rules the config file's identities follow.
+fn build(
+    env: &EnvVars,
+    whole: &str,
+    keys: &[(&str, &str)],
+    spec: IdentitySpec,
+) -> Result<IdentityConfig, ConfigError> {
+    let key = |field: &str| {
+        keys.iter()
+            .find(|(f, _)| *f == field)
+            .map_or(whole, |(_, k)| *k)
+            .to_string()
+    };
+    identity(env, whole, &key, spec)
 }
 
 /// The reference tool's numbered egress sets: `EGRESS_OAUTH_CLIENT_ID_N`,
 /// `EGRESS_OAUTH_CLIENT_SECRET_N`, `EGRESS_OAUTH_REDIRECT_URI_N` (all three make a set),
-/// `EGRESS_OAUTH_SCOPE_N`, `EGRESS_PROVIDER_NAME_N`, `EGRESS_MCP_SERVER_NAME_N`.
-fn egress_from_env(env: &EnvVars) -> Result<Vec<IdentityConfig>, ConfigError> {
-    let mut catalog = Catalog::builtin();
-    for (key, file, text) in &env.provider_files {
-        match yaml_serde::from_str::<yaml_serde::Mapping>(text) {
-            Ok(m) => catalog.overlay(key, m),
-            Err(e) => {
-                return Err(ConfigError::new(
-                    file.clone(),
-                    format!("not a provider definition: {e}"),
-                ));
-            }
-        }
-    }
+/// `EGRESS_OAUTH_SCOPE_N`, `EGRESS_PROVIDER_NAME_N`, `EGRESS_MCP_SERVER_NAME_N`. Named and
+/// stored as the reference tool does; checked by the rules of `build::egress_identity`.
+fn egress_from_env(env: &EnvVars, catalog: &Catalog) -> Result<Vec<IdentityConfig>, ConfigError> {
     let mut out: Vec<IdentityConfig> = Vec::new();
     for n in 1..=100 {
         let var = |k: &str| format!("EGRESS_{k}_{n}");
@@ -266,66 +260,42 @@ fn egress_from_env(env: &EnvVars) -> Result<Vec<IdentityConfig>, ConfigError> {
             .get(&var("PROVIDER_NAME"))
             .unwrap_or("atlassian")
             .to_lowercase();
-        let def = match catalog.get(&provider) {
-            Some(Ok(d)) => d,
-            _ => {
-                let known: Vec<&str> = catalog.keys().collect();
-                return Err(env.err(
-                    &var("PROVIDER_NAME"),
-                    format!("unknown provider `{provider}`; known: {}", known.join(", ")),
-                ));
-            }
-        };
-        let def = def.resolved(&Default::default()).map_err(|m| {
-            env.err(
-                &var("PROVIDER_NAME"),
-                format!("provider `{provider}`: {m}; configure it in a config file"),
-            )
-        })?;
-        check_redirect_uri(redirect).map_err(|m| env.err(&var("OAUTH_REDIRECT_URI"), m))?;
-        check_name(&provider).map_err(|m| env.err(&var("PROVIDER_NAME"), m))?;
         let server_var = env.get(&var("MCP_SERVER_NAME")).map(str::to_string);
-        if let Some(s) = &server_var {
-            check_name(s).map_err(|m| env.err(&var("MCP_SERVER_NAME"), m))?;
-        }
         let server = server_var.clone().unwrap_or_else(|| provider.clone());
         let name = if out.iter().any(|i| i.name == server) {
             format!("{server}-{n}")
         } else {
             server.clone()
         };
-        let mut id = base_identity(
-            IdentityKind::Egress,
-            &provider,
-            cid.to_string(),
-            secret.to_string(),
-            Endpoint::TokenUrl(def.token_url.clone()),
-        );
-        id.name = name;
-        id.file_name = match &server_var {
+        let file_name = match &server_var {
             Some(s) => format!("{provider}-{s}-egress.json"),
             None => format!("{provider}-egress.json"),
         };
-        id.scopes = match env.get(&var("OAUTH_SCOPE")) {
-            Some(s) => s
-                .split([' ', ','])
-                .filter(|x| !x.is_empty())
-                .map(str::to_string)
-                .collect(),
-            None => def.scopes.clone(),
-        };
-        id.client_auth = match def.token_auth {
-            TokenAuth::Basic => ClientAuth::Basic,
-            TokenAuth::Post => ClientAuth::Post,
-        };
-        id.egress = Some(EgressConfig {
-            provider,
-            def,
-            redirect_uri: redirect.to_string(),
-            server,
-            cloud_site: None,
+        let server_key = var(if server_var.is_some() {
+            "MCP_SERVER_NAME"
+        } else {
+            "PROVIDER_NAME"
         });
-        out.push(id);
+        let spec = EgressSpec {
+            keys: EgressKeys {
+                provider: var("PROVIDER_NAME"),
+                name: server_key.clone(),
+                server: server_key,
+                redirect_uri: var("OAUTH_REDIRECT_URI"),
+                variables: var("PROVIDER_NAME"),
+            },
+            provider,
+            name,
+            file_name,
+            server,
+            client_id: cid.to_string(),
+            client_secret: Some(Secret::new(secret)),
+            redirect_uri: redirect.to_string(),
+            scopes: env.get(&var("OAUTH_SCOPE")).map(split_scopes),
+            variables: Default::default(),
+            cloud_site: None,
+        };
+        out.push(egress_identity(env, spec, catalog)?);
     }
     Ok(out)
 }
@@ -346,21 +316,17 @@ fn cognito_password_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, Co
         .or_else(|| pool.as_deref().and_then(region_of_pool).map(str::to_string))
         .or_else(|| env.get("AWS_REGION").map(str::to_string))
         .ok_or_else(|| env.require("COGNITO_USER_POOL_REGION", why).unwrap_err())?;
-    let endpoint_url = match aws_endpoint(&|k| env.get(k).map(str::to_string)) {
-        Some((var, u)) => Some(env.url(var, u)?),
-        None => None,
-    };
-    let mut id = base_identity(
+    let endpoint_url = aws_endpoint(&|k| env.get(k).map(str::to_string))
+        .map(|(var, u)| (var.to_string(), u, None));
+    let mut id = spec(
         IdentityKind::CognitoPassword,
-        "cognito_password",
+        ProviderLabel::CognitoPassword,
         client_id,
-        String::new(),
-        Endpoint::CognitoApi,
+        env.get("COGNITO_CLIENT_SECRET").map(Secret::new),
     );
-    id.client_secret = env.get("COGNITO_CLIENT_SECRET").map(Secret::new);
     id.region = Some(region);
     id.user_pool_id = pool;
-    id.cognito = Some(CognitoPassword {
+    id.cognito = Some(CognitoSpec {
         username,
         password: Secret::new(password),
         bearer: match env.get("COGNITO_BEARER") {
@@ -370,7 +336,7 @@ fn cognito_password_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, Co
         refresh_rotation: env.get("COGNITO_REFRESH_ROTATION") == Some("true"),
         endpoint_url,
     });
-    Ok(Some(id))
+    build(env, "COGNITO_USERNAME", &[], id).map(Some)
 }
 
 /// The reference tool's AgentCore gateways: `AGENTCORE_CLIENT_ID_N`,
@@ -390,7 +356,7 @@ fn agentcore_from_env(env: &EnvVars) -> Result<Vec<(IdentityConfig, String)>, Co
             .get(&format!("AGENTCORE_SERVER_NAME_{n}"))
             .map(str::to_lowercase)
             .unwrap_or_else(|| format!("agentcore-{n}"));
-        check_name(&server).map_err(|m| env.err(&format!("AGENTCORE_SERVER_NAME_{n}"), m))?;
+        env.name(&format!("AGENTCORE_SERVER_NAME_{n}"), &server)?;
         let region = env.get("AWS_REGION").unwrap_or("us-east-1");
         let (domain_key, domain) = ["COGNITO_DOMAIN", "OAUTH_DOMAIN"]
             .iter()
@@ -404,18 +370,21 @@ fn agentcore_from_env(env: &EnvVars) -> Result<Vec<(IdentityConfig, String)>, Co
             })?;
         let url =
             cognito_domain_token_url(domain, Some(region)).map_err(|m| env.err(domain_key, m))?;
-        let url = env.url(domain_key, url)?;
-        let mut id = base_identity(
+        let mut id = spec(
             IdentityKind::CognitoM2m,
-            "bedrock-agentcore",
+            ProviderLabel::BedrockAgentcore,
             cid.to_string(),
-            secret.to_string(),
-            Endpoint::TokenUrl(url),
+            Some(Secret::new(secret)),
         );
+        id.token_url = Some(url);
         id.name = format!("agentcore-{server}");
         id.file_name = format!("bedrock-agentcore-{server}-egress.json");
         id.client_auth = ClientAuth::Post;
-        out.push((id, server));
+        let whole = format!("AGENTCORE_CLIENT_ID_{n}");
+        out.push((
+            build(env, &whole, &[("token_url", domain_key)], id)?,
+            server,
+        ));
     }
     Ok(out)
 }
@@ -425,11 +394,20 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
         .get("AUTH_PROVIDER")
         .unwrap_or("cognito")
         .to_ascii_lowercase();
-    let token_url_override = match env.get("INGRESS_OAUTH_TOKEN_URL") {
-        Some(u) => Some(env.url("INGRESS_OAUTH_TOKEN_URL", u.to_string())?),
+    const OVERRIDE: &str = "INGRESS_OAUTH_TOKEN_URL";
+    let token_url_override = match env.get(OVERRIDE) {
+        Some(u) => Some(env.url(OVERRIDE, u)?),
         None => None,
     };
-    let mut id = match provider.as_str() {
+    // The variable a derived token URL came from, for errors.
+    let from = |derived_from: &'static str| {
+        if token_url_override.is_some() {
+            OVERRIDE
+        } else {
+            derived_from
+        }
+    };
+    let (mut id, whole, keys) = match provider.as_str() {
         "keycloak" => {
             let why = "AUTH_PROVIDER=keycloak";
             let (url_key, url) = [
@@ -444,20 +422,16 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             let cid = env.require("KEYCLOAK_M2M_CLIENT_ID", why)?;
             let secret = env.secret("KEYCLOAK_M2M_CLIENT_SECRET", why)?;
             let base = url.trim_end_matches('/');
-            let tok = match token_url_override.clone() {
-                Some(t) => t,
-                None => env.url(
-                    url_key,
-                    format!("{base}/realms/{realm}/protocol/openid-connect/token"),
-                )?,
-            };
-            let mut id = base_identity(
+            let mut id = spec(
                 IdentityKind::OidcM2m,
-                "keycloak_m2m",
+                ProviderLabel::KeycloakM2m,
                 cid,
-                secret,
-                Endpoint::TokenUrl(tok),
+                Some(Secret::new(secret)),
             );
+            id.token_url =
+                Some(token_url_override.clone().unwrap_or_else(|| {
+                    format!("{base}/realms/{realm}/protocol/openid-connect/token")
+                }));
             id.extra_fields = vec![
                 ("keycloak_url".into(), url.clone()),
                 ("realm".into(), realm.clone()),
@@ -466,26 +440,33 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
                 ("X-Keycloak-Realm".into(), realm),
                 ("X-Keycloak-URL".into(), url),
             ];
-            id
+            (
+                id,
+                "KEYCLOAK_M2M_CLIENT_ID",
+                vec![("token_url", from(url_key))],
+            )
         }
         "entra" => {
             let why = "AUTH_PROVIDER=entra";
             let tenant = env.require("ENTRA_TENANT_ID", why)?;
             let cid = env.require("ENTRA_CLIENT_ID", why)?;
             let secret = env.secret("ENTRA_CLIENT_SECRET", why)?;
-            let tok = token_url_override.clone().unwrap_or_else(|| {
-                format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token")
-            });
-            let mut id = base_identity(
+            let mut id = spec(
                 IdentityKind::OidcM2m,
-                "entra_m2m",
+                ProviderLabel::EntraM2m,
                 cid.clone(),
-                secret,
-                Endpoint::TokenUrl(tok),
+                Some(Secret::new(secret)),
             );
+            id.token_url = Some(token_url_override.clone().unwrap_or_else(|| {
+                format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token")
+            }));
             id.scopes = vec![format!("api://{cid}/.default")];
             id.extra_fields = vec![("tenant_id".into(), tenant)];
-            id
+            (
+                id,
+                "ENTRA_CLIENT_ID",
+                vec![("token_url", from("ENTRA_TENANT_ID"))],
+            )
         }
         _ if env.get("INGRESS_OAUTH_CLIENT_ID").is_some()
             || env.get("INGRESS_OAUTH_USER_POOL_ID").is_some() =>
@@ -494,58 +475,57 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             let pool = env.require("INGRESS_OAUTH_USER_POOL_ID", why)?;
             let cid = env.require("INGRESS_OAUTH_CLIENT_ID", why)?;
             let secret = env.secret("INGRESS_OAUTH_CLIENT_SECRET", why)?;
-            let region = env.get("AWS_REGION").unwrap_or("us-east-1").to_string();
-            let endpoint = if let Some(t) = token_url_override.clone() {
-                Endpoint::TokenUrl(t)
-            } else if let Some(d) = env.get("COGNITO_DOMAIN") {
-                let u = cognito_domain_token_url(d, Some(&region))
-                    .map_err(|m| env.err("COGNITO_DOMAIN", m))?;
-                Endpoint::TokenUrl(env.url("COGNITO_DOMAIN", u)?)
-            } else {
-                Endpoint::Discovery {
-                    url: cognito_discovery_url(&region, &pool),
-                    fallback: Some(cognito_guessed_token_url(&region, &pool)),
-                }
-            };
-            let mut id = base_identity(
+            let mut id = spec(
                 IdentityKind::CognitoM2m,
-                "cognito_m2m",
+                ProviderLabel::CognitoM2m,
                 cid,
-                secret,
-                endpoint,
+                Some(Secret::new(secret)),
             );
-            id.region = Some(region);
+            id.token_url = token_url_override.clone();
+            id.domain = env.get("COGNITO_DOMAIN").map(str::to_string);
+            id.region = Some(env.get("AWS_REGION").unwrap_or("us-east-1").to_string());
             id.user_pool_id = Some(pool);
             id.scopes = scopes(env, "INGRESS_OAUTH_SCOPES");
-            id
+            (
+                id,
+                "INGRESS_OAUTH_USER_POOL_ID",
+                vec![("token_url", OVERRIDE), ("domain", "COGNITO_DOMAIN")],
+            )
         }
         _ if env.get("OAUTH_CLIENT_ID").is_some() => {
             let why = "the generic OIDC identity (OAUTH_CLIENT_ID)";
             let cid = env.require("OAUTH_CLIENT_ID", why)?;
             let secret = env.secret("OAUTH_CLIENT_SECRET", why)?;
-            let endpoint = match token_url_override.clone() {
-                Some(t) => Endpoint::TokenUrl(t),
-                None => Endpoint::Discovery {
-                    url: env.url(
-                        "OAUTH_DISCOVERY_URL",
-                        env.require("OAUTH_DISCOVERY_URL", why)?,
-                    )?,
-                    fallback: None,
-                },
-            };
-            let mut id = base_identity(IdentityKind::OidcM2m, "oidc_m2m", cid, secret, endpoint);
+            let mut id = spec(
+                IdentityKind::OidcM2m,
+                ProviderLabel::OidcM2m,
+                cid,
+                Some(Secret::new(secret)),
+            );
+            id.token_url = token_url_override.clone();
+            if id.token_url.is_none() {
+                id.discovery_url = Some(env.require("OAUTH_DISCOVERY_URL", why)?);
+            }
             id.scopes = scopes(env, "OAUTH_M2M_SCOPES");
-            id
+            (
+                id,
+                "OAUTH_CLIENT_ID",
+                vec![
+                    ("token_url", OVERRIDE),
+                    ("discovery_url", "OAUTH_DISCOVERY_URL"),
+                ],
+            )
         }
         _ => return Ok(None),
     };
     id.client_auth = client_auth(env)?;
-    Ok(Some(id))
+    build(env, whole, &keys, id).map(Some)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Endpoint;
 
     fn env(pairs: &[(&str, &str)]) -> EnvVars {
         EnvVars {
@@ -582,7 +562,7 @@ mod tests {
         .unwrap()
         .unwrap();
         let i = c.ingress.unwrap();
-        assert_eq!(i.provider_label, "cognito_m2m");
+        assert_eq!(i.provider_label, ProviderLabel::CognitoM2m);
         assert_eq!(i.region.as_deref(), Some("us-west-2"));
         assert_eq!(
             i.endpoint,
@@ -642,7 +622,7 @@ mod tests {
         .unwrap()
         .ingress
         .unwrap();
-        assert_eq!(k.provider_label, "keycloak_m2m");
+        assert_eq!(k.provider_label, ProviderLabel::KeycloakM2m);
         assert_eq!(
             k.endpoint,
             Endpoint::TokenUrl(

@@ -95,18 +95,12 @@ fn user_provider_files() -> Result<Vec<(String, String, String)>, ConfigError> {
             continue;
         };
         // A definition that cannot be read is an error, not a provider silently missing.
-        let text = read_regular_file(&p, CONFIG_FILE_MAX, "a provider file")
-            .and_then(|b| {
-                String::from_utf8(b).map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text")
-                })
-            })
-            .map_err(|e| {
-                ConfigError::new(
-                    p.display().to_string(),
-                    format!("cannot read this provider file: {e}; fix or remove it"),
-                )
-            })?;
+        let text = read_text(&p, "a provider file").map_err(|e| {
+            ConfigError::new(
+                p.display().to_string(),
+                format!("cannot read this provider file: {e}; fix or remove it"),
+            )
+        })?;
         out.push((key, p.display().to_string(), text));
     }
     Ok(out)
@@ -141,27 +135,38 @@ fn home_dir() -> Option<PathBuf> {
     directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf())
 }
 
+/// The text of a config, env, secrets or provider file: `read_regular_file`'s checks, at
+/// most `CONFIG_FILE_MAX` bytes, UTF-8 (the error names the first byte that is not).
+fn read_text(path: &Path, label: &str) -> std::io::Result<String> {
+    let bytes = read_regular_file(path, CONFIG_FILE_MAX, label)?;
+    String::from_utf8(bytes).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "it is not UTF-8 text (byte {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+/// The entries of a file in `.env` syntax, errors located at their line.
+fn dotenv_entries(path: &Path, text: &str) -> Result<Vec<super::dotenv::Entry>, ConfigError> {
+    super::dotenv::parse(text).map_err(|e| {
+        let mut ce = ConfigError::new(path.display().to_string(), e.message);
+        ce.line = Some(e.line);
+        ce
+    })
+}
+
 fn read_env_file(path: &Path, env: &mut EnvVars) -> Result<(), ConfigError> {
-    let text = read_regular_file(path, CONFIG_FILE_MAX, "an env file").map_err(|e| {
+    let text = read_text(path, "an env file").map_err(|e| {
         ConfigError::new(
             path.display().to_string(),
             format!("cannot read env file: {e}"),
         )
     })?;
-    let text = String::from_utf8(text).map_err(|e| {
-        ConfigError::new(
-            path.display().to_string(),
-            format!(
-                "the env file is not UTF-8 (byte {})",
-                e.utf8_error().valid_up_to()
-            ),
-        )
-    })?;
-    let entries = super::dotenv::parse(&text).map_err(|e| {
-        let mut ce = ConfigError::new(path.display().to_string(), e.message);
-        ce.line = Some(e.line);
-        ce
-    })?;
+    let entries = dotenv_entries(path, &text)?;
     env.file = Some(path.to_path_buf());
     for e in entries {
         // The process environment wins over the file, as with python-dotenv.
@@ -194,23 +199,13 @@ fn read_secrets_file(
             path.display()
         ));
     }
-    let text = read_regular_file(path, CONFIG_FILE_MAX, "the secrets file")
-        .and_then(|b| {
-            String::from_utf8(b).map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, "it is not UTF-8 text")
-            })
-        })
-        .map_err(|e| {
-            ConfigError::new(
-                path.display().to_string(),
-                format!("cannot read the secrets file: {e}"),
-            )
-        })?;
-    let entries = super::dotenv::parse(&text).map_err(|e| {
-        let mut ce = ConfigError::new(path.display().to_string(), e.message);
-        ce.line = Some(e.line);
-        ce
+    let text = read_text(path, "the secrets file").map_err(|e| {
+        ConfigError::new(
+            path.display().to_string(),
+            format!("cannot read the secrets file: {e}"),
+        )
     })?;
+    let entries = dotenv_entries(path, &text)?;
     for e in entries {
         env.vars.entry(e.key).or_insert((e.value, None));
     }
@@ -235,15 +230,17 @@ pub fn load(
         deferred: None,
         provider_files: Vec::new(),
     };
+    // A path from a set, non-empty variable.
+    let path_var = |k: &str| {
+        process_env
+            .get(k)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    };
     let explicit_env_file = opts
         .env_file
         .clone()
-        .or_else(|| {
-            process_env
-                .get("MCP_CREDD_ENV_FILE")
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from)
-        })
+        .or_else(|| path_var("MCP_CREDD_ENV_FILE"))
         .map(|p| std::path::absolute(&p).unwrap_or(p));
     if let Some(p) = &explicit_env_file {
         read_env_file(p, &mut env)?;
@@ -257,32 +254,20 @@ pub fn load(
     let home = home_dir();
     let lazy = opts.lazy_secrets.then_some(&deferred);
 
-    let explicit_config = opts.config.clone().or_else(|| {
-        process_env
-            .get("MCP_CREDD_CONFIG")
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-    });
+    let explicit_config = opts.config.clone().or_else(|| path_var("MCP_CREDD_CONFIG"));
     let config_path = match explicit_config {
         Some(p) => Some(p),
         None => default_config_path().filter(|p| p.exists()),
     };
 
-    let tokens_override = opts.tokens_dir.clone().or_else(|| {
-        process_env
-            .get("MCP_CREDD_TOKENS_DIR")
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-    });
+    let tokens_override = opts
+        .tokens_dir
+        .clone()
+        .or_else(|| path_var("MCP_CREDD_TOKENS_DIR"));
     let servers_override = opts
         .servers_dir
         .clone()
-        .or_else(|| {
-            process_env
-                .get("MCP_CREDD_SERVERS_DIR")
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from)
-        })
+        .or_else(|| path_var("MCP_CREDD_SERVERS_DIR"))
         .map(|p| std::path::absolute(&p).unwrap_or(p));
     let tokens_dir_overridden = tokens_override.is_some();
     let servers_dir_overridden = servers_override.is_some();
@@ -291,7 +276,7 @@ pub fn load(
 
     let mut config = if let Some(path) = config_path {
         let path = std::path::absolute(&path).unwrap_or(path);
-        let bytes = read_regular_file(&path, CONFIG_FILE_MAX, "a config file").map_err(|e| {
+        let text = read_text(&path, "a config file").map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::NotFound {
                 "; create it or pass --config PATH"
             } else {
@@ -300,15 +285,6 @@ pub fn load(
             ConfigError::new(
                 path.display().to_string(),
                 format!("cannot read config file: {e}{hint}"),
-            )
-        })?;
-        let text = String::from_utf8(bytes).map_err(|e| {
-            ConfigError::new(
-                path.display().to_string(),
-                format!(
-                    "the config file is not UTF-8 (byte {})",
-                    e.utf8_error().valid_up_to()
-                ),
             )
         })?;
         let lookup = OsLookup {

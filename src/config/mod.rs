@@ -1,6 +1,8 @@
 //! Configuration: the validated types every other module reads, built by the pure parsers
-//! in `parse` (YAML file) and `env` (the reference tool's variables); `load` does the I/O.
+//! in `parse` (YAML file) and `env` (the reference tool's variables) through the rules they
+//! share in `build`; `load` does the I/O.
 
+pub mod build;
 pub mod dotenv;
 pub mod env;
 pub mod load;
@@ -11,6 +13,7 @@ pub mod services;
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::failure::Backoff;
 use crate::secret::Secret;
 
 /// Where the configuration came from; errors and `status` name it.
@@ -91,6 +94,44 @@ impl IdentityKind {
     }
 }
 
+/// What `provider` says in an identity's token file (the reference tool's names), and what
+/// `status` shows. A stored token of another provider is not the identity's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProviderLabel {
+    CognitoM2m,
+    OidcM2m,
+    KeycloakM2m,
+    EntraM2m,
+    CognitoPassword,
+    /// An AgentCore gateway's Cognito M2M client.
+    BedrockAgentcore,
+    /// An MCP server's own authorization (`auth: oauth`).
+    McpOauth,
+    /// A provider login (egress): the provider's catalog key.
+    Egress(String),
+}
+
+impl ProviderLabel {
+    pub fn as_str(&self) -> &str {
+        match self {
+            ProviderLabel::CognitoM2m => "cognito_m2m",
+            ProviderLabel::OidcM2m => "oidc_m2m",
+            ProviderLabel::KeycloakM2m => "keycloak_m2m",
+            ProviderLabel::EntraM2m => "entra_m2m",
+            ProviderLabel::CognitoPassword => "cognito_password",
+            ProviderLabel::BedrockAgentcore => "bedrock-agentcore",
+            ProviderLabel::McpOauth => "mcp_oauth",
+            ProviderLabel::Egress(p) => p,
+        }
+    }
+}
+
+impl fmt::Display for ProviderLabel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Which Cognito token a server wants as its bearer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum BearerToken {
@@ -156,8 +197,8 @@ pub struct IdentityConfig {
     /// tool's name for identities it also knew (AgentCore).
     pub file_name: String,
     pub kind: IdentityKind,
-    /// What `provider` says in the token file (`cognito_m2m`, `keycloak_m2m`, `entra_m2m`...).
-    pub provider_label: String,
+    /// What `provider` says in the token file.
+    pub provider_label: ProviderLabel,
     pub client_id: String,
     /// Required for the M2M kinds; optional for `cognito_password` (public app clients).
     /// With `ClientAuth::PrivateKeyJwt`, the PEM private key that signs the assertions.
@@ -261,6 +302,29 @@ pub enum ServerAuth {
         /// wants its own token too).
         gateway: bool,
     },
+}
+
+impl ServerAuth {
+    /// A named identity's token in `header` (default `Authorization`) with `scheme`
+    /// (default `Bearer`); `gateway`: the gateway's headers go along.
+    pub fn identity(
+        name: &str,
+        header: Option<String>,
+        scheme: Option<String>,
+        gateway: bool,
+    ) -> ServerAuth {
+        ServerAuth::Identity {
+            name: name.to_string(),
+            header: header.unwrap_or_else(|| "Authorization".into()),
+            scheme: scheme.unwrap_or_else(|| "Bearer".into()),
+            gateway,
+        }
+    }
+
+    /// A named identity's token as `Authorization: Bearer`.
+    pub fn bearer(name: &str, gateway: bool) -> ServerAuth {
+        ServerAuth::identity(name, None, None, gateway)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -389,6 +453,16 @@ pub struct RefreshPolicy {
     pub concurrency: usize,
 }
 
+impl RefreshPolicy {
+    /// The daemon's backoff between refreshes after transient failures.
+    pub fn retry_backoff(&self) -> Backoff {
+        Backoff {
+            initial_ms: self.retry_initial_ms.max(0) as u64,
+            max_ms: self.retry_max_ms.max(0) as u64,
+        }
+    }
+}
+
 impl Default for RefreshPolicy {
     fn default() -> Self {
         RefreshPolicy {
@@ -414,6 +488,16 @@ pub struct HttpPolicy {
     /// First backoff; doubled each attempt, full jitter, capped by `max_backoff_ms`.
     pub initial_backoff_ms: u64,
     pub max_backoff_ms: u64,
+}
+
+impl HttpPolicy {
+    /// The backoff between the attempts of one request.
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            initial_ms: self.initial_backoff_ms,
+            max_ms: self.max_backoff_ms,
+        }
+    }
 }
 
 impl Default for HttpPolicy {

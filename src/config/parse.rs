@@ -7,14 +7,17 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::build::{
+    self, CognitoSpec, EgressKeys, EgressSpec, IdentitySpec, Source, aws_endpoint, did_you_mean,
+};
 use super::locate::locate;
 use super::{
-    BearerToken, ClientAuth, CognitoPassword, Config, ConfigError, EditorFormat, EditorSpec,
-    EgressConfig, Endpoint, Hooks, HttpPolicy, IdentityConfig, IdentityKind, Origin, RefreshPolicy,
+    BearerToken, ClientAuth, Config, ConfigError, EditorFormat, EditorSpec, EgressConfig, Endpoint,
+    Hooks, HttpPolicy, IdentityConfig, IdentityKind, Origin, ProviderLabel, RefreshPolicy,
     ServerAuth, ServerConfig, Transport, check_endpoint_url, check_name, check_redirect_uri,
     default_server_url,
 };
-use crate::providers::{Catalog, TokenAuth};
+use crate::providers::Catalog;
 use crate::secret::Secret;
 
 /// Access to the outside world that resolving a config needs.
@@ -506,29 +509,16 @@ impl Ctx<'_> {
     }
 }
 
-/// Levenshtein distance, for "did you mean".
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
+impl Source for Ctx<'_> {
+    fn err(&self, key: &str, message: String) -> ConfigError {
+        Ctx::err(self, key, message)
     }
-    prev[b.len()]
-}
-
-/// The closest of `candidates` to `word`, if close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    candidates
-        .iter()
-        .map(|c| (edit_distance(word, c), *c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
+    fn define_provider_hint(&self) -> &'static str {
+        " (or define it under `providers:`)"
+    }
+    fn variables_hint(&self) -> &'static str {
+        ""
+    }
 }
 
 /// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" into our wording.
@@ -698,11 +688,6 @@ fn map_key_line(text: &str, parent: &str, name: &str) -> Option<usize> {
         .map(|(i, _)| i + 1)
 }
 
-fn url_key(ctx: &Ctx, key: &str, url: &str) -> Result<String, ConfigError> {
-    check_endpoint_url(url).map_err(|m| ctx.err(key, m))?;
-    Ok(url.to_string())
-}
-
 /// Parses and validates config file text. `path` names the file in errors and anchors
 /// relative paths.
 pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, ConfigError> {
@@ -787,21 +772,13 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
     }
 
     // The provider catalog: built in, then the user's files, then `providers:`.
-    let mut catalog = Catalog::builtin();
-    for (key, file, text) in lookup.provider_files()? {
-        match yaml_serde::from_str::<yaml_serde::Mapping>(&text) {
-            Ok(m) => catalog.overlay(&key, m),
-            Err(e) => {
-                return Err(ConfigError::new(
-                    file,
-                    format!("not a provider definition: {e}"),
-                ));
-            }
-        }
-    }
-    for (key, m) in raw.providers.iter().flatten() {
-        catalog.overlay(key, m.clone());
-    }
+    let catalog = build::catalog(
+        lookup.provider_files()?,
+        raw.providers
+            .iter()
+            .flatten()
+            .map(|(k, m)| (k.clone(), m.clone())),
+    )?;
     for (i, e) in raw.egress.iter().flatten().enumerate() {
         let key = format!("egress[{i}]");
         let id = egress_identity(&ctx, &key, e, &catalog, lookup, base, &mut literal_secrets)?;
@@ -876,12 +853,7 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
                     ));
                 }
                 identities.push(id);
-                ServerAuth::Identity {
-                    name: s.name.clone(),
-                    header: "Authorization".into(),
-                    scheme: "Bearer".into(),
-                    gateway: false,
-                }
+                ServerAuth::bearer(&s.name, false)
             }
             Some(RawServerAuth::Identity(b)) => {
                 if !identities
@@ -897,12 +869,12 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
                         format!("no identity named `{}`{hint}", b.identity),
                     ));
                 }
-                ServerAuth::Identity {
-                    name: b.identity.clone(),
-                    header: b.header.clone().unwrap_or_else(|| "Authorization".into()),
-                    scheme: b.scheme.clone().unwrap_or_else(|| "Bearer".into()),
-                    gateway: b.gateway.unwrap_or(false),
-                }
+                ServerAuth::identity(
+                    &b.identity,
+                    b.header.clone(),
+                    b.scheme.clone(),
+                    b.gateway.unwrap_or(false),
+                )
             }
             _ => ServerAuth::Gateway,
         };
@@ -926,39 +898,22 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
 
     // Each egress identity's token goes to its server, with the gateway's headers when
     // there is a gateway identity; a server not listed is reached through the gateway.
-    for (i, id) in identities.iter().enumerate() {
-        let Some(eg) = &id.egress else { continue };
-        let binding = ServerAuth::Identity {
-            name: id.name.clone(),
-            header: "Authorization".into(),
-            scheme: "Bearer".into(),
-            gateway: ingress.is_some(),
-        };
-        match servers
-            .iter_mut()
-            .find(|s: &&mut ServerConfig| s.name == eg.server)
-        {
-            Some(s) => {
-                if s.auth == ServerAuth::Gateway {
-                    s.auth = binding;
-                }
-            }
-            None => {
-                let Some(g) = &gateway_url else {
-                    return Err(ctx.err(
-                        &format!("egress[{i}]"),
-                        format!("no `gateway_url` to build the URL of server `{}`; set it, or list the server under `servers:` with a `url`", eg.server),
-                    ));
-                };
-                servers.push(ServerConfig {
-                    name: eg.server.clone(),
-                    url: default_server_url(g, &eg.server),
-                    transport: Transport::StreamableHttp,
-                    auth: binding,
-                });
-            }
-        }
-    }
+    let bound: Vec<(String, String)> = identities
+        .iter()
+        .filter_map(|id| Some((id.name.clone(), id.egress.as_ref()?.server.clone())))
+        .collect();
+    build::bind_servers(
+        &mut servers,
+        &bound,
+        gateway_url.as_deref(),
+        ingress.is_some(),
+    )
+    .map_err(|i| {
+        ctx.err(
+            &format!("egress[{i}]"),
+            format!("no `gateway_url` to build the URL of server `{}`; set it, or list the server under `servers:` with a `url`", bound[i].1),
+        )
+    })?;
 
     let d = RefreshPolicy::default();
     let rr = raw.refresh.unwrap_or_default();
@@ -1249,23 +1204,12 @@ fn identity(
         let password = resolve_secret(ctx, &k("password"), spec, lookup, base)?;
         // The standard AWS endpoint variables apply too (VPC endpoints, local tests).
         let endpoint_url = match &r.endpoint_url {
-            Some(u) => Some(url_key(ctx, &k("endpoint_url"), u)?),
-            None => match aws_endpoint(&|v| lookup.env(v)) {
-                Some((var, u)) => Some(
-                    check_endpoint_url(&u)
-                        .map(|_| u)
-                        .map_err(|m| ctx.err(&k("endpoint_url"), format!("from ${var}: {m}")))?,
-                ),
-                None => None,
-            },
+            Some(u) => Some((k("endpoint_url"), u.clone(), None)),
+            None => {
+                aws_endpoint(&|v| lookup.env(v)).map(|(var, u)| (k("endpoint_url"), u, Some(var)))
+            }
         };
-        if r.region.is_none() && r.user_pool_id.as_deref().and_then(region_of_pool).is_none() {
-            return Err(ctx.err(
-                key,
-                "cognito_password needs `region` (or a `user_pool_id` to take it from)",
-            ));
-        }
-        Some(CognitoPassword {
+        Some(CognitoSpec {
             username,
             password,
             bearer: match r.bearer {
@@ -1278,90 +1222,36 @@ fn identity(
     } else {
         None
     };
-
-    let endpoint = match kind {
-        IdentityKind::CognitoPassword => Endpoint::CognitoApi,
-        IdentityKind::CognitoM2m => {
-            let region = r.region.clone();
-            let pool = r.user_pool_id.clone();
-            if let Some(u) = &r.token_url {
-                Endpoint::TokenUrl(url_key(ctx, &k("token_url"), u)?)
-            } else if let Some(d) = &r.domain {
-                let url = cognito_domain_token_url(d, region.as_deref())
-                    .map_err(|m| ctx.err(&k("domain"), m))?;
-                Endpoint::TokenUrl(url_key(ctx, &k("domain"), &url)?)
-            } else {
-                let (Some(region), Some(pool)) = (
-                    region
-                        .as_deref()
-                        .or_else(|| pool.as_deref().and_then(region_of_pool)),
-                    pool.as_deref(),
-                ) else {
-                    return Err(ctx.err(key, "cognito_m2m needs `token_url`, `domain`, or `user_pool_id` (and `region`) to find its token endpoint"));
-                };
-                let url = match &r.discovery_url {
-                    Some(u) => url_key(ctx, &k("discovery_url"), u)?,
-                    None => cognito_discovery_url(region, pool),
-                };
-                Endpoint::Discovery {
-                    url,
-                    fallback: Some(cognito_guessed_token_url(region, pool)),
-                }
-            }
-        }
-        IdentityKind::OidcM2m | IdentityKind::Egress => {
-            if let Some(u) = &r.token_url {
-                Endpoint::TokenUrl(url_key(ctx, &k("token_url"), u)?)
-            } else if let Some(u) = &r.discovery_url {
-                Endpoint::Discovery {
-                    url: url_key(ctx, &k("discovery_url"), u)?,
-                    fallback: None,
-                }
-            } else if let Some(i) = &r.issuer {
-                url_key(ctx, &k("issuer"), i)?;
-                Endpoint::Discovery {
-                    url: issuer_discovery_url(i),
-                    fallback: None,
-                }
-            } else {
-                return Err(ctx.err(
-                    key,
-                    "oidc_m2m needs `token_url`, `discovery_url` or `issuer`",
-                ));
-            }
-        }
-    };
-    let region = match kind {
-        IdentityKind::CognitoM2m | IdentityKind::CognitoPassword => {
-            r.region.clone().or_else(|| {
-                r.user_pool_id
-                    .as_deref()
-                    .and_then(region_of_pool)
-                    .map(str::to_string)
-            })
-        }
-        IdentityKind::OidcM2m | IdentityKind::Egress => None,
-    };
-    Ok(IdentityConfig {
-        gateway: None,
-        name: name.to_string(),
-        file_name: format!("{name}.json"),
-        kind,
-        provider_label: kind.as_str().to_string(),
-        client_id,
-        client_secret,
-        scopes: r.scopes.clone().unwrap_or_default().0,
-        endpoint,
-        client_auth,
-        audience: r.audience.clone(),
-        resource: r.resource.clone(),
-        region,
-        user_pool_id: r.user_pool_id.clone(),
-        extra_fields: Vec::new(),
-        extra_headers: Vec::new(),
-        cognito,
-        egress: None,
-    })
+    build::identity(
+        ctx,
+        key,
+        &k,
+        IdentitySpec {
+            name: name.to_string(),
+            file_name: format!("{name}.json"),
+            kind,
+            label: match kind {
+                IdentityKind::CognitoM2m => ProviderLabel::CognitoM2m,
+                IdentityKind::CognitoPassword => ProviderLabel::CognitoPassword,
+                IdentityKind::OidcM2m | IdentityKind::Egress => ProviderLabel::OidcM2m,
+            },
+            client_id,
+            client_secret,
+            client_auth,
+            scopes: r.scopes.clone().unwrap_or_default().0,
+            token_url: r.token_url.clone(),
+            domain: r.domain.clone(),
+            region: r.region.clone(),
+            user_pool_id: r.user_pool_id.clone(),
+            discovery_url: r.discovery_url.clone(),
+            issuer: r.issuer.clone(),
+            audience: r.audience.clone(),
+            resource: r.resource.clone(),
+            cognito,
+            extra_fields: Vec::new(),
+            extra_headers: Vec::new(),
+        },
+    )
 }
 
 /// How a client proves itself at the token endpoint: a secret, or a private key for
@@ -1425,7 +1315,7 @@ fn mcp_identity(
     let resource = crate::mcpauth::canonical_resource(url)
         .map_err(|m| ctx.err(&format!("{server_key}.url"), m))?;
     let authorization_server = match &o.authorization_server {
-        Some(a) => Some(url_key(ctx, &k("authorization_server"), a)?),
+        Some(a) => Some(ctx.url(&k("authorization_server"), a)?),
         None => None,
     };
     match o.grant {
@@ -1479,7 +1369,7 @@ fn mcp_identity(
         name: server.to_string(),
         file_name: format!("{server}.json"),
         kind: IdentityKind::OidcM2m,
-        provider_label: "mcp_oauth".into(),
+        provider_label: ProviderLabel::McpOauth,
         client_id,
         client_secret: Some(secret),
         scopes: o.scopes.clone().unwrap_or_default().0,
@@ -1563,7 +1453,7 @@ fn mcp_login_identity(
         name: server.to_string(),
         file_name: format!("{server}.json"),
         kind: IdentityKind::Egress,
-        provider_label: "mcp_oauth".into(),
+        provider_label: ProviderLabel::McpOauth,
         client_id,
         client_secret,
         scopes: o.scopes.clone().unwrap_or_default().0,
@@ -1589,7 +1479,8 @@ fn mcp_login_identity(
     })
 }
 
-/// An egress (3-legged) identity from an `egress:` entry.
+/// An egress (3-legged) identity from an `egress:` entry: names and secrets here, the
+/// provider's rules in `build::egress_identity`.
 fn egress_identity(
     ctx: &Ctx,
     key: &str,
@@ -1600,65 +1491,6 @@ fn egress_identity(
     literal_secrets: &mut Vec<String>,
 ) -> Result<IdentityConfig, ConfigError> {
     let k = |field: &str| format!("{key}.{field}");
-    check_name(&e.provider).map_err(|m| ctx.err(&k("provider"), m))?;
-    let def = match catalog.get(&e.provider) {
-        Some(Ok(d)) => d,
-        Some(Err(m)) => return Err(ctx.err(&k("provider"), m)),
-        None => {
-            let known: Vec<&str> = catalog.keys().collect();
-            let hint = did_you_mean(&e.provider, &known)
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_else(|| {
-                    format!(
-                        "; known: {} (or define it under `providers:`)",
-                        known.join(", ")
-                    )
-                });
-            return Err(ctx.err(
-                &k("provider"),
-                format!("unknown provider `{}`{hint}", e.provider),
-            ));
-        }
-    };
-    let def = def
-        .resolved(&e.variables.clone().unwrap_or_default())
-        .map_err(|m| ctx.err(&k("variables"), m))?;
-    // A user-defined provider may give only its issuer: discovery gives the endpoints.
-    let from_issuer = def.authorize_url.is_empty() || def.token_url.is_empty();
-    match (&def.issuer, from_issuer) {
-        (None, true) => {
-            return Err(ctx.err(
-                &k("provider"),
-                format!(
-                    "provider `{}` needs `authorize_url` and `token_url`, or an `issuer` whose discovery document lists them",
-                    e.provider
-                ),
-            ));
-        }
-        (Some(iss), true) => check_endpoint_url(iss).map_err(|m| ctx.err(&k("provider"), m))?,
-        _ => {}
-    }
-    // Every URL of the definition a token or code goes to: https, or http on loopback only.
-    let optional = [
-        def.device_authorization_url.as_ref(),
-        def.revocation_url.as_ref(),
-        def.userinfo_url.as_ref(),
-        def.extras.cloud_id.as_ref().map(|c| &c.url),
-    ];
-    for url in [Some(&def.authorize_url), Some(&def.token_url)]
-        .into_iter()
-        .chain(optional)
-        .flatten()
-    {
-        if !url.is_empty() {
-            check_endpoint_url(url).map_err(|m| ctx.err(&k("provider"), m))?;
-        }
-    }
-    let redirect_uri = e
-        .redirect_uri
-        .clone()
-        .unwrap_or_else(|| default_redirect_uri(&e.provider));
-    check_redirect_uri(&redirect_uri).map_err(|m| ctx.err(&k("redirect_uri"), m))?;
     let client_secret = match &e.client_secret {
         Some(spec) => {
             if matches!(spec, SecretSpec::Literal(_)) {
@@ -1675,108 +1507,37 @@ fn egress_identity(
         None => None,
     };
     let name = e.name.clone().unwrap_or_else(|| e.provider.clone());
-    check_name(&name).map_err(|m| ctx.err(&k("name"), m))?;
     let file_name = match &e.server {
         Some(s) => format!("{}-{s}-egress.json", e.provider),
         None if e.name.is_some() => format!("{}-{name}-egress.json", e.provider),
         None => format!("{}-egress.json", e.provider),
     };
     let server = e.server.clone().unwrap_or_else(|| name.clone());
-    check_name(&server).map_err(|m| ctx.err(&k("server"), m))?;
-    Ok(IdentityConfig {
-        gateway: None,
-        name,
-        file_name,
-        kind: IdentityKind::Egress,
-        provider_label: e.provider.clone(),
-        client_id: e.client_id.clone(),
-        client_secret,
-        scopes: e
-            .scopes
-            .clone()
-            .map(|s| s.0)
-            .unwrap_or_else(|| def.scopes.clone()),
-        endpoint: match (&def.issuer, def.token_url.is_empty()) {
-            (Some(iss), true) => Endpoint::Discovery {
-                url: issuer_discovery_url(iss),
-                fallback: None,
+    build::egress_identity(
+        ctx,
+        EgressSpec {
+            keys: EgressKeys {
+                provider: k("provider"),
+                name: k("name"),
+                server: k("server"),
+                redirect_uri: k("redirect_uri"),
+                variables: k("variables"),
             },
-            _ => Endpoint::TokenUrl(def.token_url.clone()),
-        },
-        client_auth: match def.token_auth {
-            TokenAuth::Basic => ClientAuth::Basic,
-            TokenAuth::Post => ClientAuth::Post,
-        },
-        audience: None,
-        resource: None,
-        region: None,
-        user_pool_id: None,
-        extra_fields: Vec::new(),
-        extra_headers: Vec::new(),
-        cognito: None,
-        egress: Some(EgressConfig {
             provider: e.provider.clone(),
-            def,
-            redirect_uri,
+            name,
+            file_name,
             server,
+            client_id: e.client_id.clone(),
+            client_secret,
+            redirect_uri: e
+                .redirect_uri
+                .clone()
+                .unwrap_or_else(|| default_redirect_uri(&e.provider)),
+            scopes: e.scopes.clone().map(|s| s.0),
+            variables: e.variables.clone().unwrap_or_default(),
             cloud_site: e.cloud_site.clone(),
-        }),
-    })
-}
-
-/// The Cognito API endpoint from the standard AWS variables, with the variable's name.
-pub fn aws_endpoint(env: &dyn Fn(&str) -> Option<String>) -> Option<(&'static str, String)> {
-    if env("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some_and(|v| v == "true") {
-        return None;
-    }
-    [
-        "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER",
-        "AWS_ENDPOINT_URL",
-    ]
-    .into_iter()
-    .find_map(|k| env(k).filter(|v| !v.is_empty()).map(|v| (k, v)))
-}
-
-/// `us-east-1_AbC123` → `us-east-1`.
-pub fn region_of_pool(pool: &str) -> Option<&str> {
-    pool.split_once('_')
-        .map(|(r, _)| r)
-        .filter(|r| !r.is_empty())
-}
-
-/// Token endpoint for a Cognito domain: a prefix (`my-prefix`), a custom domain
-/// (`auth.example.com`) or a full base URL (`https://auth.example.com`).
-pub fn cognito_domain_token_url(domain: &str, region: Option<&str>) -> Result<String, String> {
-    let d = domain.trim().trim_end_matches('/');
-    if d.starts_with("https://") || d.starts_with("http://") {
-        return Ok(format!("{d}/oauth2/token"));
-    }
-    if d.contains('.') {
-        return Ok(format!("https://{d}/oauth2/token"));
-    }
-    let region =
-        region.ok_or("a domain prefix needs `region` (or a `user_pool_id` to take it from)")?;
-    Ok(format!(
-        "https://{d}.auth.{region}.amazoncognito.com/oauth2/token"
-    ))
-}
-
-pub fn cognito_discovery_url(region: &str, pool: &str) -> String {
-    format!("https://cognito-idp.{region}.amazonaws.com/{pool}/.well-known/openid-configuration")
-}
-
-/// The reference tool's guess: the pool id without its underscore as the domain prefix.
-pub fn cognito_guessed_token_url(region: &str, pool: &str) -> String {
-    format!(
-        "https://{}.auth.{region}.amazoncognito.com/oauth2/token",
-        pool.replace('_', "").to_lowercase()
-    )
-}
-
-pub fn issuer_discovery_url(issuer: &str) -> String {
-    format!(
-        "{}/.well-known/openid-configuration",
-        issuer.trim_end_matches('/')
+        },
+        catalog,
     )
 }
 

@@ -24,13 +24,13 @@ use crate::clock::{Clock, Ts};
 use crate::config::load::Loaded;
 use crate::config::{Config, ConfigError, IdentityConfig};
 use crate::exit::Exit;
-use crate::identity::FailureKind;
+use crate::failure::FailureKind;
+use crate::failure::random_unit;
 use crate::identity::oauth::Http;
 use crate::refresh::{self, Outcome, token_file_name};
 use crate::render::targets::Dirs;
 use crate::render::write::{Outcome as WriteOutcome, Report, write_all};
 use crate::render::{ServerEntry, entries};
-use crate::schedule::backoff::random_unit;
 use crate::schedule::plan::{Expiry, TokenTimes};
 use crate::schedule::slots::Schedule;
 use crate::store::{Store, TokenRecord};
@@ -340,7 +340,7 @@ impl Daemon {
                 Expiry::At(e) => e > now,
                 _ => true,
             });
-            if slot.is_some_and(|s| s.blocked.is_some() || s.failures > 0) || !usable {
+            if slot.is_some_and(|s| s.needs_attention()) || !usable {
                 failing.push(id.name.as_str());
             } else {
                 valid += 1;
@@ -369,7 +369,7 @@ impl Daemon {
             let Some(id) = self.ids.get(&name).cloned() else {
                 continue;
             };
-            let forced = self.schedule.slot(&name).is_some_and(|s| s.forced);
+            let forced = self.schedule.slot(&name).is_some_and(|s| s.forced());
             self.schedule.start(&name);
             let sem = sem.clone();
             let fut: Pin<Box<dyn Future<Output = Outcome> + Send>> = match &self.refresher {
@@ -431,7 +431,7 @@ impl Daemon {
                     .schedule
                     .deadline(&name)
                     .map(|d| short_duration(d.ms_since(now).max(0)));
-                warn!(identity = %name, kind = refresh::kind_str(error.kind), retry_in = ?retry, "refresh failed: {}", error.message);
+                warn!(identity = %name, kind = error.kind.as_str(), retry_in = ?retry, "refresh failed: {}", error.message);
                 let expired = t.is_none_or(|t| matches!(t.expiry, Expiry::At(e) if e <= now));
                 let hook = match error.kind {
                     FailureKind::ReauthRequired => Some((
@@ -817,7 +817,7 @@ mod tests {
                 cognito: None,
                 egress: None,
                 kind: IdentityKind::OidcM2m,
-                provider_label: "oidc_m2m".into(),
+                provider_label: crate::config::ProviderLabel::OidcM2m,
                 client_id: "c".into(),
                 client_secret: Some(Secret::new("s")),
                 scopes: vec![],
@@ -860,7 +860,7 @@ mod tests {
             refresh_token_expires_at: None,
             identity: Some("ingress".into()),
             obtained_at: Some(now.as_secs_f64()),
-            expiry_source: Some("expires_in".into()),
+            expiry_source: Some(crate::store::record::ExpirySource::ExpiresIn),
             scope: None,
             token_endpoint: None,
             binding: None,

@@ -58,7 +58,7 @@ pub async fn discovered(http: &Http, id: &IdentityConfig) -> Result<IdentityConf
             eg.provider
         )));
     };
-    let url = crate::config::parse::issuer_discovery_url(&issuer);
+    let url = crate::config::build::issuer_discovery_url(&issuer);
     let doc = super::oauth::discovery_document(http, &url).await?;
     let field = |k: &str| -> Result<Option<String>, FetchError> {
         match doc.get(k).and_then(|v| v.as_str()) {

@@ -10,17 +10,7 @@ pub mod reply;
 
 use std::fmt;
 
-/// How a failed token request should be treated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FailureKind {
-    /// Network trouble, timeouts, 408, 429, 5xx: retry later, keep the old token.
-    Transient,
-    /// The provider refused (bad client, bad scope) or answered nonsense: retrying the same
-    /// request will not help until the configuration changes.
-    Permanent,
-    /// The grant is gone (`invalid_grant` on refresh): a human must log in again.
-    ReauthRequired,
-}
+pub use crate::failure::FailureKind;
 
 /// A failed attempt to get a token. The message names the endpoint and what to do, and
 /// never contains a secret.

@@ -11,7 +11,7 @@ use super::assertion::{ASSERTION_TYPE, SigningKey, random_jti};
 use super::reply::{self, ReplyError, TokenReply};
 use super::{FailureKind, FetchError};
 use crate::config::{ClientAuth, Endpoint, HttpPolicy, IdentityConfig, check_endpoint_url};
-use crate::schedule::backoff::{delay_ms, random_unit};
+use crate::failure::random_unit;
 
 /// The HTTP client every identity call goes through: one for https, verifying against the
 /// system's roots, and one for plain http (loopback only), which never loads them. The
@@ -372,7 +372,9 @@ where
         match attempt().await {
             Ok(v) => return Ok(v),
             Err(e) if e.kind == FailureKind::Transient && n + 1 < policy.attempts => {
-                let d = delay_ms(n, policy, random_unit(), e.retry_after_ms);
+                let d = policy
+                    .backoff()
+                    .delay_ms(n, random_unit(), e.retry_after_ms);
                 warn!(what, attempt = n + 1, retry_in_ms = d, error = %e.message, "transient failure; retrying");
                 tokio::time::sleep(Duration::from_millis(d)).await;
                 n += 1;

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use crate::clock::Ts;
 use crate::schedule::plan::Expiry;
 use crate::secret::Secret;
+pub use crate::store::record::ExpirySource;
 
 /// A successful token reply, normalised.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,24 +20,6 @@ pub struct TokenReply {
     pub refresh_token_expires_in: Option<i64>,
     pub scope: Option<String>,
     pub id_token: Option<Secret>,
-}
-
-/// Where the recorded expiry came from; kept in the token file so `status` can say.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExpirySource {
-    ExpiresIn,
-    JwtExp,
-    Unknown,
-}
-
-impl ExpirySource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExpirySource::ExpiresIn => "expires_in",
-            ExpirySource::JwtExp => "jwt_exp",
-            ExpirySource::Unknown => "unknown",
-        }
-    }
 }
 
 /// A number that some providers send as a string.

@@ -10,10 +10,11 @@ use super::{
     check_server_metadata, parse_www_authenticate, prm_candidates, scopes_to_request,
 };
 use crate::config::check_endpoint_url;
+use crate::failure::FailureKind;
+use crate::identity::FetchError;
 use crate::identity::oauth::{
     Http, REPLY_MAX, describe_transport, read_capped, retry_after_ms, with_retries,
 };
-use crate::identity::{FailureKind, FetchError};
 use crate::sanitize::escape;
 
 /// What a server said to a request.

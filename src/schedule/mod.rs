@@ -1,5 +1,4 @@
-//! When to refresh: pure planning (`plan`) and retry backoff (`backoff`).
+//! When to refresh: pure planning (`plan`) and the daemon's schedule (`slots`).
 
-pub mod backoff;
 pub mod plan;
 pub mod slots;

@@ -1,30 +1,73 @@
-//! The daemon's schedule as a pure state machine: one slot per identity, holding what is
-//! known about its stored token and its failures, and answering "what is due, and when is
-//! the next deadline". Events (a refresh finished, a token file changed, a signal) go in;
-//! decisions come out. No I/O, no clock: `now` is an argument.
+//! The daemon's schedule as a pure state machine: one slot per identity, holding its stored
+//! token's times and its `Phase` (scheduled, forced, in flight, backing off, blocked), and
+//! answering "what is due, and when is the next deadline". Events (a refresh finished, a
+//! token file changed, a signal) go in; decisions come out. No I/O, no clock: `now` is an argument.
 
 use std::collections::BTreeMap;
 
 use crate::clock::Ts;
-use crate::config::{HttpPolicy, RefreshPolicy};
-use crate::identity::FailureKind;
-use crate::schedule::backoff::delay_ms;
+use crate::config::RefreshPolicy;
+use crate::failure::FailureKind;
 use crate::schedule::plan::{TokenTimes, jitter_unit, refresh_at};
+
+/// What is going on with one identity, besides its stored token.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Phase {
+    /// Nothing pending: the token's own refresh time decides (now, without a token).
+    #[default]
+    Scheduled,
+    /// Refresh at the next opportunity even if the token is still valid (SIGUSR1).
+    /// `failures` counts transient failures not yet followed by a success.
+    Forced { failures: u32 },
+    /// A refresh is running. `forced`: a SIGUSR1 came meanwhile, so should it fail, the
+    /// next attempt is at once.
+    InFlight { failures: u32, forced: bool },
+    /// After `failures` consecutive transient failures: the next attempt is at `retry_at`.
+    BackingOff { failures: u32, retry_at: Ts },
+    /// A permanent failure or lost grant: no automatic retry until something changes
+    /// (config reload, a new token file, SIGUSR1).
+    Blocked(FailureKind),
+}
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Slot {
     /// The stored token's times, when there is a token of this identity as configured.
     pub token: Option<TokenTimes>,
+    pub phase: Phase,
+}
+
+impl Slot {
     /// Consecutive transient failures.
-    pub failures: u32,
-    /// While backing off: the instant of the next attempt.
-    pub retry_at: Option<Ts>,
-    /// A permanent failure or lost grant: no automatic retry until something changes
-    /// (config reload, a new token file, SIGUSR1).
-    pub blocked: Option<FailureKind>,
-    pub in_flight: bool,
-    /// Refresh at the next opportunity even if the token is still valid (SIGUSR1).
-    pub forced: bool,
+    pub fn failures(&self) -> u32 {
+        match self.phase {
+            Phase::Forced { failures }
+            | Phase::InFlight { failures, .. }
+            | Phase::BackingOff { failures, .. } => failures,
+            Phase::Scheduled | Phase::Blocked(_) => 0,
+        }
+    }
+
+    /// Why no automatic retry happens, if blocked.
+    pub fn blocked(&self) -> Option<FailureKind> {
+        match self.phase {
+            Phase::Blocked(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Whether the next refresh was forced (SIGUSR1): it replaces a still-valid token.
+    pub fn forced(&self) -> bool {
+        matches!(self.phase, Phase::Forced { .. })
+    }
+
+    pub fn in_flight(&self) -> bool {
+        matches!(self.phase, Phase::InFlight { .. })
+    }
+
+    /// Blocked, or failing and retrying.
+    pub fn needs_attention(&self) -> bool {
+        self.blocked().is_some() || self.failures() > 0
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -56,7 +99,9 @@ impl Schedule {
         let mut next = BTreeMap::new();
         for n in names {
             let mut s = self.slots.remove(n).unwrap_or_default();
-            s.blocked = None;
+            if let Phase::Blocked(_) = s.phase {
+                s.phase = Phase::Scheduled;
+            }
             next.insert(n.to_string(), s);
         }
         self.slots = next;
@@ -77,9 +122,16 @@ impl Schedule {
             && s.token != token
         {
             if token.is_some() {
-                s.blocked = None;
-                s.failures = 0;
-                s.retry_at = None;
+                s.phase = match s.phase {
+                    Phase::InFlight { forced, .. } => Phase::InFlight {
+                        failures: 0,
+                        forced,
+                    },
+                    Phase::Forced { .. } => Phase::Forced { failures: 0 },
+                    Phase::Scheduled | Phase::BackingOff { .. } | Phase::Blocked(_) => {
+                        Phase::Scheduled
+                    }
+                };
             }
             s.token = token;
         }
@@ -89,18 +141,13 @@ impl Schedule {
     /// token that does not expire).
     pub fn deadline(&self, name: &str) -> Option<Ts> {
         let s = self.slots.get(name)?;
-        if s.in_flight || s.blocked.is_some() {
-            return None;
-        }
-        if s.forced {
-            return Some(Ts(i64::MIN));
-        }
-        if let Some(r) = s.retry_at {
-            return Some(r);
-        }
-        match &s.token {
-            None => Some(Ts(i64::MIN)),
-            Some(t) => refresh_at(t, &self.policy, jitter_unit(name, t.obtained_at)),
+        match (s.phase, &s.token) {
+            (Phase::InFlight { .. } | Phase::Blocked(_), _) => None,
+            (Phase::Forced { .. }, _) | (Phase::Scheduled, None) => Some(Ts(i64::MIN)),
+            (Phase::BackingOff { retry_at, .. }, _) => Some(retry_at),
+            (Phase::Scheduled, Some(t)) => {
+                refresh_at(t, &self.policy, jitter_unit(name, t.obtained_at))
+            }
         }
     }
 
@@ -129,9 +176,13 @@ impl Schedule {
     }
 
     pub fn start(&mut self, name: &str) {
-        if let Some(s) = self.slots.get_mut(name) {
-            s.in_flight = true;
-            s.forced = false;
+        if let Some(s) = self.slots.get_mut(name)
+            && !s.in_flight()
+        {
+            s.phase = Phase::InFlight {
+                failures: s.failures(),
+                forced: false,
+            };
         }
     }
 
@@ -139,7 +190,7 @@ impl Schedule {
         if let Some(s) = self.slots.get_mut(name) {
             *s = Slot {
                 token,
-                ..Slot::default()
+                phase: Phase::Scheduled,
             };
         }
     }
@@ -158,37 +209,42 @@ impl Schedule {
         let Some(s) = self.slots.get_mut(name) else {
             return;
         };
-        s.in_flight = false;
         s.token = kept;
-        match kind {
+        let failures = s.failures();
+        let forced = matches!(s.phase, Phase::InFlight { forced: true, .. });
+        s.phase = match kind {
+            // A SIGUSR1 came while it ran: try again at once.
+            FailureKind::Transient if forced => Phase::Forced {
+                failures: failures.saturating_add(1),
+            },
             FailureKind::Transient => {
-                let backoff = HttpPolicy {
-                    initial_backoff_ms: policy.retry_initial_ms as u64,
-                    max_backoff_ms: policy.retry_max_ms as u64,
-                    ..HttpPolicy::default()
-                };
                 // Full jitter, but never sooner than a tenth of the step: no hot loops.
-                let step = delay_ms(s.failures, &backoff, 1.0, None) as i64;
+                let step = policy.retry_backoff().ceiling_ms(failures) as i64;
                 let d = (step as f64 * unit) as i64;
-                s.retry_at = Some(now.plus_ms(d.max(step / 10).max(100)));
-                s.failures = s.failures.saturating_add(1);
+                Phase::BackingOff {
+                    failures: failures.saturating_add(1),
+                    retry_at: now.plus_ms(d.max(step / 10).max(100)),
+                }
             }
-            other => s.blocked = Some(other),
-        }
+            other => Phase::Blocked(other),
+        };
     }
 
     /// SIGUSR1: everything, blocked or not, is refreshed at once.
     pub fn force_all(&mut self) {
         for s in self.slots.values_mut() {
-            s.forced = true;
-            s.blocked = None;
-            s.retry_at = None;
-            s.failures = 0;
+            s.phase = match s.phase {
+                Phase::InFlight { .. } => Phase::InFlight {
+                    failures: 0,
+                    forced: true,
+                },
+                _ => Phase::Forced { failures: 0 },
+            };
         }
     }
 
     pub fn any_in_flight(&self) -> bool {
-        self.slots.values().any(|s| s.in_flight)
+        self.slots.values().any(Slot::in_flight)
     }
 }
 
@@ -277,7 +333,7 @@ mod tests {
             "a tenth of the cap at least"
         );
         s.succeeded("a", hour_token(60));
-        assert_eq!(s.slot("a").unwrap().failures, 0);
+        assert_eq!(s.slot("a").unwrap().failures(), 0);
         assert_eq!(s.deadline("a"), Some(Ts(105 * MIN)));
     }
 
@@ -322,8 +378,29 @@ mod tests {
         assert_eq!(s.deadline("a"), None);
         // `mcp-credd login` in another terminal writes the first token: adopted, scheduled.
         s.set_token("a", hour_token(1));
-        assert_eq!(s.slot("a").unwrap().blocked, None);
+        assert_eq!(s.slot("a").unwrap().blocked(), None);
         assert_eq!(s.deadline("a"), Some(Ts(46 * MIN)));
+    }
+
+    #[test]
+    fn a_force_during_a_refresh_retries_at_once_if_it_fails() {
+        let mut s = sched();
+        s.set_token("a", hour_token(0));
+        s.start("a");
+        s.force_all();
+        assert_eq!(s.deadline("a"), None, "still in flight");
+        s.failed("a", FailureKind::Transient, hour_token(0), Ts(MIN), 0.5);
+        let a = s.slot("a").unwrap();
+        assert!(a.forced() && a.needs_attention());
+        assert_eq!(a.failures(), 1);
+        assert_eq!(s.deadline("a"), Some(Ts(i64::MIN)));
+        // The next failure backs off from the count so far.
+        s.start("a");
+        s.failed("a", FailureKind::Transient, hour_token(0), Ts(MIN), 0.0);
+        assert_eq!(s.slot("a").unwrap().failures(), 2);
+        assert_eq!(s.deadline("a"), Some(Ts(MIN + 2_000)), "a tenth of 20s");
+        s.succeeded("a", hour_token(1));
+        assert!(!s.slot("a").unwrap().needs_attention());
     }
 
     #[test]

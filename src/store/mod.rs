@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::failure::FailureKind;
+
 use atomic::{ReadError, euid, read_private, sweep_temp_files, write_atomic};
 pub use lock::{FileLock, LockError};
 pub use record::TokenRecord;
@@ -54,8 +56,8 @@ pub struct IdentityState {
     pub last_attempt_at: Option<f64>,
     pub last_success_at: Option<f64>,
     pub last_error: Option<String>,
-    /// `transient`, `permanent` or `reauth_required`.
-    pub last_error_kind: Option<String>,
+    #[serde(default, deserialize_with = "record::lenient_known")]
+    pub last_error_kind: Option<FailureKind>,
     /// An MCP server refused the token for insufficient scope: the scopes the next login
     /// asks for (those asked so far and those the server wants).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -320,6 +322,39 @@ mod tests {
         let (_s, w) = Store::open(&dir).unwrap();
         assert_eq!(w.len(), 1, "{w:?}");
         assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+    }
+
+    #[tokio::test]
+    async fn state_files_of_earlier_versions_still_load() {
+        let d = tempfile::tempdir().unwrap();
+        let (s, _) = Store::open(d.path()).unwrap();
+        // A state file as earlier versions wrote it (kinds as strings).
+        let old = r#"{
+  "last_attempt_at": 1718000000.5,
+  "last_success_at": null,
+  "last_error": "the grant is gone; run `mcp-credd login github`",
+  "last_error_kind": "reauth_required"
+}
+"#;
+        let path = s.state_path("github").unwrap();
+        write_atomic(&path, old.as_bytes(), FILE_MODE).unwrap();
+        let st = s.read_state("github");
+        assert_eq!(st.last_error_kind, Some(FailureKind::ReauthRequired));
+        assert_eq!(st.last_attempt_at, Some(1_718_000_000.5));
+        // Written back, it reads the same, in the same spelling.
+        s.write_state("github", &st).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), old);
+        for (text, kind) in [
+            ("transient", Some(FailureKind::Transient)),
+            ("permanent", Some(FailureKind::Permanent)),
+            ("from_the_future", None),
+        ] {
+            let t = old.replace("reauth_required", text);
+            write_atomic(&path, t.as_bytes(), FILE_MODE).unwrap();
+            let st = s.read_state("github");
+            assert_eq!(st.last_error_kind, kind, "{text}");
+            assert!(st.last_error.is_some(), "the rest of the state is kept");
+        }
     }
 
     #[test]

@@ -16,6 +16,45 @@ fn lenient_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D
     })
 }
 
+/// A value of a known set of spellings, or `None` for null and for a spelling this version
+/// does not know (a file written by another tool or a newer version still loads).
+pub(crate) fn lenient_known<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    Ok(Option::<serde_json::Value>::deserialize(d)?.and_then(|v| serde_json::from_value(v).ok()))
+}
+
+/// Where a token's recorded expiry came from; kept in the token file so `status` can say.
+/// The serde spellings are those the token files have always held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpirySource {
+    /// The reply's `expires_in`.
+    ExpiresIn,
+    /// The access token is a JWT: its `exp`.
+    JwtExp,
+    /// Nothing said: refreshed every `unknown_expiry_interval`.
+    Unknown,
+    /// The provider's tokens do not expire (the catalog says so, and no refresh token came).
+    Never,
+    /// The catalog's typical lifetime for a provider that sends none.
+    Catalog,
+}
+
+impl ExpirySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpirySource::ExpiresIn => "expires_in",
+            ExpirySource::JwtExp => "jwt_exp",
+            ExpirySource::Unknown => "unknown",
+            ExpirySource::Never => "never",
+            ExpirySource::Catalog => "catalog",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TokenRecord {
     pub provider: String,
@@ -61,9 +100,12 @@ pub struct TokenRecord {
         skip_serializing_if = "Option::is_none"
     )]
     pub obtained_at: Option<f64>,
-    /// `expires_in`, `jwt_exp`, `unknown` or `never`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expiry_source: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "lenient_known",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expiry_source: Option<ExpirySource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,9 +156,9 @@ fn bearer() -> String {
 
 impl TokenRecord {
     pub fn times(&self) -> TokenTimes {
-        let expiry = match (self.expires_at, self.expiry_source.as_deref()) {
+        let expiry = match (self.expires_at, self.expiry_source) {
             (Some(e), _) => Expiry::At(Ts::from_secs_f64(e)),
-            (None, Some("never")) => Expiry::Never,
+            (None, Some(ExpirySource::Never)) => Expiry::Never,
             (None, _) => Expiry::Unknown,
         };
         TokenTimes {
@@ -172,6 +214,11 @@ mod tests {
         assert_eq!(r.token_type, "Bearer");
         let r: TokenRecord = serde_json::from_str(r#"{"provider":"p","access_token":"t","refresh_token":null,"expires_at":"12.5","expires_at_human":null,"expiry_source":"never"}"#).unwrap();
         assert_eq!(r.expires_at, Some(12.5));
+        assert_eq!(r.expiry_source, Some(ExpirySource::Never));
         assert!(!format!("{r:?}").contains("\"t\""));
+        // A source this version does not know (another tool, a newer version): still loads.
+        let r: TokenRecord = serde_json::from_str(r#"{"provider":"p","access_token":"t","refresh_token":null,"expires_at":null,"expires_at_human":null,"expiry_source":"sundial"}"#).unwrap();
+        assert_eq!(r.expiry_source, None);
+        assert_eq!(r.times().expiry, Expiry::Unknown);
     }
 }
