@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use mcp_credd::clock::Ts;
 use mcp_credd::config::EditorFormat;
 use mcp_credd::config::{
-    ClientAuth, Config, Endpoint, HttpPolicy, IdentityConfig, IdentityKind, Origin, RefreshPolicy,
+    ClientAuth, Config, Endpoint, HttpPolicy, IdentityConfig, Kind, Origin, RefreshPolicy,
     ServerAuth, ServerConfig, Transport,
 };
 use mcp_credd::identity::reply;
@@ -87,21 +87,18 @@ fn identity(name: &str) -> IdentityConfig {
         gateway: None,
         name: name.into(),
         file_name: format!("{name}.json"),
-        kind: IdentityKind::OidcM2m,
+        kind: Kind::OidcM2m {
+            audience: None,
+            resource: None,
+        },
         provider_label: mcp_credd::config::ProviderLabel::OidcM2m,
         client_id: format!("client-{name}"),
         client_secret: Some(Secret::new("s")),
         scopes: vec![],
         endpoint: Endpoint::TokenUrl("https://idp.example.com/token".into()),
         client_auth: ClientAuth::Basic,
-        audience: None,
-        resource: None,
-        region: None,
-        user_pool_id: None,
         extra_fields: vec![],
         extra_headers: vec![],
-        cognito: None,
-        egress: None,
     }
 }
 

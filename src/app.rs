@@ -406,7 +406,7 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
     let keep = loaded.servers_unavailable.is_some();
     let config = loaded.config;
     let egress_only = args.egress_only || args.provider.is_some();
-    let is_egress = |id: &IdentityConfig| id.egress.is_some();
+    let is_egress = |id: &IdentityConfig| id.egress().is_some();
     // `--provider NAME` names an egress entry, or else every entry of that provider.
     let by_name = args.provider.as_ref().is_some_and(|p| {
         config
@@ -415,7 +415,7 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
     });
     let selected = |id: &IdentityConfig| match &args.provider {
         Some(p) if by_name => is_egress(id) && &id.name == p,
-        Some(p) => id.egress.as_ref().is_some_and(|e| &e.provider == p),
+        Some(p) => id.egress().is_some_and(|e| &e.provider == p),
         None => !args.ingress_only || !is_egress(id),
     };
     if let Some(p) = &args.provider
@@ -538,7 +538,7 @@ fn stored_records(
             Some(Ok(Some(r))) => match crate::binding::mismatch(&r, id) {
                 None => r,
                 Some(why) => {
-                    let next = if id.egress.is_some() {
+                    let next = if id.egress().is_some() {
                         format!("run `mcp-credd login {}`", id.name)
                     } else {
                         get_one.to_string()
@@ -786,7 +786,7 @@ async fn logout_cmd(
         let n = name.unwrap_or_default();
         match config
             .all_identities()
-            .find(|i| i.name == n || i.egress.as_ref().is_some_and(|e| e.provider == n))
+            .find(|i| i.name == n || i.egress().is_some_and(|e| e.provider == n))
         {
             Some(i) => vec![i],
             None => {
@@ -847,7 +847,7 @@ async fn logout_cmd(
         if let Err(e) = store.delete_state(&id.name).await {
             ui.warn(format!("{}: {e}", id.name));
         }
-        if daemon_running && id.egress.is_none() {
+        if daemon_running && id.egress().is_none() {
             ui.warn(format!(
                 "{}: the running daemon obtains a new token for this machine identity; remove it from the configuration to stop that",
                 id.name
@@ -878,15 +878,12 @@ async fn revoke_all(
 ) {
     // An MCP login's endpoints and client are those its token was obtained with.
     let mcp;
-    let (id, url) = match &id.egress {
+    let (id, url) = match id.egress() {
         Some(_) if id.mcp_login().is_some() => {
             match crate::mcpauth::interactive::for_refresh(id, http, store, rec).await {
                 Ok((resolved, _)) => {
                     mcp = resolved;
-                    let url = mcp
-                        .egress
-                        .as_ref()
-                        .and_then(|e| e.def.revocation_url.clone());
+                    let url = mcp.egress().and_then(|e| e.def.revocation_url.clone());
                     (&mcp, url)
                 }
                 Err(e) => {
@@ -896,7 +893,7 @@ async fn revoke_all(
             }
         }
         Some(_) => match crate::identity::egress::discovered(http, id).await {
-            Ok(d) => (id, d.egress.and_then(|e| e.def.revocation_url)),
+            Ok(d) => (id, d.egress().and_then(|e| e.def.revocation_url.clone())),
             Err(e) => {
                 ui.warn(format!("{}: {}; not revoked", id.name, e.message));
                 return;
@@ -959,7 +956,7 @@ async fn revoke_all(
 async fn token_cmd(config: &Config, name: &str, clock: &dyn Clock, ui: Ui) -> Exit {
     let Some(id) = config
         .all_identities()
-        .find(|i| i.name == name || i.egress.as_ref().is_some_and(|e| e.provider == name))
+        .find(|i| i.name == name || i.egress().is_some_and(|e| e.provider == name))
     else {
         let known: Vec<&str> = config.all_identities().map(|i| i.name.as_str()).collect();
         ui.error(format!(
@@ -1061,14 +1058,13 @@ async fn login_cmd(
 ) -> Exit {
     let targets: Vec<&IdentityConfig> = match &name {
         Some(n) => match config.all_identities().find(|i| {
-            i.egress.is_some()
-                && (&i.name == n || i.egress.as_ref().is_some_and(|e| &e.provider == n))
+            i.egress().is_some() && (&i.name == n || i.egress().is_some_and(|e| &e.provider == n))
         }) {
             Some(i) => vec![i],
             None => {
                 let known: Vec<&str> = config
                     .all_identities()
-                    .filter(|i| i.egress.is_some())
+                    .filter(|i| i.egress().is_some())
                     .map(|i| i.name.as_str())
                     .collect();
                 ui.error(format!(
@@ -1084,7 +1080,7 @@ async fn login_cmd(
         },
         None => config
             .all_identities()
-            .filter(|i| i.egress.is_some())
+            .filter(|i| i.egress().is_some())
             .collect(),
     };
     if targets.is_empty() {
@@ -1134,7 +1130,7 @@ async fn login_cmd(
 
 /// What would make the provider give a refresh token, from its catalog entry.
 fn no_refresh_token_hint(id: &IdentityConfig) -> String {
-    let Some(eg) = &id.egress else {
+    let Some(eg) = id.egress() else {
         return String::new();
     };
     if id.mcp_login().is_some() {
@@ -1259,14 +1255,14 @@ fn status_row(config: &Config, store: Option<&Store>, id: &IdentityConfig, now: 
         token_file: config.tokens_dir.join(&file),
         record: record.as_ref().map(Option::as_ref).map_err(Clone::clone),
         state: &state,
-        needs_login_when_missing: id.egress.is_some(),
+        needs_login_when_missing: id.egress().is_some(),
         not_used: match &record {
             Ok(Some(r)) => crate::binding::mismatch(r, id),
             _ => None,
         },
         uses_refresh_token: matches!(
             id.kind,
-            crate::config::IdentityKind::Egress | crate::config::IdentityKind::CognitoPassword
+            crate::config::Kind::Egress(_) | crate::config::Kind::CognitoPassword { .. }
         ),
     };
     status::row(&input, &config.refresh, now)

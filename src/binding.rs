@@ -3,7 +3,7 @@
 //! username, user pool, scopes, audience, resource); a stored token is used, refreshed or
 //! rendered only while all of these still match the configuration. Pure.
 
-use crate::config::{Endpoint, IdentityConfig, IdentityKind};
+use crate::config::{Endpoint, IdentityConfig};
 use crate::store::TokenRecord;
 use crate::store::record::Binding;
 
@@ -19,11 +19,11 @@ pub fn endpoint_of(id: &IdentityConfig) -> String {
         } => authorization_server
             .clone()
             .unwrap_or_else(|| server_url.clone()),
-        Endpoint::CognitoApi => match id.cognito.as_ref().and_then(|c| c.endpoint_url.clone()) {
+        Endpoint::CognitoApi => match id.cognito().and_then(|c| c.endpoint_url.clone()) {
             Some(u) => u,
             None => format!(
                 "https://cognito-idp.{}.amazonaws.com/",
-                id.region.as_deref().unwrap_or("us-east-1")
+                id.region().unwrap_or("us-east-1")
             ),
         },
     }
@@ -34,23 +34,15 @@ pub fn of(id: &IdentityConfig) -> Binding {
     let mut scopes = id.scopes.clone();
     scopes.sort();
     scopes.dedup();
-    let cognito = matches!(
-        id.kind,
-        IdentityKind::CognitoM2m | IdentityKind::CognitoPassword
-    );
     Binding {
-        kind: id.kind.as_str().to_string(),
+        kind: id.kind.tag().as_str().to_string(),
         endpoint: endpoint_of(id),
         client_id: id.client_id.clone(),
-        username: id.cognito.as_ref().map(|c| c.username.clone()),
-        user_pool_id: if cognito {
-            id.user_pool_id.clone()
-        } else {
-            None
-        },
+        username: id.cognito().map(|c| c.username.clone()),
+        user_pool_id: id.user_pool_id().map(str::to_string),
         scopes,
-        audience: id.audience.clone(),
-        resource: id.resource.clone(),
+        audience: id.audience().map(str::to_string),
+        resource: id.resource().map(str::to_string),
         gateway: id.gateway.clone(),
     }
 }
@@ -90,7 +82,7 @@ pub fn mismatch(rec: &TokenRecord, id: &IdentityConfig) -> Option<String> {
                 "it was obtained from `{t}`, the configuration says `{u}`"
             ));
         }
-        if id.kind == IdentityKind::CognitoPassword {
+        if id.cognito().is_some() {
             return Some("the file does not say which user it was obtained for".into());
         }
         return None;
@@ -170,7 +162,7 @@ pub fn matches(rec: &TokenRecord, id: &IdentityConfig) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ClientAuth, CognitoPassword, ProviderLabel};
+    use crate::config::{ClientAuth, CognitoPassword, Kind, ProviderLabel};
     use crate::secret::Secret;
 
     fn service_account(user: &str) -> IdentityConfig {
@@ -178,40 +170,38 @@ mod tests {
             gateway: None,
             name: "svc".into(),
             file_name: "svc.json".into(),
-            kind: IdentityKind::CognitoPassword,
+            kind: Kind::CognitoPassword {
+                region: Some("us-east-1".into()),
+                user_pool_id: Some("us-east-1_P".into()),
+                account: CognitoPassword {
+                    username: user.into(),
+                    password: Secret::new("pw"),
+                    bearer: Default::default(),
+                    refresh_rotation: false,
+                    endpoint_url: None,
+                },
+            },
             provider_label: ProviderLabel::CognitoPassword,
             client_id: "c".into(),
             client_secret: None,
             scopes: vec![],
             endpoint: Endpoint::CognitoApi,
             client_auth: ClientAuth::Basic,
-            audience: None,
-            resource: None,
-            region: Some("us-east-1".into()),
-            user_pool_id: Some("us-east-1_P".into()),
             extra_fields: vec![],
             extra_headers: vec![],
-            cognito: Some(CognitoPassword {
-                username: user.into(),
-                password: Secret::new("pw"),
-                bearer: Default::default(),
-                refresh_rotation: false,
-                endpoint_url: None,
-            }),
-            egress: None,
         }
     }
 
     fn m2m(token_url: &str, scopes: &[&str]) -> IdentityConfig {
         IdentityConfig {
             gateway: None,
-            kind: IdentityKind::OidcM2m,
+            kind: Kind::OidcM2m {
+                audience: None,
+                resource: None,
+            },
             provider_label: ProviderLabel::OidcM2m,
             endpoint: Endpoint::TokenUrl(token_url.into()),
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            cognito: None,
-            region: None,
-            user_pool_id: None,
             ..service_account("x")
         }
     }
@@ -250,7 +240,10 @@ mod tests {
         let why = mismatch(&rec, &m2m("https://a.example/token", &["x"])).unwrap();
         assert!(why.contains("scopes `x y`"), "{why}");
         let mut other_aud = m2m("https://a.example/token", &["x", "y"]);
-        other_aud.audience = Some("api".into());
+        other_aud.kind = Kind::OidcM2m {
+            audience: Some("api".into()),
+            resource: None,
+        };
         assert!(
             mismatch(&rec, &other_aud)
                 .unwrap()
@@ -258,18 +251,33 @@ mod tests {
         );
     }
 
-    fn mcp_login(client: &str, issuer: Option<&str>, scopes: &[&str]) -> IdentityConfig {
+    fn mcp_login_at(
+        resource: &str,
+        client: &str,
+        issuer: Option<&str>,
+        scopes: &[&str],
+    ) -> IdentityConfig {
         IdentityConfig {
-            kind: IdentityKind::Egress,
-            provider_label: crate::config::ProviderLabel::McpOauth,
+            kind: Kind::Egress(Box::new(crate::config::EgressConfig {
+                provider: "calc".into(),
+                def: serde_json::from_value(serde_json::json!({})).unwrap(),
+                redirect_uri: String::new(),
+                server: "calc".into(),
+                cloud_site: None,
+                resource: Some(resource.into()),
+            })),
+            provider_label: ProviderLabel::McpOauth,
             client_id: client.into(),
             endpoint: Endpoint::McpServer {
-                server_url: "https://calc.example/mcp".into(),
+                server_url: resource.into(),
                 authorization_server: issuer.map(str::to_string),
             },
-            resource: Some("https://calc.example/mcp".into()),
             ..m2m("https://unused.example/token", scopes)
         }
+    }
+
+    fn mcp_login(client: &str, issuer: Option<&str>, scopes: &[&str]) -> IdentityConfig {
+        mcp_login_at("https://calc.example/mcp", client, issuer, scopes)
     }
 
     #[test]
@@ -300,8 +308,7 @@ mod tests {
                 .unwrap()
                 .contains("scopes")
         );
-        let mut moved = mcp_login("", None, &[]);
-        moved.resource = Some("https://calc2.example/mcp".into());
+        let moved = mcp_login_at("https://calc2.example/mcp", "", None, &[]);
         assert!(mismatch(&rec, &moved).unwrap().contains("resource"));
         // The same discovery result matches in full.
         assert_eq!(mismatch(&rec, &got), None);

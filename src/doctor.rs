@@ -106,7 +106,7 @@ pub fn judge_token(id: &IdentityConfig, rec: &TokenRecord, now: Ts) -> Vec<Findi
         return out;
     };
     if let Some(cid) = claims.get("client_id").and_then(|v| v.as_str())
-        && id.egress.is_none()
+        && id.egress().is_none()
         && cid != id.client_id
     {
         out.push(f(
@@ -231,12 +231,12 @@ async fn probe(http: &Http, id: &IdentityConfig, now: Ts, out: &mut Vec<Finding>
         Endpoint::TokenUrl(u) => (u.clone(), "token endpoint"),
         Endpoint::Discovery { url, .. } => (url.clone(), "discovery document"),
         Endpoint::McpServer { server_url, .. } => (server_url.clone(), "MCP server"),
-        Endpoint::CognitoApi => match id.cognito.as_ref().and_then(|c| c.endpoint_url.clone()) {
+        Endpoint::CognitoApi => match id.cognito().and_then(|c| c.endpoint_url.clone()) {
             Some(u) => (u, "Cognito API"),
             None => (
                 format!(
                     "https://cognito-idp.{}.amazonaws.com/",
-                    id.region.as_deref().unwrap_or("us-east-1")
+                    id.region().unwrap_or("us-east-1")
                 ),
                 "Cognito API",
             ),
@@ -534,7 +534,7 @@ pub async fn run(
                 )),
             }
         } else {
-            let hint = if id.egress.is_some() {
+            let hint = if id.egress().is_some() {
                 format!("run mcp-credd login {}", id.name)
             } else {
                 "run mcp-credd".to_string()
@@ -548,8 +548,8 @@ pub async fn run(
         }
         if let Some(h) = &http {
             probe(h, id, now, &mut out).await;
-            if id.egress.is_none()
-                && id.cognito.is_none()
+            if id.egress().is_none()
+                && id.cognito().is_none()
                 && id.client_secret.as_ref().is_some_and(|s| !s.is_empty())
             {
                 try_token(h, id, &path, &mut out).await;

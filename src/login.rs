@@ -487,8 +487,7 @@ pub async fn login(
     say: &dyn Fn(String),
 ) -> Result<TokenReply, FetchError> {
     let eg = id
-        .egress
-        .as_ref()
+        .egress()
         .ok_or_else(|| FetchError::permanent(format!("`{}` is not an egress identity", id.name)))?;
     if opts.device {
         let start = egress::device_start(http, id).await?;
@@ -528,8 +527,7 @@ pub async fn browser_login(
     issuer: IssuerCheck,
 ) -> Result<TokenReply, FetchError> {
     let eg = id
-        .egress
-        .as_ref()
+        .egress()
         .ok_or_else(|| FetchError::permanent(format!("`{}` is not an egress identity", id.name)))?;
     let state = random_b64(32);
     let pkce = eg.def.pkce.then(Pkce::new);
@@ -675,7 +673,7 @@ pub fn account_of(claims: &serde_json::Map<String, serde_json::Value>) -> Option
 /// Says which account the new token belongs to, from the ID token or the provider's
 /// userinfo endpoint, so that a person notices a login to the wrong account.
 async fn say_account(http: &Http, id: &IdentityConfig, reply: &TokenReply, say: &dyn Fn(String)) {
-    let Some(eg) = id.egress.as_ref() else { return };
+    let Some(eg) = id.egress() else { return };
     let mut who = reply
         .id_token
         .as_ref()

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::clock::{Clock, Ts};
-use crate::config::{Endpoint, IdentityConfig, IdentityKind, ProviderLabel, RefreshPolicy};
+use crate::config::{Endpoint, IdentityConfig, Kind, ProviderLabel, RefreshPolicy};
 use crate::failure::FailureKind;
 use crate::identity::FetchError;
 use crate::identity::oauth::{Http, client_credentials, resolve_token_endpoint};
@@ -85,7 +85,7 @@ pub fn build_record(
     token_url: &str,
 ) -> TokenRecord {
     let (expiry, source) = expiry_of(reply, sent_at);
-    let (expires_at, source) = match (expiry, &id.egress) {
+    let (expires_at, source) = match (expiry, id.egress()) {
         (Expiry::At(t), _) => (Some(t), source),
         // The reply says nothing: the catalog may (the reply always wins over it).
         (_, Some(eg)) if eg.def.refresh == RefreshKind::None && reply.refresh_token.is_none() => {
@@ -99,15 +99,11 @@ pub fn build_record(
         ),
         _ => (None, source),
     };
-    let egress = id.egress.is_some();
+    let egress = id.egress().is_some();
     let mut extra = serde_json::Map::new();
     for (k, v) in &id.extra_fields {
         extra.insert(k.clone(), serde_json::Value::String(v.clone()));
     }
-    let cognito = matches!(
-        id.kind,
-        IdentityKind::CognitoM2m | IdentityKind::CognitoPassword
-    );
     TokenRecord {
         provider: id.provider_label.as_str().to_string(),
         access_token: reply.access_token.clone(),
@@ -118,13 +114,10 @@ pub fn build_record(
         token_type: reply.token_type.clone(),
         client_id: Some(id.client_id.clone()),
         saved_at: human_utc(sent_at),
-        user_pool_id: if cognito {
-            id.user_pool_id.clone()
-        } else {
-            None
-        },
-        region: if cognito { id.region.clone() } else { None },
-        usage_notes: Some(match (&id.egress, id.mcp_login()) {
+        // The Cognito kinds' pool and region, as the reference tool recorded them.
+        user_pool_id: id.user_pool_id().map(str::to_string),
+        region: id.region().map(str::to_string),
+        usage_notes: Some(match (id.egress(), id.mcp_login()) {
             (Some(_), Some((server_url, _))) => {
                 format!("This token authenticates a person to the MCP server {server_url}")
             }
@@ -248,8 +241,7 @@ async fn mcp_login_and_store(
         Standing::Refused(m) => return Err(FetchError::permanent(m)),
     }
     let token_url =
-        p.id.egress
-            .as_ref()
+        p.id.egress()
             .map(|e| e.def.token_url.clone())
             .unwrap_or_default();
     let rec = build_record(&p.id, &reply, sent_at, &token_url);
@@ -271,7 +263,7 @@ async fn login_and_store_egress(
     async {
         let id = &egress::discovered(ctx.http, id).await?;
         let reply = crate::login::login(id, ctx.http, opts, say).await?;
-        let eg = id.egress.as_ref().expect("login is for egress identities");
+        let eg = id.egress().expect("login is for egress identities");
         let mut rec = build_record(id, &reply, ctx.clock.now(), &eg.def.token_url);
         // The code is spent: store the tokens before anything else can fail.
         ctx.store
@@ -346,8 +338,7 @@ async fn refresh_egress(
         None => egress::discovered(ctx.http, id).await?,
     };
     let token_url = id
-        .egress
-        .as_ref()
+        .egress()
         .map(|e| e.def.token_url.clone())
         .unwrap_or_default();
     let sent_at = ctx.clock.now();
@@ -362,12 +353,9 @@ async fn refresh_egress(
             // A site id that could not be read at login is asked for again at each refresh
             // until it is known; its absence never fails the refresh.
             if new.cloud_id.is_none()
-                && let Some(extra) = id
-                    .egress
-                    .as_ref()
-                    .and_then(|e| e.def.extras.cloud_id.as_ref())
+                && let Some(extra) = id.egress().and_then(|e| e.def.extras.cloud_id.as_ref())
             {
-                let site = id.egress.as_ref().and_then(|e| e.cloud_site.as_deref());
+                let site = id.egress().and_then(|e| e.cloud_site.as_deref());
                 match egress::fetch_cloud_id(
                     ctx.http,
                     &extra.url,
@@ -564,7 +552,7 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
     // it lasts (a login replaces it).
     if let Some(rec) = &existing
         && force
-        && id.kind == IdentityKind::Egress
+        && matches!(id.kind, Kind::Egress(_))
         && rec.refresh_token.is_none()
         && crate::binding::matches(rec, id)
         && !matches!(rec.times().expiry, Expiry::At(t) if t <= now)
@@ -576,7 +564,7 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
         return (Outcome::Reused(rec.clone()), notes);
     }
     if let Some(rec) = &existing
-        && id.kind != IdentityKind::Egress
+        && !matches!(id.kind, Kind::Egress(_))
         && let Some(why) = crate::binding::mismatch(rec, id)
     {
         notes.push(format!(
@@ -586,15 +574,16 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
     }
     tracing::info!(identity = %id.name, force, "requesting a new token");
     let result = async {
-        if id.kind == IdentityKind::Egress {
-            return refresh_egress(id, ctx, existing.as_ref(), &file).await;
-        }
-        if id.kind == IdentityKind::CognitoPassword {
-            let sent_at = ctx.clock.now();
-            let mine = existing.as_ref().filter(|r| crate::binding::matches(r, id));
-            let reply = cognito::obtain(id, mine, &ctx.http.policy).await?;
-            let endpoint = crate::binding::endpoint_of(id);
-            return Ok(build_record(id, &reply, sent_at, &endpoint));
+        match &id.kind {
+            Kind::Egress(_) => return refresh_egress(id, ctx, existing.as_ref(), &file).await,
+            Kind::CognitoPassword { .. } => {
+                let sent_at = ctx.clock.now();
+                let mine = existing.as_ref().filter(|r| crate::binding::matches(r, id));
+                let reply = cognito::obtain(id, mine, &ctx.http.policy).await?;
+                let endpoint = crate::binding::endpoint_of(id);
+                return Ok(build_record(id, &reply, sent_at, &endpoint));
+            }
+            Kind::CognitoM2m { .. } | Kind::OidcM2m { .. } => {}
         }
         if let Endpoint::McpServer {
             server_url,
@@ -653,7 +642,7 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ClientAuth, EgressConfig, Endpoint};
+    use crate::config::{ClientAuth, EgressConfig, Endpoint, Kind};
     use crate::identity::reply;
     use crate::providers::Catalog;
     use crate::schedule::plan::Expiry;
@@ -669,27 +658,22 @@ mod tests {
             gateway: None,
             name: provider.into(),
             file_name: format!("{provider}-egress.json"),
-            kind: IdentityKind::Egress,
             provider_label: ProviderLabel::Egress(provider.into()),
             client_id: "c".into(),
             client_secret: None,
             scopes: def.scopes.clone(),
             endpoint: Endpoint::TokenUrl(def.token_url.clone()),
             client_auth: ClientAuth::Basic,
-            audience: None,
-            resource: None,
-            region: None,
-            user_pool_id: None,
             extra_fields: vec![],
             extra_headers: vec![],
-            cognito: None,
-            egress: Some(EgressConfig {
+            kind: Kind::Egress(Box::new(EgressConfig {
                 provider: provider.into(),
                 def,
                 redirect_uri: "http://localhost:8080/callback".into(),
                 server: provider.into(),
                 cloud_site: None,
-            }),
+                resource: None,
+            })),
         }
     }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::{
     BearerToken, ClientAuth, CognitoPassword, ConfigError, EgressConfig, Endpoint, IdentityConfig,
-    IdentityKind, ProviderLabel, ServerAuth, ServerConfig, Transport, check_endpoint_url,
+    IdentityKind, Kind, ProviderLabel, ServerAuth, ServerConfig, Transport, check_endpoint_url,
     check_name, check_redirect_uri, default_server_url,
 };
 use crate::providers::{Catalog, TokenAuth};
@@ -193,6 +193,27 @@ pub fn identity(
             .or_else(|| pool_region().map(str::to_string)),
         IdentityKind::OidcM2m | IdentityKind::Egress => None,
     };
+    let kind = match kind {
+        IdentityKind::CognitoM2m => Kind::CognitoM2m {
+            region,
+            user_pool_id: r.user_pool_id,
+        },
+        IdentityKind::CognitoPassword => Kind::CognitoPassword {
+            region,
+            user_pool_id: r.user_pool_id,
+            account: cognito.ok_or_else(|| {
+                src.err(
+                    whole,
+                    "missing `username` and `password` (the service account)".into(),
+                )
+            })?,
+        },
+        // Egress identities are built by `egress_identity`; an M2M client otherwise.
+        IdentityKind::OidcM2m | IdentityKind::Egress => Kind::OidcM2m {
+            audience: r.audience,
+            resource: r.resource,
+        },
+    };
     Ok(IdentityConfig {
         gateway: None,
         name: r.name,
@@ -204,14 +225,8 @@ pub fn identity(
         scopes: r.scopes,
         endpoint,
         client_auth: r.client_auth,
-        audience: r.audience,
-        resource: r.resource,
-        region,
-        user_pool_id: r.user_pool_id,
         extra_fields: r.extra_fields,
         extra_headers: r.extra_headers,
-        cognito,
-        egress: None,
     })
 }
 
@@ -313,7 +328,6 @@ pub fn egress_identity(
         gateway: None,
         name: e.name,
         file_name: e.file_name,
-        kind: IdentityKind::Egress,
         provider_label: ProviderLabel::Egress(e.provider.clone()),
         client_id: e.client_id,
         client_secret: e.client_secret,
@@ -329,20 +343,16 @@ pub fn egress_identity(
             TokenAuth::Basic => ClientAuth::Basic,
             TokenAuth::Post => ClientAuth::Post,
         },
-        audience: None,
-        resource: None,
-        region: None,
-        user_pool_id: None,
         extra_fields: Vec::new(),
         extra_headers: Vec::new(),
-        cognito: None,
-        egress: Some(EgressConfig {
+        kind: Kind::Egress(Box::new(EgressConfig {
             provider: e.provider,
             def,
             redirect_uri: e.redirect_uri,
             server: e.server,
             cloud_site: e.cloud_site,
-        }),
+            resource: None,
+        })),
     })
 }
 

@@ -140,7 +140,7 @@ pub fn from_env(env: &EnvVars, tokens_dir: PathBuf) -> Result<Option<Config>, Co
     // the gateway (without REGISTRY_URL there is no server to write).
     let mut bound = Vec::new();
     for id in egress_from_env(env, &catalog)? {
-        if let Some(eg) = &id.egress {
+        if let Some(eg) = id.egress() {
             bound.push((id.name.clone(), eg.server.clone()));
         }
         identities.push(id);
@@ -563,7 +563,7 @@ mod tests {
         .unwrap();
         let i = c.ingress.unwrap();
         assert_eq!(i.provider_label, ProviderLabel::CognitoM2m);
-        assert_eq!(i.region.as_deref(), Some("us-west-2"));
+        assert_eq!(i.region(), Some("us-west-2"));
         assert_eq!(
             i.endpoint,
             Endpoint::Discovery {

@@ -188,7 +188,44 @@ pub enum Endpoint {
     },
 }
 
-/// A machine-to-machine identity: client_credentials at a token endpoint.
+/// What an identity is, with what only its kind has.
+#[derive(Clone, Debug)]
+pub enum Kind {
+    /// client_credentials at a Cognito domain. The pool and its region, when known, go
+    /// into the token file as the reference tool wrote them.
+    CognitoM2m {
+        region: Option<String>,
+        user_pool_id: Option<String>,
+    },
+    /// client_credentials at an OAuth/OIDC token endpoint, with the `audience` and
+    /// `resource` (RFC 8707) the config asks for.
+    OidcM2m {
+        audience: Option<String>,
+        resource: Option<String>,
+    },
+    /// A Cognito user (service account) signing in through the Cognito API.
+    CognitoPassword {
+        region: Option<String>,
+        user_pool_id: Option<String>,
+        account: CognitoPassword,
+    },
+    /// A person's token at a provider (3-legged: browser login, then refresh). Boxed: the
+    /// provider's definition is large.
+    Egress(Box<EgressConfig>),
+}
+
+impl Kind {
+    pub fn tag(&self) -> IdentityKind {
+        match self {
+            Kind::CognitoM2m { .. } => IdentityKind::CognitoM2m,
+            Kind::OidcM2m { .. } => IdentityKind::OidcM2m,
+            Kind::CognitoPassword { .. } => IdentityKind::CognitoPassword,
+            Kind::Egress(_) => IdentityKind::Egress,
+        }
+    }
+}
+
+/// An identity: who asks for tokens, where, and what its kind adds.
 #[derive(Clone, Debug)]
 pub struct IdentityConfig {
     /// Unique name; the gateway identity is `ingress`. Names the lock and state.
@@ -196,7 +233,7 @@ pub struct IdentityConfig {
     /// The token file in `tokens_dir`: `ingress.json`, `{name}.json`, or the reference
     /// tool's name for identities it also knew (AgentCore).
     pub file_name: String,
-    pub kind: IdentityKind,
+    pub kind: Kind,
     /// What `provider` says in the token file.
     pub provider_label: ProviderLabel,
     pub client_id: String,
@@ -206,18 +243,10 @@ pub struct IdentityConfig {
     pub scopes: Vec<String>,
     pub endpoint: Endpoint,
     pub client_auth: ClientAuth,
-    pub audience: Option<String>,
-    pub resource: Option<String>,
-    pub region: Option<String>,
-    pub user_pool_id: Option<String>,
     /// Extra fields written into the token file for compatibility (keycloak_url, realm...).
     pub extra_fields: Vec<(String, String)>,
     /// Extra headers sent with the token (X-Keycloak-Realm...).
     pub extra_headers: Vec<(String, String)>,
-    /// `cognito_password` settings.
-    pub cognito: Option<CognitoPassword>,
-    /// Egress (3-legged) settings.
-    pub egress: Option<EgressConfig>,
     /// The gateway its tokens are handed to (`gateway_url`), recorded in the token's
     /// binding: a stored token is never rendered for another gateway. Set by the loader.
     pub gateway: Option<String>,
@@ -228,14 +257,74 @@ impl IdentityConfig {
     /// the server's canonical URL and the configured authorization server. Its issuer,
     /// endpoints and (unless configured) client are found at login time.
     pub fn mcp_login(&self) -> Option<(&str, Option<&str>)> {
-        match (&self.endpoint, self.kind) {
+        match (&self.endpoint, &self.kind) {
             (
                 Endpoint::McpServer {
                     server_url,
                     authorization_server,
                 },
-                IdentityKind::Egress,
+                Kind::Egress(_),
             ) => Some((server_url, authorization_server.as_deref())),
+            _ => None,
+        }
+    }
+
+    /// The Cognito service account, for `cognito_password`.
+    pub fn cognito(&self) -> Option<&CognitoPassword> {
+        match &self.kind {
+            Kind::CognitoPassword { account, .. } => Some(account),
+            _ => None,
+        }
+    }
+
+    /// The provider login, for egress identities.
+    pub fn egress(&self) -> Option<&EgressConfig> {
+        match &self.kind {
+            Kind::Egress(e) => Some(e.as_ref()),
+            _ => None,
+        }
+    }
+
+    pub fn egress_mut(&mut self) -> Option<&mut EgressConfig> {
+        match &mut self.kind {
+            Kind::Egress(e) => Some(e.as_mut()),
+            _ => None,
+        }
+    }
+
+    /// The Cognito region (the Cognito kinds).
+    pub fn region(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::CognitoM2m { region, .. } | Kind::CognitoPassword { region, .. } => {
+                region.as_deref()
+            }
+            _ => None,
+        }
+    }
+
+    /// The Cognito user pool (the Cognito kinds).
+    pub fn user_pool_id(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::CognitoM2m { user_pool_id, .. } | Kind::CognitoPassword { user_pool_id, .. } => {
+                user_pool_id.as_deref()
+            }
+            _ => None,
+        }
+    }
+
+    /// The `audience` asked for (oidc_m2m).
+    pub fn audience(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::OidcM2m { audience, .. } => audience.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The `resource` asked for (oidc_m2m; an MCP server's canonical URL, for both grants).
+    pub fn resource(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::OidcM2m { resource, .. } => resource.as_deref(),
+            Kind::Egress(e) => e.resource.as_deref(),
             _ => None,
         }
     }
@@ -247,8 +336,7 @@ impl IdentityConfig {
             .as_ref()
             .is_some_and(|s| s.expose().is_empty())
             || self
-                .cognito
-                .as_ref()
+                .cognito()
                 .is_some_and(|c| c.password.expose().is_empty())
     }
 }
@@ -266,6 +354,9 @@ pub struct EgressConfig {
     pub server: String,
     /// Atlassian: which site's cloud id to use when the token reaches several (name or URL).
     pub cloud_site: Option<String>,
+    /// RFC 8707: the one resource the token is for (an MCP server's canonical URL, sent
+    /// with every request of the login and refresh); `None` for provider logins.
+    pub resource: Option<String>,
 }
 
 /// Checks a redirect URI mcp-credd can listen on: http, a loopback host, a port.

@@ -13,7 +13,7 @@ use super::build::{
 use super::locate::locate;
 use super::{
     BearerToken, ClientAuth, Config, ConfigError, EditorFormat, EditorSpec, EgressConfig, Endpoint,
-    Hooks, HttpPolicy, IdentityConfig, IdentityKind, Origin, ProviderLabel, RefreshPolicy,
+    Hooks, HttpPolicy, IdentityConfig, IdentityKind, Kind, Origin, ProviderLabel, RefreshPolicy,
     ServerAuth, ServerConfig, Transport, check_endpoint_url, check_name, check_redirect_uri,
     default_server_url,
 };
@@ -900,7 +900,7 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
     // there is a gateway identity; a server not listed is reached through the gateway.
     let bound: Vec<(String, String)> = identities
         .iter()
-        .filter_map(|id| Some((id.name.clone(), id.egress.as_ref()?.server.clone())))
+        .filter_map(|id| Some((id.name.clone(), id.egress()?.server.clone())))
         .collect();
     build::bind_servers(
         &mut servers,
@@ -1368,7 +1368,10 @@ fn mcp_identity(
         gateway: None,
         name: server.to_string(),
         file_name: format!("{server}.json"),
-        kind: IdentityKind::OidcM2m,
+        kind: Kind::OidcM2m {
+            audience: None,
+            resource: Some(resource.clone()),
+        },
         provider_label: ProviderLabel::McpOauth,
         client_id,
         client_secret: Some(secret),
@@ -1378,14 +1381,8 @@ fn mcp_identity(
             authorization_server,
         },
         client_auth,
-        audience: None,
-        resource: Some(resource),
-        region: None,
-        user_pool_id: None,
         extra_fields: Vec::new(),
         extra_headers: Vec::new(),
-        cognito: None,
-        egress: None,
     })
 }
 
@@ -1452,30 +1449,25 @@ fn mcp_login_identity(
         gateway: None,
         name: server.to_string(),
         file_name: format!("{server}.json"),
-        kind: IdentityKind::Egress,
-        provider_label: ProviderLabel::McpOauth,
-        client_id,
-        client_secret,
-        scopes: o.scopes.clone().unwrap_or_default().0,
-        endpoint: Endpoint::McpServer {
-            server_url: resource.clone(),
-            authorization_server,
-        },
-        client_auth: ClientAuth::Basic,
-        audience: None,
-        resource: Some(resource),
-        region: None,
-        user_pool_id: None,
-        extra_fields: Vec::new(),
-        extra_headers: Vec::new(),
-        cognito: None,
-        egress: Some(EgressConfig {
+        kind: Kind::Egress(Box::new(EgressConfig {
             provider: server.to_string(),
             def,
             redirect_uri,
             server: server.to_string(),
             cloud_site: None,
-        }),
+            resource: Some(resource.clone()),
+        })),
+        provider_label: ProviderLabel::McpOauth,
+        client_id,
+        client_secret,
+        scopes: o.scopes.clone().unwrap_or_default().0,
+        endpoint: Endpoint::McpServer {
+            server_url: resource,
+            authorization_server,
+        },
+        client_auth: ClientAuth::Basic,
+        extra_fields: Vec::new(),
+        extra_headers: Vec::new(),
     })
 }
 
@@ -1594,7 +1586,7 @@ mod tests {
         let redirects: Vec<String> = parsed
             .config
             .all_identities()
-            .filter_map(|i| i.egress.as_ref().map(|e| e.redirect_uri.clone()))
+            .filter_map(|i| i.egress().map(|e| e.redirect_uri.clone()))
             .collect();
         assert_eq!(
             redirects,
@@ -1914,12 +1906,12 @@ mod identity_tests {
             (svc.name.as_str(), svc.file_name.as_str()),
             ("svc", "svc.json")
         );
-        assert_eq!(svc.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(svc.region(), Some("eu-west-1"));
         assert!(
             svc.client_secret.is_none(),
             "public app clients need no secret"
         );
-        let cp = svc.cognito.as_ref().unwrap();
+        let cp = svc.cognito().unwrap();
         assert_eq!(cp.password.expose(), "pw");
         assert_eq!(
             cp.endpoint_url.as_deref(),
@@ -2119,10 +2111,7 @@ mod mcp_oauth_tests {
         let r = c.identity("reports").unwrap();
         assert_eq!(r.file_name, "reports.json");
         assert_eq!(r.client_auth, ClientAuth::PrivateKeyJwt);
-        assert_eq!(
-            r.resource.as_deref(),
-            Some("https://reports.example.com/mcp")
-        );
+        assert_eq!(r.resource(), Some("https://reports.example.com/mcp"));
         assert_eq!(
             r.endpoint,
             Endpoint::McpServer {
@@ -2214,18 +2203,15 @@ mod mcp_oauth_tests {
     fn the_interactive_login_forms() {
         let c = parse_str("servers:\n  - name: calc\n    url: HTTPS://Calc.example.com/mcp\n    auth: oauth\n  - name: docs\n    url: https://docs.example.com/mcp\n    auth:\n      oauth:\n        client_id: pre-registered\n        scopes: [mcp:tools]\n        authorization_server: https://as.example.com\n        redirect_uri: http://127.0.0.1:8765/callback\n").unwrap();
         let calc = c.identity("calc").unwrap();
-        assert_eq!(calc.kind, IdentityKind::Egress);
+        assert_eq!(calc.kind.tag(), IdentityKind::Egress);
         assert_eq!(calc.file_name, "calc.json");
         assert_eq!(calc.client_id, "");
-        assert_eq!(
-            calc.resource.as_deref(),
-            Some("https://calc.example.com/mcp")
-        );
+        assert_eq!(calc.resource(), Some("https://calc.example.com/mcp"));
         assert_eq!(
             calc.mcp_login(),
             Some(("https://calc.example.com/mcp", None))
         );
-        let eg = calc.egress.as_ref().unwrap();
+        let eg = calc.egress().unwrap();
         assert_eq!(eg.redirect_uri, "", "a port is chosen at login");
         assert!(eg.def.pkce);
         let docs = c.identity("docs").unwrap();
@@ -2239,7 +2225,7 @@ mod mcp_oauth_tests {
             ))
         );
         assert_eq!(
-            docs.egress.as_ref().unwrap().redirect_uri,
+            docs.egress().unwrap().redirect_uri,
             "http://127.0.0.1:8765/callback"
         );
         assert_eq!(

@@ -796,7 +796,7 @@ pub fn watch(
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::config::{ClientAuth, Endpoint, HttpPolicy, IdentityKind, Origin, RefreshPolicy};
+    use crate::config::{ClientAuth, Endpoint, HttpPolicy, Kind, Origin, RefreshPolicy};
     use crate::identity::FetchError;
     use crate::secret::Secret;
     use std::os::unix::net::UnixDatagram;
@@ -814,19 +814,16 @@ mod tests {
                 gateway: None,
                 name: "ingress".into(),
                 file_name: "ingress.json".into(),
-                cognito: None,
-                egress: None,
-                kind: IdentityKind::OidcM2m,
+                kind: Kind::OidcM2m {
+                    audience: None,
+                    resource: None,
+                },
                 provider_label: crate::config::ProviderLabel::OidcM2m,
                 client_id: "c".into(),
                 client_secret: Some(Secret::new("s")),
                 scopes: vec![],
                 endpoint: Endpoint::TokenUrl("https://idp.invalid/token".into()),
                 client_auth: ClientAuth::Basic,
-                audience: None,
-                resource: None,
-                region: None,
-                user_pool_id: None,
                 extra_fields: vec![],
                 extra_headers: vec![],
             }),

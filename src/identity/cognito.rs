@@ -145,8 +145,8 @@ async fn client(
     policy: &HttpPolicy,
 ) -> Result<cip::Client, FetchError> {
     let region = id
-        .region
-        .clone()
+        .region()
+        .map(str::to_string)
         .ok_or_else(|| FetchError::permanent(format!("identity `{}` has no region", id.name)))?;
     let t = Duration::from_millis(policy.timeout_ms);
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
@@ -463,7 +463,7 @@ pub async fn obtain(
     existing: Option<&TokenRecord>,
     policy: &HttpPolicy,
 ) -> Result<TokenReply, FetchError> {
-    let c = id.cognito.as_ref().ok_or_else(|| {
+    let c = id.cognito().ok_or_else(|| {
         FetchError::permanent(format!(
             "identity `{}` is not a Cognito service account",
             id.name

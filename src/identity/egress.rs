@@ -13,8 +13,7 @@ use crate::config::{EgressConfig, IdentityConfig};
 use crate::providers::TokenBody;
 
 fn egress(id: &IdentityConfig) -> Result<&EgressConfig, FetchError> {
-    id.egress
-        .as_ref()
+    id.egress()
         .ok_or_else(|| FetchError::permanent(format!("`{}` is not an egress identity", id.name)))
 }
 
@@ -72,7 +71,7 @@ pub async fn discovered(http: &Http, id: &IdentityConfig) -> Result<IdentityConf
         }
     };
     let mut out = id.clone();
-    let def = &mut out.egress.as_mut().expect("egress").def;
+    let def = &mut out.egress_mut().expect("egress").def;
     for (k, slot) in [
         ("authorization_endpoint", &mut def.authorize_url),
         ("token_endpoint", &mut def.token_url),
@@ -98,7 +97,7 @@ pub async fn discovered(http: &Http, id: &IdentityConfig) -> Result<IdentityConf
 /// resource (an MCP server's canonical URL): the authorization request, the code exchange
 /// and each refresh. Other providers get none.
 pub fn resource_param(id: &IdentityConfig) -> Option<(&'static str, String)> {
-    id.resource.clone().map(|r| ("resource", r))
+    id.resource().map(|r| ("resource", r.to_string()))
 }
 
 /// Trades an authorization code (and the PKCE verifier) for tokens.

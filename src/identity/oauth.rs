@@ -604,11 +604,11 @@ pub async fn client_credentials(
     if !id.scopes.is_empty() {
         form.push(("scope", id.scopes.join(" ")));
     }
-    if let Some(a) = &id.audience {
-        form.push(("audience", a.clone()));
+    if let Some(a) = id.audience() {
+        form.push(("audience", a.to_string()));
     }
-    if let Some(r) = &id.resource {
-        form.push(("resource", r.clone()));
+    if let Some(r) = id.resource() {
+        form.push(("resource", r.to_string()));
     }
     token_request(
         http,

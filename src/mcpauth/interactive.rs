@@ -270,7 +270,7 @@ fn resolved(
     {
         *authorization_server = Some(d.issuer.clone());
     }
-    if let Some(eg) = out.egress.as_mut() {
+    if let Some(eg) = out.egress_mut() {
         eg.def.display_name = d.issuer.clone();
         eg.def.authorize_url = d.server.authorization_endpoint.clone().unwrap_or_default();
         eg.def.token_url = d.server.token_endpoint.clone();
@@ -347,8 +347,7 @@ pub async fn prepare_login(
         )));
     }
     let eg = id
-        .egress
-        .as_ref()
+        .egress()
         .ok_or_else(|| FetchError::permanent("not a login identity"))?;
     let scopes = login_scopes(&d.scopes, needed, &d.server.scopes_supported);
     let stored = if id.client_id.is_empty() {

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crate::binding;
-use crate::config::{BearerToken, Config, IdentityConfig, IdentityKind, ServerAuth, Transport};
+use crate::config::{BearerToken, Config, IdentityConfig, Kind, ServerAuth, Transport};
 use crate::store::TokenRecord;
 
 /// One server as every format needs it. Header values hold tokens: Debug hides them.
@@ -47,7 +47,7 @@ impl fmt::Debug for ServerEntry {
 /// A stored token that could split a header (written by another tool, or edited by hand)
 /// counts as no token.
 pub fn bearer_of<'a>(id: &IdentityConfig, rec: &'a TokenRecord) -> Option<&'a str> {
-    match id.cognito.as_ref().map(|c| c.bearer) {
+    match id.cognito().map(|c| c.bearer) {
         Some(BearerToken::IdToken) => rec.id_token.as_ref().map(|t| t.expose()),
         _ => Some(rec.access_token.expose()),
     }
@@ -61,18 +61,20 @@ pub fn gateway_headers(id: &IdentityConfig, rec: &TokenRecord) -> Option<Vec<(St
         format!("Bearer {}", bearer_of(id, rec)?),
     )];
     match id.kind {
-        IdentityKind::CognitoM2m | IdentityKind::CognitoPassword => {
+        Kind::CognitoM2m { .. } | Kind::CognitoPassword { .. } => {
             h.push((
                 "X-User-Pool-Id".into(),
-                id.user_pool_id.clone().unwrap_or_default(),
+                id.user_pool_id().map(str::to_string).unwrap_or_default(),
             ));
             h.push(("X-Client-Id".into(), id.client_id.clone()));
             h.push((
                 "X-Region".into(),
-                id.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                id.region()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| "us-east-1".into()),
             ));
         }
-        IdentityKind::OidcM2m | IdentityKind::Egress => {
+        Kind::OidcM2m { .. } | Kind::Egress(_) => {
             h.push(("X-Client-Id".into(), id.client_id.clone()))
         }
     }
@@ -99,9 +101,7 @@ fn bound_header(
     let mut out = vec![(header.to_string(), value)];
     // Provider extras: Atlassian's site, in the header MCP servers read it from.
     if let (Some(extra), Some(cloud)) = (
-        id.egress
-            .as_ref()
-            .and_then(|e| e.def.extras.cloud_id.as_ref()),
+        id.egress().and_then(|e| e.def.extras.cloud_id.as_ref()),
         rec.cloud_id
             .as_ref()
             .filter(|c| crate::identity::reply::header_safe(c)),
