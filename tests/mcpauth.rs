@@ -35,12 +35,24 @@ struct Proc {
 }
 
 impl Proc {
-    fn start(mut cmd: Command, what: &str) -> Proc {
+    /// Starts the server `make` builds. A start that fails or hangs (seen on a heavily
+    /// loaded shared machine) is tried once more, with more time; a second failure shows
+    /// the end of its stderr.
+    fn start(make: impl Fn() -> Command, what: &str) -> Proc {
+        match Self::try_start(make(), what, Duration::from_secs(30)) {
+            Ok(p) => p,
+            Err(first) => Self::try_start(make(), what, Duration::from_secs(60))
+                .unwrap_or_else(|second| panic!("{what} did not start: {first}; then: {second}")),
+        }
+    }
+
+    fn try_start(mut cmd: Command, what: &str, within: Duration) -> Result<Proc, String> {
+        let log = tempfile::NamedTempFile::new().unwrap();
         cmd.stdout(Stdio::piped())
             .stderr(if std::env::var_os("MCP_TEST_LOGS").is_some() {
                 Stdio::inherit()
             } else {
-                Stdio::null()
+                Stdio::from(log.reopen().unwrap())
             });
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
         let stdout = child.stdout.take().unwrap();
@@ -50,17 +62,30 @@ impl Proc {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        let Some(port) = line
+        let line = rx.recv_timeout(within).unwrap_or_default();
+        match line
             .trim()
             .strip_prefix("READY ")
             .and_then(|p| p.parse().ok())
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not start: {line:?}");
-        };
-        Proc { port, child }
+        {
+            Some(port) => Ok(Proc { port, child }),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let err = std::fs::read_to_string(log.path()).unwrap_or_default();
+                let tail: String = err
+                    .chars()
+                    .rev()
+                    .take(1500)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                Err(format!(
+                    "first line {line:?} (within {within:?}); stderr: {tail}"
+                ))
+            }
+        }
     }
 
     fn base(&self) -> String {
@@ -78,23 +103,29 @@ impl Drop for Proc {
 /// The authorization server, with extra environment (TOKEN_TTL, CLIENT_PUBLIC_KEY...).
 fn auth_server(env: &[(&str, &str)]) -> Proc {
     let dir = root().join("tests/idp");
-    let mut c = Command::new("node");
-    c.arg(dir.join("mcp-as.mjs"))
-        .current_dir(&dir)
-        .env("PORT", "0");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    Proc::start(c, "the MCP authorization server")
+    let make = || {
+        let mut c = Command::new("node");
+        c.arg(dir.join("mcp-as.mjs"))
+            .current_dir(&dir)
+            .env("PORT", "0");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c
+    };
+    Proc::start(make, "the MCP authorization server")
 }
 
 /// The MCP server (Python SDK) trusting `issuer`.
 fn mcp_server(issuer: &str, extra: &[&str]) -> Proc {
-    let mut c = Command::new(python());
-    c.arg(root().join("tests/mcp/server.py"))
-        .args(["--issuer", issuer])
-        .args(extra);
-    Proc::start(c, "the MCP server")
+    let make = || {
+        let mut c = Command::new(python());
+        c.arg(root().join("tests/mcp/server.py"))
+            .args(["--issuer", issuer])
+            .args(extra);
+        c
+    };
+    Proc::start(make, "the MCP server")
 }
 
 fn vscode_file(sb: &Sandbox) -> PathBuf {
