@@ -70,6 +70,18 @@ pub fn authorize_url(
     state: &str,
     pkce: Option<&Pkce>,
 ) -> Result<String, String> {
+    let resource = egress::resource_param(id);
+    let mut extra: Vec<(&str, &str)> = resource
+        .as_ref()
+        .map(|(k, v)| (*k, v.as_str()))
+        .into_iter()
+        .collect();
+    extra.extend(
+        eg.def
+            .auth_params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
     crate::identity::grant::authorize_url(
         &id.client_id,
         &crate::identity::grant::Authorization {
@@ -83,12 +95,7 @@ pub fn authorize_url(
                     id.scopes.join(&eg.def.scope_separator),
                 )
             }),
-            extra: eg
-                .def
-                .auth_params
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect(),
+            extra,
         },
     )
 }
@@ -511,6 +518,24 @@ pub async fn login(
     let listeners = bind(&eg.redirect_uri)
         .await
         .map_err(FetchError::permanent)?;
+    let issuer = issuer_check(http, eg.def.issuer.as_deref()).await?;
+    browser_login(id, http, opts, say, listeners, issuer).await
+}
+
+/// The browser part of a login, on listeners already bound to `redirect_uri`'s port and
+/// with the callback's `iss` check decided: authorization URL (PKCE S256, `state`, and
+/// `resource` where the identity has one), the wait for the callback, the code exchange.
+pub async fn browser_login(
+    id: &IdentityConfig,
+    http: &Http,
+    opts: LoginOptions,
+    say: &dyn Fn(String),
+    listeners: Vec<TcpListener>,
+    issuer: IssuerCheck,
+) -> Result<TokenReply, FetchError> {
+    let eg = id
+        .egress()
+        .ok_or_else(|| FetchError::permanent(format!("`{}` is not an egress identity", id.name)))?;
     let state = random_b64(32);
     let pkce = eg.def.pkce.then(Pkce::new);
     let url = authorize_url(id, eg, &state, pkce.as_ref()).map_err(FetchError::permanent)?;
@@ -530,7 +555,6 @@ pub async fn login(
     if pasted.is_some() {
         say("If the browser cannot reach this machine, paste the address it ends on here and press Enter.".into());
     }
-    let issuer = issuer_check(http, eg.def.issuer.as_deref()).await?;
     let page = if opts.open_browser {
         let p = open_browser_privately(&url);
         if p.is_none() {

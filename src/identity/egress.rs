@@ -86,6 +86,13 @@ pub async fn discovered(http: &Http, id: &IdentityConfig) -> Result<IdentityConf
     Ok(out)
 }
 
+/// RFC 8707: the `resource` parameter of every request of a login whose token is for one
+/// resource (an MCP server's canonical URL): the authorization request, the code exchange
+/// and each refresh. Other providers get none.
+pub fn resource_param(id: &IdentityConfig) -> Option<(&'static str, String)> {
+    id.resource().map(|r| ("resource", r.to_string()))
+}
+
 /// Trades an authorization code (and the PKCE verifier) for tokens.
 pub async fn exchange_code(
     http: &Http,
@@ -98,7 +105,7 @@ pub async fn exchange_code(
         code,
         verifier,
         redirect_uri: &eg.redirect_uri,
-        extra: Vec::new(),
+        extra: resource_param(id).into_iter().collect(),
     };
     grant(http, id, g).await
 }
@@ -111,7 +118,7 @@ pub async fn refresh(
 ) -> Result<TokenReply, FetchError> {
     let g = Grant::Refresh {
         refresh_token,
-        extra: Vec::new(),
+        extra: resource_param(id).into_iter().collect(),
     };
     grant(http, id, g).await
 }
