@@ -780,6 +780,16 @@ fn an_interactive_login_registers_a_client_and_the_daemon_keeps_it_working() {
     let h = sb.run(&["headers", "calc"]);
     assert_eq!(h.code, 0, "{h:?}");
     assert!(h.stdout.contains(&at), "{h:?}");
+    let t = sb.run(&["token", "calc"]);
+    assert_eq!((t.code, t.stdout.trim()), (0, at.as_str()), "{t:?}");
+    // `render` (no network) writes it again from the store.
+    std::fs::remove_file(roo_file(&sb)).unwrap();
+    let r = sb.run(&["render"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        bearer_in(&sb, &roo_file(&sb), "mcpServers"),
+        format!("Bearer {at}")
+    );
 
     // The daemon refreshes the short-lived token with the refresh token (and `resource`).
     let log = std::fs::File::create(sb.home().join("daemon.log")).unwrap();
@@ -1088,6 +1098,15 @@ fn insufficient_scope_steps_up_at_the_next_login() {
         &auth.base(),
         &["--port", &port, "--scope", "mcp:tools mcp:admin"],
     );
+    // `doctor` sends the stored token to the server and says what an editor would meet.
+    let d = sb.run(&["doctor"]);
+    assert_eq!(d.code, 1, "{d:?}");
+    assert!(
+        d.all()
+            .contains("refuses the stored token for insufficient scope")
+            && d.all().contains("mcp-credd login calc"),
+        "{d:?}"
+    );
     let r = sb.run(&["--force"]);
     assert_eq!(r.code, 4, "{r:?}");
     assert!(
@@ -1112,6 +1131,8 @@ fn insufficient_scope_steps_up_at_the_next_login() {
         "{url}"
     );
     assert_client_gets_in(&sb);
+    let d = sb.run(&["doctor"]);
+    assert!(d.all().contains("accepts the stored token"), "{d:?}");
     assert_eq!(status_of(&sb, "calc")["state"], "valid");
     drop(server);
 }
