@@ -10,13 +10,13 @@ use crate::clock::{Clock, Ts};
 use crate::config::load::{LoadOptions, Loaded, load};
 use crate::config::{Config, IdentityConfig, Origin, ServerAuth};
 use crate::daemon;
+use crate::dirs::Dirs;
 use crate::exit::Exit;
 use crate::failure::FailureKind;
 use crate::identity::oauth::Http;
 use crate::identity::reply::ExpirySource;
 use crate::refresh::{self, Outcome, token_file_name};
 use crate::render::ServerEntry;
-use crate::render::targets::Dirs;
 use crate::render::write::{Outcome as WriteOutcome, write_all};
 use crate::sanitize::escape_keep_newlines;
 use crate::schedule::plan::Expiry;
@@ -46,10 +46,31 @@ impl Ui {
     pub fn error(&self, s: impl AsRef<str>) {
         eprintln!("error: {}", escape_keep_newlines(s.as_ref()));
     }
+    /// The value, or `None` with the error printed (the caller returns its exit code).
+    fn ok<T>(&self, r: Result<T, String>) -> Option<T> {
+        r.map_err(|e| self.error(e)).ok()
+    }
+    /// Prints what a command did, or its error; `failed` is the exit code for the error.
+    fn said(&self, done: Result<Vec<String>, String>, failed: Exit) -> Exit {
+        match done {
+            Ok(said) => {
+                for s in said {
+                    self.out(s);
+                }
+                Exit::Success
+            }
+            Err(e) => {
+                self.error(e);
+                failed
+            }
+        }
+    }
 }
 
 pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, String>) -> Exit {
     let ui = Ui { quiet: cli.quiet };
+    // The user's places, from the environment handed in (never the process's own).
+    let dirs = Dirs::from_env(process_env);
     crate::render::formats::set_headers_helper(headers_helper_command(&cli));
     // Commands that make no network call need no secret: resolved only where used.
     let lazy_secrets = matches!(
@@ -81,34 +102,14 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
         }
         Some(Command::Init { from_env, force }) => {
             let source = from_env.clone().or_else(|| cli.env_file.clone());
-            return match crate::init::run(cli.config.clone(), source, *force, process_env) {
-                Ok(said) => {
-                    for s in said {
-                        ui.out(s);
-                    }
-                    Exit::Success
-                }
-                Err(e) => {
-                    ui.error(e);
-                    Exit::Config
-                }
-            };
+            let done = crate::init::run(cli.config.clone(), source, *force, process_env);
+            return ui.said(done, Exit::Config);
         }
         _ => {}
     }
     if let Some(Command::UninstallService { unit_path }) = &cli.command {
-        return match crate::service::uninstall(unit_path.clone(), process_env) {
-            Ok(said) => {
-                for s in said {
-                    ui.out(s);
-                }
-                Exit::Success
-            }
-            Err(e) => {
-                ui.error(e);
-                Exit::Failure
-            }
-        };
+        let done = crate::service::uninstall(unit_path.clone(), process_env);
+        return ui.said(done, Exit::Failure);
     }
     let opts = LoadOptions {
         config: cli.config.clone(),
@@ -151,7 +152,7 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
                 loaded.servers_unavailable.is_some(),
                 name,
                 &args,
-                &Dirs::from_env(process_env),
+                &dirs,
                 clock.as_ref(),
                 ui,
             )
@@ -171,7 +172,7 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
                 &loaded.config,
                 &loaded.warnings,
                 &facts,
-                &Dirs::from_env(process_env),
+                &dirs,
                 clock.as_ref(),
             )
             .await;
@@ -195,7 +196,9 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
                 Exit::Success
             }
         }
-        Some(Command::Daemon) => daemon_cmd(loaded, opts, process_env.clone(), clock, ui).await,
+        Some(Command::Daemon) => {
+            daemon_cmd(loaded, opts, process_env.clone(), dirs, clock, ui).await
+        }
         Some(Command::InstallService { unit_path }) => {
             install_service(&loaded, unit_path, process_env, ui)
         }
@@ -203,7 +206,7 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
             render_cmd(
                 &loaded.config,
                 loaded.servers_unavailable.is_some(),
-                &Dirs::from_env(process_env),
+                &dirs,
                 clock.as_ref(),
                 ui,
             )
@@ -218,56 +221,44 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
                 loaded.servers_unavailable.is_some(),
                 name,
                 all,
-                &Dirs::from_env(process_env),
+                &dirs,
                 clock.as_ref(),
                 ui,
             )
             .await
         }
         Some(Command::Token { name }) => token_cmd(&loaded.config, &name, clock.as_ref(), ui).await,
-        None => {
-            let dirs = Dirs::from_env(process_env);
-            oneshot(loaded, &cli.once, &dirs, clock.as_ref(), ui).await
-        }
+        None => oneshot(loaded, &cli.once, &dirs, clock.as_ref(), ui).await,
     }
 }
 
 /// What Claude Code runs for headers: this binary's `headers`, with the same config,
 /// env file and tokens directory options as this run (a shell command line).
 fn headers_helper_command(cli: &Cli) -> String {
-    let quote = |s: &str| {
-        if !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@%".contains(c))
-        {
-            s.to_string()
-        } else {
-            format!("'{}'", s.replace('\'', "'\\''"))
-        }
-    };
     let bin = std::env::current_exe()
         .ok()
         .and_then(|p| p.to_str().map(str::to_string))
         .unwrap_or_else(|| "mcp-credd".into());
-    let mut cmd = format!("{} headers", quote(&bin));
-    for (flag, v) in [
-        ("--config", &cli.config),
-        ("--env-file", &cli.env_file),
-        ("--tokens-dir", &cli.tokens_dir),
-    ] {
-        if let Some(p) = v.as_ref().and_then(|p| std::path::absolute(p).ok())
-            && let Some(p) = p.to_str()
-        {
-            cmd.push_str(&format!(" {flag} {}", quote(p)));
-        }
-    }
-    cmd
+    let abs = |v: &Option<std::path::PathBuf>| {
+        v.as_ref()
+            .and_then(|p| std::path::absolute(p).ok())
+            .and_then(|p| p.to_str().map(str::to_string))
+    };
+    crate::render::formats::helper_command(
+        &bin,
+        &[
+            ("--config", abs(&cli.config)),
+            ("--env-file", abs(&cli.env_file)),
+            ("--tokens-dir", abs(&cli.tokens_dir)),
+        ],
+    )
 }
 
 async fn daemon_cmd(
     loaded: Loaded,
     opts: LoadOptions,
     env: HashMap<String, String>,
+    dirs: Dirs,
     clock: Arc<dyn Clock>,
     ui: Ui,
 ) -> Exit {
@@ -314,7 +305,7 @@ async fn daemon_cmd(
     // A secret changed in the secrets file takes effect like a config change.
     watched.extend(
         secrets_file
-            .or_else(crate::config::load::secrets_file_path)
+            .or_else(|| dirs.secrets_file())
             .filter(|p| p.parent().is_some_and(std::path::Path::is_dir)),
     );
     let token_files = daemon::WatchedTokens::default();
@@ -333,7 +324,6 @@ async fn daemon_cmd(
         }
     };
     let notifier = daemon::sd::Notifier::new(env.get("NOTIFY_SOCKET").map(String::as_str));
-    let dirs = Dirs::from_env(&env);
     let loader: daemon::Loader = Box::new(move || load(&opts, &env));
     let d = match daemon::Daemon::new(config, store, clock, notifier, loader, dirs) {
         Ok(mut d) => {
@@ -405,37 +395,17 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
     // The servers source could not be read: keep what was written, and say so in the code.
     let keep = loaded.servers_unavailable.is_some();
     let config = loaded.config;
-    let egress_only = args.egress_only || args.provider.is_some();
-    let is_egress = |id: &IdentityConfig| id.egress().is_some();
-    // `--provider NAME` names an egress entry, or else every entry of that provider.
-    let by_name = args.provider.as_ref().is_some_and(|p| {
-        config
-            .all_identities()
-            .any(|i| is_egress(i) && &i.name == p)
-    });
-    let selected = |id: &IdentityConfig| match &args.provider {
-        Some(p) if by_name => is_egress(id) && &id.name == p,
-        Some(p) => id.egress().is_some_and(|e| &e.provider == p),
-        None => !args.ingress_only || !is_egress(id),
-    };
-    if let Some(p) = &args.provider
-        && !config.all_identities().any(selected)
-    {
-        let known: Vec<&str> = config
-            .all_identities()
-            .filter(|i| is_egress(i))
-            .map(|i| i.name.as_str())
-            .collect();
-        let known = if known.is_empty() {
-            "none is configured".to_string()
-        } else {
-            format!("configured: {}", known.join(", "))
-        };
-        ui.error(format!(
-            "no egress provider named `{p}` is configured ({known})"
-        ));
+    let choice = crate::selection::oneshot(
+        &config,
+        args.provider.as_deref(),
+        args.egress_only,
+        args.ingress_only,
+    );
+    let Some(choice) = ui.ok(choice) else {
         return Exit::Config;
-    }
+    };
+    let egress_only = choice.egress_only;
+    let is_egress = |id: &IdentityConfig| id.egress().is_some();
     let (store, http) = match open_store_and_http(&config, ui) {
         Ok(x) => x,
         Err(e) => return e,
@@ -448,8 +418,7 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
         ui.out("no ingress identity is configured");
     }
     let mut records = HashMap::new();
-    for id in config.all_identities() {
-        let run = selected(id) && (!egress_only || is_egress(id));
+    for (id, run) in choice.identities {
         let rec = if !run {
             store.read_token(&token_file_name(id)).ok().flatten()
         } else {
@@ -511,8 +480,6 @@ async fn write_editors(
     }
 }
 
-/// The stored tokens by identity, read only: nothing is created or fetched. Also says
-/// which identities have no usable token; with `usable_only`, expired ones are left out.
 /// The store and the HTTP client, for commands that may fetch tokens.
 fn open_store_and_http(config: &Config, ui: Ui) -> Result<(Store, Http), Exit> {
     let store = open_store(config, ui)?;
@@ -523,155 +490,20 @@ fn open_store_and_http(config: &Config, ui: Ui) -> Result<(Store, Http), Exit> {
     Ok((store, http))
 }
 
-fn stored_records(
-    config: &Config,
-    store: Option<&Store>,
-    clock: &dyn Clock,
-    usable_only: bool,
-) -> (HashMap<String, TokenRecord>, Vec<String>) {
-    let mut records = HashMap::new();
-    let mut problems = Vec::new();
-    let now = clock.now();
-    let get_one = "run `mcp-credd` (or start the daemon) to get one";
-    for id in config.all_identities() {
-        let rec = match store.map(|s| s.read_token(&token_file_name(id))) {
-            Some(Ok(Some(r))) => match crate::binding::mismatch(&r, id) {
-                None => r,
-                Some(why) => {
-                    let next = if id.egress().is_some() {
-                        format!("run `mcp-credd login {}`", id.name)
-                    } else {
-                        get_one.to_string()
-                    };
-                    problems.push(format!(
-                        "{}: the stored token is not used: {why}; {next}",
-                        id.name
-                    ));
-                    continue;
-                }
-            },
-            Some(Err(e)) => {
-                problems.push(e.to_string());
-                continue;
-            }
-            Some(Ok(None)) | None => {
-                problems.push(format!("{}: no stored token; {get_one}", id.name));
-                continue;
-            }
-        };
-        if let Expiry::At(t) = rec.times().expiry
-            && t <= now
-        {
-            problems.push(format!(
-                "{}: the stored token expired {} ({}); run `mcp-credd` (or start the daemon) to refresh it",
-                id.name,
-                human_utc(t),
-                relative(t, now)
-            ));
-            if usable_only {
-                continue;
-            }
-        }
-        records.insert(id.name.clone(), rec);
-    }
-    (records, problems)
-}
-
 /// `render`: every editor target from the stored tokens, without any network call.
 async fn render_cmd(config: &Config, keep: bool, dirs: &Dirs, clock: &dyn Clock, ui: Ui) -> Exit {
     let store = match open_store(config, ui) {
         Ok(s) => s,
         Err(e) => return e,
     };
-    let (records, problems) = stored_records(config, Some(&store), clock, false);
+    let (records, problems) =
+        crate::selection::stored_tokens(config, Some(&store), clock.now(), false);
     for p in &problems {
         ui.warn(p);
     }
     let entries = crate::render::entries(config, &records);
     let exit = write_editors(config, &store, dirs, &entries, keep, ui).await;
     if keep { Exit::Failure } else { exit }
-}
-
-/// How close to its expiry a token handed out by `headers` or `token` may be: less than
-/// this left and it is refreshed first (a client needs time to use it).
-const ON_DEMAND_MARGIN_MS: i64 = 60_000;
-/// Claude Code gives a headersHelper 10 s; everything `headers` does fits in this.
-const ON_DEMAND_BUDGET: std::time::Duration = std::time::Duration::from_secs(8);
-
-/// The token of `id` for immediate use: the stored one while it has more than a minute
-/// left, else a fresh one obtained under the identity's lock (another process may just have
-/// refreshed it: the store is re-read after the lock is taken).
-async fn usable_now(
-    config: &Config,
-    store: &Store,
-    http: &Http,
-    id: &IdentityConfig,
-    clock: &dyn Clock,
-) -> Result<TokenRecord, String> {
-    let now = clock.now();
-    let fresh = |r: &TokenRecord| match r.times().expiry {
-        Expiry::At(t) => t.ms_since(now) > ON_DEMAND_MARGIN_MS,
-        Expiry::Never | Expiry::Unknown => true,
-    };
-    if let Ok(Some(r)) = store.read_token(&token_file_name(id))
-        && crate::binding::matches(&r, id)
-        && fresh(&r)
-    {
-        return Ok(r);
-    }
-    // `headers` and `token` load without secrets; an empty one must not reach the provider
-    // (for a service account it would be a failed sign-in counted against the user).
-    if id.secret_unresolved() {
-        return Err(format!(
-            "{}: the token needs renewing, but its secret is not set; put it in the secrets file (~/.config/mcp-credd/env) or export it (`mcp-credd doctor` names the variable)",
-            id.name
-        ));
-    }
-    let ctx = refresh::Ctx {
-        store,
-        http,
-        policy: &config.refresh,
-        clock,
-    };
-    let (outcome, _) = refresh::ensure(id, &ctx, false).await;
-    match outcome {
-        Outcome::Reused(r) | Outcome::Refreshed(r) => match r.times().expiry {
-            Expiry::At(t) if t <= clock.now() => Err(format!(
-                "{}: the token expired and could not be renewed",
-                id.name
-            )),
-            _ => Ok(r),
-        },
-        Outcome::Failed { error, .. } => Err(format!("{}: {}", id.name, error.message)),
-    }
-}
-
-/// An HTTP client whose whole retry cycle fits in the on-demand budget.
-fn on_demand_http(config: &Config) -> Result<Http, String> {
-    let mut p = config.http;
-    p.timeout_ms = p.timeout_ms.min(3_000);
-    p.attempts = p.attempts.min(2);
-    p.max_backoff_ms = p.max_backoff_ms.min(500);
-    p.initial_backoff_ms = p.initial_backoff_ms.min(p.max_backoff_ms);
-    Http::new(p)
-}
-
-/// The identities whose tokens a server's headers carry.
-fn identities_of<'a>(config: &'a Config, auth: &ServerAuth) -> Vec<&'a IdentityConfig> {
-    let mut out = Vec::new();
-    let gateway = matches!(
-        auth,
-        ServerAuth::Gateway | ServerAuth::Identity { gateway: true, .. }
-    );
-    if gateway && let Some(i) = &config.ingress {
-        out.push(i);
-    }
-    if let ServerAuth::Identity { name, .. } = auth
-        && let Some(i) = config.identity(name)
-    {
-        out.push(i);
-    }
-    out
 }
 
 /// `headers [SERVER]`: the server's headers as one JSON object on stdout (Claude Code's
@@ -712,14 +544,14 @@ async fn headers_cmd(
         println!("{{}}");
         return Exit::Success;
     }
-    let needed = identities_of(config, &s.auth);
+    let needed = crate::selection::of_server(config, &s.auth);
     let work = async {
         let store = open_store(config, ui).map_err(|_| Vec::new())?;
-        let http = on_demand_http(config).map_err(|e| vec![e])?;
+        let http = refresh::on_demand_http(&config.http).map_err(|e| vec![e])?;
         let mut records = HashMap::new();
         let mut problems = Vec::new();
         for id in needed {
-            match usable_now(config, &store, &http, id, clock).await {
+            match refresh::usable_now(&config.refresh, &store, &http, id, clock).await {
                 Ok(r) => {
                     records.insert(id.name.clone(), r);
                 }
@@ -732,7 +564,7 @@ async fn headers_cmd(
             Err(problems)
         }
     };
-    let records = match tokio::time::timeout(ON_DEMAND_BUDGET, work).await {
+    let records = match tokio::time::timeout(refresh::ON_DEMAND_BUDGET, work).await {
         Ok(Ok(r)) => r,
         Ok(Err(problems)) => {
             for p in problems {
@@ -746,7 +578,7 @@ async fn headers_cmd(
         Err(_) => {
             ui.error(format!(
                 "no usable token for server `{server}` within {}s (the identity provider is slow or another process holds the lock); nothing printed",
-                ON_DEMAND_BUDGET.as_secs()
+                refresh::ON_DEMAND_BUDGET.as_secs()
             ));
             return Exit::Failure;
         }
@@ -783,26 +615,11 @@ async fn logout_cmd(
     let targets: Vec<&IdentityConfig> = if all {
         config.all_identities().collect()
     } else {
-        let n = name.unwrap_or_default();
-        match config
-            .all_identities()
-            .find(|i| i.name == n || i.egress().is_some_and(|e| e.provider == n))
-        {
-            Some(i) => vec![i],
-            None => {
-                let known: Vec<&str> = config.all_identities().map(|i| i.name.as_str()).collect();
-                ui.error(format!(
-                    "no identity named `{}` is configured ({})",
-                    crate::sanitize::escape(&n),
-                    if known.is_empty() {
-                        "none is".to_string()
-                    } else {
-                        format!("configured: {}", known.join(", "))
-                    }
-                ));
-                return Exit::Config;
-            }
-        }
+        let named = crate::selection::named(config, name.as_deref().unwrap_or_default());
+        let Some(id) = ui.ok(named) else {
+            return Exit::Config;
+        };
+        vec![id]
     };
     let (store, http) = match open_store_and_http(config, ui) {
         Ok(x) => x,
@@ -855,7 +672,7 @@ async fn logout_cmd(
         }
     }
     // Every editor file keeps its entries, without the headers of the tokens just removed.
-    let (records, _) = stored_records(config, Some(&store), clock, false);
+    let (records, _) = crate::selection::stored_tokens(config, Some(&store), clock.now(), false);
     let entries = crate::render::entries(config, &records);
     let exit = exit.worst(write_editors(config, &store, dirs, &entries, keep, ui).await);
     if keep {
@@ -932,28 +749,15 @@ async fn revoke_all(id: &IdentityConfig, rec: &TokenRecord, http: &Http, now: Ts
 /// `token NAME`: the identity's current access token on stdout, for scripts (like
 /// `gh auth token`); refreshed first when expired or about to expire.
 async fn token_cmd(config: &Config, name: &str, clock: &dyn Clock, ui: Ui) -> Exit {
-    let Some(id) = config
-        .all_identities()
-        .find(|i| i.name == name || i.egress().is_some_and(|e| e.provider == name))
-    else {
-        let known: Vec<&str> = config.all_identities().map(|i| i.name.as_str()).collect();
-        ui.error(format!(
-            "no identity named `{}` is configured ({})",
-            crate::sanitize::escape(name),
-            if known.is_empty() {
-                "none is".to_string()
-            } else {
-                format!("configured: {}", known.join(", "))
-            }
-        ));
+    let Some(id) = ui.ok(crate::selection::named(config, name)) else {
         return Exit::Config;
     };
     let work = async {
         let store = open_store(config, ui).map_err(|_| String::new())?;
-        let http = on_demand_http(config)?;
-        usable_now(config, &store, &http, id, clock).await
+        let http = refresh::on_demand_http(&config.http)?;
+        refresh::usable_now(&config.refresh, &store, &http, id, clock).await
     };
-    match tokio::time::timeout(ON_DEMAND_BUDGET, work).await {
+    match tokio::time::timeout(refresh::ON_DEMAND_BUDGET, work).await {
         Ok(Ok(rec)) => match crate::render::bearer_of(id, &rec) {
             Some(t) => {
                 println!("{t}");
@@ -974,7 +778,7 @@ async fn token_cmd(config: &Config, name: &str, clock: &dyn Clock, ui: Ui) -> Ex
             ui.error(format!(
                 "{}: no token within {}s",
                 id.name,
-                ON_DEMAND_BUDGET.as_secs()
+                refresh::ON_DEMAND_BUDGET.as_secs()
             ));
             Exit::Failure
         }
@@ -1034,37 +838,9 @@ async fn login_cmd(
     clock: &dyn Clock,
     ui: Ui,
 ) -> Exit {
-    let targets: Vec<&IdentityConfig> = match &name {
-        Some(n) => match config.all_identities().find(|i| {
-            i.egress().is_some() && (&i.name == n || i.egress().is_some_and(|e| &e.provider == n))
-        }) {
-            Some(i) => vec![i],
-            None => {
-                let known: Vec<&str> = config
-                    .all_identities()
-                    .filter(|i| i.egress().is_some())
-                    .map(|i| i.name.as_str())
-                    .collect();
-                ui.error(format!(
-                    "no egress provider named `{n}` is configured{}",
-                    if known.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (configured: {})", known.join(", "))
-                    }
-                ));
-                return Exit::Config;
-            }
-        },
-        None => config
-            .all_identities()
-            .filter(|i| i.egress().is_some())
-            .collect(),
-    };
-    if targets.is_empty() {
-        ui.error("no egress provider is configured: add an `egress:` entry (see README)");
+    let Some(targets) = ui.ok(crate::selection::to_log_in(config, name.as_deref())) else {
         return Exit::Config;
-    }
+    };
     let (store, http) = match open_store_and_http(config, ui) {
         Ok(x) => x,
         Err(e) => return e,
@@ -1095,7 +871,7 @@ async fn login_cmd(
         });
     }
     // Render with every stored token, so editors see the new login at once.
-    let (records, _) = stored_records(config, Some(&store), clock, false);
+    let (records, _) = crate::selection::stored_tokens(config, Some(&store), clock.now(), false);
     let entries = crate::render::entries(config, &records);
     exit.worst(write_editors(config, &store, dirs, &entries, keep, ui).await)
 }

@@ -9,11 +9,12 @@ use serde::Serialize;
 
 use crate::clock::{Clock, Ts};
 use crate::config::{Config, Endpoint, IdentityConfig};
+use crate::dirs::Dirs;
 use crate::identity::jwt;
 use crate::identity::oauth::Http;
 use crate::render::formats::syntax;
 use crate::render::jsonc::Doc;
-use crate::render::targets::{Dirs, resolve};
+use crate::render::targets::resolve;
 use crate::store::TokenRecord;
 use crate::store::atomic::euid;
 
@@ -175,7 +176,7 @@ pub fn judge_token(id: &IdentityConfig, rec: &TokenRecord, now: Ts) -> Vec<Findi
 
 /// The provider's clock against ours, from an HTTP Date header.
 pub fn judge_skew(endpoint: &str, date: Option<&str>, now: Ts) -> Option<Finding> {
-    let t = httpdate(date?)?;
+    let t = crate::timefmt::parse_http_date(date?)?;
     let skew = (t.0 - now.0) / 1000;
     let check = format!("clock {endpoint}");
     Some(if skew.abs() > 60 {
@@ -193,37 +194,6 @@ pub fn judge_skew(endpoint: &str, date: Option<&str>, now: Ts) -> Option<Finding
             None,
         )
     })
-}
-
-/// Parses an IMF-fixdate (`Sun, 22 Nov 2026 03:00:00 GMT`).
-fn httpdate(s: &str) -> Option<Ts> {
-    let p: Vec<&str> = s.split_whitespace().collect();
-    if p.len() != 6 {
-        return None;
-    }
-    let day: i64 = p[1].parse().ok()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == p[2])? as i64
-        + 1;
-    let year: i64 = p[3].parse().ok()?;
-    let hms: Vec<i64> = p[4].split(':').filter_map(|x| x.parse().ok()).collect();
-    if hms.len() != 3 {
-        return None;
-    }
-    // Days from civil (H. Hinnant).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(Ts::from_secs(
-        days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2],
-    ))
 }
 
 async fn probe(http: &Http, id: &IdentityConfig, now: Ts, out: &mut Vec<Finding>) {
@@ -262,28 +232,21 @@ async fn probe(http: &Http, id: &IdentityConfig, now: Ts, out: &mut Vec<Finding>
                 out.push(s);
             }
             if what == "discovery document" {
-                let body =
-                    crate::identity::oauth::read_capped(resp, crate::identity::oauth::REPLY_MAX)
-                        .await
-                        .unwrap_or_default();
-                let ok = serde_json::from_slice::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|d| {
-                        d.get("token_endpoint")
-                            .and_then(|v| v.as_str())
-                            .map(crate::sanitize::escape)
-                    });
-                match ok {
-                    Some(ep) => out.push(f(
+                // The document as a refresh reads it: the one discovery fetch.
+                match crate::identity::oauth::discover_token_endpoint(http, &url).await {
+                    Ok(ep) => out.push(f(
                         Level::Ok,
                         &check,
-                        format!("{what} {url} lists token_endpoint {ep}"),
+                        format!(
+                            "{what} {url} lists token_endpoint {}",
+                            crate::sanitize::escape(&ep)
+                        ),
                         None,
                     )),
-                    None => out.push(f(
+                    Err(e) => out.push(f(
                         Level::Fail,
                         &check,
-                        format!("{what} {url} (HTTP {status}) lists no token_endpoint"),
+                        e.message,
                         Some("set `token_url` or `domain`"),
                     )),
                 }
@@ -673,11 +636,6 @@ mod tests {
 
     #[test]
     fn dates_and_skew() {
-        assert_eq!(
-            httpdate("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(Ts::from_secs(784_111_777))
-        );
-        assert_eq!(httpdate("garbage"), None);
         let now = Ts::from_secs(784_111_777);
         assert_eq!(
             judge_skew("u", Some("Sun, 06 Nov 1994 08:49:40 GMT"), now)

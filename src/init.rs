@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::load::{LoadOptions, load, secrets_file_path, servers_dir_for};
+use crate::config::load::{LoadOptions, load, servers_dir_for};
+use crate::dirs::Dirs;
 
 /// The starter: every setting explained, the examples commented out. As it stands it
 /// loads and configures nothing but the default editors.
@@ -162,8 +163,9 @@ pub fn run(
     force: bool,
     process_env: &HashMap<String, String>,
 ) -> Result<Vec<String>, String> {
+    let dirs = Dirs::from_env(process_env);
     let dest = dest
-        .or_else(crate::config::load::default_config_path)
+        .or_else(|| dirs.config_file())
         .ok_or("cannot tell where the config goes (HOME is not set); pass --config PATH")?;
     let dest = std::path::absolute(&dest).unwrap_or(dest);
     if dest.exists() && !force {
@@ -192,7 +194,9 @@ pub fn run(
     }
     // Secrets first: the config refers to them.
     if !secrets.is_empty() {
-        let path = secrets_file_path().ok_or("cannot tell where the secrets file goes")?;
+        let path = dirs
+            .secrets_file()
+            .ok_or("cannot tell where the secrets file goes")?;
         // Only a missing file counts as empty: an unreadable one must not be replaced by a
         // file holding just the new secret (the user's other secrets would be lost).
         let old = match std::fs::read_to_string(&path) {

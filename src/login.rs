@@ -575,26 +575,14 @@ async fn issuer_check(http: &Http, issuer: Option<&str>) -> Result<IssuerCheck, 
         if crate::config::check_endpoint_url(&url).is_err() {
             break;
         }
-        let Ok(client) = http.client_for(&url) else {
-            break;
-        };
-        let Ok(resp) = client
-            .get(&url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-        else {
-            continue;
-        };
-        if !resp.status().is_success() {
-            continue;
-        }
-        let Ok(body) =
-            crate::identity::oauth::read_capped(resp, crate::identity::oauth::REPLY_MAX).await
-        else {
-            continue;
-        };
-        let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        let found = crate::identity::oauth::fetch_document(
+            http,
+            &url,
+            &format!("the provider's metadata {url}"),
+            FailureKind::Permanent,
+        )
+        .await;
+        let Ok(crate::identity::oauth::Document::Found(doc)) = found else {
             continue;
         };
         if let Some(named) = doc.get("issuer").and_then(|v| v.as_str())

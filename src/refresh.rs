@@ -486,6 +486,72 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
     (outcome, notes)
 }
 
+// --- Tokens on demand (`headers`, `token`) ---
+
+/// How close to its expiry a token handed out by `headers` or `token` may be: less than
+/// this left and it is refreshed first (a client needs time to use it).
+pub const ON_DEMAND_MARGIN_MS: i64 = 60_000;
+/// Claude Code gives a headersHelper 10 s; everything `headers` does fits in this.
+pub const ON_DEMAND_BUDGET: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// The token of `id` for immediate use: the stored one while it has more than a minute
+/// left, else a fresh one obtained under the identity's lock (another process may just have
+/// refreshed it: the store is re-read after the lock is taken).
+pub async fn usable_now(
+    policy: &RefreshPolicy,
+    store: &Store,
+    http: &Http,
+    id: &IdentityConfig,
+    clock: &dyn Clock,
+) -> Result<TokenRecord, String> {
+    let now = clock.now();
+    let fresh = |r: &TokenRecord| match r.times().expiry {
+        Expiry::At(t) => t.ms_since(now) > ON_DEMAND_MARGIN_MS,
+        Expiry::Never | Expiry::Unknown => true,
+    };
+    if let Ok(Some(r)) = store.read_token(&token_file_name(id))
+        && crate::binding::matches(&r, id)
+        && fresh(&r)
+    {
+        return Ok(r);
+    }
+    // `headers` and `token` load without secrets; an empty one must not reach the provider
+    // (for a service account it would be a failed sign-in counted against the user).
+    if id.secret_unresolved() {
+        return Err(format!(
+            "{}: the token needs renewing, but its secret is not set; put it in the secrets file (~/.config/mcp-credd/env) or export it (`mcp-credd doctor` names the variable)",
+            id.name
+        ));
+    }
+    let ctx = Ctx {
+        store,
+        http,
+        policy,
+        clock,
+    };
+    let (outcome, _) = ensure(id, &ctx, false).await;
+    match outcome {
+        Outcome::Reused(r) | Outcome::Refreshed(r) => match r.times().expiry {
+            Expiry::At(t) if t <= clock.now() => Err(format!(
+                "{}: the token expired and could not be renewed",
+                id.name
+            )),
+            _ => Ok(r),
+        },
+        Outcome::Failed { error, .. } => Err(format!("{}: {}", id.name, error.message)),
+    }
+}
+
+/// An HTTP client whose whole retry cycle fits in the on-demand budget.
+pub fn on_demand_http(policy: &crate::config::HttpPolicy) -> Result<Http, String> {
+    let mut p = *policy;
+    p.timeout_ms = p.timeout_ms.min(3_000);
+    p.attempts = p.attempts.min(2);
+    p.max_backoff_ms = p.max_backoff_ms.min(500);
+    p.initial_backoff_ms = p.initial_backoff_ms.min(p.max_backoff_ms);
+    Http::new(p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::config::load::{Loaded, secrets_file_path};
+use crate::config::load::Loaded;
 use crate::config::{Config, Origin};
-use crate::render::targets::{Dirs, resolve};
+use crate::dirs::Dirs;
+use crate::render::targets::resolve;
 
 /// The unit's name when installed in the default place.
 pub const UNIT_NAME: &str = "mcp-credd.service";
@@ -187,16 +188,9 @@ fn unit_env(env: &HashMap<String, String>) -> Vec<(String, String)> {
     out
 }
 
-/// `XDG_CONFIG_HOME` when set to an absolute path (the XDG rule: others are ignored).
-fn xdg_config_home(env: &HashMap<String, String>) -> Option<PathBuf> {
-    env.get("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-}
-
 /// The fix to print when the service could not load the configuration.
-fn fix_for(err: &str) -> String {
-    let secrets = secrets_file_path().map_or_else(
+fn fix_for(err: &str, dirs: &Dirs) -> String {
+    let secrets = dirs.secrets_file().map_or_else(
         || "~/.config/mcp-credd/env".into(),
         |p| p.display().to_string(),
     );
@@ -209,14 +203,8 @@ fn fix_for(err: &str) -> String {
     }
 }
 
-pub fn default_unit_path(env: &HashMap<String, String>) -> Option<PathBuf> {
-    let base = env
-        .get("XDG_CONFIG_HOME")
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| env.get("HOME").map(|h| Path::new(h).join(".config")))?;
-    Some(base.join("systemd/user").join(UNIT_NAME))
+pub fn default_unit_path(dirs: &Dirs) -> Option<PathBuf> {
+    dirs.user_units_dir().map(|d| d.join(UNIT_NAME))
 }
 
 /// The installed unit (default place) and the one `install-service` would write now, for
@@ -225,18 +213,17 @@ pub fn installed_unit(
     loaded: &Loaded,
     env: &HashMap<String, String>,
 ) -> Option<crate::doctor::UnitFacts> {
-    let path = default_unit_path(env)?;
+    let dirs = Dirs::from_env(env);
+    let path = default_unit_path(&dirs)?;
     let installed = std::fs::read_to_string(&path).ok()?;
     let wanted = (|| {
         let bin = std::env::current_exe().map_err(|e| e.to_string())?;
-        let home = env.get("HOME").map(PathBuf::from);
-        let dirs = Dirs::new(home, xdg_config_home(env), cfg!(target_os = "macos"));
         unit_text(&UnitSpec {
             bin,
             args: source_args(loaded)?,
             rw_paths: writable_dirs(&loaded.config, &dirs).0,
             notify_reload: systemd_version().is_some_and(|v| v >= 253),
-            xdg_config_home: xdg_config_home(env),
+            xdg_config_home: dirs.xdg_config_home.clone(),
         })
     })();
     Some(crate::doctor::UnitFacts {
@@ -262,14 +249,13 @@ pub fn install(
 ) -> Result<Installed, String> {
     let bin =
         std::env::current_exe().map_err(|e| format!("cannot tell where this binary is: {e}"))?;
-    let unit_path = unit_path
-        .or_else(|| default_unit_path(env))
-        .ok_or("HOME is not set; pass --unit-path")?;
-    let args = source_args(loaded)?;
     // The service sees HOME and the XDG_CONFIG_HOME the unit passes on: editor files as it
     // will find them.
-    let home = env.get("HOME").map(PathBuf::from);
-    let dirs = Dirs::new(home, xdg_config_home(env), cfg!(target_os = "macos"));
+    let dirs = Dirs::from_env(env);
+    let unit_path = unit_path
+        .or_else(|| default_unit_path(&dirs))
+        .ok_or("HOME is not set; pass --unit-path")?;
+    let args = source_args(loaded)?;
     let (rw_paths, mut notes) = writable_dirs(&loaded.config, &dirs);
     // The unit's PrivateTmp gives the service an empty /tmp: a binary there cannot start.
     if bin.starts_with("/tmp") || bin.starts_with("/var/tmp") {
@@ -283,7 +269,7 @@ pub fn install(
         args: args.clone(),
         rw_paths: rw_paths.clone(),
         notify_reload: systemd_version().is_some_and(|v| v >= 253),
-        xdg_config_home: xdg_config_home(env),
+        xdg_config_home: dirs.xdg_config_home.clone(),
     };
     let text = unit_text(&spec)?;
 
@@ -302,7 +288,7 @@ pub fn install(
         let err = err.trim().trim_start_matches("error: ");
         return Err(format!(
             "not installed: the service could not load the configuration: {err}; {}",
-            fix_for(err)
+            fix_for(err, &dirs)
         ));
     }
 
@@ -339,7 +325,7 @@ pub fn uninstall(
     env: &HashMap<String, String>,
 ) -> Result<Vec<String>, String> {
     let unit_path = unit_path
-        .or_else(|| default_unit_path(env))
+        .or_else(|| default_unit_path(&Dirs::from_env(env)))
         .ok_or("HOME is not set; pass --unit-path")?;
     let name = unit_path
         .file_name()

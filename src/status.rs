@@ -302,28 +302,9 @@ mod tests {
 
     fn rec(obtained: f64, expires: Option<f64>) -> TokenRecord {
         TokenRecord {
-            provider: "cognito_m2m".into(),
-            access_token: Secret::new("t"),
-            refresh_token: None,
-            id_token: None,
             expires_at: expires,
-            expires_at_human: None,
-            token_type: "Bearer".into(),
-            client_id: None,
-            saved_at: String::new(),
-            user_pool_id: None,
-            region: None,
-            usage_notes: None,
-            cloud_id: None,
-            scopes: None,
-            refresh_token_expires_at: None,
-            identity: None,
             obtained_at: Some(obtained),
-            expiry_source: None,
-            scope: None,
-            token_endpoint: None,
-            binding: None,
-            extra: Default::default(),
+            ..TokenRecord::bare("cognito_m2m", "t")
         }
     }
 

@@ -1,4 +1,5 @@
-//! Pure formatting of times: UTC calendar strings and short relative durations ("in 42m").
+//! The one calendar: UTC calendar strings, HTTP dates, and short relative durations
+//! ("in 42m"). Pure.
 
 use crate::clock::Ts;
 
@@ -14,6 +15,40 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Days since 1970-01-01 of a civil date (the inverse of `civil_from_days`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(month) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Parses an IMF-fixdate, the HTTP `Date` header's form (`Sun, 22 Nov 2026 03:00:00 GMT`).
+pub fn parse_http_date(s: &str) -> Option<Ts> {
+    let p: Vec<&str> = s.split_whitespace().collect();
+    if p.len() != 6 {
+        return None;
+    }
+    let day: u32 = p[1].parse().ok()?;
+    let month = MONTHS.iter().position(|m| *m == p[2])? as u32 + 1;
+    let year: i64 = p[3].parse().ok()?;
+    let hms: Vec<i64> = p[4].split(':').filter_map(|x| x.parse().ok()).collect();
+    if hms.len() != 3 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(Ts::from_secs(
+        days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2],
+    ))
 }
 
 fn parts(t: Ts) -> (i64, u32, u32, i64, i64, i64) {
@@ -85,6 +120,27 @@ mod tests {
         );
         assert_eq!(rfc3339(Ts::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(Ts::from_secs(-1)), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn the_calendar_goes_both_ways() {
+        for z in (-800_000..800_000).step_by(997) {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(days_from_civil(y, m, d), z, "{y}-{m}-{d}");
+        }
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Ts::from_secs(784_111_777))
+        );
+        assert_eq!(
+            parse_http_date(&format!(
+                "Tue, 29 Feb 2000 {} GMT",
+                &rfc3339(Ts::from_secs(951_782_400 + 3_723))[11..19]
+            )),
+            Some(Ts::from_secs(951_782_400 + 3_723))
+        );
+        assert_eq!(parse_http_date("garbage"), None);
+        assert_eq!(parse_http_date("Sun, 06 Foo 1994 08:49:37 GMT"), None);
     }
 
     #[test]

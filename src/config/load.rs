@@ -9,6 +9,7 @@ use super::env::{EnvVars, from_env};
 use super::parse::{Lookup, default_tokens_dir, parse};
 use super::services::parse_service;
 use super::{Config, ConfigError, Origin, ServerConfig};
+use crate::dirs::Dirs;
 use crate::secret::{CONFIG_FILE_MAX, read_regular_file};
 
 /// What the command line says about where to look.
@@ -46,7 +47,7 @@ pub struct Loaded {
 
 struct OsLookup<'a> {
     env: &'a EnvVars,
-    home: Option<PathBuf>,
+    dirs: &'a Dirs,
     deferred: Option<&'a std::cell::RefCell<Vec<ConfigError>>>,
 }
 
@@ -58,10 +59,10 @@ impl Lookup for OsLookup<'_> {
         crate::secret::read_secret_file(path)
     }
     fn home_dir(&self) -> Option<PathBuf> {
-        self.home.clone()
+        self.dirs.home.clone()
     }
     fn provider_files(&self) -> Result<Vec<(String, String, String)>, ConfigError> {
-        user_provider_files()
+        user_provider_files(self.dirs)
     }
     fn defer(&self, e: ConfigError) -> Result<(), ConfigError> {
         match self.deferred {
@@ -76,9 +77,8 @@ impl Lookup for OsLookup<'_> {
 
 /// The user's provider definitions (`~/.config/mcp-credd/providers/*.yaml`), as
 /// (key, file name, text), read with or without a config file.
-fn user_provider_files() -> Result<Vec<(String, String, String)>, ConfigError> {
-    let Some(dir) = default_config_path().and_then(|p| p.parent().map(|d| d.join("providers")))
-    else {
+fn user_provider_files(dirs: &Dirs) -> Result<Vec<(String, String, String)>, ConfigError> {
+    let Some(dir) = dirs.providers_dir() else {
         return Ok(Vec::new());
     };
     let Ok(rd) = std::fs::read_dir(&dir) else {
@@ -106,18 +106,6 @@ fn user_provider_files() -> Result<Vec<(String, String, String)>, ConfigError> {
     Ok(out)
 }
 
-/// `~/.config/mcp-credd/config.yaml` on Linux (honouring XDG_CONFIG_HOME), the platform's
-/// equivalent elsewhere.
-pub fn default_config_path() -> Option<PathBuf> {
-    directories::ProjectDirs::from("", "", "mcp-credd").map(|d| d.config_dir().join("config.yaml"))
-}
-
-/// The secrets file every command reads: `~/.config/mcp-credd/env` (KEY=value lines,
-/// the `.env` syntax). The process environment wins over it.
-pub fn secrets_file_path() -> Option<PathBuf> {
-    default_config_path().and_then(|p| p.parent().map(|d| d.join("env")))
-}
-
 /// Where the reference scripts keep their `.env`, relative to a gateway checkout's root.
 pub const REFERENCE_ENV_PLACES: &[&str] = &[".env", "credentials-provider/oauth/.env"];
 
@@ -129,10 +117,6 @@ pub fn servers_dir_for(env_file: &Path) -> Option<PathBuf> {
         .take(3)
         .map(|d| d.join("registry").join("servers"))
         .find(|d| d.is_dir())
-}
-
-fn home_dir() -> Option<PathBuf> {
-    directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf())
 }
 
 /// The text of a config, env, secrets or provider file: `read_regular_file`'s checks, at
@@ -245,19 +229,21 @@ pub fn load(
     if let Some(p) = &explicit_env_file {
         read_env_file(p, &mut env)?;
     }
+    // The user's places, from the environment handed in (never the process's own).
+    let dirs = Dirs::from_env(process_env);
+    // The secrets file (`~/.config/mcp-credd/env`): the process environment wins over it.
     let mut secrets_file = None;
-    if let Some(p) = secrets_file_path()
+    if let Some(p) = dirs.secrets_file()
         && read_secrets_file(&p, &mut env, &mut warnings)?
     {
         secrets_file = Some(p);
     }
-    let home = home_dir();
     let lazy = opts.lazy_secrets.then_some(&deferred);
 
     let explicit_config = opts.config.clone().or_else(|| path_var("MCP_CREDD_CONFIG"));
     let config_path = match explicit_config {
         Some(p) => Some(p),
-        None => default_config_path().filter(|p| p.exists()),
+        None => dirs.config_file().filter(|p| p.exists()),
     };
 
     let tokens_override = opts
@@ -289,7 +275,7 @@ pub fn load(
         })?;
         let lookup = OsLookup {
             env: &env,
-            home: home.clone(),
+            dirs: &dirs,
             deferred: lazy,
         };
         let parsed = parse(&text, &path, &lookup)?;
@@ -324,11 +310,11 @@ pub fn load(
             read_env_file(&abs, &mut env)?;
             implicit_env = Some(abs);
         }
-        env.provider_files = user_provider_files()?;
+        env.provider_files = user_provider_files(&dirs)?;
         env.deferred = lazy.map(|_| std::cell::RefCell::new(Vec::new()));
         let tokens_dir = default_tokens_dir(&OsLookup {
             env: &env,
-            home: home.clone(),
+            dirs: &dirs,
             deferred: None,
         });
         let from = from_env(&env, tokens_dir);
@@ -340,7 +326,8 @@ pub fn load(
             check_implicit_env(&env, path)?;
         }
         let Some(mut config) = built else {
-            let where_ = default_config_path()
+            let where_ = dirs
+                .config_file()
                 .map_or_else(|| "a config file".to_string(), |p| p.display().to_string());
             return Err(ConfigError::new(
                 "configuration",

@@ -23,12 +23,12 @@ use tracing::{error, info, warn};
 use crate::clock::{Clock, Ts};
 use crate::config::load::Loaded;
 use crate::config::{Config, ConfigError, IdentityConfig};
+use crate::dirs::Dirs;
 use crate::exit::Exit;
 use crate::failure::FailureKind;
 use crate::failure::random_unit;
 use crate::identity::oauth::Http;
 use crate::refresh::{self, Outcome, token_file_name};
-use crate::render::targets::Dirs;
 use crate::render::write::{Outcome as WriteOutcome, Report, write_all};
 use crate::render::{ServerEntry, entries};
 use crate::schedule::plan::{Expiry, TokenTimes};
@@ -840,28 +840,12 @@ mod tests {
 
     fn record(now: Ts, life_ms: i64) -> TokenRecord {
         TokenRecord {
-            provider: "oidc_m2m".into(),
-            access_token: Secret::new(format!("tok-{}", now.0)),
-            refresh_token: None,
-            id_token: None,
             expires_at: Some(now.plus_ms(life_ms).as_secs_f64()),
-            expires_at_human: None,
-            token_type: "Bearer".into(),
             client_id: Some("c".into()),
-            saved_at: String::new(),
-            user_pool_id: None,
-            region: None,
-            usage_notes: None,
-            cloud_id: None,
-            scopes: None,
-            refresh_token_expires_at: None,
             identity: Some("ingress".into()),
             obtained_at: Some(now.as_secs_f64()),
             expiry_source: Some(crate::store::record::ExpirySource::ExpiresIn),
-            scope: None,
-            token_endpoint: None,
-            binding: None,
-            extra: Default::default(),
+            ..TokenRecord::bare("oidc_m2m", &format!("tok-{}", now.0))
         }
     }
 

@@ -149,11 +149,12 @@ async fn client(
         .map(str::to_string)
         .ok_or_else(|| FetchError::permanent(format!("identity `{}` has no region", id.name)))?;
     let t = Duration::from_millis(policy.timeout_ms);
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .no_credentials()
         .region(Region::new(region))
-        .http_client(sdk_http::client(&env))
+        .http_client(sdk_http::client(
+            &crate::identity::proxy::ProxyEnv::from_process(),
+        ))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(t.min(Duration::from_secs(10)))
@@ -218,21 +219,18 @@ mod sdk_http {
     use http_body_util::BodyExt;
 
     use crate::identity::oauth::REPLY_MAX;
+    use crate::identity::proxy::ProxyEnv;
 
     pub const TOO_BIG: &str = "the reply is larger than 1024 KiB; refused";
 
-    pub fn client(env: &dyn Fn(&str) -> Option<String>) -> SharedHttpClient {
-        let https_proxy = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
-            .iter()
-            .find_map(|k| env(k));
-        let no_proxy = ["NO_PROXY", "no_proxy"].iter().find_map(|k| env(k));
-        let proxy = match https_proxy.map(|p| ProxyConfig::https(p.as_str())) {
-            Some(Ok(c)) => match &no_proxy {
+    pub fn client(env: &ProxyEnv) -> SharedHttpClient {
+        let proxy = match env.https.as_deref().map(ProxyConfig::https) {
+            Some(Ok(c)) => match &env.no_proxy {
                 Some(n) => c.no_proxy(n),
                 None => c,
             },
             Some(Err(_)) => {
-                tracing::warn!("HTTPS_PROXY (or ALL_PROXY) is not a valid proxy URL; not using it");
+                tracing::warn!("{}; not using it", crate::identity::proxy::INVALID);
                 ProxyConfig::disabled()
             }
             None => ProxyConfig::disabled(),

@@ -6,6 +6,7 @@ pub mod cognito;
 pub mod egress;
 pub mod jwt;
 pub mod oauth;
+pub mod proxy;
 pub mod reply;
 
 use std::fmt;

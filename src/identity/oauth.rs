@@ -8,6 +8,7 @@ use base64::Engine;
 use tracing::{debug, warn};
 
 use super::assertion::{ASSERTION_TYPE, SigningKey, random_jti};
+use super::proxy::ProxyEnv;
 use super::reply::{self, ReplyError, TokenReply};
 use super::{FailureKind, FetchError};
 use crate::config::{ClientAuth, Endpoint, HttpPolicy, IdentityConfig, check_endpoint_url};
@@ -46,8 +47,7 @@ impl Http {
     }
 
     pub fn new(policy: HttpPolicy) -> Result<Http, String> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        Http::with_proxy_env(policy, &env)
+        Http::with_proxy(policy, &ProxyEnv::from_process())
     }
 
     /// Everything both clients share.
@@ -68,26 +68,18 @@ impl Http {
             )
     }
 
-    /// Builds the client. Proxies: never for plain http (which goes only to loopback, and
-    /// would carry secrets in clear text to the proxy); for https, `HTTPS_PROXY` (or
-    /// `ALL_PROXY`), minus `NO_PROXY`. `HTTP_PROXY` is ignored. `localhost` is pinned to
-    /// 127.0.0.1 and ::1, never looked up, so plain http cannot leave the machine.
-    pub fn with_proxy_env(
-        policy: HttpPolicy,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Http, String> {
-        let https_proxy = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
-            .iter()
-            .find_map(|k| env(k));
+    /// Builds the client with the proxy rules of `identity::proxy`. `localhost` is pinned
+    /// to 127.0.0.1 and ::1, never looked up, so plain http cannot leave the machine.
+    pub fn with_proxy(policy: HttpPolicy, env: &ProxyEnv) -> Result<Http, String> {
         let mut proxy = None;
-        if let Some(p) = https_proxy {
-            let no_proxy = ["NO_PROXY", "no_proxy"]
-                .iter()
-                .find_map(|k| env(k))
-                .and_then(|v| reqwest::NoProxy::from_string(&v));
+        if let Some(p) = &env.https {
+            let no_proxy = env
+                .no_proxy
+                .as_deref()
+                .and_then(reqwest::NoProxy::from_string);
             proxy = Some(
-                reqwest::Proxy::https(&p)
-                    .map_err(|_| "the HTTPS_PROXY (or ALL_PROXY) variable is not a valid proxy URL; fix or unset it".to_string())?
+                reqwest::Proxy::https(p)
+                    .map_err(|_| format!("{}; fix or unset it", super::proxy::INVALID))?
                     .no_proxy(no_proxy),
             );
         }
@@ -521,6 +513,35 @@ pub async fn discover_token_endpoint(http: &Http, url: &str) -> Result<String, F
 
 /// Fetches an OIDC discovery document (bounded retries on transient failures).
 pub async fn discovery_document(http: &Http, url: &str) -> Result<serde_json::Value, FetchError> {
+    let what = format!("discovery document {url}");
+    match fetch_document(http, url, &what, FailureKind::Transient).await? {
+        Document::Found(doc) => Ok(doc),
+        Document::Absent(status) => Err(FetchError::permanent(format!(
+            "{what} answered HTTP {status}"
+        ))),
+    }
+}
+
+/// What a GET of a metadata document found.
+#[derive(Debug)]
+pub enum Document {
+    /// A JSON object.
+    Found(serde_json::Value),
+    /// The server has none there: it answered with this status (not 2xx, 408, 429, 5xx).
+    Absent(u16),
+}
+
+/// The one fetch of a JSON metadata document (OIDC discovery, RFC 8414 authorization
+/// server metadata, RFC 9728 resource metadata): a GET through `Http`, bounded retries on
+/// transport failures, 408, 429 and 5xx (honouring Retry-After), the body read capped.
+/// A body that is not a JSON object fails with `bad_body`'s kind. Every message starts
+/// with `what` (the document's name and URL).
+pub async fn fetch_document(
+    http: &Http,
+    url: &str,
+    what: &str,
+    bad_body: FailureKind,
+) -> Result<Document, FetchError> {
     check_endpoint_url(url).map_err(FetchError::permanent)?;
     let client = http.client_for(url).map_err(FetchError::permanent)?;
     with_retries(&http.policy, url, || async move {
@@ -529,32 +550,32 @@ pub async fn discovery_document(http: &Http, url: &str) -> Result<serde_json::Va
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| {
-                FetchError::transient(format!(
-                    "discovery document {url}: {}",
-                    describe_transport(&e)
-                ))
-            })?;
+            .map_err(|e| FetchError::transient(format!("{what}: {}", describe_transport(&e))))?;
         let status = resp.status().as_u16();
-        let ra = retry_after_ms(resp.headers());
         if status == 408 || status == 429 || status >= 500 {
             return Err(FetchError {
                 kind: FailureKind::Transient,
-                message: format!("discovery document {url} answered HTTP {status}"),
-                retry_after_ms: ra,
+                message: format!("{what} answered HTTP {status}"),
+                retry_after_ms: retry_after_ms(resp.headers()),
             });
         }
         if !(200..300).contains(&status) {
-            return Err(FetchError::permanent(format!(
-                "discovery document {url} answered HTTP {status}"
-            )));
+            debug!(url, status, "no document here");
+            return Ok(Document::Absent(status));
         }
         let body = read_capped(resp, REPLY_MAX)
             .await
-            .map_err(|m| FetchError::transient(format!("discovery document {url}: {m}")))?;
-        let doc: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|_| FetchError::transient(format!("discovery document {url} is not JSON")))?;
-        Ok(doc)
+            .map_err(|m| FetchError::transient(format!("{what}: {m}")))?;
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(v) if v.is_object() => Ok(Document::Found(v)),
+            _ => Err(FetchError {
+                kind: bad_body,
+                message: format!(
+                    "{what} answered HTTP {status} with something that is not a JSON metadata document"
+                ),
+                retry_after_ms: None,
+            }),
+        }
     })
     .await
 }

@@ -13,7 +13,7 @@ use crate::config::check_endpoint_url;
 use crate::failure::FailureKind;
 use crate::identity::FetchError;
 use crate::identity::oauth::{
-    Http, REPLY_MAX, describe_transport, read_capped, retry_after_ms, with_retries,
+    Document, Http, describe_transport, fetch_document, read_capped, retry_after_ms, with_retries,
 };
 use crate::sanitize::escape;
 
@@ -79,38 +79,10 @@ pub async fn probe(
 /// GETs a metadata document. `Ok(None)` when the server has none there (404 and other
 /// refusals), so the caller tries the next candidate.
 async fn fetch_metadata(http: &Http, url: &str) -> Result<Option<serde_json::Value>, FetchError> {
-    check_endpoint_url(url).map_err(FetchError::permanent)?;
-    let client = http.client_for(url).map_err(FetchError::permanent)?;
-    with_retries(&http.policy, url, || async move {
-        let resp = client
-            .get(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| FetchError::transient(format!("{url}: {}", describe_transport(&e))))?;
-        let status = resp.status().as_u16();
-        if status == 408 || status == 429 || status >= 500 {
-            return Err(FetchError {
-                kind: FailureKind::Transient,
-                message: format!("{url} answered HTTP {status}"),
-                retry_after_ms: retry_after_ms(resp.headers()),
-            });
-        }
-        if !(200..300).contains(&status) {
-            debug!(url, status, "no metadata here");
-            return Ok(None);
-        }
-        let body = read_capped(resp, REPLY_MAX)
-            .await
-            .map_err(|m| FetchError::transient(format!("{url}: {m}")))?;
-        match serde_json::from_slice::<serde_json::Value>(&body) {
-            Ok(v) if v.is_object() => Ok(Some(v)),
-            _ => Err(FetchError::permanent(format!(
-                "{url} answered HTTP {status} with something that is not a JSON metadata document"
-            ))),
-        }
-    })
-    .await
+    match fetch_document(http, url, url, FailureKind::Permanent).await? {
+        Document::Found(doc) => Ok(Some(doc)),
+        Document::Absent(_) => Ok(None),
+    }
 }
 
 /// Fetches and checks an authorization server's metadata, trying the spec's URLs in order.

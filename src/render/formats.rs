@@ -78,6 +78,28 @@ pub fn set_headers_helper(command: String) {
     let _ = HEADERS_HELPER.set(command);
 }
 
+/// The `headersHelper` shell command line: `bin headers` with the given options, each word
+/// quoted for the shell where it needs it.
+pub fn helper_command(bin: &str, options: &[(&str, Option<String>)]) -> String {
+    let quote = |s: &str| {
+        if !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@%".contains(c))
+        {
+            s.to_string()
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+    };
+    let mut cmd = format!("{} headers", quote(bin));
+    for (flag, value) in options {
+        if let Some(v) = value {
+            cmd.push_str(&format!(" {flag} {}", quote(v)));
+        }
+    }
+    cmd
+}
+
 pub fn headers_helper() -> &'static str {
     HEADERS_HELPER
         .get()
@@ -149,6 +171,22 @@ pub fn new_file(format: EditorFormat, entries: Vec<(String, Value)>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_helper_command_quotes_what_the_shell_would_split() {
+        assert_eq!(
+            helper_command(
+                "/usr/bin/mcp-credd",
+                &[
+                    ("--config", Some("/home/u/my cfg/it's.yaml".into())),
+                    ("--env-file", None),
+                    ("--tokens-dir", Some("/home/u/.oauth-tokens".into())),
+                ]
+            ),
+            "/usr/bin/mcp-credd headers --config '/home/u/my cfg/it'\\''s.yaml' --tokens-dir /home/u/.oauth-tokens"
+        );
+        assert_eq!(helper_command("", &[]), "'' headers");
+    }
 
     fn e(transport: Transport, headers: bool) -> ServerEntry {
         ServerEntry {

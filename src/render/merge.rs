@@ -136,17 +136,9 @@ pub fn merge_tree(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Transport;
     use serde_json::json;
 
-    fn e(name: &str, tok: Option<&str>) -> ServerEntry {
-        ServerEntry {
-            name: name.into(),
-            url: format!("https://gw/{name}/mcp"),
-            transport: Transport::StreamableHttp,
-            headers: tok.map(|t| vec![("X-Authorization".into(), format!("Bearer {t}"))]),
-        }
-    }
+    use crate::render::test_entry as e;
 
     fn set(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|s| s.to_string()).collect()

@@ -150,3 +150,15 @@ pub fn entries(config: &Config, records: &HashMap<String, TokenRecord>) -> Vec<S
         })
         .collect()
 }
+
+/// An entry for unit tests: server `name` at `https://gw/{name}/mcp`, with a gateway
+/// bearer header when `tok` is given.
+#[cfg(test)]
+pub(crate) fn test_entry(name: &str, tok: Option<&str>) -> ServerEntry {
+    ServerEntry {
+        name: name.into(),
+        url: format!("https://gw/{name}/mcp"),
+        transport: Transport::StreamableHttp,
+        headers: tok.map(|t| vec![("X-Authorization".into(), format!("Bearer {t}"))]),
+    }
+}

@@ -2,10 +2,10 @@
 //! pairs, with each editor's usual place on this platform (REFERENCE.md §2). Pure: the
 //! home and config directories come in as `Dirs`.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::{EditorFormat, EditorSpec};
+use crate::dirs::Dirs;
 
 /// The reference tool's copies in the tokens directory.
 pub const REFERENCE_VSCODE: &str = "vscode_mcp.json";
@@ -19,45 +19,6 @@ pub struct Target {
     /// Tokens may go into it even inside a git work tree that does not ignore it (the
     /// reference copies in tokens_dir are never checked).
     pub allow_tracked: bool,
-}
-
-/// The directories editors keep their files in.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Dirs {
-    pub home: Option<PathBuf>,
-    /// Where Electron apps (VS Code and its extensions) keep settings: `$XDG_CONFIG_HOME`
-    /// or `~/.config` on Linux, `~/Library/Application Support` on macOS.
-    pub app_config: Option<PathBuf>,
-}
-
-impl Dirs {
-    pub fn new(home: Option<PathBuf>, xdg_config_home: Option<PathBuf>, macos: bool) -> Dirs {
-        let app_config = if macos {
-            home.as_ref()
-                .map(|h| h.join("Library").join("Application Support"))
-        } else {
-            // The XDG spec says a relative value is invalid and must be ignored.
-            xdg_config_home
-                .filter(|p| p.is_absolute())
-                .or_else(|| home.as_ref().map(|h| h.join(".config")))
-        };
-        Dirs { home, app_config }
-    }
-
-    /// From the process environment (`HOME`, `XDG_CONFIG_HOME`), as the editors find them.
-    pub fn from_env(env: &HashMap<String, String>) -> Dirs {
-        let var = |k: &str| env.get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-        let home = var("HOME")
-            .or_else(|| directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf()));
-        Dirs::new(home, var("XDG_CONFIG_HOME"), cfg!(target_os = "macos"))
-    }
-
-    pub fn from_process() -> Dirs {
-        let env: HashMap<String, String> = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect();
-        Dirs::from_env(&env)
-    }
 }
 
 /// A format's usual user-level file; `None` for formats that have none (or without HOME).

@@ -16,8 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use super::ServerEntry;
 use super::merge::merge;
-use super::targets::{Dirs, Target, resolve};
+use super::targets::{Target, resolve};
 use crate::config::{EditorFormat, EditorSpec};
+use crate::dirs::Dirs;
 use crate::store::atomic::{euid, read_private, sweep_temp_files, write_atomic};
 use crate::store::{FILE_MODE, FileLock, LockError, Store};
 
@@ -549,7 +550,6 @@ fn write_target(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Transport;
     use std::os::unix::fs::symlink;
 
     struct Env {
@@ -598,14 +598,7 @@ mod tests {
         }
     }
 
-    fn e(name: &str, tok: Option<&str>) -> ServerEntry {
-        ServerEntry {
-            name: name.into(),
-            url: format!("https://gw/{name}/mcp"),
-            transport: Transport::StreamableHttp,
-            headers: tok.map(|t| vec![("X-Authorization".into(), format!("Bearer {t}"))]),
-        }
-    }
+    use crate::render::test_entry as e;
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).unwrap().mode() & 0o777

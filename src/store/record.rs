@@ -126,6 +126,38 @@ pub struct TokenRecord {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+#[cfg(test)]
+impl TokenRecord {
+    /// A record holding only a provider label and an access token, for unit tests to fill
+    /// in with `..TokenRecord::bare(..)`.
+    pub fn bare(provider: &str, access_token: &str) -> TokenRecord {
+        TokenRecord {
+            provider: provider.into(),
+            access_token: Secret::new(access_token),
+            refresh_token: None,
+            id_token: None,
+            expires_at: None,
+            expires_at_human: None,
+            token_type: "Bearer".into(),
+            client_id: None,
+            saved_at: String::new(),
+            user_pool_id: None,
+            region: None,
+            usage_notes: None,
+            cloud_id: None,
+            scopes: None,
+            refresh_token_expires_at: None,
+            identity: None,
+            obtained_at: None,
+            expiry_source: None,
+            scope: None,
+            token_endpoint: None,
+            binding: None,
+            extra: Default::default(),
+        }
+    }
+}
+
 /// What identifies the identity a token was obtained for. Not secret: names and URLs.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Binding {

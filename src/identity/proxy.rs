@@ -1,0 +1,70 @@
+//! The proxy rules both HTTP stacks follow (reqwest's `Http` and the Cognito SDK's client),
+//! read in one place: never a proxy for plain http (which goes only to loopback, and would
+//! carry secrets in clear text to the proxy); for https, `HTTPS_PROXY` (or `ALL_PROXY`),
+//! minus `NO_PROXY`. `HTTP_PROXY` is ignored.
+
+/// The proxy settings from the environment; empty values count as unset.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProxyEnv {
+    /// The proxy for https requests.
+    pub https: Option<String>,
+    /// Hosts reached without it (the `NO_PROXY` syntax).
+    pub no_proxy: Option<String>,
+}
+
+/// What to say when the proxy variable cannot be used.
+pub const INVALID: &str = "the HTTPS_PROXY (or ALL_PROXY) variable is not a valid proxy URL";
+
+impl ProxyEnv {
+    /// From a variable lookup (upper case first, as curl reads them).
+    pub fn from_lookup(env: &dyn Fn(&str) -> Option<String>) -> ProxyEnv {
+        let get = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| env(k).filter(|v| !v.trim().is_empty()))
+        };
+        ProxyEnv {
+            https: get(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]),
+            no_proxy: get(&["NO_PROXY", "no_proxy"]),
+        }
+    }
+
+    /// From the process environment.
+    pub fn from_process() -> ProxyEnv {
+        ProxyEnv::from_lookup(&|k| std::env::var(k).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_and_all_proxy_in_order_http_proxy_never() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let p = ProxyEnv::from_lookup(&env(&[
+            ("HTTP_PROXY", "http://h:1"),
+            ("all_proxy", "http://a:1"),
+            ("https_proxy", "http://s:1"),
+            ("no_proxy", "example.com"),
+        ]));
+        assert_eq!(p.https.as_deref(), Some("http://s:1"));
+        assert_eq!(p.no_proxy.as_deref(), Some("example.com"));
+        let p = ProxyEnv::from_lookup(&env(&[("HTTPS_PROXY", " "), ("ALL_PROXY", "http://a:1")]));
+        assert_eq!(
+            p.https.as_deref(),
+            Some("http://a:1"),
+            "empty counts as unset"
+        );
+        assert_eq!(
+            ProxyEnv::from_lookup(&env(&[("HTTP_PROXY", "http://h:1")])),
+            ProxyEnv::default()
+        );
+    }
+}
