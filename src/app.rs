@@ -176,17 +176,7 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
                 clock.as_ref(),
             )
             .await;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&findings).expect("findings serialize")
-                );
-            } else {
-                print!(
-                    "{}",
-                    escape_keep_newlines(&crate::doctor::render_text(&findings))
-                );
-            }
+            print_report(json, &findings, || crate::doctor::render_text(&findings));
             if findings
                 .iter()
                 .any(|f| f.level == crate::doctor::Level::Fail)
@@ -229,6 +219,18 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
         }
         Some(Command::Token { name }) => token_cmd(&loaded.config, &name, clock.as_ref(), ui).await,
         None => oneshot(loaded, &cli.once, &dirs, clock.as_ref(), ui).await,
+    }
+}
+
+/// A command's report on stdout: JSON with `--json`, else the text (escaped).
+fn print_report<T: serde::Serialize>(json: bool, report: &T, text: impl FnOnce() -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).expect("reports serialize")
+        );
+    } else {
+        print!("{}", escape_keep_newlines(&text()));
     }
 }
 
@@ -410,6 +412,7 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
         Ok(x) => x,
         Err(e) => return e,
     };
+    let ctx = refresh_ctx(&store, &http, &config.refresh, clock);
     let mut exit = if keep { Exit::Failure } else { Exit::Success };
     if egress_only && !config.all_identities().any(is_egress) {
         ui.out("no egress provider is configured; nothing to do for --egress-only");
@@ -422,8 +425,7 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
         let rec = if !run {
             store.read_token(&token_file_name(id)).ok().flatten()
         } else {
-            let (mut rec, mut ex) =
-                ensure_m2m(id, &store, &config, &http, args.force, clock, ui).await;
+            let (mut rec, mut ex) = ensure_m2m(id, &ctx, args.force, ui).await;
             // Asked for egress explicitly, by a person at a terminal: log in where a login
             // is what it takes. Unattended runs report it (exit 4) instead of waiting.
             if ex == Exit::ReauthRequired
@@ -431,7 +433,7 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
                 && is_egress(id)
                 && std::io::IsTerminal::is_terminal(&std::io::stdin())
             {
-                (rec, ex) = login_one(id, &store, &config, &http, &args.login, clock, ui).await;
+                (rec, ex) = login_one(id, &ctx, &args.login, ui).await;
             }
             exit = exit.worst(ex);
             rec
@@ -477,6 +479,21 @@ async fn write_editors(
         Exit::Success
     } else {
         Exit::Failure
+    }
+}
+
+/// What the refresh step works with, for a command that refreshes or logs in.
+fn refresh_ctx<'a>(
+    store: &'a Store,
+    http: &'a Http,
+    policy: &'a crate::config::RefreshPolicy,
+    clock: &'a dyn Clock,
+) -> refresh::Ctx<'a> {
+    refresh::Ctx {
+        store,
+        http,
+        policy,
+        clock,
     }
 }
 
@@ -788,26 +805,17 @@ async fn token_cmd(config: &Config, name: &str, clock: &dyn Clock, ui: Ui) -> Ex
 /// Logs one egress identity in and reports it.
 async fn login_one(
     id: &IdentityConfig,
-    store: &Store,
-    config: &Config,
-    http: &Http,
+    ctx: &refresh::Ctx<'_>,
     args: &crate::cli::LoginArgs,
-    clock: &dyn Clock,
     ui: Ui,
 ) -> (Option<TokenRecord>, Exit) {
-    let ctx = refresh::Ctx {
-        store,
-        http,
-        policy: &config.refresh,
-        clock,
-    };
     let say = |s: String| println!("{}", escape_keep_newlines(&s));
-    match refresh::login_and_store(id, &ctx, args.options(), &say).await {
+    match refresh::login_and_store(id, ctx, args.options(), &say).await {
         Ok(rec) => {
             ui.out(format!(
                 "{}: logged in, {}",
                 id.name,
-                describe_expiry(&rec, clock.now())
+                describe_expiry(&rec, ctx.clock.now())
             ));
             if rec.refresh_token.is_none() && rec.times().expiry != Expiry::Never {
                 ui.warn(format!(
@@ -821,7 +829,7 @@ async fn login_one(
         Err(e) => {
             ui.error(format!("{}: {}", id.name, e.message));
             (
-                store.read_token(&token_file_name(id)).ok().flatten(),
+                ctx.store.read_token(&token_file_name(id)).ok().flatten(),
                 Exit::ReauthRequired,
             )
         }
@@ -845,6 +853,7 @@ async fn login_cmd(
         Ok(x) => x,
         Err(e) => return e,
     };
+    let ctx = refresh_ctx(&store, &http, &config.refresh, clock);
     let mut exit = Exit::Success;
     for id in targets {
         // Without a name: exactly those `status` reports as needing a login.
@@ -863,7 +872,7 @@ async fn login_cmd(
                 continue;
             }
         }
-        let (_, ex) = login_one(id, &store, config, &http, args, clock, ui).await;
+        let (_, ex) = login_one(id, &ctx, args, ui).await;
         exit = exit.worst(if ex == Exit::ReauthRequired {
             Exit::Failure
         } else {
@@ -919,24 +928,15 @@ fn describe_expiry(rec: &TokenRecord, now: Ts) -> String {
 /// Runs the shared refresh step for a machine-to-machine identity and tells the user.
 async fn ensure_m2m(
     id: &IdentityConfig,
-    store: &Store,
-    config: &Config,
-    http: &Http,
+    ctx: &refresh::Ctx<'_>,
     force: bool,
-    clock: &dyn Clock,
     ui: Ui,
 ) -> (Option<TokenRecord>, Exit) {
-    let ctx = refresh::Ctx {
-        store,
-        http,
-        policy: &config.refresh,
-        clock,
-    };
-    let (outcome, notes) = refresh::ensure(id, &ctx, force).await;
+    let (outcome, notes) = refresh::ensure(id, ctx, force).await;
     for n in notes {
         ui.warn(n);
     }
-    let now = clock.now();
+    let now = ctx.clock.now();
     match outcome {
         Outcome::Reused(rec) => {
             ui.out(format!(
@@ -951,7 +951,7 @@ async fn ensure_m2m(
                 ui.warn(format!(
                     "{}: the provider gave no expiry (no expires_in, not a JWT); it will be refreshed every {}",
                     id.name,
-                    crate::timefmt::short_duration(config.refresh.unknown_expiry_interval_ms)
+                    crate::timefmt::short_duration(ctx.policy.unknown_expiry_interval_ms)
                 ));
             }
             ui.out(format!(
@@ -1040,17 +1040,7 @@ fn status_cmd(config: &Config, json: bool, clock: &dyn Clock, ui: Ui) -> Exit {
         identities: rows,
         unwritable_targets,
     };
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("status serializes")
-        );
-    } else {
-        print!(
-            "{}",
-            escape_keep_newlines(&status::render_table(&report, now))
-        );
-    }
+    print_report(json, &report, || status::render_table(&report, now));
     if report
         .identities
         .iter()
