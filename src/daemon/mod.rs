@@ -849,6 +849,16 @@ mod tests {
         }
     }
 
+    #[test]
+    fn identities_are_found_by_name_without_copies() {
+        let d = tempfile::tempdir().unwrap();
+        let ids = Identities::of(&config(d.path()));
+        let found = ids.get("ingress").unwrap();
+        // The very `Arc` the refresh tasks get: a lookup copies no identity.
+        assert!(Arc::ptr_eq(found, &ids.list[0]));
+        assert!(ids.get("nope").is_none());
+    }
+
     /// What the fake refresher answers, in turn; the last answer repeats.
     #[derive(Clone, Copy)]
     enum Answer {
