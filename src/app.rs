@@ -664,7 +664,7 @@ async fn logout_cmd(
                 "{}: the stored token belongs to another identity (the configuration changed); not revoked",
                 id.name
             )),
-            Some(r) => revoke_all(id, r, &http, clock.now(), ui).await,
+            Some(r) => revoke_all(id, r, &http, &store, clock.now(), ui).await,
         }
         match store.delete_token(&file).await {
             Ok(true) => ui.out(format!(
@@ -702,16 +702,38 @@ async fn logout_cmd(
 }
 
 /// Revokes what `rec` holds at the provider's revocation endpoint, if it has one.
-async fn revoke_all(id: &IdentityConfig, rec: &TokenRecord, http: &Http, now: Ts, ui: Ui) {
-    let url = match id.egress() {
+async fn revoke_all(
+    id: &IdentityConfig,
+    rec: &TokenRecord,
+    http: &Http,
+    store: &Store,
+    now: Ts,
+    ui: Ui,
+) {
+    // An MCP login's endpoints and client are those its token was obtained with.
+    let mcp;
+    let (id, url) = match id.egress() {
+        Some(_) if id.mcp_login().is_some() => {
+            match crate::mcpauth::interactive::for_refresh(id, http, store, rec).await {
+                Ok((resolved, _)) => {
+                    mcp = resolved;
+                    let url = mcp.egress().and_then(|e| e.def.revocation_url.clone());
+                    (&mcp, url)
+                }
+                Err(e) => {
+                    ui.warn(format!("{}: {}; not revoked", id.name, e.message));
+                    return;
+                }
+            }
+        }
         Some(_) => match crate::identity::egress::discovered(http, id).await {
-            Ok(d) => d.egress().and_then(|e| e.def.revocation_url.clone()),
+            Ok(d) => (id, d.egress().and_then(|e| e.def.revocation_url.clone())),
             Err(e) => {
                 ui.warn(format!("{}: {}; not revoked", id.name, e.message));
                 return;
             }
         },
-        None => None,
+        None => (id, None),
     };
     let Some(url) = url else {
         let until = match rec.times().expiry {
@@ -855,6 +877,7 @@ async fn login_cmd(
     };
     let ctx = refresh_ctx(&store, &http, &config.refresh, clock);
     let mut exit = Exit::Success;
+    let mut logged_in = false;
     for id in targets {
         // Without a name: exactly those `status` reports as needing a login.
         if name.is_none() {
@@ -873,11 +896,16 @@ async fn login_cmd(
             }
         }
         let (_, ex) = login_one(id, &ctx, args, ui).await;
+        logged_in |= ex == Exit::Success;
         exit = exit.worst(if ex == Exit::ReauthRequired {
             Exit::Failure
         } else {
             ex
         });
+    }
+    // A login that failed changes no file.
+    if !logged_in {
+        return exit;
     }
     // Render with every stored token, so editors see the new login at once.
     let (records, _) = crate::selection::stored_tokens(config, Some(&store), clock.now(), false);
@@ -890,6 +918,12 @@ fn no_refresh_token_hint(id: &IdentityConfig) -> String {
     let Some(eg) = id.egress() else {
         return String::new();
     };
+    if id.mcp_login().is_some() {
+        return format!(
+            "The authorization server of MCP server `{}` must allow refresh tokens for this client: ask its operator; if it wants a scope for them, add it to `scopes` under `auth.oauth`",
+            id.name
+        );
+    }
     let mut ways = Vec::new();
     let asks_offline = id.scopes.iter().any(|s| s == "offline_access");
     if !asks_offline

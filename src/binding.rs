@@ -96,14 +96,19 @@ pub fn mismatch(rec: &TokenRecord, id: &IdentityConfig) -> Option<String> {
     if b.kind != want.kind {
         return differs("kind", format!("`{}`", b.kind), format!("`{}`", want.kind));
     }
-    if b.endpoint != want.endpoint {
+    // An MCP server's interactive identity finds its issuer and (without a configured
+    // `client_id`) its client at login: the configuration alone pins only what it names.
+    // A refresh compares the rest with what discovery finds (`mcpauth::interactive`).
+    let mcp = id.mcp_login();
+    let pinned_issuer = mcp.is_none_or(|(_, issuer)| issuer.is_some());
+    if pinned_issuer && b.endpoint != want.endpoint {
         return differs(
             "token endpoint",
             format!("`{}`", b.endpoint),
             format!("`{}`", want.endpoint),
         );
     }
-    if b.client_id != want.client_id {
+    if (mcp.is_none() || !want.client_id.is_empty()) && b.client_id != want.client_id {
         return differs(
             "client",
             format!("`{}`", b.client_id),
@@ -119,7 +124,12 @@ pub fn mismatch(rec: &TokenRecord, id: &IdentityConfig) -> Option<String> {
     let mut had = b.scopes.clone();
     had.sort();
     had.dedup();
-    if had != want.scopes {
+    // An MCP login may hold more scopes than configured (a step-up asked for them).
+    let scopes_differ = match mcp {
+        Some(_) => !want.scopes.iter().all(|s| had.contains(s)),
+        None => had != want.scopes,
+    };
+    if scopes_differ {
         let list = |s: &[String]| {
             if s.is_empty() {
                 "none".to_string()
@@ -239,6 +249,69 @@ mod tests {
                 .unwrap()
                 .contains("audience none")
         );
+    }
+
+    fn mcp_login_at(
+        resource: &str,
+        client: &str,
+        issuer: Option<&str>,
+        scopes: &[&str],
+    ) -> IdentityConfig {
+        IdentityConfig {
+            kind: Kind::Egress(Box::new(crate::config::EgressConfig {
+                provider: "calc".into(),
+                def: serde_json::from_value(serde_json::json!({})).unwrap(),
+                redirect_uri: String::new(),
+                server: "calc".into(),
+                cloud_site: None,
+                resource: Some(resource.into()),
+            })),
+            provider_label: ProviderLabel::McpOauth,
+            client_id: client.into(),
+            endpoint: Endpoint::McpServer {
+                server_url: resource.into(),
+                authorization_server: issuer.map(str::to_string),
+            },
+            ..m2m("https://unused.example/token", scopes)
+        }
+    }
+
+    fn mcp_login(client: &str, issuer: Option<&str>, scopes: &[&str]) -> IdentityConfig {
+        mcp_login_at("https://calc.example/mcp", client, issuer, scopes)
+    }
+
+    #[test]
+    fn an_mcp_login_is_bound_to_what_discovery_found() {
+        // The token as obtained: issuer, registered client, the scopes asked (a step-up).
+        let got = mcp_login(
+            "dcr-1",
+            Some("https://as.example"),
+            &["mcp:tools", "mcp:read"],
+        );
+        let rec = record_for(&got);
+        // The configuration names none of them: served.
+        assert_eq!(mismatch(&rec, &mcp_login("", None, &[])), None);
+        assert_eq!(mismatch(&rec, &mcp_login("", None, &["mcp:read"])), None);
+        // What it names must agree.
+        assert!(
+            mismatch(&rec, &mcp_login("", Some("https://other.example"), &[]))
+                .unwrap()
+                .contains("token endpoint `https://as.example`")
+        );
+        assert!(
+            mismatch(&rec, &mcp_login("pre-registered", None, &[]))
+                .unwrap()
+                .contains("client `dcr-1`")
+        );
+        assert!(
+            mismatch(&rec, &mcp_login("", None, &["mcp:admin"]))
+                .unwrap()
+                .contains("scopes")
+        );
+        let moved = mcp_login_at("https://calc2.example/mcp", "", None, &[]);
+        assert!(mismatch(&rec, &moved).unwrap().contains("resource"));
+        // The same discovery result matches in full.
+        assert_eq!(mismatch(&rec, &got), None);
     }
 
     #[test]

@@ -114,9 +114,10 @@ impl LoginArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Log in to an egress provider in the browser (all that need it when NAME is omitted)
+    /// Log in in the browser: an egress provider, or an MCP server with `auth: oauth`
+    /// (all that need it when NAME is omitted)
     Login {
-        /// The egress entry's name (default: its provider)
+        /// The egress entry's name (default: its provider), or the MCP server's name
         name: Option<String>,
         #[command(flatten)]
         args: LoginArgs,

@@ -83,6 +83,9 @@ pub fn authorize_url(
             q.append_pair("code_challenge", &p.challenge);
             q.append_pair("code_challenge_method", "S256");
         }
+        if let Some((k, v)) = egress::resource_param(id) {
+            q.append_pair(k, &v);
+        }
         for (k, v) in &eg.def.auth_params {
             q.append_pair(k, v);
         }
@@ -508,6 +511,24 @@ pub async fn login(
     let listeners = bind(&eg.redirect_uri)
         .await
         .map_err(FetchError::permanent)?;
+    let issuer = issuer_check(http, eg.def.issuer.as_deref()).await?;
+    browser_login(id, http, opts, say, listeners, issuer).await
+}
+
+/// The browser part of a login, on listeners already bound to `redirect_uri`'s port and
+/// with the callback's `iss` check decided: authorization URL (PKCE S256, `state`, and
+/// `resource` where the identity has one), the wait for the callback, the code exchange.
+pub async fn browser_login(
+    id: &IdentityConfig,
+    http: &Http,
+    opts: LoginOptions,
+    say: &dyn Fn(String),
+    listeners: Vec<TcpListener>,
+    issuer: IssuerCheck,
+) -> Result<TokenReply, FetchError> {
+    let eg = id
+        .egress()
+        .ok_or_else(|| FetchError::permanent(format!("`{}` is not an egress identity", id.name)))?;
     let state = random_b64(32);
     let pkce = eg.def.pkce.then(Pkce::new);
     let url = authorize_url(id, eg, &state, pkce.as_ref()).map_err(FetchError::permanent)?;
@@ -527,7 +548,6 @@ pub async fn login(
     if pasted.is_some() {
         say("If the browser cannot reach this machine, paste the address it ends on here and press Enter.".into());
     }
-    let issuer = issuer_check(http, eg.def.issuer.as_deref()).await?;
     let page = if opts.open_browser {
         let p = open_browser_privately(&url);
         if p.is_none() {

@@ -117,12 +117,15 @@ pub fn build_record(
         // The Cognito kinds' pool and region, as the reference tool recorded them.
         user_pool_id: id.user_pool_id().map(str::to_string),
         region: id.region().map(str::to_string),
-        usage_notes: Some(match id.egress() {
-            Some(eg) => format!(
+        usage_notes: Some(match (id.egress(), id.mcp_login()) {
+            (Some(_), Some((server_url, _))) => {
+                format!("This token authenticates a person to the MCP server {server_url}")
+            }
+            (Some(eg), None) => format!(
                 "This token is for EGRESS authentication to {} external services",
                 eg.provider
             ),
-            None => usage_notes(id),
+            (None, _) => usage_notes(id),
         }),
         cloud_id: None,
         scopes: egress.then(|| match &reply.scope {
@@ -163,7 +166,101 @@ pub async fn login_and_store(
         .map_err(|e| FetchError::transient(e.to_string()))?;
     let mut state = ctx.store.read_state(&id.name);
     state.last_attempt_at = Some(ctx.clock.now().as_secs_f64());
-    let result = async {
+    let result = if id.mcp_login().is_some() {
+        mcp_login_and_store(id, ctx, opts, say, &mut state).await
+    } else {
+        login_and_store_egress(id, ctx, opts, say).await
+    };
+    match &result {
+        Ok(_) => {
+            state.last_success_at = Some(ctx.clock.now().as_secs_f64());
+            state.last_error = None;
+            state.last_error_kind = None;
+        }
+        Err(e) => {
+            state.last_error = Some(e.message.clone());
+            state.last_error_kind = Some(e.kind);
+        }
+    }
+    let _ = ctx.store.write_state(&id.name, &state).await;
+    result
+}
+
+/// The login to an MCP server with `auth: oauth`: discovery, the client (registered when
+/// needed), the browser login with `resource`, then one request to the server with the
+/// new token. A token the server refuses is not stored; for too few scopes the scopes it
+/// wants are recorded, so the next login asks for them too.
+async fn mcp_login_and_store(
+    id: &IdentityConfig,
+    ctx: &Ctx<'_>,
+    opts: crate::login::LoginOptions,
+    say: &dyn Fn(String),
+    state: &mut crate::store::IdentityState,
+) -> Result<TokenRecord, FetchError> {
+    use crate::mcpauth::interactive::{self, Standing};
+    if opts.device {
+        return Err(FetchError::permanent(format!(
+            "`{}` is an MCP server: its login runs in a browser (authorization code with PKCE), not with a device code; run `mcp-credd login {}` (with --no-browser on a machine without one)",
+            id.name, id.name
+        )));
+    }
+    let (server_url, _) = id.mcp_login().expect("an MCP login");
+    let p = interactive::prepare_login(
+        id,
+        ctx.http,
+        ctx.store,
+        ctx.clock.now(),
+        &state.step_up_scopes,
+        say,
+    )
+    .await?;
+    let sent_at = ctx.clock.now();
+    let reply = crate::login::browser_login(&p.id, ctx.http, opts, say, p.listeners, p.issuer)
+        .await
+        .map_err(|e| match e.kind {
+            FailureKind::ReauthRequired => FetchError::permanent(e.message),
+            _ => e,
+        })?;
+    match interactive::token_standing(ctx.http, server_url, reply.access_token.expose()).await {
+        Standing::Accepted => {}
+        Standing::InsufficientScope {
+            wanted,
+            description,
+        } => {
+            let next = interactive::step_up_scopes(&p.id.scopes, wanted.as_deref(), &p.discovered);
+            let message = interactive::step_up_message(
+                &id.name,
+                server_url,
+                &p.id.scopes,
+                &next,
+                description.as_deref(),
+            );
+            state.step_up_scopes = next;
+            return Err(FetchError::permanent(message));
+        }
+        Standing::Refused(m) => return Err(FetchError::permanent(m)),
+    }
+    let token_url =
+        p.id.egress()
+            .map(|e| e.def.token_url.clone())
+            .unwrap_or_default();
+    let rec = build_record(&p.id, &reply, sent_at, &token_url);
+    ctx.store
+        .write_token(&id.file_name, &rec)
+        .await
+        .map_err(store_failure)?;
+    state.step_up_scopes.clear();
+    Ok(rec)
+}
+
+/// A provider login (`egress:`), stored.
+async fn login_and_store_egress(
+    id: &IdentityConfig,
+    ctx: &Ctx<'_>,
+    opts: crate::login::LoginOptions,
+    say: &dyn Fn(String),
+) -> Result<TokenRecord, FetchError> {
+    async {
         let id = &egress::discovered(ctx.http, id).await?;
         let reply = crate::login::login(id, ctx.http, opts, say).await?;
         let eg = id.egress().expect("login is for egress identities");
@@ -197,20 +294,7 @@ pub async fn login_and_store(
         }
         Ok::<_, FetchError>(rec)
     }
-    .await;
-    match &result {
-        Ok(_) => {
-            state.last_success_at = Some(ctx.clock.now().as_secs_f64());
-            state.last_error = None;
-            state.last_error_kind = None;
-        }
-        Err(e) => {
-            state.last_error = Some(e.message.clone());
-            state.last_error_kind = Some(e.kind);
-        }
-    }
-    let _ = ctx.store.write_state(&id.name, &state).await;
-    result
+    .await
 }
 
 fn reauth(message: String) -> FetchError {
@@ -243,7 +327,16 @@ async fn refresh_egress(
             "the token expired and the provider gave no refresh token: {login}"
         )));
     };
-    let id = &egress::discovered(ctx.http, id).await?;
+    let mcp = match id.mcp_login() {
+        Some(_) => {
+            Some(crate::mcpauth::interactive::for_refresh(id, ctx.http, ctx.store, rec).await?)
+        }
+        None => None,
+    };
+    let id = &match &mcp {
+        Some((resolved, _)) => resolved.clone(),
+        None => egress::discovered(ctx.http, id).await?,
+    };
     let token_url = id
         .egress()
         .map(|e| e.def.token_url.clone())
@@ -283,8 +376,15 @@ async fn refresh_egress(
             if new.refresh_token_expires_at.is_none() {
                 new.refresh_token_expires_at = rec.refresh_token_expires_at;
             }
+            if let Some((_, d)) = &mcp {
+                check_refreshed_mcp_token(id, ctx, d, &new).await?;
+            }
             Ok(new)
         }
+        Err(e) if mcp.is_some() && e.message.contains("invalid_client") => Err(reauth(format!(
+            "{}; the authorization server no longer knows client `{}`: {login} (it registers again)",
+            e.message, id.client_id
+        ))),
         Err(e) if e.kind == FailureKind::ReauthRequired => {
             // Another process (one that does not take our lock) may have refreshed and
             // rotated the grant meanwhile: its token is good.
@@ -298,6 +398,52 @@ async fn refresh_egress(
             Err(reauth(format!("{}; {login}", e.message)))
         }
         Err(e) => Err(e),
+    }
+}
+
+/// After a refresh of an MCP server's login: one request to the server with the new
+/// token. A token it refuses is stored all the same (the refresh token may have rotated,
+/// so the old one is spent), and a login is asked for; for too few scopes, the scopes the
+/// server wants are recorded so that the login asks for them too.
+async fn check_refreshed_mcp_token(
+    id: &IdentityConfig,
+    ctx: &Ctx<'_>,
+    d: &crate::mcpauth::discover::Discovered,
+    new: &TokenRecord,
+) -> Result<(), FetchError> {
+    use crate::mcpauth::interactive::{self, Standing};
+    let Some((server_url, _)) = id.mcp_login() else {
+        return Ok(());
+    };
+    let standing =
+        interactive::token_standing(ctx.http, server_url, new.access_token.expose()).await;
+    if standing == Standing::Accepted {
+        return Ok(());
+    }
+    ctx.store
+        .write_token(&id.file_name, new)
+        .await
+        .map_err(store_failure)?;
+    match standing {
+        Standing::InsufficientScope {
+            wanted,
+            description,
+        } => {
+            let next = interactive::step_up_scopes(&id.scopes, wanted.as_deref(), d);
+            let message = interactive::step_up_message(
+                &id.name,
+                server_url,
+                &id.scopes,
+                &next,
+                description.as_deref(),
+            );
+            let mut st = ctx.store.read_state(&id.name);
+            st.step_up_scopes = next;
+            let _ = ctx.store.write_state(&id.name, &st).await;
+            Err(reauth(message))
+        }
+        Standing::Refused(m) => Err(FetchError::permanent(m)),
+        Standing::Accepted => Ok(()),
     }
 }
 
@@ -426,8 +572,6 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
             id.name
         ));
     }
-    let mut state = ctx.store.read_state(&id.name);
-    state.last_attempt_at = Some(now.as_secs_f64());
     tracing::info!(identity = %id.name, force, "requesting a new token");
     let result = async {
         match &id.kind {
@@ -455,6 +599,15 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
         Ok::<_, FetchError>(build_record(id, &reply, sent_at, &url))
     }
     .await;
+    // Read after the attempt: it may have recorded something (an MCP step-up).
+    let mut state = ctx.store.read_state(&id.name);
+    state.last_attempt_at = Some(now.as_secs_f64());
+    // What is stored now: a failed attempt leaves the file as it was, except for an MCP
+    // token whose rotated refresh token had to be kept.
+    let stored_now = |existing: Option<TokenRecord>| match ctx.store.read_token(&file) {
+        Ok(r) => r,
+        Err(_) => existing,
+    };
     let outcome = match result {
         Ok(rec) => match ctx.store.write_token(&file, &rec).await {
             Ok(()) => {
@@ -471,8 +624,8 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
         },
         Err(error) => Outcome::Failed {
             error,
-            // The file stays as it was; a token of another identity is not "kept" for use.
-            kept: existing.filter(|r| crate::binding::matches(r, id)),
+            // A token of another identity is not "kept" for use.
+            kept: stored_now(existing).filter(|r| crate::binding::matches(r, id)),
         },
     };
     if let Outcome::Failed { error, .. } = &outcome {
@@ -585,6 +738,7 @@ mod tests {
                 redirect_uri: "http://localhost:8080/callback".into(),
                 server: provider.into(),
                 cloud_site: None,
+                resource: None,
             })),
         }
     }

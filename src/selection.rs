@@ -42,8 +42,8 @@ pub fn named<'a>(config: &'a Config, name: &str) -> Result<&'a IdentityConfig, S
         })
 }
 
-/// The egress identities `login [NAME]` means: the one named (by its name or its
-/// provider's), or all of them.
+/// The identities `login [NAME]` means (provider logins and MCP servers with `auth:
+/// oauth`): the one named (by its name or its provider's), or all of them.
 pub fn to_log_in<'a>(
     config: &'a Config,
     name: Option<&str>,
@@ -60,7 +60,7 @@ pub fn to_log_in<'a>(
         Some(n) if chosen.is_empty() => {
             let names: Vec<&str> = egress().map(|i| i.name.as_str()).collect();
             Err(format!(
-                "no egress provider named `{}` is configured{}",
+                "no egress provider or MCP server with `auth: oauth` named `{}` is configured{}",
                 crate::sanitize::escape(n),
                 if names.is_empty() {
                     String::new()
@@ -70,7 +70,7 @@ pub fn to_log_in<'a>(
             ))
         }
         _ if chosen.is_empty() => {
-            Err("no egress provider is configured: add an `egress:` entry (see README)".into())
+            Err("nothing to log in to: add an `egress:` entry or a server with `auth: oauth` (see README)".into())
         }
         _ => Ok(chosen),
     }

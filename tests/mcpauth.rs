@@ -35,8 +35,25 @@ struct Proc {
 }
 
 impl Proc {
-    fn start(mut cmd: Command, what: &str) -> Proc {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    /// Starts the server `make` builds. A start that fails or hangs (seen on a heavily
+    /// loaded shared machine) is tried once more, with more time; a second failure shows
+    /// the end of its stderr.
+    fn start(make: impl Fn() -> Command, what: &str) -> Proc {
+        match Self::try_start(make(), what, Duration::from_secs(30)) {
+            Ok(p) => p,
+            Err(first) => Self::try_start(make(), what, Duration::from_secs(60))
+                .unwrap_or_else(|second| panic!("{what} did not start: {first}; then: {second}")),
+        }
+    }
+
+    fn try_start(mut cmd: Command, what: &str, within: Duration) -> Result<Proc, String> {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        cmd.stdout(Stdio::piped())
+            .stderr(if std::env::var_os("MCP_TEST_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::from(log.reopen().unwrap())
+            });
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
@@ -45,17 +62,30 @@ impl Proc {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        let Some(port) = line
+        let line = rx.recv_timeout(within).unwrap_or_default();
+        match line
             .trim()
             .strip_prefix("READY ")
             .and_then(|p| p.parse().ok())
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not start: {line:?}");
-        };
-        Proc { port, child }
+        {
+            Some(port) => Ok(Proc { port, child }),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let err = std::fs::read_to_string(log.path()).unwrap_or_default();
+                let tail: String = err
+                    .chars()
+                    .rev()
+                    .take(1500)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                Err(format!(
+                    "first line {line:?} (within {within:?}); stderr: {tail}"
+                ))
+            }
+        }
     }
 
     fn base(&self) -> String {
@@ -73,23 +103,29 @@ impl Drop for Proc {
 /// The authorization server, with extra environment (TOKEN_TTL, CLIENT_PUBLIC_KEY...).
 fn auth_server(env: &[(&str, &str)]) -> Proc {
     let dir = root().join("tests/idp");
-    let mut c = Command::new("node");
-    c.arg(dir.join("mcp-as.mjs"))
-        .current_dir(&dir)
-        .env("PORT", "0");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    Proc::start(c, "the MCP authorization server")
+    let make = || {
+        let mut c = Command::new("node");
+        c.arg(dir.join("mcp-as.mjs"))
+            .current_dir(&dir)
+            .env("PORT", "0");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c
+    };
+    Proc::start(make, "the MCP authorization server")
 }
 
 /// The MCP server (Python SDK) trusting `issuer`.
 fn mcp_server(issuer: &str, extra: &[&str]) -> Proc {
-    let mut c = Command::new(python());
-    c.arg(root().join("tests/mcp/server.py"))
-        .args(["--issuer", issuer])
-        .args(extra);
-    Proc::start(c, "the MCP server")
+    let make = || {
+        let mut c = Command::new(python());
+        c.arg(root().join("tests/mcp/server.py"))
+            .args(["--issuer", issuer])
+            .args(extra);
+        c
+    };
+    Proc::start(make, "the MCP server")
 }
 
 fn vscode_file(sb: &Sandbox) -> PathBuf {
@@ -498,4 +534,584 @@ servers:
         jwt_claims(tok["access_token"].as_str().unwrap())["client_id"],
         "agent-jwt"
     );
+}
+
+// --- The interactive login (`auth: oauth`): discovery, dynamic client registration,
+// authorization code + PKCE S256 + `resource`, a real headless Chromium at the
+// authorization server's login and consent pages.
+
+fn login_config(sb: &Sandbox, server: &Proc, oauth: &str) -> String {
+    format!(
+        "editors:
+  - {{format: vscode, path: {}}}
+  - {{format: roo, path: {}}}
+http:
+  timeout: 5s
+  attempts: 2
+  initial_backoff: 100ms
+refresh:
+  before_expiry: 2s
+  check_interval: 500ms
+servers:
+  - name: calc
+    url: {}/mcp
+{oauth}",
+        vscode_file(sb).display(),
+        roo_file(sb).display(),
+        server.base()
+    )
+}
+
+const BARE: &str = "    auth: oauth\n";
+
+type Lines = std::sync::Arc<std::sync::Mutex<String>>;
+
+/// `mcp-credd login calc --no-browser` running, the authorization URL it printed (a line
+/// starting with the authorization server's base), and all it prints.
+fn start_login(sb: &Sandbox, auth: &Proc) -> (Child, String, Lines) {
+    let mut c = sb.command(&["login", "calc", "--no-browser", "--timeout", "60"]);
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let prefix = auth.base();
+    let lines: Lines = Default::default();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&format!("{line}\n"));
+            if line.trim().starts_with(&prefix) {
+                let _ = tx.send(line.trim().to_string());
+            }
+        }
+    });
+    let Ok(url) = rx.recv_timeout(Duration::from_secs(20)) else {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "login printed no URL: {}\n{}",
+            lines.lock().unwrap(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    (child, url, lines)
+}
+
+fn finish(mut child: Child, lines: &Lines) -> Run {
+    let end = Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            // The reader thread has seen everything once the pipe closed.
+            std::thread::sleep(Duration::from_millis(100));
+            return Run {
+                code: st.code().unwrap_or(-1),
+                stdout: lines.lock().unwrap().clone(),
+                stderr: err,
+            };
+        }
+        assert!(Instant::now() < end, "login did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Plays the person at the authorization server: a real headless Chromium through its
+/// login and consent pages (`browser`), or the same forms over plain HTTP.
+fn play_user(url: &str, browser: bool) {
+    let script = if browser {
+        assert!(
+            Path::new("/usr/bin/chromium").exists(),
+            "chromium is missing: run scripts/test-deps.sh"
+        );
+        "browser-login.mjs"
+    } else {
+        "drive-login.mjs"
+    };
+    let out = Command::new("node")
+        .arg(root().join("tests/idp").join(script))
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A whole `login calc`; returns its output and the authorization URL.
+fn login(sb: &Sandbox, auth: &Proc, browser: bool) -> (Run, String) {
+    let (child, url, lines) = start_login(sb, auth);
+    play_user(&url, browser);
+    (finish(child, &lines), url)
+}
+
+fn query(url: &str, key: &str) -> Option<String> {
+    let u = reqwest_url(url);
+    u.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+/// The query pairs of a URL, percent-decoded.
+fn reqwest_url(url: &str) -> Vec<(String, String)> {
+    let q = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// The client registrations mcp-credd keeps in the tokens directory.
+fn registrations(sb: &Sandbox) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(sb.tokens())
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("mcp-client-"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn status_of(sb: &Sandbox, name: &str) -> serde_json::Value {
+    let st = sb.run(&["status", "--json"]);
+    let j: serde_json::Value =
+        serde_json::from_str(&st.stdout).unwrap_or_else(|_| panic!("{st:?}"));
+    j["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not in {j}"))
+}
+
+#[test]
+fn an_interactive_login_registers_a_client_and_the_daemon_keeps_it_working() {
+    let auth = auth_server(&[("TOKEN_TTL", "15")]);
+    let server = mcp_server(&auth.base(), &[]);
+    let sb = Sandbox::new();
+    sb.write_config(&login_config(&sb, &server, BARE));
+    // Before any login: `status` says one is needed, and the one-shot says so (exit 4).
+    assert_eq!(status_of(&sb, "calc")["state"], "needs_login");
+    let r = sb.run(&[]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(r.stderr.contains("mcp-credd login calc"), "{r:?}");
+
+    let (r, url) = login(&sb, &auth, true);
+    assert_eq!(r.code, 0, "{r:?}");
+    let resource = format!("{}/mcp", server.base());
+    assert_eq!(
+        query(&url, "resource").as_deref(),
+        Some(resource.as_str()),
+        "{url}"
+    );
+    assert_eq!(
+        query(&url, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert!(query(&url, "state").is_some_and(|s| s.len() >= 32), "{url}");
+    let scope = query(&url, "scope").unwrap();
+    assert!(
+        scope.split(' ').any(|s| s == "mcp:tools"),
+        "the server's scope: {url}"
+    );
+    assert!(r.stdout.contains("registered mcp-credd as client"), "{r:?}");
+    // The registration: one file for this issuer, 0600, a public client.
+    let regs = registrations(&sb);
+    assert_eq!(regs.len(), 1, "{regs:?}");
+    assert_eq!(mode(&regs[0]), 0o600);
+    let reg = sb.read_json(&regs[0]);
+    let client_id = reg["client_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        query(&url, "client_id").as_deref(),
+        Some(client_id.as_str())
+    );
+    assert_eq!(reg["issuer"], auth.base().as_str());
+    assert!(reg.get("client_secret").is_none(), "{reg}");
+
+    let file = sb.tokens().join("calc.json");
+    assert_eq!(mode(&file), 0o600);
+    let tok = sb.read_json(&file);
+    assert!(tok["refresh_token"].is_string(), "{tok}");
+    let at = tok["access_token"].as_str().unwrap().to_string();
+    let claims = jwt_claims(&at);
+    assert_eq!(claims["aud"], resource.as_str(), "{claims}");
+    assert_eq!(claims["client_id"], client_id.as_str());
+    assert_eq!(tok["binding"]["endpoint"], auth.base().as_str());
+    assert_eq!(tok["binding"]["resource"], resource.as_str());
+    assert_eq!(
+        bearer_in(&sb, &vscode_file(&sb), "servers"),
+        format!("Bearer {at}")
+    );
+    assert_eq!(
+        bearer_in(&sb, &roo_file(&sb), "mcpServers"),
+        format!("Bearer {at}")
+    );
+    // The official MCP client gets in with only what the editor files say.
+    assert_client_gets_in(&sb);
+    assert_eq!(status_of(&sb, "calc")["state"], "valid");
+    let h = sb.run(&["headers", "calc"]);
+    assert_eq!(h.code, 0, "{h:?}");
+    assert!(h.stdout.contains(&at), "{h:?}");
+
+    // The daemon refreshes the short-lived token with the refresh token (and `resource`).
+    let log = std::fs::File::create(sb.home().join("daemon.log")).unwrap();
+    let mut c = sb.command(&["daemon"]);
+    c.stdout(Stdio::null()).stderr(log);
+    let mut daemon = c.spawn().unwrap();
+    let first_exp = claims["exp"].as_f64().unwrap();
+    let read_at = || {
+        std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["access_token"].as_str().map(str::to_string))
+    };
+    let end = Instant::now() + Duration::from_secs(40);
+    let refreshed = loop {
+        let cur = read_at();
+        if now_secs() > first_exp + 1.0
+            && let Some(cur) = cur.filter(|t| *t != at)
+            && bearer_in(&sb, &roo_file(&sb), "mcpServers") == format!("Bearer {cur}")
+            && bearer_in(&sb, &vscode_file(&sb), "servers") == format!("Bearer {cur}")
+        {
+            break cur;
+        }
+        assert!(
+            Instant::now() < end,
+            "the daemon did not refresh: {}",
+            std::fs::read_to_string(sb.home().join("daemon.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // SAFETY: kill(2) on the PID of a child we started.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let _ = daemon.wait();
+    let c2 = jwt_claims(&refreshed);
+    assert_eq!(
+        c2["aud"],
+        resource.as_str(),
+        "refreshed with `resource`: {c2}"
+    );
+    assert_eq!(c2["client_id"], client_id.as_str());
+    assert_client_gets_in(&sb);
+
+    // A second login reuses the registration: no new client, the file untouched.
+    let reg_before = std::fs::read(&regs[0]).unwrap();
+    let (r, url) = login(&sb, &auth, false);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stdout.contains("registered mcp-credd"), "{r:?}");
+    assert_eq!(
+        query(&url, "client_id").as_deref(),
+        Some(client_id.as_str())
+    );
+    assert_eq!(registrations(&sb), regs);
+    assert_eq!(std::fs::read(&regs[0]).unwrap(), reg_before);
+    let tok = sb.read_json(&file);
+    assert_eq!(
+        jwt_claims(tok["access_token"].as_str().unwrap())["client_id"],
+        client_id.as_str()
+    );
+    assert_client_gets_in(&sb);
+
+    // logout forgets the token and takes our header out of both files; the registration stays.
+    let r = sb.run(&["logout", "calc"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!file.exists());
+    assert!(
+        sb.read_json(&vscode_file(&sb))["servers"]["calc"]["headers"]["Authorization"].is_null()
+    );
+    assert_eq!(registrations(&sb), regs);
+    assert_eq!(status_of(&sb, "calc")["state"], "needs_login");
+}
+
+/// A login that fails before any browser: a clear error naming `expect`, no token, no
+/// registration, and the user's editor file exactly as it was.
+fn login_fails_cleanly(sb: &Sandbox, expect: &[&str]) -> Run {
+    std::fs::create_dir_all(vscode_file(sb).parent().unwrap()).unwrap();
+    let mine = "{\n  // my own\n  \"servers\": {}\n}\n";
+    std::fs::write(vscode_file(sb), mine).unwrap();
+    let r = sb.run(&["login", "calc", "--no-browser", "--timeout", "10"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    for e in expect {
+        assert!(r.stderr.contains(e), "expected {e:?} in: {r:?}");
+    }
+    assert!(
+        !r.stdout.contains("open this URL"),
+        "a login was started: {r:?}"
+    );
+    assert!(!sb.tokens().join("calc.json").exists(), "{r:?}");
+    assert!(registrations(sb).is_empty(), "{r:?}");
+    assert_eq!(std::fs::read_to_string(vscode_file(sb)).unwrap(), mine);
+    r
+}
+
+#[test]
+fn an_authorization_server_without_s256_is_refused() {
+    let auth = auth_server(&[("NO_S256", "1")]);
+    let server = mcp_server(&auth.base(), &[]);
+    let sb = Sandbox::new();
+    sb.write_config(&login_config(&sb, &server, BARE));
+    login_fails_cleanly(
+        &sb,
+        &[
+            "calc: authorization server",
+            "does not announce PKCE S256 (code_challenge_methods_supported)",
+        ],
+    );
+}
+
+#[test]
+fn a_refused_registration_is_a_clear_error() {
+    let auth = auth_server(&[("REGISTRATION", "closed")]);
+    let server = mcp_server(&auth.base(), &[]);
+    let sb = Sandbox::new();
+    sb.write_config(&login_config(&sb, &server, BARE));
+    login_fails_cleanly(
+        &sb,
+        &[
+            "refused to register mcp-credd as a client",
+            &format!("{}/reg", auth.base()),
+            "set `client_id`",
+        ],
+    );
+    assert_eq!(status_of(&sb, "calc")["state"], "needs_login");
+}
+
+#[test]
+fn a_login_to_a_server_without_metadata_is_a_clear_error() {
+    let server = mcp_server("http://127.0.0.1:9", &["--no-metadata"]);
+    let sb = Sandbox::new();
+    sb.write_config(&login_config(&sb, &server, BARE));
+    login_fails_cleanly(
+        &sb,
+        &[
+            "does not announce its authorization",
+            "authorization_server",
+        ],
+    );
+}
+
+#[test]
+fn a_pre_registered_client_logs_in_without_registering() {
+    let auth = auth_server(&[]);
+    let server = mcp_server(&auth.base(), &[]);
+    let sb = Sandbox::new();
+    // Register a client the way an operator would, outside mcp-credd.
+    let port = closed_port();
+    let redirect = format!("http://127.0.0.1:{port}/cb");
+    let reg = Command::new("node")
+        .arg("-e")
+        .arg(format!(
+            "fetch('{}/reg',{{method:'POST',headers:{{'content-type':'application/json'}},body:JSON.stringify({{application_type:'native',redirect_uris:['{redirect}'],grant_types:['authorization_code','refresh_token'],response_types:['code'],token_endpoint_auth_method:'none'}})}}).then(r=>r.json()).then(j=>console.log(j.client_id))",
+            auth.base()
+        ))
+        .output()
+        .unwrap();
+    let client_id = String::from_utf8_lossy(&reg.stdout).trim().to_string();
+    assert!(!client_id.is_empty(), "{reg:?}");
+    sb.write_config(&login_config(
+        &sb,
+        &server,
+        &format!(
+            "    auth:\n      oauth:\n        client_id: {client_id}\n        redirect_uri: {redirect}\n        authorization_server: {}\n        scopes: [mcp:tools]\n",
+            auth.base()
+        ),
+    ));
+    let (r, url) = login(&sb, &auth, false);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        query(&url, "client_id").as_deref(),
+        Some(client_id.as_str())
+    );
+    assert_eq!(
+        query(&url, "redirect_uri").as_deref(),
+        Some(redirect.as_str())
+    );
+    assert!(!r.stdout.contains("registered mcp-credd"), "{r:?}");
+    assert!(registrations(&sb).is_empty());
+    assert_client_gets_in(&sb);
+    // A one-shot refresh uses the configured client too.
+    let before = sb.read_json(&sb.tokens().join("calc.json"));
+    let r = sb.run(&["--force"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let after = sb.read_json(&sb.tokens().join("calc.json"));
+    assert_ne!(before["refresh_token"], after["refresh_token"], "rotated");
+    assert_client_gets_in(&sb);
+}
+
+#[test]
+fn a_forgotten_client_is_registered_again_and_a_new_issuer_needs_a_login() {
+    let auth = auth_server(&[]);
+    let as_port = auth.port.to_string();
+    let server = mcp_server(&auth.base(), &[]);
+    let sb = Sandbox::new();
+    sb.write_config(&login_config(&sb, &server, BARE));
+    let (r, url) = login(&sb, &auth, false);
+    assert_eq!(r.code, 0, "{r:?}");
+    let first_client = query(&url, "client_id").unwrap();
+
+    // The authorization server restarts and forgets every client (same issuer).
+    drop(auth);
+    let auth = auth_server(&[("PORT", &as_port)]);
+    let token_before = std::fs::read(sb.tokens().join("calc.json")).unwrap();
+    let r = sb.run(&["--force"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stderr.contains("no longer knows client") && r.stderr.contains("mcp-credd login calc"),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read(sb.tokens().join("calc.json")).unwrap(),
+        token_before,
+        "a failed refresh keeps the token"
+    );
+    assert_eq!(status_of(&sb, "calc")["state"], "needs_login");
+    let (r, url) = login(&sb, &auth, false);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("no longer knows the registered client; registering again"),
+        "{r:?}"
+    );
+    let second_client = query(&url, "client_id").unwrap();
+    assert_ne!(second_client, first_client);
+    assert_eq!(registrations(&sb).len(), 1, "one registration per issuer");
+    assert_client_gets_in(&sb);
+
+    // The MCP server moves to another authorization server: its token is not refreshed
+    // there, a login is asked for, and that login registers at the new issuer.
+    let other = auth_server(&[]);
+    let port = server.port.to_string();
+    drop(server);
+    let server = mcp_server(&other.base(), &["--port", &port]);
+    let r = sb.run(&["--force"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("now names authorization server {}", other.base()))
+            && r.stderr.contains(&format!("came from {}", auth.base())),
+        "{r:?}"
+    );
+    let st = status_of(&sb, "calc");
+    assert_eq!(st["state"], "needs_login", "{st}");
+    let (r, url) = login(&sb, &other, false);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("registered mcp-credd as client"), "{r:?}");
+    assert!(url.starts_with(&other.base()), "{url}");
+    assert_eq!(registrations(&sb).len(), 2, "one registration per issuer");
+    let tok = sb.read_json(&sb.tokens().join("calc.json"));
+    assert_eq!(tok["binding"]["endpoint"], other.base().as_str());
+    assert_client_gets_in(&sb);
+    drop(server);
+}
+
+#[test]
+fn insufficient_scope_steps_up_at_the_next_login() {
+    let auth = auth_server(&[]);
+    let server = mcp_server(&auth.base(), &[]);
+    let sb = Sandbox::new();
+    // Pinned to a scope the server does not accept: the login's token is refused, nothing
+    // is stored, and the next login asks for what the server wants too.
+    sb.write_config(&login_config(
+        &sb,
+        &server,
+        "    auth:\n      oauth:\n        scopes: [mcp:read]\n",
+    ));
+    std::fs::create_dir_all(vscode_file(&sb).parent().unwrap()).unwrap();
+    let mine = "{\n  \"servers\": {}\n}\n";
+    std::fs::write(vscode_file(&sb), mine).unwrap();
+    let (r, url) = login(&sb, &auth, false);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(
+        query(&url, "scope").as_deref(),
+        Some("mcp:read offline_access")
+    );
+    assert!(
+        r.stderr
+            .contains("refused the token for insufficient scope")
+            && r.stderr.contains(
+                "run `mcp-credd login calc`: it asks for `mcp:read offline_access mcp:tools`"
+            ),
+        "{r:?}"
+    );
+    assert!(!sb.tokens().join("calc.json").exists());
+    assert_eq!(std::fs::read_to_string(vscode_file(&sb)).unwrap(), mine);
+    let st = status_of(&sb, "calc");
+    assert_eq!(st["state"], "needs_login", "{st}");
+    assert!(
+        st["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("insufficient scope"),
+        "{st}"
+    );
+    let (r, url) = login(&sb, &auth, false);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        query(&url, "scope").as_deref(),
+        Some("mcp:read offline_access mcp:tools")
+    );
+    assert_client_gets_in(&sb);
+
+    // The server comes to want another scope: the next refresh finds out, `status` says a
+    // login is needed and why, and that login asks for the union.
+    let port = server.port.to_string();
+    drop(server);
+    let server = mcp_server(
+        &auth.base(),
+        &["--port", &port, "--scope", "mcp:tools mcp:admin"],
+    );
+    let r = sb.run(&["--force"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stderr.contains("insufficient scope")
+            && r.stderr
+                .contains("it asks for `mcp:read mcp:tools offline_access mcp:admin`"),
+        "{r:?}"
+    );
+    let st = status_of(&sb, "calc");
+    assert_eq!(st["state"], "needs_login", "{st}");
+    assert!(
+        st["last_error"].as_str().unwrap().contains("mcp:admin"),
+        "{st}"
+    );
+    let (r, url) = login(&sb, &auth, false);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        query(&url, "scope")
+            .unwrap()
+            .split(' ')
+            .any(|s| s == "mcp:admin"),
+        "{url}"
+    );
+    assert_client_gets_in(&sb);
+    assert_eq!(status_of(&sb, "calc")["state"], "valid");
+    drop(server);
 }

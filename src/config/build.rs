@@ -351,6 +351,7 @@ pub fn egress_identity(
             redirect_uri: e.redirect_uri,
             server: e.server,
             cloud_site: e.cloud_site,
+            resource: None,
         })),
     })
 }

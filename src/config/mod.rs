@@ -253,6 +253,22 @@ pub struct IdentityConfig {
 }
 
 impl IdentityConfig {
+    /// An MCP server's interactive identity (`auth: oauth` without client_credentials):
+    /// the server's canonical URL and the configured authorization server. Its issuer,
+    /// endpoints and (unless configured) client are found at login time.
+    pub fn mcp_login(&self) -> Option<(&str, Option<&str>)> {
+        match (&self.endpoint, &self.kind) {
+            (
+                Endpoint::McpServer {
+                    server_url,
+                    authorization_server,
+                },
+                Kind::Egress(_),
+            ) => Some((server_url, authorization_server.as_deref())),
+            _ => None,
+        }
+    }
+
     /// The Cognito service account, for `cognito_password`.
     pub fn cognito(&self) -> Option<&CognitoPassword> {
         match &self.kind {
@@ -304,10 +320,11 @@ impl IdentityConfig {
         }
     }
 
-    /// The `resource` asked for (oidc_m2m; an MCP server's canonical URL).
+    /// The `resource` asked for (oidc_m2m; an MCP server's canonical URL, for both grants).
     pub fn resource(&self) -> Option<&str> {
         match &self.kind {
             Kind::OidcM2m { resource, .. } => resource.as_deref(),
+            Kind::Egress(e) => e.resource.as_deref(),
             _ => None,
         }
     }
@@ -337,6 +354,9 @@ pub struct EgressConfig {
     pub server: String,
     /// Atlassian: which site's cloud id to use when the token reaches several (name or URL).
     pub cloud_site: Option<String>,
+    /// RFC 8707: the one resource the token is for (an MCP server's canonical URL, sent
+    /// with every request of the login and refresh); `None` for provider logins.
+    pub resource: Option<String>,
 }
 
 /// Checks a redirect URI mcp-credd can listen on: http, a loopback host, a port.

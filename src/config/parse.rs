@@ -12,9 +12,10 @@ use super::build::{
 };
 use super::locate::locate;
 use super::{
-    BearerToken, ClientAuth, Config, ConfigError, EditorFormat, EditorSpec, Endpoint, Hooks,
-    HttpPolicy, IdentityConfig, IdentityKind, Kind, Origin, ProviderLabel, RefreshPolicy,
-    ServerAuth, ServerConfig, Transport, check_endpoint_url, check_name, default_server_url,
+    BearerToken, ClientAuth, Config, ConfigError, EditorFormat, EditorSpec, EgressConfig, Endpoint,
+    Hooks, HttpPolicy, IdentityConfig, IdentityKind, Kind, Origin, ProviderLabel, RefreshPolicy,
+    ServerAuth, ServerConfig, Transport, check_endpoint_url, check_name, check_redirect_uri,
+    default_server_url,
 };
 use crate::providers::Catalog;
 use crate::secret::Secret;
@@ -242,6 +243,8 @@ struct RawOauth {
     private_key: Option<SecretSpec>,
     scopes: Option<Scopes>,
     authorization_server: Option<String>,
+    /// The interactive login's loopback redirect (a pre-registered client's).
+    redirect_uri: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -1340,14 +1343,31 @@ fn mcp_identity(
     let server_key = key.trim_end_matches(".auth.oauth").to_string();
     let resource = crate::mcpauth::canonical_resource(url)
         .map_err(|m| ctx.err(&format!("{server_key}.url"), m))?;
+    let authorization_server = match &o.authorization_server {
+        Some(a) => Some(ctx.url(&k("authorization_server"), a)?),
+        None => None,
+    };
     match o.grant {
         Some(RawGrant::ClientCredentials) => {}
         None | Some(RawGrant::AuthorizationCode) => {
-            return Err(ctx.err(
+            return mcp_login_identity(
+                ctx,
                 &key,
-                "the interactive login for MCP servers (`auth: oauth` without `grant: client_credentials`) is not available in this version; use `oauth: {grant: client_credentials, client_id: ..., client_secret or private_key: ...}` with a client registered at the server's authorization server",
-            ));
+                server,
+                resource,
+                authorization_server,
+                o,
+                lookup,
+                base,
+                literal_secrets,
+            );
         }
+    }
+    if o.redirect_uri.is_some() {
+        return Err(ctx.err(
+            &k("redirect_uri"),
+            "`redirect_uri` is for the interactive login; client_credentials has no redirect",
+        ));
     }
     let client_id = match &o.client_id {
         Some(c) if !c.is_empty() => c.clone(),
@@ -1373,10 +1393,6 @@ fn mcp_identity(
             "missing `client_secret` or `private_key`; write {env: VARIABLE}, {file: PATH} or the value",
         ));
     };
-    let authorization_server = match &o.authorization_server {
-        Some(a) => Some(ctx.url(&k("authorization_server"), a)?),
-        None => None,
-    };
     Ok(IdentityConfig {
         gateway: None,
         name: server.to_string(),
@@ -1394,6 +1410,91 @@ fn mcp_identity(
             authorization_server,
         },
         client_auth,
+        extra_fields: Vec::new(),
+        extra_headers: Vec::new(),
+    })
+}
+
+/// The identity of an MCP server with the interactive `auth: oauth`: an egress-like
+/// identity named after the server. Its authorization server, endpoints and (without a
+/// configured `client_id`) its client are found at login time (`mcpauth::interactive`);
+/// its token is bound to the server's canonical URL as `resource`.
+#[allow(clippy::too_many_arguments)] // The parser's context, passed through.
+fn mcp_login_identity(
+    ctx: &Ctx,
+    key: &str,
+    server: &str,
+    resource: String,
+    authorization_server: Option<String>,
+    o: &RawOauth,
+    lookup: &dyn Lookup,
+    base: Option<&Path>,
+    literal_secrets: &mut Vec<String>,
+) -> Result<IdentityConfig, ConfigError> {
+    let k = |field: &str| format!("{key}.{field}");
+    if o.private_key.is_some() {
+        return Err(ctx.err(
+            &k("private_key"),
+            "`private_key` goes with `grant: client_credentials`; the interactive login uses PKCE (and at most a `client_secret` of a pre-registered client)",
+        ));
+    }
+    let client_id = o.client_id.clone().unwrap_or_default();
+    let client_secret = match &o.client_secret {
+        Some(_) if client_id.is_empty() => {
+            return Err(ctx.err(
+                &k("client_secret"),
+                "a `client_secret` needs the `client_id` it belongs to; without `client_id` mcp-credd registers a public client itself",
+            ));
+        }
+        Some(spec) => {
+            if matches!(spec, SecretSpec::Literal(_)) {
+                literal_secrets.push(k("client_secret"));
+            }
+            Some(resolve_secret(
+                ctx,
+                &k("client_secret"),
+                spec,
+                lookup,
+                base,
+            )?)
+        }
+        None => None,
+    };
+    // Empty: a loopback port chosen at login (RFC 8252 §7.3).
+    let redirect_uri = match &o.redirect_uri {
+        Some(r) => {
+            check_redirect_uri(r).map_err(|m| ctx.err(&k("redirect_uri"), m))?;
+            r.clone()
+        }
+        None => String::new(),
+    };
+    let def: crate::providers::ProviderDef = serde_json::from_value(serde_json::json!({
+        "display_name": format!("MCP server `{server}`"),
+        "pkce": true,
+        "refresh": "rotating",
+    }))
+    .expect("a provider definition with defaults");
+    Ok(IdentityConfig {
+        gateway: None,
+        name: server.to_string(),
+        file_name: format!("{server}.json"),
+        kind: Kind::Egress(Box::new(EgressConfig {
+            provider: server.to_string(),
+            def,
+            redirect_uri,
+            server: server.to_string(),
+            cloud_site: None,
+            resource: Some(resource.clone()),
+        })),
+        provider_label: ProviderLabel::McpOauth,
+        client_id,
+        client_secret,
+        scopes: o.scopes.clone().unwrap_or_default().0,
+        endpoint: Endpoint::McpServer {
+            server_url: resource,
+            authorization_server,
+        },
+        client_auth: ClientAuth::Basic,
         extra_fields: Vec::new(),
         extra_headers: Vec::new(),
     })
@@ -2101,14 +2202,20 @@ mod mcp_oauth_tests {
             "{e}"
         );
         assert!(e.contains("unknown"), "{e}");
-        let e = parse_str(
-            "servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth: oauth\n",
-        )
-        .unwrap_err();
+        let e = parse_str("servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth:\n        private_key: {file: /k.pem}\n").unwrap_err();
         assert!(
-            e.contains(":4: servers[0].auth.oauth: the interactive login for MCP servers"),
+            e.contains(":6: servers[0].auth.oauth.private_key: `private_key` goes with `grant: client_credentials`"),
             "{e}"
         );
+        let e = parse_str("servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth:\n        client_secret: x\n").unwrap_err();
+        assert!(
+            e.contains(
+                ":6: servers[0].auth.oauth.client_secret: a `client_secret` needs the `client_id`"
+            ),
+            "{e}"
+        );
+        let e = parse_str("servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth:\n        redirect_uri: https://r.example.com/cb\n").unwrap_err();
+        assert!(e.contains(":6: servers[0].auth.oauth.redirect_uri: `https://r.example.com/cb`: the redirect URI must be"), "{e}");
         let e = parse_str("servers:\n  - name: r\n    url: https://r.example.com/mcp#x\n    auth:\n      oauth: {grant: client_credentials, client_id: a, client_secret: b}\n").unwrap_err();
         assert!(
             e.contains(":3: servers[0].url: `https://r.example.com/mcp#x` has a fragment"),
@@ -2117,6 +2224,54 @@ mod mcp_oauth_tests {
         let e = parse_str("identities:\n  r:\n    kind: oidc_m2m\n    client_id: c\n    client_secret: s\n    token_url: https://t.example.com/\nservers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth: {grant: client_credentials, client_id: a, client_secret: b}\n").unwrap_err();
         assert!(
             e.contains(":8: servers[0].name: an identity is already named `r`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_interactive_login_forms() {
+        let c = parse_str("servers:\n  - name: calc\n    url: HTTPS://Calc.example.com/mcp\n    auth: oauth\n  - name: docs\n    url: https://docs.example.com/mcp\n    auth:\n      oauth:\n        client_id: pre-registered\n        scopes: [mcp:tools]\n        authorization_server: https://as.example.com\n        redirect_uri: http://127.0.0.1:8765/callback\n").unwrap();
+        let calc = c.identity("calc").unwrap();
+        assert_eq!(calc.kind.tag(), IdentityKind::Egress);
+        assert_eq!(calc.file_name, "calc.json");
+        assert_eq!(calc.client_id, "");
+        assert_eq!(calc.resource(), Some("https://calc.example.com/mcp"));
+        assert_eq!(
+            calc.mcp_login(),
+            Some(("https://calc.example.com/mcp", None))
+        );
+        let eg = calc.egress().unwrap();
+        assert_eq!(eg.redirect_uri, "", "a port is chosen at login");
+        assert!(eg.def.pkce);
+        let docs = c.identity("docs").unwrap();
+        assert_eq!(docs.client_id, "pre-registered");
+        assert_eq!(docs.scopes, ["mcp:tools"]);
+        assert_eq!(
+            docs.mcp_login(),
+            Some((
+                "https://docs.example.com/mcp",
+                Some("https://as.example.com")
+            ))
+        );
+        assert_eq!(
+            docs.egress().unwrap().redirect_uri,
+            "http://127.0.0.1:8765/callback"
+        );
+        assert_eq!(
+            c.servers[0].auth,
+            ServerAuth::Identity {
+                name: "calc".into(),
+                header: "Authorization".into(),
+                scheme: "Bearer".into(),
+                gateway: false
+            }
+        );
+        // client_credentials has no redirect.
+        let e = parse_str("servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth: {grant: client_credentials, client_id: a, client_secret: b, redirect_uri: 'http://127.0.0.1:1/cb'}\n").unwrap_err();
+        assert!(
+            e.contains(
+                "servers[0].auth.oauth.redirect_uri: `redirect_uri` is for the interactive login"
+            ),
             "{e}"
         );
     }

@@ -93,6 +93,13 @@ pub async fn discovered(http: &Http, id: &IdentityConfig) -> Result<IdentityConf
     Ok(out)
 }
 
+/// RFC 8707: the `resource` parameter of every request of a login whose token is for one
+/// resource (an MCP server's canonical URL): the authorization request, the code exchange
+/// and each refresh. Other providers get none.
+pub fn resource_param(id: &IdentityConfig) -> Option<(&'static str, String)> {
+    id.resource().map(|r| ("resource", r.to_string()))
+}
+
 /// Trades an authorization code (and the PKCE verifier) for tokens.
 pub async fn exchange_code(
     http: &Http,
@@ -109,6 +116,7 @@ pub async fn exchange_code(
     if let Some(v) = verifier {
         form.push(("code_verifier", v.to_string()));
     }
+    form.extend(resource_param(id));
     grant(http, id, form, false).await
 }
 
@@ -118,10 +126,11 @@ pub async fn refresh(
     id: &IdentityConfig,
     refresh_token: &str,
 ) -> Result<TokenReply, FetchError> {
-    let form = vec![
+    let mut form = vec![
         ("grant_type", "refresh_token".to_string()),
         ("refresh_token", refresh_token.to_string()),
     ];
+    form.extend(resource_param(id));
     grant(http, id, form, true).await
 }
 

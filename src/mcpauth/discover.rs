@@ -105,6 +105,9 @@ pub async fn server_metadata(http: &Http, issuer: &str) -> Result<ServerMetadata
 /// Everything discovery found out about one MCP server.
 #[derive(Clone, Debug)]
 pub struct Discovered {
+    /// The issuer asked for: `authorization_server` when configured, else the resource
+    /// metadata's first authorization server. Tokens are bound to it.
+    pub issuer: String,
     /// The challenge of the unauthenticated probe, when discovery probed.
     pub challenge: Option<Challenge>,
     pub resource: Option<ResourceMetadata>,
@@ -124,6 +127,7 @@ pub async fn discover(
     if let Some(issuer) = authorization_server {
         let server = server_metadata(http, issuer).await?;
         return Ok(Discovered {
+            issuer: issuer.to_string(),
             challenge: None,
             resource: None,
             server,
@@ -175,6 +179,7 @@ pub async fn discover(
     let server = server_metadata(http, &issuer).await?;
     let scopes = scopes_to_request(configured_scopes, challenge.as_ref(), &prm);
     Ok(Discovered {
+        issuer,
         challenge,
         resource: Some(prm),
         server,

@@ -5,6 +5,7 @@
 //! `discover` does the HTTP around them.
 
 pub mod discover;
+pub mod interactive;
 
 use crate::config::check_endpoint_url;
 
@@ -269,6 +270,9 @@ pub struct ServerMetadata {
     pub scopes_supported: Vec<String>,
     pub token_endpoint_auth_methods_supported: Vec<String>,
     pub grant_types_supported: Vec<String>,
+    pub revocation_endpoint: Option<String>,
+    /// RFC 9207: the server puts `iss` on every authorization response.
+    pub iss_parameter_supported: bool,
 }
 
 impl ServerMetadata {
@@ -333,6 +337,11 @@ pub fn check_server_metadata(
             "token_endpoint_auth_methods_supported",
         ),
         grant_types_supported: str_list(doc, "grant_types_supported"),
+        revocation_endpoint: url("revocation_endpoint")?,
+        iss_parameter_supported: doc
+            .get("authorization_response_iss_parameter_supported")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
     })
 }
 

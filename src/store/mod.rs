@@ -58,6 +58,10 @@ pub struct IdentityState {
     pub last_error: Option<String>,
     #[serde(default, deserialize_with = "record::lenient_known")]
     pub last_error_kind: Option<FailureKind>,
+    /// An MCP server refused the token for insufficient scope: the scopes the next login
+    /// asks for (those asked so far and those the server wants).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub step_up_scopes: Vec<String>,
 }
 
 #[derive(Debug)]

@@ -4,11 +4,12 @@
 //   - open dynamic client registration (RFC 7591) at /reg;
 //   - resource indicators (RFC 8707): every access token is a JWT whose `aud` is the
 //     `resource` the client asked for (any http://127.0.0.1 or http://localhost URL);
-//   - PKCE required for the authorization code grant;
+//   - PKCE required for the authorization code grant; rotating refresh tokens for clients
+//     registered for the refresh_token grant;
 //   - pre-registered clients for client_credentials:
 //       agent-basic  client_secret_basic, secret `agent-secret`
 //       agent-jwt    private_key_jwt, public key from CLIENT_PUBLIC_KEY (a PEM file)
-//     Both may ask for the scopes `mcp:tools` and `mcp:read`; `agent-narrow` only
+//     Both may ask for the scopes `mcp:tools`, `mcp:read` and `mcp:admin`; `agent-narrow` only
 //     for `mcp:read` (secret `narrow-secret`), to provoke insufficient_scope.
 //
 // Protocol on stdout: exactly one line, `READY <port>`, once listening; logs on stderr.
@@ -42,7 +43,7 @@ const PORT = num('PORT', 0);
 const TOKEN_TTL = num('TOKEN_TTL', 3600);
 const NO_S256 = process.env.NO_S256 === '1';
 const CLOSED = process.env.REGISTRATION === 'closed';
-const SCOPES = ['mcp:tools', 'mcp:read'];
+const SCOPES = ['mcp:tools', 'mcp:read', 'mcp:admin'];
 
 const clients = [
   {
@@ -113,8 +114,10 @@ const provider = new Provider(issuer, {
   rotateRefreshToken: true,
   clientAuthMethods: ['none', 'client_secret_basic', 'private_key_jwt'],
   enabledJWA: { clientAuthSigningAlgValues: ['RS256', 'ES256'] },
-  async issueRefreshToken(ctx, client, code) {
-    return client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access');
+  // As MCP authorization servers do for public clients: a (rotating) refresh token to
+  // every client registered for the refresh_token grant, without `offline_access`.
+  async issueRefreshToken(ctx, client) {
+    return client.grantTypeAllowed('refresh_token');
   },
   features: {
     devInteractions: { enabled: true },

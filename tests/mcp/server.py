@@ -30,7 +30,9 @@ class JwtVerifier:
     def __init__(self, issuer: str, resource: str):
         self.issuer = issuer
         self.resource = resource
-        self.jwks = jwt.PyJWKClient(f"{issuer}/jwks", cache_keys=True, lifespan=5)
+        # No key cache: an authorization server restarted on the same port (tests do that)
+        # signs with a new key at once.
+        self.jwks = jwt.PyJWKClient(f"{issuer}/jwks", cache_keys=False, cache_jwk_set=False)
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
