@@ -196,6 +196,59 @@ pub fn judge_skew(endpoint: &str, date: Option<&str>, now: Ts) -> Option<Finding
     })
 }
 
+/// An MCP server's stored token, sent to the server once (both grants): what an editor
+/// would meet with it. A 403 `insufficient_scope` or a refusal is a failure.
+async fn mcp_token_check(
+    http: &Http,
+    id: &IdentityConfig,
+    path: &std::path::Path,
+    now: Ts,
+    out: &mut Vec<Finding>,
+) {
+    use crate::mcpauth::interactive::{Standing, token_standing};
+    let Endpoint::McpServer { server_url, .. } = &id.endpoint else {
+        return;
+    };
+    let Some(rec) = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<TokenRecord>(&b).ok())
+        .filter(|r| crate::binding::matches(r, id))
+        .filter(|r| r.expires_at.is_none_or(|e| Ts::from_secs_f64(e) > now))
+    else {
+        return;
+    };
+    let check = format!("token {} at the MCP server", id.name);
+    let interactive = id.mcp_login().is_some();
+    match token_standing(http, server_url, rec.access_token.expose()).await {
+        Standing::Accepted => out.push(f(
+            Level::Ok,
+            &check,
+            format!("{server_url} accepts the stored token"),
+            None,
+        )),
+        Standing::InsufficientScope { description, .. } => {
+            let hint = if interactive {
+                format!(
+                    "run `mcp-credd --force` (a refresh records the scopes the server wants), then `mcp-credd login {}`, which asks for them",
+                    id.name
+                )
+            } else {
+                "allow this client the scopes the server needs at the authorization server, or set `scopes` under `auth.oauth`".to_string()
+            };
+            out.push(f(
+                Level::Fail,
+                &check,
+                format!(
+                    "{server_url} refuses the stored token for insufficient scope{}",
+                    description.map(|d| format!(" ({d})")).unwrap_or_default()
+                ),
+                Some(&hint),
+            ))
+        }
+        Standing::Refused(m) => out.push(f(Level::Fail, &check, m, None)),
+    }
+}
+
 async fn probe(http: &Http, id: &IdentityConfig, now: Ts, out: &mut Vec<Finding>) {
     let (url, what) = match &id.endpoint {
         Endpoint::TokenUrl(u) => (u.clone(), "token endpoint"),
@@ -511,6 +564,7 @@ pub async fn run(
         }
         if let Some(h) = &http {
             probe(h, id, now, &mut out).await;
+            mcp_token_check(h, id, &path, now, &mut out).await;
             if id.egress().is_none()
                 && id.cognito().is_none()
                 && id.client_secret.as_ref().is_some_and(|s| !s.is_empty())

@@ -1088,6 +1088,15 @@ fn insufficient_scope_steps_up_at_the_next_login() {
         &auth.base(),
         &["--port", &port, "--scope", "mcp:tools mcp:admin"],
     );
+    // `doctor` sends the stored token to the server and says what an editor would meet.
+    let d = sb.run(&["doctor"]);
+    assert_eq!(d.code, 1, "{d:?}");
+    assert!(
+        d.all()
+            .contains("refuses the stored token for insufficient scope")
+            && d.all().contains("mcp-credd login calc"),
+        "{d:?}"
+    );
     let r = sb.run(&["--force"]);
     assert_eq!(r.code, 4, "{r:?}");
     assert!(
@@ -1112,6 +1121,8 @@ fn insufficient_scope_steps_up_at_the_next_login() {
         "{url}"
     );
     assert_client_gets_in(&sb);
+    let d = sb.run(&["doctor"]);
+    assert!(d.all().contains("accepts the stored token"), "{d:?}");
     assert_eq!(status_of(&sb, "calc")["state"], "valid");
     drop(server);
 }

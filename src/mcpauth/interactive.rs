@@ -654,6 +654,38 @@ mod tests {
     }
 
     #[test]
+    fn a_step_up_adds_what_the_challenge_names_else_the_metadata() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let d = Discovered {
+            issuer: "https://as".into(),
+            challenge: None,
+            resource: Some(super::super::ResourceMetadata {
+                resource: "https://c/mcp".into(),
+                authorization_servers: s(&["https://as"]),
+                scopes_supported: s(&["mcp:tools", "mcp:admin"]),
+            }),
+            server: super::super::check_server_metadata(
+                &serde_json::json!({"issuer": "https://as", "token_endpoint": "https://as/token"}),
+                "https://as",
+                "u",
+            )
+            .unwrap(),
+            scopes: s(&["mcp:tools"]),
+        };
+        let asked = s(&["mcp:tools", "offline_access"]);
+        // The challenge's `scope` (RFC 6750 §3) wins...
+        assert_eq!(
+            step_up_scopes(&asked, Some(&s(&["files:write"])), &d),
+            s(&["mcp:tools", "offline_access", "files:write"])
+        );
+        // ...else the resource metadata's scopes_supported (the MCP SDK sends no `scope`).
+        assert_eq!(
+            step_up_scopes(&asked, None, &d),
+            s(&["mcp:tools", "offline_access", "mcp:admin"])
+        );
+    }
+
+    #[test]
     fn scopes_of_a_login_and_a_step_up() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert_eq!(
