@@ -780,6 +780,16 @@ fn an_interactive_login_registers_a_client_and_the_daemon_keeps_it_working() {
     let h = sb.run(&["headers", "calc"]);
     assert_eq!(h.code, 0, "{h:?}");
     assert!(h.stdout.contains(&at), "{h:?}");
+    let t = sb.run(&["token", "calc"]);
+    assert_eq!((t.code, t.stdout.trim()), (0, at.as_str()), "{t:?}");
+    // `render` (no network) writes it again from the store.
+    std::fs::remove_file(roo_file(&sb)).unwrap();
+    let r = sb.run(&["render"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        bearer_in(&sb, &roo_file(&sb), "mcpServers"),
+        format!("Bearer {at}")
+    );
 
     // The daemon refreshes the short-lived token with the refresh token (and `resource`).
     let log = std::fs::File::create(sb.home().join("daemon.log")).unwrap();

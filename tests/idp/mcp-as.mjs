@@ -4,7 +4,8 @@
 //   - open dynamic client registration (RFC 7591) at /reg;
 //   - resource indicators (RFC 8707): every access token is a JWT whose `aud` is the
 //     `resource` the client asked for (any http://127.0.0.1 or http://localhost URL);
-//   - PKCE required for the authorization code grant; rotating refresh tokens for clients
+//   - PKCE required for the authorization code grant; every request (authorization, code
+//     exchange, refresh, client_credentials) must name its `resource`; rotating refresh tokens for clients
 //     registered for the refresh_token grant;
 //   - pre-registered clients for client_credentials:
 //       agent-basic  client_secret_basic, secret `agent-secret`
@@ -130,6 +131,9 @@ const provider = new Provider(issuer, {
       async useGrantedResource() { return true; },
       async getResourceServerInfo(ctx, resource) {
         if (!loopbackResource(resource)) throw new errors.InvalidTarget();
+        // Every request names the resource itself (RFC 8707): the authorization request,
+        // the code exchange and each refresh, not only the first.
+        if (!ctx.oidc.params?.resource) throw new errors.InvalidTarget('the request names no resource');
         return {
           scope: SCOPES.join(' '),
           audience: resource,
