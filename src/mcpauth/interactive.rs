@@ -350,6 +350,19 @@ pub async fn prepare_login(
         .egress()
         .ok_or_else(|| FetchError::permanent("not a login identity"))?;
     let scopes = login_scopes(&d.scopes, needed, &d.server.scopes_supported);
+    // One login at a time decides on the registration at this issuer (another server's
+    // login may be registering there right now): read after the lock is taken.
+    let _registration_lock = if id.client_id.is_empty() {
+        let name = registration_file(&d.issuer);
+        Some(
+            store
+                .lock(name.trim_end_matches(".json"), crate::refresh::LOCK_WAIT)
+                .await
+                .map_err(|e| FetchError::transient(e.to_string()))?,
+        )
+    } else {
+        None
+    };
     let stored = if id.client_id.is_empty() {
         load_registration(store, &d.issuer).filter(|r| !r.expired(now))
     } else {
