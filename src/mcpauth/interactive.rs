@@ -27,6 +27,9 @@ use crate::store::Store;
 use crate::store::atomic::read_private;
 use crate::store::record::TokenRecord;
 
+/// How long a login waits for another one deciding on the same issuer's registration.
+const REGISTRATION_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(180);
+
 /// The path of the loopback redirect when mcp-credd chooses it.
 pub const CALLBACK_PATH: &str = "/callback";
 
@@ -356,7 +359,7 @@ pub async fn prepare_login(
         let name = registration_file(&d.issuer);
         Some(
             store
-                .lock(name.trim_end_matches(".json"), crate::refresh::LOCK_WAIT)
+                .lock(name.trim_end_matches(".json"), REGISTRATION_LOCK_WAIT)
                 .await
                 .map_err(|e| FetchError::transient(e.to_string()))?,
         )
