@@ -525,7 +525,7 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Endpoint;
+    use crate::config::{Endpoint, ServerAuth};
 
     fn env(pairs: &[(&str, &str)]) -> EnvVars {
         EnvVars {
@@ -607,6 +607,41 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.key.as_deref(), Some("INGRESS_OAUTH_CLIENT_SECRET"));
         assert!(e.to_string().contains("not set"));
+    }
+
+    #[test]
+    fn egress_sets_follow_the_config_files_rules() {
+        let set = [
+            ("REGISTRY_URL", "https://gw.example.com"),
+            ("EGRESS_OAUTH_CLIENT_ID_1", "c"),
+            ("EGRESS_OAUTH_CLIENT_SECRET_1", "s"),
+            (
+                "EGRESS_OAUTH_REDIRECT_URI_1",
+                "http://localhost:8080/callback",
+            ),
+            ("EGRESS_PROVIDER_NAME_1", "Atlassian"),
+        ];
+        let c = cfg(&set).unwrap().unwrap();
+        let id = c.identity("atlassian").unwrap();
+        assert_eq!(id.file_name, "atlassian-egress.json");
+        assert_eq!(id.egress().unwrap().server, "atlassian");
+        assert_eq!(c.servers[0].url, "https://gw.example.com/atlassian/mcp");
+        assert_eq!(c.servers[0].auth, ServerAuth::bearer("atlassian", false));
+        // A user's provider file is held to the https rule, as in a config file: the site-id
+        // endpoint gets the token.
+        let mut e = env(&set);
+        e.provider_files = vec![(
+            "atlassian".into(),
+            "/p/atlassian.yaml".into(),
+            "extras: {cloud_id: {url: 'http://sites.example.com/r', header: X-C}}\n".into(),
+        )];
+        let err = from_env(&e, PathBuf::from("/t")).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "/r/.env:5: EGRESS_PROVIDER_NAME_1: `http://sites.example.com/r` uses plain http"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

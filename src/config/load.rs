@@ -478,9 +478,8 @@ fn import_servers(config: &mut Config, dir: &Path, warnings: &mut Vec<String>) -
         if f.file_name().is_some_and(|n| n == "server_state.json") {
             continue;
         }
-        let parsed = read_regular_file(&f, CONFIG_FILE_MAX, "a server file")
+        let parsed = read_text(&f, "a server file")
             .map_err(|e| e.to_string())
-            .and_then(|b| String::from_utf8(b).map_err(|_| "it is not UTF-8 text".to_string()))
             .and_then(|t| parse_service(&t, &gateway));
         match parsed {
             Ok(Some(s)) => {

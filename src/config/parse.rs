@@ -695,30 +695,7 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
         text,
         origin: path.display().to_string(),
     };
-    let raw: RawConfig = if text.trim().is_empty() {
-        RawConfig::default()
-    } else {
-        let de = yaml_serde::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.inner();
-            let line = inner
-                .location()
-                .map(|l| l.line())
-                .or_else(|| locate(text, &key));
-            let mut message = explain_serde_message(&inner.to_string(), &key);
-            if is_secret_key(&key) {
-                message = redact_quoted(&message);
-            }
-            let key = (key != "." && !key.is_empty()).then_some(key);
-            ConfigError {
-                origin: ctx.origin.clone(),
-                line,
-                key,
-                message,
-            }
-        })?
-    };
+    let raw = deserialize(&ctx)?;
     let base = path.parent();
     let mut literal_secrets = Vec::new();
 
@@ -735,41 +712,14 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
         None => None,
     };
 
-    let ingress = match &raw.ingress {
-        None => None,
-        Some(r) => Some(identity(
-            &ctx,
-            "ingress",
-            "ingress",
-            r,
-            lookup,
-            base,
-            &mut literal_secrets,
-        )?),
-    };
-    let mut identities = Vec::new();
-    for (name, r) in raw.identities.iter().flatten() {
-        let key = format!("identities.{name}");
-        // The key path cannot locate a name holding dots or slashes: find its own line.
-        let at = |m: String| {
-            ConfigError::new(ctx.origin.clone(), m).at(&key, map_key_line(text, "identities", name))
-        };
-        if name == "ingress" {
-            return Err(at(
-                "`ingress` is the gateway identity's name; give this identity another".into(),
-            ));
-        }
-        check_name(name).map_err(at)?;
-        identities.push(identity(
-            &ctx,
-            &key,
-            name,
-            r,
-            lookup,
-            base,
-            &mut literal_secrets,
-        )?);
-    }
+    let (ingress, mut identities) = machine_identities(
+        &ctx,
+        raw.ingress.as_ref(),
+        raw.identities.as_ref(),
+        lookup,
+        base,
+        &mut literal_secrets,
+    )?;
 
     // The provider catalog: built in, then the user's files, then `providers:`.
     let catalog = build::catalog(
@@ -915,11 +865,113 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
         )
     })?;
 
+    let refresh = refresh_policy(&ctx, raw.refresh.unwrap_or_default())?;
+    let http = http_policy(&ctx, raw.http.unwrap_or_default())?;
+
+    let editors = match &raw.editors {
+        None => EditorSpec::defaults(),
+        Some(list) => editors(&ctx, list, base, lookup)?,
+    };
+
+    Ok(Parsed {
+        config: Config {
+            origin: Origin::File(path.to_path_buf()),
+            tokens_dir,
+            gateway_url,
+            ingress,
+            identities,
+            servers,
+            refresh,
+            http,
+            hooks: Hooks {
+                on_error: raw.on_error.map(|a| a.0),
+                on_reauth_required: raw.on_reauth_required.map(|a| a.0),
+            },
+            editors,
+        },
+        servers_dir: raw
+            .servers_dir
+            .as_deref()
+            .map(|d| expand_path(d, base, lookup)),
+        literal_secrets,
+    })
+}
+
+/// `ingress:` and `identities:`: the gateway identity and the named machine identities.
+fn machine_identities(
+    ctx: &Ctx,
+    raw_ingress: Option<&RawIdentity>,
+    raw_identities: Option<&std::collections::BTreeMap<String, RawIdentity>>,
+    lookup: &dyn Lookup,
+    base: Option<&Path>,
+    literal_secrets: &mut Vec<String>,
+) -> Result<(Option<IdentityConfig>, Vec<IdentityConfig>), ConfigError> {
+    let ingress = match raw_ingress {
+        None => None,
+        Some(r) => Some(identity(
+            ctx,
+            "ingress",
+            "ingress",
+            r,
+            lookup,
+            base,
+            literal_secrets,
+        )?),
+    };
+    let mut identities = Vec::new();
+    for (name, r) in raw_identities.into_iter().flatten() {
+        let key = format!("identities.{name}");
+        // The key path cannot locate a name holding dots or slashes: find its own line.
+        let at = |m: String| {
+            ConfigError::new(ctx.origin.clone(), m)
+                .at(&key, map_key_line(ctx.text, "identities", name))
+        };
+        if name == "ingress" {
+            return Err(at(
+                "`ingress` is the gateway identity's name; give this identity another".into(),
+            ));
+        }
+        check_name(name).map_err(at)?;
+        identities.push(identity(ctx, &key, name, r, lookup, base, literal_secrets)?);
+    }
+    Ok((ingress, identities))
+}
+
+/// The file's text as the raw structure; serde's errors located and worded for people.
+fn deserialize(ctx: &Ctx) -> Result<RawConfig, ConfigError> {
+    let text = ctx.text;
+    Ok(if text.trim().is_empty() {
+        RawConfig::default()
+    } else {
+        let de = yaml_serde::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.inner();
+            let line = inner
+                .location()
+                .map(|l| l.line())
+                .or_else(|| locate(text, &key));
+            let mut message = explain_serde_message(&inner.to_string(), &key);
+            if is_secret_key(&key) {
+                message = redact_quoted(&message);
+            }
+            let key = (key != "." && !key.is_empty()).then_some(key);
+            ConfigError {
+                origin: ctx.origin.clone(),
+                line,
+                key,
+                message,
+            }
+        })?
+    })
+}
+
+/// `refresh:` with its defaults, each value in its range.
+fn refresh_policy(ctx: &Ctx, rr: RawRefresh) -> Result<RefreshPolicy, ConfigError> {
     let d = RefreshPolicy::default();
-    let rr = raw.refresh.unwrap_or_default();
     let refresh = RefreshPolicy {
         at_fraction: fraction(
-            &ctx,
+            ctx,
             "refresh.at_fraction",
             rr.at_fraction,
             d.at_fraction,
@@ -928,7 +980,7 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
         )?,
         before_expiry_ms: rr.before_expiry.map_or(d.before_expiry_ms, |m| m.0),
         jitter_fraction: fraction(
-            &ctx,
+            ctx,
             "refresh.jitter",
             rr.jitter,
             d.jitter_fraction,
@@ -958,8 +1010,12 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
     if refresh.unknown_expiry_interval_ms < 1000 {
         return Err(ctx.err("refresh.unknown_expiry_interval", "must be at least 1s"));
     }
+    Ok(refresh)
+}
+
+/// `http:` with its defaults, each value in its range.
+fn http_policy(ctx: &Ctx, rh: RawHttp) -> Result<HttpPolicy, ConfigError> {
     let dh = HttpPolicy::default();
-    let rh = raw.http.unwrap_or_default();
     let http = HttpPolicy {
         timeout_ms: rh.timeout.map_or(dh.timeout_ms, |m| m.0 as u64),
         attempts: rh.attempts.unwrap_or(dh.attempts),
@@ -974,34 +1030,7 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
     if http.timeout_ms < 100 {
         return Err(ctx.err("http.timeout", "must be at least 100ms"));
     }
-
-    let editors = match &raw.editors {
-        None => EditorSpec::defaults(),
-        Some(list) => editors(&ctx, list, base, lookup)?,
-    };
-
-    Ok(Parsed {
-        config: Config {
-            origin: Origin::File(path.to_path_buf()),
-            tokens_dir,
-            gateway_url,
-            ingress,
-            identities,
-            servers,
-            refresh,
-            http,
-            hooks: Hooks {
-                on_error: raw.on_error.map(|a| a.0),
-                on_reauth_required: raw.on_reauth_required.map(|a| a.0),
-            },
-            editors,
-        },
-        servers_dir: raw
-            .servers_dir
-            .as_deref()
-            .map(|d| expand_path(d, base, lookup)),
-        literal_secrets,
-    })
+    Ok(http)
 }
 
 /// Validates `editors:`. Paths are expanded (`~`, relative to the config file); default
