@@ -248,7 +248,7 @@ impl<'a> Hook<'a> {
             .await
             .map_err(|m| FetchError::transient(format!("{what} {url}: {m}")))?;
         debug!(url, status, bytes = bytes.len(), "{what} replied");
-        if status == 408 || status == 429 || status >= 500 {
+        if super::oauth::is_transient_status(status) {
             return Err(FetchError {
                 kind: FailureKind::Transient,
                 message: format!("{what} {url} answered HTTP {status}; will retry"),

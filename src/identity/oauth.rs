@@ -207,6 +207,33 @@ pub(crate) fn retry_after_ms(h: &reqwest::header::HeaderMap) -> Option<u64> {
     v.trim().parse::<u64>().ok().map(|s| s.saturating_mul(1000))
 }
 
+/// HTTP statuses worth trying again: the server timed out, is rate-limiting, or failed.
+pub(crate) fn is_transient_status(status: u16) -> bool {
+    status == 408 || status == 429 || status >= 500
+}
+
+/// Sends `req`. A transport failure, or a reply of a status worth trying again (with the
+/// server's `Retry-After`), is a transient failure named by `what`; any other reply is
+/// returned as it is, body unread.
+pub(crate) async fn send(
+    req: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<reqwest::Response, FetchError> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| FetchError::transient(format!("{what}: {}", describe_transport(&e))))?;
+    let status = resp.status().as_u16();
+    if is_transient_status(status) {
+        return Err(FetchError {
+            kind: FailureKind::Transient,
+            message: format!("{what} answered HTTP {status}"),
+            retry_after_ms: retry_after_ms(resp.headers()),
+        });
+    }
+    Ok(resp)
+}
+
 pub(crate) fn describe_transport(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
@@ -287,7 +314,7 @@ pub(crate) fn classify_with(
         message: m,
         retry_after_ms: retry_after,
     };
-    if status == 408 || status == 429 || status >= 500 {
+    if is_transient_status(status) {
         return Err(transient(format!(
             "token endpoint {url} answered HTTP {status}; will retry"
         )));
@@ -429,20 +456,11 @@ pub async fn fetch_document(
     check_endpoint_url(url).map_err(FetchError::permanent)?;
     let client = http.client_for(url).map_err(FetchError::permanent)?;
     with_retries(&http.policy, url, || async move {
-        let resp = client
+        let req = client
             .get(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| FetchError::transient(format!("{what}: {}", describe_transport(&e))))?;
+            .header(reqwest::header::ACCEPT, "application/json");
+        let resp = send(req, what).await?;
         let status = resp.status().as_u16();
-        if status == 408 || status == 429 || status >= 500 {
-            return Err(FetchError {
-                kind: FailureKind::Transient,
-                message: format!("{what} answered HTTP {status}"),
-                retry_after_ms: retry_after_ms(resp.headers()),
-            });
-        }
         if !(200..300).contains(&status) {
             debug!(url, status, "no document here");
             return Ok(Document::Absent(status));

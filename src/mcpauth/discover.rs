@@ -12,9 +12,7 @@ use super::{
 use crate::config::check_endpoint_url;
 use crate::failure::FailureKind;
 use crate::identity::FetchError;
-use crate::identity::oauth::{
-    Document, Http, describe_transport, fetch_document, read_capped, retry_after_ms, with_retries,
-};
+use crate::identity::oauth::{Document, Http, fetch_document, read_capped, send, with_retries};
 use crate::sanitize::escape;
 
 /// What a server said to a request.
@@ -48,20 +46,8 @@ pub async fn probe(
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.map_err(|e| {
-            FetchError::transient(format!(
-                "MCP server {server_url}: {}",
-                describe_transport(&e)
-            ))
-        })?;
+        let resp = send(req, &format!("MCP server {server_url}")).await?;
         let status = resp.status().as_u16();
-        if status == 429 || status >= 500 {
-            return Err(FetchError {
-                kind: FailureKind::Transient,
-                message: format!("MCP server {server_url} answered HTTP {status}"),
-                retry_after_ms: retry_after_ms(resp.headers()),
-            });
-        }
         let challenge = resp
             .headers()
             .get_all(reqwest::header::WWW_AUTHENTICATE)

@@ -15,9 +15,7 @@ use tokio::net::TcpListener;
 use super::discover::{Discovered, discover, probe};
 use crate::clock::Ts;
 use crate::config::{ClientAuth, Endpoint, IdentityConfig, check_endpoint_url};
-use crate::identity::oauth::{
-    Http, REPLY_MAX, Style, describe_transport, read_capped, retry_after_ms, with_retries,
-};
+use crate::identity::oauth::{Http, REPLY_MAX, Style, read_capped, send, with_retries};
 use crate::identity::{FailureKind, FetchError};
 use crate::login::IssuerCheck;
 use crate::sanitize::escape;
@@ -169,26 +167,12 @@ async fn register(
     let body = registration_request(redirect_uri);
     let body = &body;
     with_retries(&http.policy, endpoint, || async move {
-        let resp = client
+        let req = client
             .post(endpoint)
             .header(reqwest::header::ACCEPT, "application/json")
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| {
-                FetchError::transient(format!(
-                    "registration endpoint {endpoint}: {}",
-                    describe_transport(&e)
-                ))
-            })?;
+            .json(body);
+        let resp = send(req, &format!("registration endpoint {endpoint}")).await?;
         let status = resp.status().as_u16();
-        if status == 429 || status >= 500 {
-            return Err(FetchError {
-                kind: FailureKind::Transient,
-                message: format!("registration endpoint {endpoint} answered HTTP {status}"),
-                retry_after_ms: retry_after_ms(resp.headers()),
-            });
-        }
         let bytes = read_capped(resp, REPLY_MAX)
             .await
             .map_err(|m| FetchError::transient(format!("registration endpoint {endpoint}: {m}")))?;
