@@ -161,7 +161,23 @@ servers:
     )
 }
 
-const BASIC: &str = "        client_id: agent-basic\n        client_secret: {env: AGENT_SECRET}\n";
+/// A client_secret_basic agent: a shared secret goes only to the authorization server the
+/// config names.
+fn basic(auth: &Proc) -> String {
+    format!(
+        "        client_id: agent-basic\n        client_secret: {{env: AGENT_SECRET}}\n        authorization_server: {}\n        scopes: [mcp:tools]\n",
+        auth.base()
+    )
+}
+
+/// A private_key_jwt agent with a fresh EC key: where it goes is left to discovery.
+fn jwt_agent(sb: &Sandbox) -> String {
+    let (key, _) = ec_key_pair(sb.home(), "agent");
+    format!(
+        "        client_id: agent-jwt\n        private_key: {{file: {}}}\n",
+        key.display()
+    )
+}
 
 /// The official MCP client, given only an editor file: prints `RESULT 5` when it got in.
 fn sdk_client(file: &Path, key: &str) -> Run {
@@ -203,7 +219,7 @@ fn client_secret_basic_from_the_url_to_a_working_token_in_both_editors() {
     let auth = auth_server(&[]);
     let server = mcp_server(&auth.base(), &[]);
     let sb = Sandbox::new();
-    sb.write_config(&config(&sb, &server, BASIC));
+    sb.write_config(&config(&sb, &server, &basic(&auth)));
     // Without a token, the official client is refused: the server really checks.
     let r = sb.run_env(&[], &[("AGENT_SECRET", "agent-secret")]);
     assert_eq!(r.code, 0, "{r:?}");
@@ -218,7 +234,7 @@ fn client_secret_basic_from_the_url_to_a_working_token_in_both_editors() {
     assert_eq!(claims["iss"], auth.base().as_str());
     assert_eq!(
         claims["scope"], "mcp:tools",
-        "scopes from the resource metadata"
+        "the configured scopes (a named authorization server skips the metadata)"
     );
     assert_eq!(claims["client_id"], "agent-basic");
     assert_eq!(
@@ -265,7 +281,7 @@ fn the_daemon_keeps_short_lived_tokens_working() {
     let auth = auth_server(&[("TOKEN_TTL", "6")]);
     let server = mcp_server(&auth.base(), &[]);
     let sb = Sandbox::new();
-    sb.write_config(&config(&sb, &server, BASIC));
+    sb.write_config(&config(&sb, &server, &basic(&auth)));
     let log = std::fs::File::create(sb.home().join("daemon.log")).unwrap();
     let mut c = sb.command(&["daemon"]);
     c.env("AGENT_SECRET", "agent-secret")
@@ -404,7 +420,7 @@ fn fails_cleanly(sb: &Sandbox, env: &[(&str, &str)], expect: &[&str]) -> Run {
 fn a_server_without_metadata_is_a_clear_error() {
     let server = mcp_server("http://127.0.0.1:9", &["--no-metadata"]);
     let sb = Sandbox::new();
-    sb.write_config(&config(&sb, &server, BASIC));
+    sb.write_config(&config(&sb, &server, &jwt_agent(&sb)));
     fails_cleanly(
         &sb,
         &[("AGENT_SECRET", "agent-secret")],
@@ -424,7 +440,10 @@ fn insufficient_scope_is_a_clear_error_for_m2m() {
     sb.write_config(&config(
         &sb,
         &server,
-        "        client_id: agent-narrow\n        client_secret: narrow-secret\n        scopes: [mcp:read]\n",
+        &format!(
+            "        client_id: agent-narrow\n        client_secret: narrow-secret\n        scopes: [mcp:read]\n        authorization_server: {}\n",
+            auth.base()
+        ),
     ));
     fails_cleanly(&sb, &[], &["insufficient scope", "mcp:read"]);
 }
@@ -434,7 +453,7 @@ fn metadata_pointing_to_plain_http_elsewhere_is_refused() {
     // The server names an authorization server on plain http off this machine.
     let server = mcp_server("http://as.example.com", &[]);
     let sb = Sandbox::new();
-    sb.write_config(&config(&sb, &server, BASIC));
+    sb.write_config(&config(&sb, &server, &jwt_agent(&sb)));
     fails_cleanly(
         &sb,
         &[("AGENT_SECRET", "agent-secret")],

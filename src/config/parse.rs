@@ -1347,6 +1347,19 @@ fn mcp_identity(
         Some(a) => Some(ctx.url(&k("authorization_server"), a)?),
         None => None,
     };
+    // The server's metadata names the authorization server; a hostile or compromised MCP
+    // server could name one of its own and collect a shared secret sent there. A signed
+    // assertion is bound to one token endpoint, so only the secret needs this.
+    if o.client_secret.is_some()
+        && o.private_key.is_none()
+        && o.client_id.as_deref().is_some_and(|c| !c.is_empty())
+        && authorization_server.is_none()
+    {
+        return Err(ctx.err(
+            &k("client_secret"),
+            "a `client_secret` is sent only to an authorization server you name, since the MCP server's metadata could name any server: add `authorization_server:` with the issuer URL that issued this client (or use `private_key` with `grant: client_credentials`)",
+        ));
+    }
     match o.grant {
         Some(RawGrant::ClientCredentials) => {}
         None | Some(RawGrant::AuthorizationCode) => {
@@ -2194,6 +2207,16 @@ mod mcp_oauth_tests {
         let e = parse_str(&format!("{srv}        client_id: a\n        client_secret: x\n        authorization_server: http://as.example.com\n")).unwrap_err();
         assert!(e.contains(":9: servers[0].auth.oauth.authorization_server: `http://as.example.com` uses plain http"), "{e}");
         let e = parse_str(&format!(
+            "{srv}        client_id: a\n        client_secret: x\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains(":8: servers[0].auth.oauth.client_secret: a `client_secret` is sent only to an authorization server you name"), "{e}");
+        let e = parse_str("servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth:\n        client_id: a\n        client_secret: x\n").unwrap_err();
+        assert!(
+            e.contains(":7: servers[0].auth.oauth.client_secret: a `client_secret` is sent only"),
+            "{e}"
+        );
+        let e = parse_str(&format!(
             "{srv}        client_id: a\n        client_sceret: x\n"
         ))
         .unwrap_err();
@@ -2221,7 +2244,7 @@ mod mcp_oauth_tests {
             e.contains(":3: servers[0].url: `https://r.example.com/mcp#x` has a fragment"),
             "{e}"
         );
-        let e = parse_str("identities:\n  r:\n    kind: oidc_m2m\n    client_id: c\n    client_secret: s\n    token_url: https://t.example.com/\nservers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth: {grant: client_credentials, client_id: a, client_secret: b}\n").unwrap_err();
+        let e = parse_str("identities:\n  r:\n    kind: oidc_m2m\n    client_id: c\n    client_secret: s\n    token_url: https://t.example.com/\nservers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth: {grant: client_credentials, client_id: a, client_secret: b, authorization_server: 'https://as.example.com'}\n").unwrap_err();
         assert!(
             e.contains(":8: servers[0].name: an identity is already named `r`"),
             "{e}"
@@ -2267,7 +2290,7 @@ mod mcp_oauth_tests {
             }
         );
         // client_credentials has no redirect.
-        let e = parse_str("servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth: {grant: client_credentials, client_id: a, client_secret: b, redirect_uri: 'http://127.0.0.1:1/cb'}\n").unwrap_err();
+        let e = parse_str("servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth: {grant: client_credentials, client_id: a, client_secret: b, authorization_server: 'https://as.example.com', redirect_uri: 'http://127.0.0.1:1/cb'}\n").unwrap_err();
         assert!(
             e.contains(
                 "servers[0].auth.oauth.redirect_uri: `redirect_uri` is for the interactive login"

@@ -366,7 +366,13 @@ pub async fn prepare_login(
         )
     } else {
         let reg = match stored {
-            Some(r) if still_registered(http, &d.server.token_endpoint, &r).await => {
+            // A registration is reused only with the redirect it was registered with: its
+            // port may be taken now (by anyone on this machine), and servers compare
+            // redirect URIs exactly.
+            Some(r)
+                if r.redirect_uri == redirect_uri
+                    && still_registered(http, &d.server.token_endpoint, &r).await =>
+            {
                 tracing::debug!(issuer = %d.issuer, client_id = %r.client_id, "reusing the stored client registration");
                 r
             }
@@ -377,11 +383,16 @@ pub async fn prepare_login(
                         d.issuer
                     )));
                 };
-                if known.is_some() {
-                    say(format!(
+                match &known {
+                    Some(k) if k.redirect_uri != redirect_uri => say(format!(
+                        "{}: the registered redirect {} cannot be used now (its port is taken); registering again with {redirect_uri}",
+                        id.name, k.redirect_uri
+                    )),
+                    Some(_) => say(format!(
                         "{}: authorization server {} no longer knows the registered client; registering again",
                         id.name, d.issuer
-                    ));
+                    )),
+                    None => {}
                 }
                 let reg = register(http, endpoint, &d.issuer, &redirect_uri, now).await?;
                 save_registration(store, &reg).await?;
