@@ -1062,6 +1062,39 @@ fn a_forgotten_client_is_registered_again_and_a_new_issuer_needs_a_login() {
 }
 
 #[test]
+fn a_registration_whose_redirect_port_is_taken_is_not_reused() {
+    let auth = auth_server(&[]);
+    let server = mcp_server(&auth.base(), &[]);
+    let sb = Sandbox::new();
+    sb.write_config(&login_config(&sb, &server, BARE));
+    let (r, url) = login(&sb, &auth, false);
+    assert_eq!(r.code, 0, "{r:?}");
+    let first_client = query(&url, "client_id").unwrap();
+    let first_redirect = query(&url, "redirect_uri").unwrap();
+    let port: u16 = first_redirect
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {first_redirect}"));
+
+    // Someone else on this machine holds the registered port now: the login listens
+    // elsewhere, and a redirect the client was not registered with would be refused, so
+    // it registers again instead of reusing the stored client.
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let (r, url) = login(&sb, &auth, false);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("its port is taken); registering again"),
+        "{r:?}"
+    );
+    assert_ne!(query(&url, "client_id").unwrap(), first_client);
+    assert_ne!(query(&url, "redirect_uri").unwrap(), first_redirect);
+    assert_eq!(registrations(&sb).len(), 1, "one registration per issuer");
+    assert_client_gets_in(&sb);
+    drop(server);
+}
+
+#[test]
 fn insufficient_scope_steps_up_at_the_next_login() {
     let auth = auth_server(&[]);
     let server = mcp_server(&auth.base(), &[]);
