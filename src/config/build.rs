@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use super::{
     BearerToken, ClientAuth, CognitoPassword, ConfigError, EgressConfig, Endpoint, IdentityConfig,
-    IdentityKind, Kind, ProviderLabel, ServerAuth, ServerConfig, Transport, check_endpoint_url,
-    check_name, check_redirect_uri, default_server_url,
+    IdentityKind, Kind, ProviderLabel, ServerAuth, ServerConfig, Transport, check_config_name,
+    check_endpoint_url, check_redirect_uri, default_server_url,
 };
 use crate::providers::{Catalog, TokenAuth};
 use crate::secret::Secret;
@@ -32,7 +32,7 @@ pub trait Source {
 
     /// A name that becomes part of a path (see `check_name`).
     fn name(&self, key: &str, name: &str) -> Result<(), ConfigError> {
-        check_name(name).map_err(|m| self.err(key, m))
+        check_config_name(name).map_err(|m| self.err(key, m))
     }
 }
 

@@ -664,6 +664,9 @@ pub fn is_loopback_host(url: &reqwest::Url) -> bool {
     }
 }
 
+/// Names whose files (`NAME.json`, `NAME.lock`) are mcp-credd's own in the tokens directory.
+const RESERVED_NAMES: [&str; 4] = ["daemon", "owned", "render", "unwritable"];
+
 /// The one rule for names that become parts of file names (identities, servers,
 /// providers), from YAML or `.env`: letters, digits, `-`, `_` and `.`, not starting with a
 /// dot, at most 100 characters. So no name can reach outside the tokens directory (`..`,
@@ -691,6 +694,20 @@ pub fn check_name(name: &str) -> Result<(), String> {
         let c: String = c.escape_default().collect();
         return Err(format!(
             "`{shown}` contains `{c}`; a name uses only letters, digits, `-`, `_` and `.` (it becomes part of a file name)"
+        ));
+    }
+    Ok(())
+}
+
+/// `check_name` for the names a configuration gives (identities, servers, providers):
+/// also not one of mcp-credd's own files in the tokens directory, which such a name would
+/// overwrite (the ownership record) or share a lock with (the daemon, the render).
+pub fn check_config_name(name: &str) -> Result<(), String> {
+    check_name(name)?;
+    if RESERVED_NAMES.contains(&name) || name.starts_with("mcp-client-") {
+        return Err(format!(
+            "`{name}` is a name mcp-credd keeps for its own files in the tokens directory ({}, mcp-client-*); choose another name",
+            RESERVED_NAMES.join(", ")
         ));
     }
     Ok(())
@@ -727,6 +744,22 @@ mod tests {
         assert!(e.contains("starts with a dot"), "{e}");
         let e = check_name("a\nb").unwrap_err();
         assert!(e.contains("`a\\nb` contains `\\n`"), "{e}");
+        for reserved in [
+            "owned",
+            "render",
+            "daemon",
+            "unwritable",
+            "mcp-client-0123abcd",
+        ] {
+            assert!(
+                check_name(reserved).is_ok(),
+                "mcp-credd's own files pass the file rule"
+            );
+            let e = check_config_name(reserved).unwrap_err();
+            assert!(e.contains("keeps for its own files"), "{e}");
+        }
+        assert!(check_config_name("rendering").is_ok());
+        assert!(check_config_name("../x").is_err());
     }
 
     #[test]

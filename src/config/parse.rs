@@ -14,7 +14,7 @@ use super::locate::locate;
 use super::{
     BearerToken, ClientAuth, Config, ConfigError, EditorFormat, EditorSpec, EgressConfig, Endpoint,
     Hooks, HttpPolicy, IdentityConfig, IdentityKind, Kind, Origin, ProviderLabel, RefreshPolicy,
-    ServerAuth, ServerConfig, Transport, check_endpoint_url, check_name, check_redirect_uri,
+    ServerAuth, ServerConfig, Transport, check_config_name, check_endpoint_url, check_redirect_uri,
     default_server_url,
 };
 use crate::providers::Catalog;
@@ -751,7 +751,7 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
     let mut servers = Vec::new();
     for (i, s) in raw.servers.iter().flatten().enumerate() {
         let key = format!("servers[{i}]");
-        check_name(&s.name).map_err(|m| ctx.err(&format!("{key}.name"), m))?;
+        check_config_name(&s.name).map_err(|m| ctx.err(&format!("{key}.name"), m))?;
         if servers.iter().any(|x: &ServerConfig| x.name == s.name) {
             return Err(ctx.err(
                 &format!("{key}.name"),
@@ -931,7 +931,7 @@ fn machine_identities(
                 "`ingress` is the gateway identity's name; give this identity another".into(),
             ));
         }
-        check_name(name).map_err(at)?;
+        check_config_name(name).map_err(at)?;
         identities.push(identity(ctx, &key, name, r, lookup, base, literal_secrets)?);
     }
     Ok((ingress, identities))
