@@ -613,6 +613,21 @@ pub fn default_tokens_dir(lookup: &dyn Lookup) -> PathBuf {
     lookup.home_dir().unwrap_or_default().join(".oauth-tokens")
 }
 
+/// `resolve_secret`, noting a secret written into the file itself (a warning names it).
+fn secret_at(
+    ctx: &Ctx,
+    key: &str,
+    spec: &SecretSpec,
+    lookup: &dyn Lookup,
+    base: Option<&Path>,
+    literal_secrets: &mut Vec<String>,
+) -> Result<Secret, ConfigError> {
+    if matches!(spec, SecretSpec::Literal(_)) {
+        literal_secrets.push(key.to_string());
+    }
+    resolve_secret(ctx, key, spec, lookup, base)
+}
+
 fn resolve_secret(
     ctx: &Ctx,
     key: &str,
@@ -1227,10 +1242,7 @@ fn identity(
                 "missing `password`; write {env: VARIABLE}, {file: PATH} or the value",
             ));
         };
-        if matches!(spec, SecretSpec::Literal(_)) {
-            literal_secrets.push(k("password"));
-        }
-        let password = resolve_secret(ctx, &k("password"), spec, lookup, base)?;
+        let password = secret_at(ctx, &k("password"), spec, lookup, base, literal_secrets)?;
         // The standard AWS endpoint variables apply too (VPC endpoints, local tests).
         let endpoint_url = match &r.endpoint_url {
             Some(u) => Some((k("endpoint_url"), u.clone(), None)),
@@ -1301,20 +1313,19 @@ fn client_credential(
             &k("private_key"),
             "give `client_secret` or `private_key`, not both",
         )),
-        (Some(spec), None) => {
-            if matches!(spec, SecretSpec::Literal(_)) {
-                literal_secrets.push(k("client_secret"));
-            }
-            Ok(Some((
-                resolve_secret(ctx, &k("client_secret"), spec, lookup, base)?,
-                ClientAuth::Basic,
-            )))
-        }
+        (Some(spec), None) => Ok(Some((
+            secret_at(
+                ctx,
+                &k("client_secret"),
+                spec,
+                lookup,
+                base,
+                literal_secrets,
+            )?,
+            ClientAuth::Basic,
+        ))),
         (None, Some(spec)) => {
-            if matches!(spec, SecretSpec::Literal(_)) {
-                literal_secrets.push(k("private_key"));
-            }
-            let pem = resolve_secret(ctx, &k("private_key"), spec, lookup, base)?;
+            let pem = secret_at(ctx, &k("private_key"), spec, lookup, base, literal_secrets)?;
             crate::identity::assertion::SigningKey::from_pem(pem.expose())
                 .map_err(|m| ctx.err(&k("private_key"), m))?;
             Ok(Some((pem, ClientAuth::PrivateKeyJwt)))
@@ -1459,18 +1470,14 @@ fn mcp_login_identity(
                 "a `client_secret` needs the `client_id` it belongs to; without `client_id` mcp-credd registers a public client itself",
             ));
         }
-        Some(spec) => {
-            if matches!(spec, SecretSpec::Literal(_)) {
-                literal_secrets.push(k("client_secret"));
-            }
-            Some(resolve_secret(
-                ctx,
-                &k("client_secret"),
-                spec,
-                lookup,
-                base,
-            )?)
-        }
+        Some(spec) => Some(secret_at(
+            ctx,
+            &k("client_secret"),
+            spec,
+            lookup,
+            base,
+            literal_secrets,
+        )?),
         None => None,
     };
     // Empty: a loopback port chosen at login (RFC 8252 §7.3).
@@ -1526,18 +1533,14 @@ fn egress_identity(
 ) -> Result<IdentityConfig, ConfigError> {
     let k = |field: &str| format!("{key}.{field}");
     let client_secret = match &e.client_secret {
-        Some(spec) => {
-            if matches!(spec, SecretSpec::Literal(_)) {
-                literal_secrets.push(k("client_secret"));
-            }
-            Some(resolve_secret(
-                ctx,
-                &k("client_secret"),
-                spec,
-                lookup,
-                base,
-            )?)
-        }
+        Some(spec) => Some(secret_at(
+            ctx,
+            &k("client_secret"),
+            spec,
+            lookup,
+            base,
+            literal_secrets,
+        )?),
         None => None,
     };
     let name = e.name.clone().unwrap_or_else(|| e.provider.clone());
