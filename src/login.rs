@@ -806,6 +806,39 @@ mod tests {
     }
 
     #[test]
+    fn a_login_reads_the_environment_it_is_given() {
+        let env = |kv: &[(&str, &str)]| {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<std::collections::HashMap<_, _>>()
+        };
+        let e = LoginEnv::from_env(&env(&[
+            ("XDG_RUNTIME_DIR", "/run/user/1000"),
+            ("BROWSER", "firefox"),
+            ("SSH_CONNECTION", "10.0.0.1 5000 10.0.0.2 22"),
+        ]));
+        assert_eq!(
+            e.runtime_dir.as_deref(),
+            Some(std::path::Path::new("/run/user/1000"))
+        );
+        assert_eq!(e.browser.as_deref(), Some("firefox"));
+        assert!(e.remote_shell);
+        // A relative runtime directory and an empty BROWSER count as unset.
+        let e = LoginEnv::from_env(&env(&[("XDG_RUNTIME_DIR", "run"), ("BROWSER", "")]));
+        assert_eq!(
+            (e.runtime_dir, e.browser, e.remote_shell),
+            (None, None, false)
+        );
+        // The launch page goes into the runtime directory it is given.
+        let dir = std::env::temp_dir().join(format!("mcp-credd-rt-{}", random_b64(6)));
+        std::fs::create_dir(&dir).unwrap();
+        let f = LaunchFile::create("https://idp.example/a", Some(&dir)).unwrap();
+        assert!(f.path.starts_with(&dir), "{}", f.path.display());
+        drop(f);
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
     fn the_launch_file_holds_the_url_privately_and_goes_away() {
         use std::os::unix::fs::PermissionsExt;
         let url = "https://idp.example/authorize?state=S&x=\"<b>";
