@@ -252,7 +252,13 @@ pub fn identity(
             user_pool_id: r.user_pool_id,
         },
         IdentityKind::CognitoPassword => Kind::CognitoPassword {
-            region,
+            // Checked with the account above.
+            region: region.ok_or_else(|| {
+                src.err(
+                    whole,
+                    "cognito_password needs `region` (or a `user_pool_id` to take it from)".into(),
+                )
+            })?,
             user_pool_id: r.user_pool_id,
             account: cognito.ok_or_else(|| {
                 src.err(
