@@ -560,10 +560,12 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
                 let l = Login { id, eg };
                 return refresh_egress(l, ctx, existing.as_ref(), &file).await;
             }
-            Kind::CognitoPassword { account, .. } => {
+            Kind::CognitoPassword {
+                region, account, ..
+            } => {
                 let sent_at = ctx.clock.now();
                 let mine = existing.as_ref().filter(|r| crate::binding::matches(r, id));
-                let reply = cognito::obtain(id, account, mine, &ctx.http.policy).await?;
+                let reply = cognito::obtain(id, region, account, mine, &ctx.http.policy).await?;
                 let endpoint = crate::binding::endpoint_of(id);
                 return Ok(build_record(id, &reply, sent_at, &endpoint));
             }
