@@ -136,7 +136,12 @@ fn doctor_flags_a_token_from_an_issuer_the_config_no_longer_names() {
     assert_eq!(r.code, 1, "{r:?}");
     let f = fails(&r);
     assert!(
-        has(&f, "token ingress", false, &format!("issued by `{}", a.base())),
+        has(
+            &f,
+            "token ingress",
+            false,
+            &format!("issued by `{}", a.base())
+        ),
         "{f:#?}"
     );
 }

@@ -80,10 +80,7 @@ refresh:
         // The outage outlasts the token (6 s): the stored token stays as it was.
         let until = Instant::now() + Duration::from_secs(7);
         while Instant::now() < until {
-            assert!(
-                daemon.running(),
-                "the daemon died during `{mode}`"
-            );
+            assert!(daemon.running(), "the daemon died during `{mode}`");
             assert_eq!(token(), before, "the stored token changed during `{mode}`");
             std::thread::sleep(Duration::from_millis(200));
         }

@@ -695,8 +695,7 @@ fn logout_cleans_an_editor_file_no_longer_listed() {
     let idp = idp_with_web_client(port, "3600");
     let sb = Sandbox::new();
     let vscode = write_user_vscode(&sb);
-    let config =
-        |editors: &str| local_config(&idp, port, &format!("editors: [{editors}]\n"), "");
+    let config = |editors: &str| local_config(&idp, port, &format!("editors: [{editors}]\n"), "");
     sb.write_config(&config(
         "reference, {format: vscode, path: ~/proj/.vscode/mcp.json}",
     ));
@@ -764,10 +763,7 @@ impl Sites {
         std::fs::write(self.dir.path().join("mode"), mode).unwrap();
     }
     fn url(&self) -> String {
-        format!(
-            "{}/oauth/token/accessible-resources",
-            self.server.base()
-        )
+        format!("{}/oauth/token/accessible-resources", self.server.base())
     }
     /// The Authorization header of every request so far.
     fn seen(&self) -> Vec<String> {

@@ -458,7 +458,10 @@ servers:
         server.base(),
         server.base()
     ));
-    assert_eq!(first_run_claims(&sb, "agent.json")["client_id"], "agent-jwt");
+    assert_eq!(
+        first_run_claims(&sb, "agent.json")["client_id"],
+        "agent-jwt"
+    );
 }
 
 // --- The interactive login (`auth: oauth`): discovery, dynamic client registration,
