@@ -31,6 +31,13 @@ fn escape_with(s: &str, keep_newline: bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The first character of `s` that has no place in a single word from outside (a URL, a
+/// scope): a control character, a bidi override, or white space. Such words are refused
+/// where they enter, rather than escaped.
+pub fn first_unfit_in_word(s: &str) -> Option<char> {
+    s.chars().find(|&c| is_unsafe(c) || c.is_whitespace())
+}
+
 /// `s` with every control character (newlines included) written as an escape.
 pub fn escape(s: &str) -> String {
     escape_with(s, false).into_owned()
@@ -82,5 +89,21 @@ mod tests {
             "a\\u{1b}[31mb\\u{7}c\\r\\nd\\u{9b}e\\u{202e}f\\u{7f}"
         );
         assert_eq!(escape_keep_newlines("a\nb\x1b"), "a\nb\\u{1b}");
+    }
+
+    #[test]
+    fn words_with_controls_bidi_or_spaces_are_unfit() {
+        assert_eq!(first_unfit_in_word("https://a.example.com/x?y=é"), None);
+        for (s, c) in [
+            ("a\x1b[31m", '\x1b'),
+            ("a\nb", '\n'),
+            ("a b", ' '),
+            ("a\tb", '\t'),
+            ("a\u{202e}b", '\u{202e}'),
+            ("a\u{a0}b", '\u{a0}'),
+            ("a\u{85}b", '\u{85}'),
+        ] {
+            assert_eq!(first_unfit_in_word(s), Some(c), "{s:?}");
+        }
     }
 }

@@ -206,7 +206,7 @@ pub async fn check_token(
             .unwrap_or_default();
         format!(
             "MCP server {server_url} refused the new token for insufficient scope{desc}{wanted}; the token has `{}`; allow this client the scopes the server needs at the authorization server, or set `scopes` under `auth.oauth`",
-            asked.join(" ")
+            escape(&asked.join(" "))
         )
     } else {
         format!(

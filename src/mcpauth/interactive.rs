@@ -563,17 +563,18 @@ pub fn step_up_message(
     next: &[String],
     description: Option<&str>,
 ) -> String {
-    let desc = description.map(|d| format!(" ({d})")).unwrap_or_default();
+    // Scopes and the description came from servers: shown escaped, whatever checked them.
+    let desc = description
+        .map(|d| format!(" ({})", escape(d)))
+        .unwrap_or_default();
+    let (asked_s, next_s) = (escape(&asked.join(" ")), escape(&next.join(" ")));
     if next.len() > asked.len() {
         format!(
-            "MCP server {server_url} refused the token for insufficient scope{desc}; the login asked for `{}`; run `mcp-credd login {name}`: it asks for `{}`",
-            asked.join(" "),
-            next.join(" ")
+            "MCP server {server_url} refused the token for insufficient scope{desc}; the login asked for `{asked_s}`; run `mcp-credd login {name}`: it asks for `{next_s}`"
         )
     } else {
         format!(
-            "MCP server {server_url} refused the token for insufficient scope{desc}, though the login asked for `{}`; the authorization server did not grant them: ask its operator to allow them for this client, then run `mcp-credd login {name}`",
-            asked.join(" ")
+            "MCP server {server_url} refused the token for insufficient scope{desc}, though the login asked for `{asked_s}`; the authorization server did not grant them: ask its operator to allow them for this client, then run `mcp-credd login {name}`"
         )
     }
 }
@@ -719,5 +720,20 @@ mod tests {
             None,
         );
         assert!(msg.contains("did not grant them"), "{msg}");
+        // Whatever reaches it from a server is escaped.
+        for next in [s(&["a"]), s(&["a", "b\x1b[31m"])] {
+            let msg = step_up_message(
+                "calc",
+                "https://c/mcp",
+                &s(&["a\r\nforged"]),
+                &next,
+                Some("say\x07"),
+            );
+            assert!(!msg.chars().any(char::is_control), "{msg:?}");
+            assert!(
+                msg.contains("a\\r\\nforged") && msg.contains("say\\u{7}"),
+                "{msg}"
+            );
+        }
     }
 }

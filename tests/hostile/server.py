@@ -84,6 +84,31 @@ class Handler(BaseHTTPRequestHandler):
                 "device_code": "dc", "user_code": "AB\x1b]0;pwned\x07CD",
                 "verification_uri": f"http://127.0.0.1:{self.server.server_address[1]}/device\r\nFORGED",
                 "expires_in": 2, "interval": 1}))
+        base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        prm = "/.well-known/oauth-protected-resource/"
+        if path.startswith(prm):
+            # An MCP server `/<case>/mcp` whose metadata smuggles escape sequences: into a
+            # scope (`prm-scope`), into the authorization server's URL (`issuer`), into its
+            # authorization server's scopes (`as-scope`) or token endpoint (`as-endpoint`).
+            case = path[len(prm):].split("/")[0]
+            doc = {"resource": f"{base}/{case}/mcp", "authorization_servers": [f"{base}/{case}-as"]}
+            if case == "prm-scope":
+                doc["scopes_supported"] = ["mcp:tools", ESC]
+            if case == "issuer":
+                doc["authorization_servers"] = [f"{base}/as{ESC}"]
+            return self.reply(200, json.dumps(doc))
+        asm = "/.well-known/oauth-authorization-server/"
+        if path.startswith(asm):
+            name = path[len(asm):]
+            token = f"{base}/ok/token{ESC}" if name == "as-endpoint-as" else f"{base}/ok/token"
+            return self.reply(200, json.dumps({
+                "issuer": f"{base}/{name}", "token_endpoint": token,
+                "authorization_endpoint": f"{base}/authorize",
+                "code_challenge_methods_supported": ["S256"],
+                "scopes_supported": ["mcp:tools", ESC] if name == "as-scope-as" else ["mcp:tools"]}))
+        if path == "/esc-endpoint/.well-known/openid-configuration":
+            return self.reply(200, json.dumps({
+                "issuer": f"{base}/esc-endpoint", "token_endpoint": f"{base}/ok/token{ESC}"}))
         if path == "/escape/token":
             return self.reply(400, json.dumps({"error": "invalid_client", "error_description": ESC}))
         if path == "/crlf/token":
