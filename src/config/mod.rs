@@ -644,12 +644,12 @@ impl ConfigError {
 /// Is `url` acceptable for sending secrets to: https, or http to a loopback host?
 /// A URL with a control character or white space is refused before it is parsed (the URL
 /// parser would quietly drop some of them, while the text itself travels on into messages,
-/// logs and token files), and it is shown escaped.
+/// logs and token files). Refusals show the URL escaped, without credentials or query.
 pub fn check_endpoint_url(url: &str) -> Result<(), String> {
+    let shown = crate::sanitize::redact_url(url, true);
     if let Some(c) = crate::sanitize::first_unfit_in_word(url) {
         return Err(format!(
-            "`{}` contains {}, which no URL may hold; remove it (from a server, ask its operator to fix its metadata)",
-            crate::sanitize::escape(url),
+            "`{shown}` contains {}, which no URL may hold; remove it (from a server, ask its operator to fix its metadata)",
             if c.is_whitespace() && !c.is_control() {
                 "white space".to_string()
             } else {
@@ -661,14 +661,14 @@ pub fn check_endpoint_url(url: &str) -> Result<(), String> {
         ));
     }
     let parsed =
-        reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+        reqwest::Url::parse(url).map_err(|e| format!("`{shown}` is not a valid URL: {e}"))?;
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if is_loopback_host(&parsed) => Ok(()),
         "http" => Err(format!(
-            "`{url}` uses plain http; use https (plain http is allowed only for 127.0.0.1, ::1 and localhost)"
+            "`{shown}` uses plain http; use https (plain http is allowed only for 127.0.0.1, ::1 and localhost)"
         )),
-        other => Err(format!("`{url}` has scheme `{other}`; use https")),
+        other => Err(format!("`{shown}` has scheme `{other}`; use https")),
     }
 }
 
@@ -811,6 +811,13 @@ mod tests {
                 .unwrap_err()
                 .contains("white space")
         );
+        // A refusal never shows credentials or a query.
+        let e = check_endpoint_url("http://user:s3cret@cognito.example.com/p?key=k3y").unwrap_err();
+        assert!(
+            e.contains("`http://cognito.example.com/p?[redacted]` uses plain http"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret") && !e.contains("k3y"), "{e}");
     }
 
     #[test]

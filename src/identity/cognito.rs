@@ -171,7 +171,11 @@ async fn client(
         Some(ep) => Some(ep.clone()),
         None => aws_endpoint(&sdk),
     };
-    tracing::debug!(identity = %id.name, endpoint = ?endpoint, "Cognito endpoint (none: the regional one)");
+    tracing::debug!(
+        identity = %id.name,
+        endpoint = %endpoint.as_deref().map_or("none".into(), |e| crate::sanitize::redact_url(e, false)),
+        "Cognito endpoint (none: the regional one)"
+    );
     if let Some(ep) = endpoint {
         crate::config::check_endpoint_url(&ep).map_err(|m| {
             FetchError::permanent(format!(

@@ -373,7 +373,7 @@ pub async fn prepare_login(
                 if r.redirect_uri == redirect_uri
                     && still_registered(http, &d.server.token_endpoint, &r).await =>
             {
-                tracing::debug!(issuer = %d.issuer, client_id = %r.client_id, "reusing the stored client registration");
+                tracing::debug!(issuer = %crate::sanitize::redact_url(&d.issuer, false), client_id = %r.client_id, "reusing the stored client registration");
                 r
             }
             known => {
@@ -502,7 +502,7 @@ pub async fn token_standing(http: &Http, server_url: &str, token: &str) -> Stand
     let p = match probe(http, server_url, Some(token)).await {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(server_url, error = %e.message, "could not check the new token against the MCP server; keeping it");
+            tracing::warn!(server_url = %crate::sanitize::redact_url(server_url, false), error = %e.message, "could not check the new token against the MCP server; keeping it");
             return Standing::Accepted;
         }
     };
