@@ -281,27 +281,8 @@ pub struct Style {
     pub nesting: Option<String>,
 }
 
-/// Classifies an HTTP reply from a token endpoint.
-#[cfg(test)]
-fn classify(
-    url: &str,
-    status: u16,
-    content_type: &str,
-    body: &[u8],
-    retry_after: Option<u64>,
-    refresh_grant: bool,
-) -> Result<TokenReply, FetchError> {
-    classify_with(
-        url,
-        status,
-        content_type,
-        body,
-        retry_after,
-        refresh_grant,
-        None,
-    )
-}
-
+/// Classifies an HTTP reply from a token endpoint (`nesting`: where a provider puts the
+/// token in its reply, as `reply::parse_nested` reads it).
 pub(crate) fn classify_with(
     url: &str,
     status: u16,
@@ -558,13 +539,14 @@ mod tests {
     use super::*;
 
     fn kind(status: u16, body: &str) -> Result<(), FailureKind> {
-        classify(
+        classify_with(
             "u",
             status,
             "application/json",
             body.as_bytes(),
             None,
             false,
+            None,
         )
         .map(|_| ())
         .map_err(|e| e.kind)
@@ -586,22 +568,32 @@ mod tests {
             Err(FailureKind::Permanent)
         );
         assert_eq!(kind(404, "nope"), Err(FailureKind::Permanent));
-        let e = classify("u", 400, "", br#"{"error":"invalid_grant"}"#, None, true).unwrap_err();
+        let e = classify_with(
+            "u",
+            400,
+            "",
+            br#"{"error":"invalid_grant"}"#,
+            None,
+            true,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.kind, FailureKind::ReauthRequired);
-        let e = classify(
+        let e = classify_with(
             "https://t",
             401,
             "",
             br#"{"error":"invalid_client","error_description":"bad secret"}"#,
             None,
             false,
+            None,
         )
         .unwrap_err();
         assert_eq!(
             e.message,
             "token endpoint https://t refused (HTTP 401): invalid_client (bad secret); check client_id and client_secret (and client_auth: basic or post)"
         );
-        let e = classify("u", 429, "", b"", Some(3000), false).unwrap_err();
+        let e = classify_with("u", 429, "", b"", Some(3000), false, None).unwrap_err();
         assert_eq!(e.retry_after_ms, Some(3000));
     }
 
