@@ -545,13 +545,14 @@ mod tests {
     fn errors_say_what_to_do() {
         use FailureKind::{Permanent, Transient};
         // Code, message, step; the kind and the advice the error must carry, where given.
-        let cases: [(
-            Option<&str>,
-            Option<&str>,
-            &str,
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            &'a str,
             Option<FailureKind>,
-            Option<&str>,
-        ); 10] = [
+            Option<&'a str>,
+        );
+        let cases: [Case; 10] = [
             (
                 Some("NotAuthorizedException"),
                 Some("Incorrect username or password."),
