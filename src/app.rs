@@ -151,7 +151,7 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
                 &loaded.config,
                 loaded.servers_unavailable.is_some(),
                 name,
-                &args,
+                &args.options(process_env),
                 &dirs,
                 clock.as_ref(),
                 ui,
@@ -218,7 +218,10 @@ pub async fn run(cli: Cli, clock: Arc<dyn Clock>, process_env: &HashMap<String, 
             .await
         }
         Some(Command::Token { name }) => token_cmd(&loaded.config, &name, clock.as_ref(), ui).await,
-        None => oneshot(loaded, &cli.once, &dirs, clock.as_ref(), ui).await,
+        None => {
+            let login = cli.once.login.options(process_env);
+            oneshot(loaded, &cli.once, &login, &dirs, clock.as_ref(), ui).await
+        }
     }
 }
 
@@ -393,7 +396,14 @@ fn open_store(config: &Config, ui: Ui) -> Result<Store, Exit> {
     }
 }
 
-async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock, ui: Ui) -> Exit {
+async fn oneshot(
+    loaded: Loaded,
+    args: &OnceArgs,
+    login: &crate::login::LoginOptions,
+    dirs: &Dirs,
+    clock: &dyn Clock,
+    ui: Ui,
+) -> Exit {
     // The servers source could not be read: keep what was written, and say so in the code.
     let keep = loaded.servers_unavailable.is_some();
     let config = loaded.config;
@@ -430,10 +440,10 @@ async fn oneshot(loaded: Loaded, args: &OnceArgs, dirs: &Dirs, clock: &dyn Clock
             // is what it takes. Unattended runs report it (exit 4) instead of waiting.
             if ex == Exit::ReauthRequired
                 && egress_only
-                && is_egress(id)
+                && let Some(l) = id.login()
                 && std::io::IsTerminal::is_terminal(&std::io::stdin())
             {
-                (rec, ex) = login_one(id, &ctx, &args.login, ui).await;
+                (rec, ex) = login_one(l, &ctx, login, ui).await;
             }
             exit = exit.worst(ex);
             rec
@@ -710,29 +720,28 @@ async fn revoke_all(
     now: Ts,
     ui: Ui,
 ) {
-    // An MCP login's endpoints and client are those its token was obtained with.
-    let mcp;
-    let (id, url) = match id.egress() {
-        Some(_) if id.mcp_login().is_some() => {
-            match crate::mcpauth::interactive::for_refresh(id, http, store, rec).await {
-                Ok((resolved, _)) => {
-                    mcp = resolved;
-                    let url = mcp.egress().and_then(|e| e.def.revocation_url.clone());
-                    (&mcp, url)
-                }
+    // A login's endpoints and client are those its token was obtained with (an MCP
+    // login's), or its provider's as discovery completes them.
+    let resolved = match id.login() {
+        None => None,
+        Some(l) => {
+            let r = match l.mcp() {
+                Some(m) => crate::mcpauth::interactive::for_refresh(m, http, store, rec)
+                    .await
+                    .map(|(r, _)| r),
+                None => crate::identity::egress::discovered(http, l).await,
+            };
+            match r {
+                Ok(r) => Some(r),
                 Err(e) => {
                     ui.warn(format!("{}: {}; not revoked", id.name, e.message));
                     return;
                 }
             }
         }
-        Some(_) => match crate::identity::egress::discovered(http, id).await {
-            Ok(d) => (id, d.egress().and_then(|e| e.def.revocation_url.clone())),
-            Err(e) => {
-                ui.warn(format!("{}: {}; not revoked", id.name, e.message));
-                return;
-            }
-        },
+    };
+    let (id, url) = match &resolved {
+        Some(r) => (r.login().id, r.login().eg.def.revocation_url.clone()),
         None => (id, None),
     };
     let Some(url) = url else {
@@ -826,13 +835,14 @@ async fn token_cmd(config: &Config, name: &str, clock: &dyn Clock, ui: Ui) -> Ex
 
 /// Logs one egress identity in and reports it.
 async fn login_one(
-    id: &IdentityConfig,
+    l: crate::config::Login<'_>,
     ctx: &refresh::Ctx<'_>,
-    args: &crate::cli::LoginArgs,
+    opts: &crate::login::LoginOptions,
     ui: Ui,
 ) -> (Option<TokenRecord>, Exit) {
+    let id = l.id;
     let say = |s: String| println!("{}", escape_keep_newlines(&s));
-    match refresh::login_and_store(id, ctx, args.options(), &say).await {
+    match refresh::login_and_store(l, ctx, opts.clone(), &say).await {
         Ok(rec) => {
             ui.out(format!(
                 "{}: logged in, {}",
@@ -863,7 +873,7 @@ async fn login_cmd(
     config: &Config,
     keep: bool,
     name: Option<String>,
-    args: &crate::cli::LoginArgs,
+    opts: &crate::login::LoginOptions,
     dirs: &Dirs,
     clock: &dyn Clock,
     ui: Ui,
@@ -878,7 +888,8 @@ async fn login_cmd(
     let ctx = refresh_ctx(&store, &http, &config.refresh, clock);
     let mut exit = Exit::Success;
     let mut logged_in = false;
-    for id in targets {
+    for l in targets {
+        let id = l.id;
         // Without a name: exactly those `status` reports as needing a login.
         if name.is_none() {
             let row = status_row(config, Some(&store), id, clock.now());
@@ -895,7 +906,7 @@ async fn login_cmd(
                 continue;
             }
         }
-        let (_, ex) = login_one(id, &ctx, args, ui).await;
+        let (_, ex) = login_one(l, &ctx, opts, ui).await;
         logged_in |= ex == Exit::Success;
         exit = exit.worst(if ex == Exit::ReauthRequired {
             Exit::Failure

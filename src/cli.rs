@@ -103,11 +103,17 @@ pub struct LoginArgs {
 }
 
 impl LoginArgs {
-    pub fn options(&self) -> crate::login::LoginOptions {
+    /// The options of a login, with what it reads from `env` (the environment `main`
+    /// collected).
+    pub fn options(
+        &self,
+        env: &std::collections::HashMap<String, String>,
+    ) -> crate::login::LoginOptions {
         crate::login::LoginOptions {
             open_browser: !self.no_browser,
             device: self.device,
             timeout: std::time::Duration::from_secs(self.timeout.unwrap_or(300)),
+            env: crate::login::LoginEnv::from_env(env),
         }
     }
 }

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::config::{EgressConfig, IdentityConfig};
+use crate::config::Login;
 use crate::failure::FailureKind;
 use crate::identity::FetchError;
 use crate::identity::egress;
@@ -64,13 +64,9 @@ impl Default for Pkce {
 }
 
 /// The authorization URL a person opens (built by the `oauth2` crate).
-pub fn authorize_url(
-    id: &IdentityConfig,
-    eg: &EgressConfig,
-    state: &str,
-    pkce: Option<&Pkce>,
-) -> Result<String, String> {
-    let resource = egress::resource_param(id);
+pub fn authorize_url(l: Login<'_>, state: &str, pkce: Option<&Pkce>) -> Result<String, String> {
+    let (id, eg) = (l.id, l.eg);
+    let resource = egress::resource_param(l);
     let mut extra: Vec<(&str, &str)> = resource
         .as_ref()
         .map(|(k, v)| (*k, v.as_str()))
@@ -364,11 +360,37 @@ pub async fn wait_for_code(
 }
 
 /// Options of `mcp-credd login`.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct LoginOptions {
     pub open_browser: bool,
     pub device: bool,
     pub timeout: Duration,
+    pub env: LoginEnv,
+}
+
+/// What a login reads from the environment `main` collected: where the page for the
+/// browser goes, which browser to start, and whether this is a remote shell.
+#[derive(Clone, Debug, Default)]
+pub struct LoginEnv {
+    /// `$XDG_RUNTIME_DIR` when it is an absolute path (else the system's temp directory).
+    pub runtime_dir: Option<std::path::PathBuf>,
+    /// `$BROWSER`, tried before the desktop's opener.
+    pub browser: Option<String>,
+    /// `$SSH_CONNECTION` is set: the browser is on another computer.
+    pub remote_shell: bool,
+}
+
+impl LoginEnv {
+    pub fn from_env(env: &std::collections::HashMap<String, String>) -> LoginEnv {
+        let var = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
+        LoginEnv {
+            runtime_dir: var("XDG_RUNTIME_DIR")
+                .map(std::path::PathBuf::from)
+                .filter(|d| d.is_absolute()),
+            browser: var("BROWSER"),
+            remote_shell: env.contains_key("SSH_CONNECTION"),
+        }
+    }
 }
 
 /// A 0600 HTML file, in a 0700 directory of ours, that sends the browser on to the
@@ -381,12 +403,11 @@ pub struct LaunchFile {
 }
 
 impl LaunchFile {
-    pub fn create(url: &str) -> std::io::Result<LaunchFile> {
+    pub fn create(url: &str, runtime_dir: Option<&std::path::Path>) -> std::io::Result<LaunchFile> {
         use std::os::unix::fs::DirBuilderExt;
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(std::path::PathBuf::from)
+        let base = runtime_dir
             .filter(|d| d.is_absolute() && d.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
+            .map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
         // A fresh directory only we can enter (mkdir fails if the name exists).
         let dir = base.join(format!("mcp-credd-login-{}", random_b64(12)));
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
@@ -423,22 +444,21 @@ fn html_escape(s: &str) -> String {
 
 /// Opens `url` in the user's browser through a [`LaunchFile`]; `None` if no browser could
 /// be started. Keep the returned file until the browser has come back.
-fn open_browser_privately(url: &str) -> Option<LaunchFile> {
-    let file = match LaunchFile::create(url) {
+fn open_browser_privately(url: &str, env: &LoginEnv) -> Option<LaunchFile> {
+    let file = match LaunchFile::create(url, env.runtime_dir.as_deref()) {
         Ok(f) => f,
         Err(e) => {
             tracing::warn!(error = %e, "cannot write the login page for the browser");
             return None;
         }
     };
-    open_browser(&file.path.to_string_lossy()).then_some(file)
+    open_browser(&file.path.to_string_lossy(), env.browser.as_deref()).then_some(file)
 }
 
 /// Starts the user's browser on `target` (a local file path); false if none could be started.
-fn open_browser(url: &str) -> bool {
-    let candidates: Vec<String> = std::env::var("BROWSER")
-        .ok()
-        .filter(|b| !b.is_empty())
+fn open_browser(url: &str, browser: Option<&str>) -> bool {
+    let candidates: Vec<String> = browser
+        .map(str::to_string)
         .into_iter()
         .chain(if cfg!(target_os = "macos") {
             vec!["open".to_string()]
@@ -488,16 +508,14 @@ fn pasted_lines() -> Option<mpsc::Receiver<String>> {
 
 /// Runs a login for `id` and returns the provider's token reply.
 pub async fn login(
-    id: &IdentityConfig,
+    l: Login<'_>,
     http: &Http,
     opts: LoginOptions,
     say: &dyn Fn(String),
 ) -> Result<TokenReply, FetchError> {
-    let eg = id
-        .egress()
-        .ok_or_else(|| FetchError::permanent(format!("`{}` is not an egress identity", id.name)))?;
+    let (id, eg) = (l.id, l.eg);
     if opts.device {
-        let start = egress::device_start(http, id).await?;
+        let start = egress::device_start(http, l).await?;
         let target = start
             .verification_uri_complete
             .clone()
@@ -507,45 +525,43 @@ pub async fn login(
             eg.def.display_name, id.name, start.verification_uri, start.user_code
         ));
         let _page = if opts.open_browser {
-            open_browser_privately(&target)
+            open_browser_privately(&target, &opts.env)
         } else {
             None
         };
-        let reply = egress::device_poll(http, id, &start).await?;
-        say_account(http, id, &reply, say).await;
+        let reply = egress::device_poll(http, l, &start).await?;
+        say_account(http, l, &reply, say).await;
         return Ok(reply);
     }
     let listeners = bind(&eg.redirect_uri)
         .await
         .map_err(FetchError::permanent)?;
     let issuer = issuer_check(http, eg.def.issuer.as_deref()).await?;
-    browser_login(id, http, opts, say, listeners, issuer).await
+    browser_login(l, http, opts, say, listeners, issuer).await
 }
 
 /// The browser part of a login, on listeners already bound to `redirect_uri`'s port and
 /// with the callback's `iss` check decided: authorization URL (PKCE S256, `state`, and
 /// `resource` where the identity has one), the wait for the callback, the code exchange.
 pub async fn browser_login(
-    id: &IdentityConfig,
+    l: Login<'_>,
     http: &Http,
     opts: LoginOptions,
     say: &dyn Fn(String),
     listeners: Vec<TcpListener>,
     issuer: IssuerCheck,
 ) -> Result<TokenReply, FetchError> {
-    let eg = id
-        .egress()
-        .ok_or_else(|| FetchError::permanent(format!("`{}` is not an egress identity", id.name)))?;
+    let (id, eg) = (l.id, l.eg);
     let state = random_b64(32);
     let pkce = eg.def.pkce.then(Pkce::new);
-    let url = authorize_url(id, eg, &state, pkce.as_ref()).map_err(FetchError::permanent)?;
+    let url = authorize_url(l, &state, pkce.as_ref()).map_err(FetchError::permanent)?;
     say(format!(
         "To log in to {} as `{}`, open this URL in a browser:\n\n  {url}\n",
         eg.def.display_name, id.name
     ));
     let redirect =
         reqwest::Url::parse(&eg.redirect_uri).map_err(|e| FetchError::permanent(e.to_string()))?;
-    if std::env::var_os("SSH_CONNECTION").is_some() {
+    if opts.env.remote_shell {
         let port = redirect.port().unwrap_or(80);
         say(format!(
             "This is a remote shell: open the URL on your own computer after forwarding the port, e.g.\n  ssh -L {port}:127.0.0.1:{port} <this host>\nor use --device where the provider supports it."
@@ -556,7 +572,7 @@ pub async fn browser_login(
         say("If the browser cannot reach this machine, paste the address it ends on here and press Enter.".into());
     }
     let page = if opts.open_browser {
-        let p = open_browser_privately(&url);
+        let p = open_browser_privately(&url, &opts.env);
         if p.is_none() {
             say("(could not start a browser; open the URL yourself)".into());
         }
@@ -574,13 +590,13 @@ pub async fn browser_login(
     )
     .await;
     drop(page);
-    let reply = egress::exchange_code(http, id, &code?, pkce.as_ref().map(|p| p.verifier.as_str()))
+    let reply = egress::exchange_code(http, l, &code?, pkce.as_ref().map(|p| p.verifier.as_str()))
         .await
         .map_err(|e| match e.kind {
             FailureKind::ReauthRequired => FetchError::permanent(e.message),
             _ => e,
         })?;
-    say_account(http, id, &reply, say).await;
+    say_account(http, l, &reply, say).await;
     Ok(reply)
 }
 
@@ -667,8 +683,8 @@ pub fn account_of(claims: &serde_json::Map<String, serde_json::Value>) -> Option
 
 /// Says which account the new token belongs to, from the ID token or the provider's
 /// userinfo endpoint, so that a person notices a login to the wrong account.
-async fn say_account(http: &Http, id: &IdentityConfig, reply: &TokenReply, say: &dyn Fn(String)) {
-    let Some(eg) = id.egress() else { return };
+async fn say_account(http: &Http, l: Login<'_>, reply: &TokenReply, say: &dyn Fn(String)) {
+    let (id, eg) = (l.id, l.eg);
     let mut who = reply
         .id_token
         .as_ref()
@@ -790,10 +806,43 @@ mod tests {
     }
 
     #[test]
+    fn a_login_reads_the_environment_it_is_given() {
+        let env = |kv: &[(&str, &str)]| {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<std::collections::HashMap<_, _>>()
+        };
+        let e = LoginEnv::from_env(&env(&[
+            ("XDG_RUNTIME_DIR", "/run/user/1000"),
+            ("BROWSER", "firefox"),
+            ("SSH_CONNECTION", "10.0.0.1 5000 10.0.0.2 22"),
+        ]));
+        assert_eq!(
+            e.runtime_dir.as_deref(),
+            Some(std::path::Path::new("/run/user/1000"))
+        );
+        assert_eq!(e.browser.as_deref(), Some("firefox"));
+        assert!(e.remote_shell);
+        // A relative runtime directory and an empty BROWSER count as unset.
+        let e = LoginEnv::from_env(&env(&[("XDG_RUNTIME_DIR", "run"), ("BROWSER", "")]));
+        assert_eq!(
+            (e.runtime_dir, e.browser, e.remote_shell),
+            (None, None, false)
+        );
+        // The launch page goes into the runtime directory it is given.
+        let dir = std::env::temp_dir().join(format!("mcp-credd-rt-{}", random_b64(6)));
+        std::fs::create_dir(&dir).unwrap();
+        let f = LaunchFile::create("https://idp.example/a", Some(&dir)).unwrap();
+        assert!(f.path.starts_with(&dir), "{}", f.path.display());
+        drop(f);
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
     fn the_launch_file_holds_the_url_privately_and_goes_away() {
         use std::os::unix::fs::PermissionsExt;
         let url = "https://idp.example/authorize?state=S&x=\"<b>";
-        let f = LaunchFile::create(url).unwrap();
+        let f = LaunchFile::create(url, None).unwrap();
         let html = std::fs::read_to_string(&f.path).unwrap();
         assert!(html.contains("state=S&amp;x=&quot;&lt;b&gt;"), "{html}");
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use crate::clock::{Clock, Ts};
-use crate::config::{Endpoint, IdentityConfig, Kind, ProviderLabel, RefreshPolicy};
+use crate::config::{
+    Endpoint, IdentityConfig, Kind, Login, McpLogin, ProviderLabel, RefreshPolicy,
+};
 use crate::failure::FailureKind;
 use crate::identity::FetchError;
 use crate::identity::oauth::{Http, client_credentials, resolve_token_endpoint};
@@ -152,13 +154,14 @@ pub fn build_record(
     }
 }
 
-/// Logs `id` in (interactively) and stores the token, under the identity's lock.
+/// Logs `l` in (interactively) and stores the token, under the identity's lock.
 pub async fn login_and_store(
-    id: &IdentityConfig,
+    l: Login<'_>,
     ctx: &Ctx<'_>,
     opts: crate::login::LoginOptions,
     say: &dyn Fn(String),
 ) -> Result<TokenRecord, FetchError> {
+    let id = l.id;
     let _lock = ctx
         .store
         .lock(&id.name, LOCK_WAIT)
@@ -166,10 +169,9 @@ pub async fn login_and_store(
         .map_err(|e| FetchError::transient(e.to_string()))?;
     let mut state = ctx.store.read_state(&id.name);
     state.last_attempt_at = Some(ctx.clock.now().as_secs_f64());
-    let result = if id.mcp_login().is_some() {
-        mcp_login_and_store(id, ctx, opts, say, &mut state).await
-    } else {
-        login_and_store_egress(id, ctx, opts, say).await
+    let result = match l.mcp() {
+        Some(m) => mcp_login_and_store(m, ctx, opts, say, &mut state).await,
+        None => login_and_store_egress(l, ctx, opts, say).await,
     };
     match &result {
         Ok(_) => {
@@ -191,22 +193,22 @@ pub async fn login_and_store(
 /// new token. A token the server refuses is not stored; for too few scopes the scopes it
 /// wants are recorded, so the next login asks for them too.
 async fn mcp_login_and_store(
-    id: &IdentityConfig,
+    m: McpLogin<'_>,
     ctx: &Ctx<'_>,
     opts: crate::login::LoginOptions,
     say: &dyn Fn(String),
     state: &mut crate::store::IdentityState,
 ) -> Result<TokenRecord, FetchError> {
     use crate::mcpauth::interactive::{self, Standing};
+    let (id, server_url) = (m.login.id, m.server_url);
     if opts.device {
         return Err(FetchError::permanent(format!(
             "`{}` is an MCP server: its login runs in a browser (authorization code with PKCE), not with a device code; run `mcp-credd login {}` (with --no-browser on a machine without one)",
             id.name, id.name
         )));
     }
-    let (server_url, _) = id.mcp_login().expect("an MCP login");
     let p = interactive::prepare_login(
-        id,
+        m,
         ctx.http,
         ctx.store,
         ctx.clock.now(),
@@ -215,7 +217,8 @@ async fn mcp_login_and_store(
     )
     .await?;
     let sent_at = ctx.clock.now();
-    let reply = crate::login::browser_login(&p.id, ctx.http, opts, say, p.listeners, p.issuer)
+    let resolved = p.login.login();
+    let reply = crate::login::browser_login(resolved, ctx.http, opts, say, p.listeners, p.issuer)
         .await
         .map_err(|e| match e.kind {
             FailureKind::ReauthRequired => FetchError::permanent(e.message),
@@ -227,11 +230,12 @@ async fn mcp_login_and_store(
             wanted,
             description,
         } => {
-            let next = interactive::step_up_scopes(&p.id.scopes, wanted.as_deref(), &p.discovered);
+            let next =
+                interactive::step_up_scopes(&resolved.id.scopes, wanted.as_deref(), &p.discovered);
             let message = interactive::step_up_message(
                 &id.name,
                 server_url,
-                &p.id.scopes,
+                &resolved.id.scopes,
                 &next,
                 description.as_deref(),
             );
@@ -240,11 +244,7 @@ async fn mcp_login_and_store(
         }
         Standing::Refused(m) => return Err(FetchError::permanent(m)),
     }
-    let token_url =
-        p.id.egress()
-            .map(|e| e.def.token_url.clone())
-            .unwrap_or_default();
-    let rec = build_record(&p.id, &reply, sent_at, &token_url);
+    let rec = build_record(resolved.id, &reply, sent_at, &resolved.eg.def.token_url);
     ctx.store
         .write_token(&id.file_name, &rec)
         .await
@@ -255,15 +255,16 @@ async fn mcp_login_and_store(
 
 /// A provider login (`egress:`), stored.
 async fn login_and_store_egress(
-    id: &IdentityConfig,
+    l: Login<'_>,
     ctx: &Ctx<'_>,
     opts: crate::login::LoginOptions,
     say: &dyn Fn(String),
 ) -> Result<TokenRecord, FetchError> {
     async {
-        let id = &egress::discovered(ctx.http, id).await?;
-        let reply = crate::login::login(id, ctx.http, opts, say).await?;
-        let eg = id.egress().expect("login is for egress identities");
+        let resolved = egress::discovered(ctx.http, l).await?;
+        let l = resolved.login();
+        let reply = crate::login::login(l, ctx.http, opts, say).await?;
+        let (id, eg) = (l.id, l.eg);
         let mut rec = build_record(id, &reply, ctx.clock.now(), &eg.def.token_url);
         // The code is spent: store the tokens before anything else can fail.
         ctx.store
@@ -308,11 +309,12 @@ fn reauth(message: String) -> FetchError {
 /// Refreshes a provider token with its refresh token. Only a login can create the first
 /// one, and only a login can replace a grant the provider no longer honours.
 async fn refresh_egress(
-    id: &IdentityConfig,
+    l: Login<'_>,
     ctx: &Ctx<'_>,
     existing: Option<&TokenRecord>,
     file: &str,
 ) -> Result<TokenRecord, FetchError> {
+    let id = l.id;
     let login = format!("run `mcp-credd login {}`", id.name);
     let Some(rec) = existing else {
         return Err(reauth(format!("not logged in yet: {login}")));
@@ -327,24 +329,21 @@ async fn refresh_egress(
             "the token expired and the provider gave no refresh token: {login}"
         )));
     };
-    let mcp = match id.mcp_login() {
-        Some(_) => {
-            Some(crate::mcpauth::interactive::for_refresh(id, ctx.http, ctx.store, rec).await?)
+    let (resolved, mcp) = match l.mcp() {
+        Some(m) => {
+            let (r, d) =
+                crate::mcpauth::interactive::for_refresh(m, ctx.http, ctx.store, rec).await?;
+            (r, Some((m.server_url, d)))
         }
-        None => None,
+        None => (egress::discovered(ctx.http, l).await?, None),
     };
-    let id = &match &mcp {
-        Some((resolved, _)) => resolved.clone(),
-        None => egress::discovered(ctx.http, id).await?,
-    };
-    let token_url = id
-        .egress()
-        .map(|e| e.def.token_url.clone())
-        .unwrap_or_default();
+    let l = resolved.login();
+    let (id, eg) = (l.id, l.eg);
+    let token_url = &eg.def.token_url;
     let sent_at = ctx.clock.now();
-    match egress::refresh(ctx.http, id, rt.expose()).await {
+    match egress::refresh(ctx.http, l, rt.expose()).await {
         Ok(reply) => {
-            let mut new = build_record(id, &reply, sent_at, &token_url);
+            let mut new = build_record(id, &reply, sent_at, token_url);
             // A provider that does not rotate keeps the refresh token valid.
             if new.refresh_token.is_none() {
                 new.refresh_token = Some(rt);
@@ -353,14 +352,13 @@ async fn refresh_egress(
             // A site id that could not be read at login is asked for again at each refresh
             // until it is known; its absence never fails the refresh.
             if new.cloud_id.is_none()
-                && let Some(extra) = id.egress().and_then(|e| e.def.extras.cloud_id.as_ref())
+                && let Some(extra) = &eg.def.extras.cloud_id
             {
-                let site = id.egress().and_then(|e| e.cloud_site.as_deref());
                 match egress::fetch_cloud_id(
                     ctx.http,
                     &extra.url,
                     reply.access_token.expose(),
-                    site,
+                    eg.cloud_site.as_deref(),
                 )
                 .await
                 {
@@ -376,8 +374,8 @@ async fn refresh_egress(
             if new.refresh_token_expires_at.is_none() {
                 new.refresh_token_expires_at = rec.refresh_token_expires_at;
             }
-            if let Some((_, d)) = &mcp {
-                check_refreshed_mcp_token(id, ctx, d, &new).await?;
+            if let Some((server_url, d)) = &mcp {
+                check_refreshed_mcp_token(id, server_url, ctx, d, &new).await?;
             }
             Ok(new)
         }
@@ -407,14 +405,12 @@ async fn refresh_egress(
 /// server wants are recorded so that the login asks for them too.
 async fn check_refreshed_mcp_token(
     id: &IdentityConfig,
+    server_url: &str,
     ctx: &Ctx<'_>,
     d: &crate::mcpauth::discover::Discovered,
     new: &TokenRecord,
 ) -> Result<(), FetchError> {
     use crate::mcpauth::interactive::{self, Standing};
-    let Some((server_url, _)) = id.mcp_login() else {
-        return Ok(());
-    };
     let standing =
         interactive::token_standing(ctx.http, server_url, new.access_token.expose()).await;
     if standing == Standing::Accepted {
@@ -575,11 +571,14 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
     tracing::info!(identity = %id.name, force, "requesting a new token");
     let result = async {
         match &id.kind {
-            Kind::Egress(_) => return refresh_egress(id, ctx, existing.as_ref(), &file).await,
-            Kind::CognitoPassword { .. } => {
+            Kind::Egress(eg) => {
+                let l = Login { id, eg };
+                return refresh_egress(l, ctx, existing.as_ref(), &file).await;
+            }
+            Kind::CognitoPassword { account, .. } => {
                 let sent_at = ctx.clock.now();
                 let mine = existing.as_ref().filter(|r| crate::binding::matches(r, id));
-                let reply = cognito::obtain(id, mine, &ctx.http.policy).await?;
+                let reply = cognito::obtain(id, account, mine, &ctx.http.policy).await?;
                 let endpoint = crate::binding::endpoint_of(id);
                 return Ok(build_record(id, &reply, sent_at, &endpoint));
             }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use crate::clock::Ts;
-use crate::config::{Config, IdentityConfig, ServerAuth};
+use crate::config::{Config, IdentityConfig, Login, ServerAuth};
 use crate::refresh::token_file_name;
 use crate::schedule::plan::Expiry;
 use crate::store::{Store, TokenRecord};
@@ -44,21 +44,18 @@ pub fn named<'a>(config: &'a Config, name: &str) -> Result<&'a IdentityConfig, S
 
 /// The identities `login [NAME]` means (provider logins and MCP servers with `auth:
 /// oauth`): the one named (by its name or its provider's), or all of them.
-pub fn to_log_in<'a>(
-    config: &'a Config,
-    name: Option<&str>,
-) -> Result<Vec<&'a IdentityConfig>, String> {
-    let egress = || config.all_identities().filter(|i| is_egress(i));
-    let chosen: Vec<&IdentityConfig> = match name {
-        Some(n) => egress()
-            .filter(|i| i.name == n || i.egress().is_some_and(|e| e.provider == n))
+pub fn to_log_in<'a>(config: &'a Config, name: Option<&str>) -> Result<Vec<Login<'a>>, String> {
+    let logins = || config.all_identities().filter_map(IdentityConfig::login);
+    let chosen: Vec<Login> = match name {
+        Some(n) => logins()
+            .filter(|l| l.id.name == n || l.eg.provider == n)
             .take(1)
             .collect(),
-        None => egress().collect(),
+        None => logins().collect(),
     };
     match name {
         Some(n) if chosen.is_empty() => {
-            let names: Vec<&str> = egress().map(|i| i.name.as_str()).collect();
+            let names: Vec<&str> = logins().map(|l| l.id.name.as_str()).collect();
             Err(format!(
                 "no egress provider or MCP server with `auth: oauth` named `{}` is configured{}",
                 crate::sanitize::escape(n),
@@ -286,10 +283,13 @@ egress:
         let all: Vec<&str> = to_log_in(&c, None)
             .unwrap()
             .iter()
-            .map(|i| i.name.as_str())
+            .map(|l| l.id.name.as_str())
             .collect();
         assert_eq!(all, ["gh-work", "gh-home"]);
-        assert_eq!(to_log_in(&c, Some("gh-home")).unwrap()[0].name, "gh-home");
+        assert_eq!(
+            to_log_in(&c, Some("gh-home")).unwrap()[0].id.name,
+            "gh-home"
+        );
         assert!(to_log_in(&c, Some("ingress")).is_err(), "not an egress one");
     }
 }

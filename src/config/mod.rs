@@ -285,9 +285,10 @@ impl IdentityConfig {
         }
     }
 
-    pub fn egress_mut(&mut self) -> Option<&mut EgressConfig> {
-        match &mut self.kind {
-            Kind::Egress(e) => Some(e.as_mut()),
+    /// The identity as a login, for egress identities.
+    pub fn login(&self) -> Option<Login<'_>> {
+        match &self.kind {
+            Kind::Egress(eg) => Some(Login { id: self, eg }),
             _ => None,
         }
     }
@@ -338,6 +339,61 @@ impl IdentityConfig {
             || self
                 .cognito()
                 .is_some_and(|c| c.password.expose().is_empty())
+    }
+}
+
+/// An identity that logs a person in (`Kind::Egress`), seen with its provider login: what
+/// the login, the code exchange, the refresh and the device flow take, so none of them
+/// asks at run time whether it was handed the right kind. Made by
+/// [`IdentityConfig::login`], or by [`LoginBuf::login`] for one whose endpoints and client
+/// were resolved.
+#[derive(Clone, Copy, Debug)]
+pub struct Login<'a> {
+    pub id: &'a IdentityConfig,
+    pub eg: &'a EgressConfig,
+}
+
+impl<'a> Login<'a> {
+    /// The login to an MCP server (`auth: oauth`); `None` for a provider login (`egress:`).
+    pub fn mcp(self) -> Option<McpLogin<'a>> {
+        let (server_url, authorization_server) = self.id.mcp_login()?;
+        Some(McpLogin {
+            login: self,
+            server_url,
+            authorization_server,
+        })
+    }
+
+    /// An owned copy, changed by `edit`: what discovery or a client registration resolved.
+    pub fn resolve(self, edit: impl FnOnce(&mut IdentityConfig, &mut EgressConfig)) -> LoginBuf {
+        let mut id = self.id.clone();
+        let mut eg = self.eg.clone();
+        edit(&mut id, &mut eg);
+        id.kind = Kind::Egress(Box::new(eg));
+        LoginBuf(id)
+    }
+}
+
+/// A login to an MCP server with `auth: oauth`: its canonical URL and the authorization
+/// server the config names, if any (otherwise the server's metadata names it).
+#[derive(Clone, Copy, Debug)]
+pub struct McpLogin<'a> {
+    pub login: Login<'a>,
+    pub server_url: &'a str,
+    pub authorization_server: Option<&'a str>,
+}
+
+/// An owned [`Login`]: an egress identity as discovery or registration resolved it. Only
+/// [`Login::resolve`] makes one, so it always holds the egress kind.
+#[derive(Clone, Debug)]
+pub struct LoginBuf(IdentityConfig);
+
+impl LoginBuf {
+    pub fn login(&self) -> Login<'_> {
+        match &self.0.kind {
+            Kind::Egress(eg) => Login { id: &self.0, eg },
+            _ => unreachable!("Login::resolve builds a LoginBuf with the egress kind"),
+        }
     }
 }
 

@@ -462,15 +462,10 @@ where
 /// when the refresh token is no longer accepted) sign in with the password.
 pub async fn obtain(
     id: &IdentityConfig,
+    c: &CognitoPassword,
     existing: Option<&TokenRecord>,
     policy: &HttpPolicy,
 ) -> Result<TokenReply, FetchError> {
-    let c = id.cognito().ok_or_else(|| {
-        FetchError::permanent(format!(
-            "identity `{}` is not a Cognito service account",
-            id.name
-        ))
-    })?;
     let client = client(id, c, policy).await?;
     if let Some(rec) = existing
         && let Some(rt) = &rec.refresh_token

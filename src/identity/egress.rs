@@ -9,13 +9,8 @@ use super::FetchError;
 use super::grant::{self, Creds, Grant};
 use super::oauth::{Http, Style};
 use super::reply::TokenReply;
-use crate::config::{EgressConfig, IdentityConfig};
+use crate::config::{EgressConfig, IdentityConfig, Login, LoginBuf};
 use crate::providers::TokenBody;
-
-fn egress(id: &IdentityConfig) -> Result<&EgressConfig, FetchError> {
-    id.egress()
-        .ok_or_else(|| FetchError::permanent(format!("`{}` is not an egress identity", id.name)))
-}
 
 fn style(eg: &EgressConfig) -> Style {
     Style {
@@ -32,17 +27,16 @@ fn creds(id: &IdentityConfig) -> Creds<'_> {
     }
 }
 
-async fn grant(http: &Http, id: &IdentityConfig, g: Grant<'_>) -> Result<TokenReply, FetchError> {
-    let eg = egress(id)?;
-    grant::token(http, &eg.def.token_url, creds(id), &g, &style(eg)).await
+async fn grant(http: &Http, l: Login<'_>, g: Grant<'_>) -> Result<TokenReply, FetchError> {
+    grant::token(http, &l.eg.def.token_url, creds(l.id), &g, &style(l.eg)).await
 }
 
-/// `id` with its provider's endpoints filled in from the issuer's discovery document, for
-/// user-defined providers that give only an `issuer`. Others are returned as they are.
-pub async fn discovered(http: &Http, id: &IdentityConfig) -> Result<IdentityConfig, FetchError> {
-    let eg = egress(id)?;
+/// The login with its provider's endpoints filled in from the issuer's discovery document,
+/// for user-defined providers that give only an `issuer`. Others are returned as they are.
+pub async fn discovered(http: &Http, l: Login<'_>) -> Result<LoginBuf, FetchError> {
+    let eg = l.eg;
     if !eg.def.authorize_url.is_empty() && !eg.def.token_url.is_empty() {
-        return Ok(id.clone());
+        return Ok(l.resolve(|_, _| {}));
     }
     let Some(issuer) = eg.def.issuer.clone() else {
         return Err(FetchError::permanent(format!(
@@ -63,8 +57,7 @@ pub async fn discovered(http: &Http, id: &IdentityConfig) -> Result<IdentityConf
             }
         }
     };
-    let mut out = id.clone();
-    let def = &mut out.egress_mut().expect("egress").def;
+    let mut def = eg.def.clone();
     for (k, slot) in [
         ("authorization_endpoint", &mut def.authorize_url),
         ("token_endpoint", &mut def.token_url),
@@ -83,44 +76,43 @@ pub async fn discovered(http: &Http, id: &IdentityConfig) -> Result<IdentityConf
     if def.device_authorization_url.is_none() {
         def.device_authorization_url = field("device_authorization_endpoint")?;
     }
-    Ok(out)
+    Ok(l.resolve(|_, eg| eg.def = def))
 }
 
 /// RFC 8707: the `resource` parameter of every request of a login whose token is for one
 /// resource (an MCP server's canonical URL): the authorization request, the code exchange
 /// and each refresh. Other providers get none.
-pub fn resource_param(id: &IdentityConfig) -> Option<(&'static str, String)> {
-    id.resource().map(|r| ("resource", r.to_string()))
+pub fn resource_param(l: Login<'_>) -> Option<(&'static str, String)> {
+    l.eg.resource.as_ref().map(|r| ("resource", r.clone()))
 }
 
 /// Trades an authorization code (and the PKCE verifier) for tokens.
 pub async fn exchange_code(
     http: &Http,
-    id: &IdentityConfig,
+    l: Login<'_>,
     code: &str,
     verifier: Option<&str>,
 ) -> Result<TokenReply, FetchError> {
-    let eg = egress(id)?;
     let g = Grant::Code {
         code,
         verifier,
-        redirect_uri: &eg.redirect_uri,
-        extra: resource_param(id).into_iter().collect(),
+        redirect_uri: &l.eg.redirect_uri,
+        extra: resource_param(l).into_iter().collect(),
     };
-    grant(http, id, g).await
+    grant(http, l, g).await
 }
 
 /// The refresh_token grant. `ReauthRequired` means the grant is gone.
 pub async fn refresh(
     http: &Http,
-    id: &IdentityConfig,
+    l: Login<'_>,
     refresh_token: &str,
 ) -> Result<TokenReply, FetchError> {
     let g = Grant::Refresh {
         refresh_token,
-        extra: resource_param(id).into_iter().collect(),
+        extra: resource_param(l).into_iter().collect(),
     };
-    grant(http, id, g).await
+    grant(http, l, g).await
 }
 
 /// The start of a device login: what the user must enter, and where.
@@ -148,8 +140,8 @@ fn normal_url(u: &str) -> String {
     reqwest::Url::parse(u).map_or_else(|_| String::new(), String::from)
 }
 
-pub async fn device_start(http: &Http, id: &IdentityConfig) -> Result<DeviceStart, FetchError> {
-    let eg = egress(id)?;
+pub async fn device_start(http: &Http, l: Login<'_>) -> Result<DeviceStart, FetchError> {
+    let (id, eg) = (l.id, l.eg);
     let url = eg.def.device_authorization_url.as_deref().ok_or_else(|| {
         FetchError::permanent(format!(
             "provider `{}` offers no device login; log in with the browser",
@@ -198,16 +190,15 @@ pub async fn device_start(http: &Http, id: &IdentityConfig) -> Result<DeviceStar
 /// Polls the token endpoint until the user has approved, denied, or the code expired.
 pub async fn device_poll(
     http: &Http,
-    id: &IdentityConfig,
+    l: Login<'_>,
     start: &DeviceStart,
 ) -> Result<TokenReply, FetchError> {
-    let eg = egress(id)?;
     grant::device_token(
         http,
-        &eg.def.token_url,
-        creds(id),
+        &l.eg.def.token_url,
+        creds(l.id),
         &start.details,
-        &style(eg),
+        &style(l.eg),
     )
     .await
 }

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 
 use super::discover::{Discovered, discover, probe};
 use crate::clock::Ts;
-use crate::config::{ClientAuth, Endpoint, IdentityConfig, check_endpoint_url};
+use crate::config::{ClientAuth, Endpoint, Login, LoginBuf, McpLogin, check_endpoint_url};
 use crate::identity::oauth::{Http, REPLY_MAX, Style, read_capped, send, with_retries};
 use crate::identity::{FailureKind, FetchError};
 use crate::login::IssuerCheck;
@@ -235,27 +235,26 @@ pub fn login_scopes(
 /// the endpoints, the client, the scopes and the redirect.
 #[allow(clippy::too_many_arguments)]
 fn resolved(
-    id: &IdentityConfig,
+    l: Login<'_>,
     d: &Discovered,
     client_id: String,
     client_secret: Option<Secret>,
     client_auth: ClientAuth,
     scopes: Vec<String>,
     redirect_uri: String,
-) -> IdentityConfig {
-    let mut out = id.clone();
-    out.client_id = client_id;
-    out.client_secret = client_secret;
-    out.client_auth = client_auth;
-    out.scopes = scopes;
-    if let Endpoint::McpServer {
-        authorization_server,
-        ..
-    } = &mut out.endpoint
-    {
-        *authorization_server = Some(d.issuer.clone());
-    }
-    if let Some(eg) = out.egress_mut() {
+) -> LoginBuf {
+    l.resolve(|id, eg| {
+        id.client_id = client_id;
+        id.client_secret = client_secret;
+        id.client_auth = client_auth;
+        id.scopes = scopes;
+        if let Endpoint::McpServer {
+            authorization_server,
+            ..
+        } = &mut id.endpoint
+        {
+            *authorization_server = Some(d.issuer.clone());
+        }
         eg.def.display_name = d.issuer.clone();
         eg.def.authorize_url = d.server.authorization_endpoint.clone().unwrap_or_default();
         eg.def.token_url = d.server.token_endpoint.clone();
@@ -263,14 +262,13 @@ fn resolved(
         eg.def.issuer = Some(d.server.issuer.clone());
         eg.def.device_authorization_url = None;
         eg.redirect_uri = redirect_uri;
-    }
-    out
+    })
 }
 
 /// Everything a login needs, ready: the resolved identity, the callback's `iss` check,
 /// and the listeners already bound to the redirect URI's port.
 pub struct Prepared {
-    pub id: IdentityConfig,
+    pub login: LoginBuf,
     pub issuer: IssuerCheck,
     pub listeners: Vec<TcpListener>,
     pub discovered: Discovered,
@@ -313,16 +311,15 @@ async fn listen(
 /// Discovery, the S256 check, the listener and the client, for a login to `id`
 /// (`needed`: scopes a step-up found missing).
 pub async fn prepare_login(
-    id: &IdentityConfig,
+    m: McpLogin<'_>,
     http: &Http,
     store: &Store,
     now: Ts,
     needed: &[String],
     say: &dyn Fn(String),
 ) -> Result<Prepared, FetchError> {
-    let (server_url, authorization_server) = id
-        .mcp_login()
-        .ok_or_else(|| FetchError::permanent(format!("`{}` is not an MCP login", id.name)))?;
+    let (l, server_url, authorization_server) = (m.login, m.server_url, m.authorization_server);
+    let (id, eg) = (l.id, l.eg);
     let d = discover(http, server_url, authorization_server, &id.scopes).await?;
     d.server.require_s256().map_err(FetchError::permanent)?;
     if d.server.authorization_endpoint.is_none() {
@@ -331,9 +328,6 @@ pub async fn prepare_login(
             d.issuer
         )));
     }
-    let eg = id
-        .egress()
-        .ok_or_else(|| FetchError::permanent("not a login identity"))?;
     let scopes = login_scopes(&d.scopes, needed, &d.server.scopes_supported);
     // One login at a time decides on the registration at this issuer (another server's
     // login may be registering there right now): read after the lock is taken.
@@ -412,9 +406,9 @@ pub async fn prepare_login(
         issuer: Some(d.server.issuer.clone()),
         required: d.server.iss_parameter_supported,
     };
-    let id = resolved(id, &d, client_id, secret, auth, scopes, redirect_uri);
+    let login = resolved(l, &d, client_id, secret, auth, scopes, redirect_uri);
     Ok(Prepared {
-        id,
+        login,
         issuer,
         listeners,
         discovered: d,
@@ -434,14 +428,13 @@ fn reauth(message: String) -> FetchError {
 /// is required (a server that moved to another authorization server is not served a
 /// token of the old one).
 pub async fn for_refresh(
-    id: &IdentityConfig,
+    m: McpLogin<'_>,
     http: &Http,
     store: &Store,
     rec: &TokenRecord,
-) -> Result<(IdentityConfig, Discovered), FetchError> {
-    let (server_url, authorization_server) = id
-        .mcp_login()
-        .ok_or_else(|| FetchError::permanent(format!("`{}` is not an MCP login", id.name)))?;
+) -> Result<(LoginBuf, Discovered), FetchError> {
+    let (l, server_url, authorization_server) = (m.login, m.server_url, m.authorization_server);
+    let id = l.id;
     let login = format!("run `mcp-credd login {}`", id.name);
     let d = discover(http, server_url, authorization_server, &id.scopes).await?;
     let Some(b) = &rec.binding else {
@@ -479,7 +472,7 @@ pub async fn for_refresh(
         )));
     }
     let scopes = b.scopes.clone();
-    let out = resolved(id, &d, client_id, secret, auth, scopes, redirect);
+    let out = resolved(l, &d, client_id, secret, auth, scopes, redirect);
     Ok((out, d))
 }
 
