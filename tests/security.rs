@@ -670,14 +670,15 @@ fn a_256_mib_cognito_reply_is_refused_at_1_mib() {
 fn a_device_code_with_escape_sequences_is_shown_escaped() {
     let h = Hostile::start();
     let sb = Sandbox::new();
-    sb.write_config(&format!(
-        "gateway_url: https://gw.example.com
+    let config = |device: &str| {
+        format!(
+            "gateway_url: https://gw.example.com
 providers:
   hostile:
     display_name: Hostile
     authorize_url: {base}/authorize
     token_url: {base}/escape/token
-    device_authorization_url: {base}/device/auth
+    device_authorization_url: {base}{device}
     scopes: [x]
     pkce: false
     token_auth: post
@@ -688,24 +689,41 @@ egress:
     client_id: c
     redirect_uri: http://127.0.0.1:{port}/callback
 {ONE_ATTEMPT}",
-        base = h.url(""),
-        port = closed_port()
-    ));
-    let (r, took) = run_bounded(
-        sb.command(&[
-            "login",
-            "hostile",
-            "--device",
-            "--no-browser",
-            "--timeout",
-            "10",
-        ]),
-        Duration::from_secs(30),
-    );
+            base = h.url(""),
+            port = closed_port()
+        )
+    };
+    let login = || {
+        run_bounded(
+            sb.command(&[
+                "login",
+                "hostile",
+                "--device",
+                "--no-browser",
+                "--timeout",
+                "10",
+            ]),
+            Duration::from_secs(30),
+        )
+    };
+    sb.write_config(&config("/device/auth"));
+    let (r, took) = login();
     assert!(took < Duration::from_secs(25), "{r:?}");
     assert_ne!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("AB\\u{1b}]0;pwned\\u{7}CD"), "{r:?}");
     assert!(r.stderr.contains("\\u{1b}[31mFORGED"), "{r:?}");
+    assert!(!has_control(&r.all()), "{r:?}");
+    // CR/LF in the verification URI: refused before anything is shown, named escaped.
+    sb.write_config(&config("/device-uri/auth"));
+    let (r, _) = login();
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("verification_uri")
+            && r.stderr
+                .contains("/device\\r\\nFORGED` contains the character `\\r`"),
+        "{r:?}"
+    );
+    assert!(!r.stdout.contains("pwned"), "{r:?}");
     assert!(!has_control(&r.all()), "{r:?}");
 }
 
