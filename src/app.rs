@@ -744,11 +744,12 @@ async fn revoke_all(
         Some(r) => (r.login().id, r.login().eg.def.revocation_url.clone()),
         None => (id, None),
     };
+    // What is not revoked lapses at its expiry.
+    let until = match rec.times().expiry {
+        Expiry::At(t) => format!("until it expires {} ({})", human_utc(t), relative(t, now)),
+        _ => "until the provider expires it".into(),
+    };
     let Some(url) = url else {
-        let until = match rec.times().expiry {
-            Expiry::At(t) => format!("until it expires {} ({})", human_utc(t), relative(t, now)),
-            _ => "until the provider expires it".into(),
-        };
         ui.out(format!(
             "{}: the provider has no revocation endpoint known to mcp-credd; the token stays valid there {until}",
             id.name
@@ -776,16 +777,10 @@ async fn revoke_all(
             Ok(()) => ui.out(format!("{}: revoked the {what} at {url}", id.name)),
             // RFC 7009 §2.2.1: this kind of token cannot be revoked there (self-contained
             // JWT access tokens, typically): it lapses at its expiry.
-            Err(e) if e.message.contains("unsupported_token_type") => {
-                let until = match rec.times().expiry {
-                    Expiry::At(t) => format!("expires {} ({})", human_utc(t), relative(t, now)),
-                    _ => "expires".into(),
-                };
-                ui.out(format!(
-                    "{}: the provider does not revoke {what}s; this one stays valid there until it {until}",
-                    id.name
-                ))
-            }
+            Err(e) if e.message.contains("unsupported_token_type") => ui.out(format!(
+                "{}: the provider does not revoke {what}s; this one stays valid there {until}",
+                id.name
+            )),
             Err(e) => ui.warn(format!(
                 "{}: the {what} was not revoked ({}); it is deleted here anyway",
                 id.name, e.message

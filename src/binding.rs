@@ -171,7 +171,7 @@ mod tests {
             name: "svc".into(),
             file_name: "svc.json".into(),
             kind: Kind::CognitoPassword {
-                region: Some("us-east-1".into()),
+                region: "us-east-1".into(),
                 user_pool_id: Some("us-east-1_P".into()),
                 account: CognitoPassword {
                     username: user.into(),

@@ -271,27 +271,20 @@ async fn login_and_store_egress(
             .write_token(&id.file_name, &rec)
             .await
             .map_err(store_failure)?;
-        if let Some(extra) = &eg.def.extras.cloud_id {
-            match egress::fetch_cloud_id(
-                ctx.http,
-                &extra.url,
-                reply.access_token.expose(),
-                eg.cloud_site.as_deref(),
-            )
-            .await
-            {
-                Ok(cloud) => {
-                    rec.cloud_id = cloud;
-                    ctx.store
-                        .write_token(&id.file_name, &rec)
-                        .await
-                        .map_err(store_failure)?;
-                }
-                Err(e) => say(format!(
-                    "logged in, but the site id could not be read ({}); servers get no {} header until a refresh reads it",
-                    e.message, extra.header
-                )),
+        match egress::site_id(ctx.http, eg, reply.access_token.expose()).await {
+            Some(Ok(cloud)) => {
+                rec.cloud_id = cloud;
+                ctx.store
+                    .write_token(&id.file_name, &rec)
+                    .await
+                    .map_err(store_failure)?;
             }
+            Some(Err(e)) => say(format!(
+                "logged in, but the site id could not be read ({}); servers get no {} header until a refresh reads it",
+                e.message,
+                eg.def.extras.cloud_id.as_ref().map_or("", |x| x.header.as_str())
+            )),
+            None => {}
         }
         Ok::<_, FetchError>(rec)
     }
@@ -351,21 +344,13 @@ async fn refresh_egress(
             new.cloud_id = rec.cloud_id.clone();
             // A site id that could not be read at login is asked for again at each refresh
             // until it is known; its absence never fails the refresh.
-            if new.cloud_id.is_none()
-                && let Some(extra) = &eg.def.extras.cloud_id
-            {
-                match egress::fetch_cloud_id(
-                    ctx.http,
-                    &extra.url,
-                    reply.access_token.expose(),
-                    eg.cloud_site.as_deref(),
-                )
-                .await
-                {
-                    Ok(cloud) => new.cloud_id = cloud,
-                    Err(e) => {
+            if new.cloud_id.is_none() {
+                match egress::site_id(ctx.http, eg, reply.access_token.expose()).await {
+                    Some(Ok(cloud)) => new.cloud_id = cloud,
+                    Some(Err(e)) => {
                         tracing::warn!(identity = %id.name, error = %e.message, "the site id is still unknown; asking again at the next refresh")
                     }
+                    None => {}
                 }
             }
             if reply.scope.is_none() {
@@ -575,10 +560,12 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
                 let l = Login { id, eg };
                 return refresh_egress(l, ctx, existing.as_ref(), &file).await;
             }
-            Kind::CognitoPassword { account, .. } => {
+            Kind::CognitoPassword {
+                region, account, ..
+            } => {
                 let sent_at = ctx.clock.now();
                 let mine = existing.as_ref().filter(|r| crate::binding::matches(r, id));
-                let reply = cognito::obtain(id, account, mine, &ctx.http.policy).await?;
+                let reply = cognito::obtain(id, region, account, mine, &ctx.http.policy).await?;
                 let endpoint = crate::binding::endpoint_of(id);
                 return Ok(build_record(id, &reply, sent_at, &endpoint));
             }

@@ -91,6 +91,9 @@ impl Source for EnvVars {
     fn variables_hint(&self) -> &'static str {
         "; configure the provider in a config file"
     }
+    fn define_identity_hint(&self) -> &'static str {
+        "; identities are named by a config file"
+    }
 }
 
 /// Variables that signal a reference-tool setup is present.
@@ -222,6 +225,20 @@ fn spec(
         extra_fields: Vec::new(),
         extra_headers: Vec::new(),
     }
+}
+
+/// A client of the reference tool's: its id and secret from the variables `id_var` and
+/// `secret_var`, which `why` needs.
+fn client(
+    env: &EnvVars,
+    kind: IdentityKind,
+    label: ProviderLabel,
+    [id_var, secret_var]: [&str; 2],
+    why: &str,
+) -> Result<IdentitySpec, ConfigError> {
+    let client_id = env.require(id_var, why)?;
+    let secret = env.secret(secret_var, why)?;
+    Ok(spec(kind, label, client_id, Some(Secret::new(secret))))
 }
 
 /// Checks and builds an identity whose values came from the variables `keys` names per
@@ -419,15 +436,14 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             .find_map(|k| env.get(k).map(|v| (*k, v.to_string())))
             .ok_or_else(|| env.require("KEYCLOAK_URL", why).unwrap_err())?;
             let realm = env.require("KEYCLOAK_REALM", why)?;
-            let cid = env.require("KEYCLOAK_M2M_CLIENT_ID", why)?;
-            let secret = env.secret("KEYCLOAK_M2M_CLIENT_SECRET", why)?;
-            let base = url.trim_end_matches('/');
-            let mut id = spec(
+            let mut id = client(
+                env,
                 IdentityKind::OidcM2m,
                 ProviderLabel::KeycloakM2m,
-                cid,
-                Some(Secret::new(secret)),
-            );
+                ["KEYCLOAK_M2M_CLIENT_ID", "KEYCLOAK_M2M_CLIENT_SECRET"],
+                why,
+            )?;
+            let base = url.trim_end_matches('/');
             id.token_url =
                 Some(token_url_override.clone().unwrap_or_else(|| {
                     format!("{base}/realms/{realm}/protocol/openid-connect/token")
@@ -449,18 +465,17 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
         "entra" => {
             let why = "AUTH_PROVIDER=entra";
             let tenant = env.require("ENTRA_TENANT_ID", why)?;
-            let cid = env.require("ENTRA_CLIENT_ID", why)?;
-            let secret = env.secret("ENTRA_CLIENT_SECRET", why)?;
-            let mut id = spec(
+            let mut id = client(
+                env,
                 IdentityKind::OidcM2m,
                 ProviderLabel::EntraM2m,
-                cid.clone(),
-                Some(Secret::new(secret)),
-            );
+                ["ENTRA_CLIENT_ID", "ENTRA_CLIENT_SECRET"],
+                why,
+            )?;
             id.token_url = Some(token_url_override.clone().unwrap_or_else(|| {
                 format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token")
             }));
-            id.scopes = vec![format!("api://{cid}/.default")];
+            id.scopes = vec![format!("api://{}/.default", id.client_id)];
             id.extra_fields = vec![("tenant_id".into(), tenant)];
             (
                 id,
@@ -473,14 +488,13 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
         {
             let why = "the Cognito ingress identity";
             let pool = env.require("INGRESS_OAUTH_USER_POOL_ID", why)?;
-            let cid = env.require("INGRESS_OAUTH_CLIENT_ID", why)?;
-            let secret = env.secret("INGRESS_OAUTH_CLIENT_SECRET", why)?;
-            let mut id = spec(
+            let mut id = client(
+                env,
                 IdentityKind::CognitoM2m,
                 ProviderLabel::CognitoM2m,
-                cid,
-                Some(Secret::new(secret)),
-            );
+                ["INGRESS_OAUTH_CLIENT_ID", "INGRESS_OAUTH_CLIENT_SECRET"],
+                why,
+            )?;
             id.token_url = token_url_override.clone();
             id.domain = env.get("COGNITO_DOMAIN").map(str::to_string);
             id.region = Some(env.get("AWS_REGION").unwrap_or("us-east-1").to_string());
@@ -494,14 +508,13 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
         }
         _ if env.get("OAUTH_CLIENT_ID").is_some() => {
             let why = "the generic OIDC identity (OAUTH_CLIENT_ID)";
-            let cid = env.require("OAUTH_CLIENT_ID", why)?;
-            let secret = env.secret("OAUTH_CLIENT_SECRET", why)?;
-            let mut id = spec(
+            let mut id = client(
+                env,
                 IdentityKind::OidcM2m,
                 ProviderLabel::OidcM2m,
-                cid,
-                Some(Secret::new(secret)),
-            );
+                ["OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET"],
+                why,
+            )?;
             id.token_url = token_url_override.clone();
             if id.token_url.is_none() {
                 id.discovery_url = Some(env.require("OAUTH_DISCOVERY_URL", why)?);

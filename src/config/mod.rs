@@ -205,7 +205,8 @@ pub enum Kind {
     },
     /// A Cognito user (service account) signing in through the Cognito API.
     CognitoPassword {
-        region: Option<String>,
+        /// Required: the Cognito API is regional.
+        region: String,
         user_pool_id: Option<String>,
         account: CognitoPassword,
     },
@@ -296,9 +297,8 @@ impl IdentityConfig {
     /// The Cognito region (the Cognito kinds).
     pub fn region(&self) -> Option<&str> {
         match &self.kind {
-            Kind::CognitoM2m { region, .. } | Kind::CognitoPassword { region, .. } => {
-                region.as_deref()
-            }
+            Kind::CognitoM2m { region, .. } => region.as_deref(),
+            Kind::CognitoPassword { region, .. } => Some(region),
             _ => None,
         }
     }

@@ -7,15 +7,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::build::servers::{AuthSpec, OauthSpec, ServerSpec};
 use super::build::{
-    self, CognitoSpec, EgressKeys, EgressSpec, IdentitySpec, Source, aws_endpoint, did_you_mean,
+    self, CognitoSpec, EgressKeys, EgressSpec, IdentitySpec, Secrets, Source, aws_endpoint,
+    did_you_mean,
 };
 use super::locate::locate;
 use super::{
-    BearerToken, ClientAuth, Config, ConfigError, EditorFormat, EditorSpec, EgressConfig, Endpoint,
-    Hooks, HttpPolicy, IdentityConfig, IdentityKind, Kind, Origin, ProviderLabel, RefreshPolicy,
-    ServerAuth, ServerConfig, Transport, check_config_name, check_endpoint_url, check_redirect_uri,
-    default_server_url,
+    BearerToken, ClientAuth, Config, ConfigError, EditorFormat, EditorSpec, Hooks, HttpPolicy,
+    IdentityConfig, IdentityKind, Origin, ProviderLabel, RefreshPolicy, Transport,
+    check_config_name, check_endpoint_url,
 };
 use crate::providers::Catalog;
 use crate::secret::Secret;
@@ -37,14 +38,9 @@ pub trait Lookup {
     }
 }
 
-/// A secret as written in the config: a literal, `{env: NAME}` or `{file: PATH}`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SecretSpec {
-    Literal(Secret),
-    Env(String),
-    File(String),
-}
+pub use super::build::SecretSpec;
 
+/// A secret as written in the config: a literal, `{env: NAME}` or `{file: PATH}`.
 impl<'de> Deserialize<'de> for SecretSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -498,9 +494,16 @@ pub struct Parsed {
     pub literal_secrets: Vec<String>,
 }
 
+/// The file being parsed: its text and name (to locate errors), and what resolving its
+/// secrets needs.
 struct Ctx<'a> {
     text: &'a str,
     origin: String,
+    lookup: &'a dyn Lookup,
+    /// The config file's directory: relative secret files are found from it.
+    base: Option<&'a Path>,
+    /// Keys holding a literal secret, for the "file readable by others" warning.
+    literal_secrets: std::cell::RefCell<Vec<String>>,
 }
 
 impl Ctx<'_> {
@@ -519,9 +522,49 @@ impl Source for Ctx<'_> {
     fn variables_hint(&self) -> &'static str {
         ""
     }
+    fn define_identity_hint(&self) -> &'static str {
+        "; define it under `identities:`"
+    }
 }
 
-/// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" into our wording.
+impl Secrets for Ctx<'_> {
+    /// Resolves a secret through the `Lookup`, noting one written into the file itself (a
+    /// warning names it).
+    fn secret(&self, key: &str, spec: &SecretSpec) -> Result<Secret, ConfigError> {
+        let lookup = self.lookup;
+        let s = match spec {
+            SecretSpec::Literal(s) => {
+                self.literal_secrets.borrow_mut().push(key.to_string());
+                s.clone()
+            }
+            SecretSpec::Env(var) => match lookup.env(var) {
+                Some(v) if !v.is_empty() => Secret::new(v),
+                _ => {
+                    // Commands that need no secret go on without it (an empty secret).
+                    lookup.defer(self.err(key, format!("environment variable `{var}` is not set; put `{var}=...` in the secrets file (~/.config/mcp-credd/env, mode 0600) or export it")))?;
+                    return Ok(Secret::default());
+                }
+            },
+            SecretSpec::File(path) => {
+                let p = expand_path(path, self.base, lookup);
+                match lookup.read_file(&p) {
+                    Ok(v) => Secret::new(v.trim_end_matches(['\n', '\r'])),
+                    Err(e) => {
+                        lookup.defer(
+                            self.err(key, format!("cannot read secret file {}: {e}", p.display())),
+                        )?;
+                        return Ok(Secret::default());
+                    }
+                }
+            }
+        };
+        if s.is_empty() {
+            return Err(self.err(key, "the secret is empty"));
+        }
+        Ok(s)
+    }
+}
+
 /// Whether a config key path names a secret-bearing key (or something inside one).
 fn is_secret_key(path: &str) -> bool {
     path.split(['.', '[']).any(|seg| {
@@ -557,6 +600,7 @@ fn redact_quoted(msg: &str) -> String {
     out
 }
 
+/// Rewrites serde's error messages into our wording, without the location (we print it).
 fn explain_serde_message(msg: &str, path: &str) -> String {
     let msg = msg.split(" at line ").next().unwrap_or(msg);
     let msg = msg
@@ -569,27 +613,23 @@ fn explain_serde_message(msg: &str, path: &str) -> String {
         .iter()
         .find_map(|m| msg.find(m).map(|i| &msg[i..]))
         .unwrap_or(msg);
-    if let Some(rest) = msg.strip_prefix("unknown field `") {
-        let (field, tail) = rest.split_once('`').unwrap_or((rest, ""));
-        let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
-        let mut out = format!("unknown key `{field}`");
-        if let Some(s) = did_you_mean(field, &expected) {
-            out.push_str(&format!("; did you mean `{s}`?"));
-        } else if !expected.is_empty() {
-            out.push_str(&format!("; valid keys here: {}", expected.join(", ")));
+    // serde's "unknown field `x`, expected one of `a`, `b`": our word for it, a likely
+    // typo's correction, or the choices.
+    for (serde_word, word, choices) in [
+        ("unknown field `", "key", "valid keys here"),
+        ("unknown variant `", "value", "expected one of"),
+    ] {
+        if let Some(rest) = msg.strip_prefix(serde_word) {
+            let (given, tail) = rest.split_once('`').unwrap_or((rest, ""));
+            let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+            let mut out = format!("unknown {word} `{given}`");
+            if let Some(s) = did_you_mean(given, &expected) {
+                out.push_str(&format!("; did you mean `{s}`?"));
+            } else if !expected.is_empty() {
+                out.push_str(&format!("; {choices}: {}", expected.join(", ")));
+            }
+            return out;
         }
-        return out;
-    }
-    if let Some(rest) = msg.strip_prefix("unknown variant `") {
-        let (value, tail) = rest.split_once('`').unwrap_or((rest, ""));
-        let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
-        let mut out = format!("unknown value `{value}`");
-        if let Some(s) = did_you_mean(value, &expected) {
-            out.push_str(&format!("; did you mean `{s}`?"));
-        } else if !expected.is_empty() {
-            out.push_str(&format!("; expected one of: {}", expected.join(", ")));
-        }
-        return out;
     }
     msg.to_string()
 }
@@ -611,57 +651,6 @@ fn expand_path(raw: &str, base: Option<&Path>, lookup: &dyn Lookup) -> PathBuf {
 /// Where the tokens go when nothing says otherwise: `~/.oauth-tokens`, never the cwd.
 pub fn default_tokens_dir(lookup: &dyn Lookup) -> PathBuf {
     lookup.home_dir().unwrap_or_default().join(".oauth-tokens")
-}
-
-/// `resolve_secret`, noting a secret written into the file itself (a warning names it).
-fn secret_at(
-    ctx: &Ctx,
-    key: &str,
-    spec: &SecretSpec,
-    lookup: &dyn Lookup,
-    base: Option<&Path>,
-    literal_secrets: &mut Vec<String>,
-) -> Result<Secret, ConfigError> {
-    if matches!(spec, SecretSpec::Literal(_)) {
-        literal_secrets.push(key.to_string());
-    }
-    resolve_secret(ctx, key, spec, lookup, base)
-}
-
-fn resolve_secret(
-    ctx: &Ctx,
-    key: &str,
-    spec: &SecretSpec,
-    lookup: &dyn Lookup,
-    base: Option<&Path>,
-) -> Result<Secret, ConfigError> {
-    let s = match spec {
-        SecretSpec::Literal(s) => s.clone(),
-        SecretSpec::Env(var) => match lookup.env(var) {
-            Some(v) if !v.is_empty() => Secret::new(v),
-            _ => {
-                // Commands that need no secret go on without it (an empty secret).
-                lookup.defer(ctx.err(key, format!("environment variable `{var}` is not set; put `{var}=...` in the secrets file (~/.config/mcp-credd/env, mode 0600) or export it")))?;
-                return Ok(Secret::default());
-            }
-        },
-        SecretSpec::File(path) => {
-            let p = expand_path(path, base, lookup);
-            match lookup.read_file(&p) {
-                Ok(v) => Secret::new(v.trim_end_matches(['\n', '\r'])),
-                Err(e) => {
-                    lookup.defer(
-                        ctx.err(key, format!("cannot read secret file {}: {e}", p.display())),
-                    )?;
-                    return Ok(Secret::default());
-                }
-            }
-        }
-    };
-    if s.is_empty() {
-        return Err(ctx.err(key, "the secret is empty"));
-    }
-    Ok(s)
 }
 
 fn fraction(
@@ -706,13 +695,15 @@ fn map_key_line(text: &str, parent: &str, name: &str) -> Option<usize> {
 /// Parses and validates config file text. `path` names the file in errors and anchors
 /// relative paths.
 pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, ConfigError> {
+    let base = path.parent();
     let ctx = Ctx {
         text,
         origin: path.display().to_string(),
+        lookup,
+        base,
+        literal_secrets: Default::default(),
     };
     let raw = deserialize(&ctx)?;
-    let base = path.parent();
-    let mut literal_secrets = Vec::new();
 
     let tokens_dir = match &raw.tokens_dir {
         Some(d) => expand_path(d, base, lookup),
@@ -727,14 +718,8 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
         None => None,
     };
 
-    let (ingress, mut identities) = machine_identities(
-        &ctx,
-        raw.ingress.as_ref(),
-        raw.identities.as_ref(),
-        lookup,
-        base,
-        &mut literal_secrets,
-    )?;
+    let (ingress, mut identities) =
+        machine_identities(&ctx, raw.ingress.as_ref(), raw.identities.as_ref())?;
 
     // The provider catalog: built in, then the user's files, then `providers:`.
     let catalog = build::catalog(
@@ -746,7 +731,7 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
     )?;
     for (i, e) in raw.egress.iter().flatten().enumerate() {
         let key = format!("egress[{i}]");
-        let id = egress_identity(&ctx, &key, e, &catalog, lookup, base, &mut literal_secrets)?;
+        let id = egress_identity(&ctx, &key, e, &catalog)?;
         if id.name == "ingress"
             || identities
                 .iter()
@@ -763,103 +748,14 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
         identities.push(id);
     }
 
-    let mut servers = Vec::new();
-    for (i, s) in raw.servers.iter().flatten().enumerate() {
-        let key = format!("servers[{i}]");
-        check_config_name(&s.name).map_err(|m| ctx.err(&format!("{key}.name"), m))?;
-        if servers.iter().any(|x: &ServerConfig| x.name == s.name) {
-            return Err(ctx.err(
-                &format!("{key}.name"),
-                format!("server `{}` is listed twice", s.name),
-            ));
-        }
-        let url = match (&s.url, &gateway_url) {
-            (Some(u), _) => {
-                if !matches!(s.auth, Some(RawServerAuth::None)) {
-                    check_endpoint_url(u).map_err(|m| ctx.err(&format!("{key}.url"), m))?;
-                } else {
-                    reqwest::Url::parse(u).map_err(|e| {
-                        ctx.err(
-                            &format!("{key}.url"),
-                            format!("`{u}` is not a valid URL: {e}"),
-                        )
-                    })?;
-                }
-                u.clone()
-            }
-            (None, Some(g)) => default_server_url(g, &s.name),
-            (None, None) => {
-                return Err(ctx.err(
-                    &format!("{key}.name"),
-                    "no `url` and no top-level `gateway_url` to build it from; set one of them",
-                ));
-            }
-        };
-        let auth = match &s.auth {
-            Some(RawServerAuth::None) => ServerAuth::None,
-            Some(RawServerAuth::Oauth(o)) => {
-                let id = mcp_identity(
-                    &ctx,
-                    &format!("{key}.auth"),
-                    &s.name,
-                    &url,
-                    o.as_ref(),
-                    lookup,
-                    base,
-                    &mut literal_secrets,
-                )?;
-                if identities
-                    .iter()
-                    .any(|i: &IdentityConfig| i.name == id.name)
-                {
-                    return Err(ctx.err(
-                        &format!("{key}.name"),
-                        format!("an identity is already named `{}`; a server with `auth: oauth` gets an identity of its own name, so rename one of them", id.name),
-                    ));
-                }
-                identities.push(id);
-                ServerAuth::bearer(&s.name, false)
-            }
-            Some(RawServerAuth::Identity(b)) => {
-                if !identities
-                    .iter()
-                    .any(|i: &IdentityConfig| i.name == b.identity)
-                {
-                    let known: Vec<&str> = identities.iter().map(|i| i.name.as_str()).collect();
-                    let hint = did_you_mean(&b.identity, &known)
-                        .map(|s| format!("; did you mean `{s}`?"))
-                        .unwrap_or_else(|| "; define it under `identities:`".into());
-                    return Err(ctx.err(
-                        &format!("{key}.auth.identity"),
-                        format!("no identity named `{}`{hint}", b.identity),
-                    ));
-                }
-                ServerAuth::identity(
-                    &b.identity,
-                    b.header.clone(),
-                    b.scheme.clone(),
-                    b.gateway.unwrap_or(false),
-                )
-            }
-            _ => ServerAuth::Gateway,
-        };
-        if matches!(
-            auth,
-            ServerAuth::Gateway | ServerAuth::Identity { gateway: true, .. }
-        ) && ingress.is_none()
-        {
-            return Err(ctx.err(&format!("{key}.name"), "this server uses the gateway identity but no `ingress` is configured; add `ingress:` or set `auth: none`"));
-        }
-        servers.push(ServerConfig {
-            name: s.name.clone(),
-            url,
-            transport: match s.transport {
-                Some(RawTransport::Sse) => Transport::Sse,
-                _ => Transport::StreamableHttp,
-            },
-            auth,
-        });
-    }
+    let servers = raw.servers.iter().flatten().enumerate().map(server_spec);
+    let mut servers = build::servers::servers(
+        &ctx,
+        servers.collect(),
+        &mut identities,
+        gateway_url.as_deref(),
+        ingress.is_some(),
+    )?;
 
     // Each egress identity's token goes to its server, with the gateway's headers when
     // there is a gateway identity; a server not listed is reached through the gateway.
@@ -908,8 +804,47 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
             .servers_dir
             .as_deref()
             .map(|d| expand_path(d, base, lookup)),
-        literal_secrets,
+        literal_secrets: ctx.literal_secrets.into_inner(),
     })
+}
+
+/// A `servers:` entry as the shared stage's description.
+fn server_spec((i, s): (usize, &RawServer)) -> ServerSpec {
+    ServerSpec {
+        key: format!("servers[{i}]"),
+        name: s.name.clone(),
+        url: s.url.clone(),
+        transport: match s.transport {
+            Some(RawTransport::Sse) => Transport::Sse,
+            Some(RawTransport::StreamableHttp) | None => Transport::StreamableHttp,
+        },
+        auth: match &s.auth {
+            None | Some(RawServerAuth::Gateway) => AuthSpec::Gateway,
+            Some(RawServerAuth::None) => AuthSpec::None,
+            Some(RawServerAuth::Identity(b)) => AuthSpec::Identity {
+                identity: b.identity.clone(),
+                header: b.header.clone(),
+                scheme: b.scheme.clone(),
+                gateway: b.gateway.unwrap_or(false),
+            },
+            Some(RawServerAuth::Oauth(o)) => {
+                AuthSpec::Oauth(o.as_ref().map(oauth_spec).unwrap_or_default())
+            }
+        },
+    }
+}
+
+/// `auth: {oauth: {...}}` as the shared stage's description.
+fn oauth_spec(o: &RawOauth) -> OauthSpec {
+    OauthSpec {
+        client_credentials: o.grant == Some(RawGrant::ClientCredentials),
+        client_id: o.client_id.clone(),
+        client_secret: o.client_secret.clone(),
+        private_key: o.private_key.clone(),
+        scopes: o.scopes.clone().unwrap_or_default().0,
+        authorization_server: o.authorization_server.clone(),
+        redirect_uri: o.redirect_uri.clone(),
+    }
 }
 
 /// `ingress:` and `identities:`: the gateway identity and the named machine identities.
@@ -917,21 +852,10 @@ fn machine_identities(
     ctx: &Ctx,
     raw_ingress: Option<&RawIdentity>,
     raw_identities: Option<&std::collections::BTreeMap<String, RawIdentity>>,
-    lookup: &dyn Lookup,
-    base: Option<&Path>,
-    literal_secrets: &mut Vec<String>,
 ) -> Result<(Option<IdentityConfig>, Vec<IdentityConfig>), ConfigError> {
     let ingress = match raw_ingress {
         None => None,
-        Some(r) => Some(identity(
-            ctx,
-            "ingress",
-            "ingress",
-            r,
-            lookup,
-            base,
-            literal_secrets,
-        )?),
+        Some(r) => Some(identity(ctx, "ingress", "ingress", r)?),
     };
     let mut identities = Vec::new();
     for (name, r) in raw_identities.into_iter().flatten() {
@@ -947,7 +871,7 @@ fn machine_identities(
             ));
         }
         check_config_name(name).map_err(at)?;
-        identities.push(identity(ctx, &key, name, r, lookup, base, literal_secrets)?);
+        identities.push(identity(ctx, &key, name, r)?);
     }
     Ok((ingress, identities))
 }
@@ -1120,9 +1044,6 @@ fn identity(
     key: &str,
     name: &str,
     r: &RawIdentity,
-    lookup: &dyn Lookup,
-    base: Option<&Path>,
-    literal_secrets: &mut Vec<String>,
 ) -> Result<IdentityConfig, ConfigError> {
     let k = |field: &str| format!("{key}.{field}");
     let kind = match r.kind {
@@ -1193,15 +1114,8 @@ fn identity(
             ),
         ));
     }
-    let credential = client_credential(
-        ctx,
-        key,
-        r.client_secret.as_ref(),
-        r.private_key.as_ref(),
-        lookup,
-        base,
-        literal_secrets,
-    )?;
+    let credential =
+        build::client_credential(ctx, key, r.client_secret.as_ref(), r.private_key.as_ref())?;
     let client_auth = match (r.client_auth, &credential) {
         (Some(RawClientAuth::PrivateKeyJwt), Some((_, ClientAuth::PrivateKeyJwt)))
         | (None, Some((_, ClientAuth::PrivateKeyJwt))) => ClientAuth::PrivateKeyJwt,
@@ -1242,13 +1156,12 @@ fn identity(
                 "missing `password`; write {env: VARIABLE}, {file: PATH} or the value",
             ));
         };
-        let password = secret_at(ctx, &k("password"), spec, lookup, base, literal_secrets)?;
+        let password = ctx.secret(&k("password"), spec)?;
         // The standard AWS endpoint variables apply too (VPC endpoints, local tests).
         let endpoint_url = match &r.endpoint_url {
             Some(u) => Some((k("endpoint_url"), u.clone(), None)),
-            None => {
-                aws_endpoint(&|v| lookup.env(v)).map(|(var, u)| (k("endpoint_url"), u, Some(var)))
-            }
+            None => aws_endpoint(&|v| ctx.lookup.env(v))
+                .map(|(var, u)| (k("endpoint_url"), u, Some(var))),
         };
         Some(CognitoSpec {
             username,
@@ -1295,231 +1208,6 @@ fn identity(
     )
 }
 
-/// How a client proves itself at the token endpoint: a secret, or a private key for
-/// `private_key_jwt` (checked here, so a key that cannot sign is a config error).
-#[allow(clippy::too_many_arguments)] // The parser's context, passed through.
-fn client_credential(
-    ctx: &Ctx,
-    key: &str,
-    client_secret: Option<&SecretSpec>,
-    private_key: Option<&SecretSpec>,
-    lookup: &dyn Lookup,
-    base: Option<&Path>,
-    literal_secrets: &mut Vec<String>,
-) -> Result<Option<(Secret, ClientAuth)>, ConfigError> {
-    let k = |field: &str| format!("{key}.{field}");
-    match (client_secret, private_key) {
-        (Some(_), Some(_)) => Err(ctx.err(
-            &k("private_key"),
-            "give `client_secret` or `private_key`, not both",
-        )),
-        (Some(spec), None) => Ok(Some((
-            secret_at(
-                ctx,
-                &k("client_secret"),
-                spec,
-                lookup,
-                base,
-                literal_secrets,
-            )?,
-            ClientAuth::Basic,
-        ))),
-        (None, Some(spec)) => {
-            let pem = secret_at(ctx, &k("private_key"), spec, lookup, base, literal_secrets)?;
-            crate::identity::assertion::SigningKey::from_pem(pem.expose())
-                .map_err(|m| ctx.err(&k("private_key"), m))?;
-            Ok(Some((pem, ClientAuth::PrivateKeyJwt)))
-        }
-        (None, None) => Ok(None),
-    }
-}
-
-/// The identity of an MCP server with `auth: oauth`: named after the server, its token
-/// bound to the server's canonical URL as `resource`, its endpoints found by discovery.
-#[allow(clippy::too_many_arguments)] // The parser's context, passed through.
-fn mcp_identity(
-    ctx: &Ctx,
-    key: &str,
-    server: &str,
-    url: &str,
-    o: Option<&RawOauth>,
-    lookup: &dyn Lookup,
-    base: Option<&Path>,
-    literal_secrets: &mut Vec<String>,
-) -> Result<IdentityConfig, ConfigError> {
-    let key = format!("{key}.oauth");
-    let k = |field: &str| format!("{key}.{field}");
-    let empty = RawOauth::default();
-    let o = o.unwrap_or(&empty);
-    let server_key = key.trim_end_matches(".auth.oauth").to_string();
-    let resource = crate::mcpauth::canonical_resource(url)
-        .map_err(|m| ctx.err(&format!("{server_key}.url"), m))?;
-    let authorization_server = match &o.authorization_server {
-        Some(a) => Some(ctx.url(&k("authorization_server"), a)?),
-        None => None,
-    };
-    // The server's metadata names the authorization server; a hostile or compromised MCP
-    // server could name one of its own and collect a shared secret sent there. A signed
-    // assertion is bound to one token endpoint, so only the secret needs this.
-    if o.client_secret.is_some()
-        && o.private_key.is_none()
-        && o.client_id.as_deref().is_some_and(|c| !c.is_empty())
-        && authorization_server.is_none()
-    {
-        return Err(ctx.err(
-            &k("client_secret"),
-            "a `client_secret` is sent only to an authorization server you name, since the MCP server's metadata could name any server: add `authorization_server:` with the issuer URL that issued this client (or use `private_key` with `grant: client_credentials`)",
-        ));
-    }
-    match o.grant {
-        Some(RawGrant::ClientCredentials) => {}
-        None | Some(RawGrant::AuthorizationCode) => {
-            return mcp_login_identity(
-                ctx,
-                &key,
-                server,
-                resource,
-                authorization_server,
-                o,
-                lookup,
-                base,
-                literal_secrets,
-            );
-        }
-    }
-    if o.redirect_uri.is_some() {
-        return Err(ctx.err(
-            &k("redirect_uri"),
-            "`redirect_uri` is for the interactive login; client_credentials has no redirect",
-        ));
-    }
-    let client_id = match &o.client_id {
-        Some(c) if !c.is_empty() => c.clone(),
-        _ => {
-            return Err(ctx.err(
-                &key,
-                "missing `client_id` (the client registered for this agent at the authorization server)",
-            ));
-        }
-    };
-    let Some((secret, client_auth)) = client_credential(
-        ctx,
-        &key,
-        o.client_secret.as_ref(),
-        o.private_key.as_ref(),
-        lookup,
-        base,
-        literal_secrets,
-    )?
-    else {
-        return Err(ctx.err(
-            &key,
-            "missing `client_secret` or `private_key`; write {env: VARIABLE}, {file: PATH} or the value",
-        ));
-    };
-    Ok(IdentityConfig {
-        gateway: None,
-        name: server.to_string(),
-        file_name: format!("{server}.json"),
-        kind: Kind::OidcM2m {
-            audience: None,
-            resource: Some(resource.clone()),
-        },
-        provider_label: ProviderLabel::McpOauth,
-        client_id,
-        client_secret: Some(secret),
-        scopes: o.scopes.clone().unwrap_or_default().0,
-        endpoint: Endpoint::McpServer {
-            server_url: resource.clone(),
-            authorization_server,
-        },
-        client_auth,
-        extra_fields: Vec::new(),
-        extra_headers: Vec::new(),
-    })
-}
-
-/// The identity of an MCP server with the interactive `auth: oauth`: an egress-like
-/// identity named after the server. Its authorization server, endpoints and (without a
-/// configured `client_id`) its client are found at login time (`mcpauth::interactive`);
-/// its token is bound to the server's canonical URL as `resource`.
-#[allow(clippy::too_many_arguments)] // The parser's context, passed through.
-fn mcp_login_identity(
-    ctx: &Ctx,
-    key: &str,
-    server: &str,
-    resource: String,
-    authorization_server: Option<String>,
-    o: &RawOauth,
-    lookup: &dyn Lookup,
-    base: Option<&Path>,
-    literal_secrets: &mut Vec<String>,
-) -> Result<IdentityConfig, ConfigError> {
-    let k = |field: &str| format!("{key}.{field}");
-    if o.private_key.is_some() {
-        return Err(ctx.err(
-            &k("private_key"),
-            "`private_key` goes with `grant: client_credentials`; the interactive login uses PKCE (and at most a `client_secret` of a pre-registered client)",
-        ));
-    }
-    let client_id = o.client_id.clone().unwrap_or_default();
-    let client_secret = match &o.client_secret {
-        Some(_) if client_id.is_empty() => {
-            return Err(ctx.err(
-                &k("client_secret"),
-                "a `client_secret` needs the `client_id` it belongs to; without `client_id` mcp-credd registers a public client itself",
-            ));
-        }
-        Some(spec) => Some(secret_at(
-            ctx,
-            &k("client_secret"),
-            spec,
-            lookup,
-            base,
-            literal_secrets,
-        )?),
-        None => None,
-    };
-    // Empty: a loopback port chosen at login (RFC 8252 §7.3).
-    let redirect_uri = match &o.redirect_uri {
-        Some(r) => {
-            check_redirect_uri(r).map_err(|m| ctx.err(&k("redirect_uri"), m))?;
-            r.clone()
-        }
-        None => String::new(),
-    };
-    let def: crate::providers::ProviderDef = serde_json::from_value(serde_json::json!({
-        "display_name": format!("MCP server `{server}`"),
-        "pkce": true,
-        "refresh": "rotating",
-    }))
-    .expect("a provider definition with defaults");
-    Ok(IdentityConfig {
-        gateway: None,
-        name: server.to_string(),
-        file_name: format!("{server}.json"),
-        kind: Kind::Egress(Box::new(EgressConfig {
-            provider: server.to_string(),
-            def,
-            redirect_uri,
-            server: server.to_string(),
-            cloud_site: None,
-            resource: Some(resource.clone()),
-        })),
-        provider_label: ProviderLabel::McpOauth,
-        client_id,
-        client_secret,
-        scopes: o.scopes.clone().unwrap_or_default().0,
-        endpoint: Endpoint::McpServer {
-            server_url: resource,
-            authorization_server,
-        },
-        client_auth: ClientAuth::Basic,
-        extra_fields: Vec::new(),
-        extra_headers: Vec::new(),
-    })
-}
-
 /// An egress (3-legged) identity from an `egress:` entry: names and secrets here, the
 /// provider's rules in `build::egress_identity`.
 fn egress_identity(
@@ -1527,20 +1215,10 @@ fn egress_identity(
     key: &str,
     e: &RawEgress,
     catalog: &Catalog,
-    lookup: &dyn Lookup,
-    base: Option<&Path>,
-    literal_secrets: &mut Vec<String>,
 ) -> Result<IdentityConfig, ConfigError> {
     let k = |field: &str| format!("{key}.{field}");
     let client_secret = match &e.client_secret {
-        Some(spec) => Some(secret_at(
-            ctx,
-            &k("client_secret"),
-            spec,
-            lookup,
-            base,
-            literal_secrets,
-        )?),
+        Some(spec) => Some(ctx.secret(&k("client_secret"), spec)?),
         None => None,
     };
     let name = e.name.clone().unwrap_or_else(|| e.provider.clone());
@@ -1581,8 +1259,10 @@ fn egress_identity(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Endpoint, ServerAuth};
     use std::collections::HashMap;
 
+    /// Variables by name, files as `file:PATH`; the home directory is /home/u.
     pub struct FakeLookup(pub HashMap<String, String>);
     impl Lookup for FakeLookup {
         fn env(&self, name: &str) -> Option<String> {
@@ -1601,35 +1281,72 @@ mod tests {
         }
     }
 
+    pub fn lookup_of(pairs: &[(&str, &str)]) -> FakeLookup {
+        FakeLookup(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    /// `text` parsed as the file `path`; the error as it is shown.
+    pub fn parse_at(path: &str, l: &FakeLookup, text: &str) -> Result<Config, String> {
+        parse(text, Path::new(path), l)
+            .map(|p| p.config)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The error shown contains `want`.
+    #[track_caller]
+    pub fn assert_error(e: Result<Config, String>, want: &str) {
+        let e = e.unwrap_err();
+        assert!(e.contains(want), "{e}");
+    }
+
+    /// The error shown starts with `want` (file, line and key come first).
+    #[track_caller]
+    pub fn assert_error_starts(e: Result<Config, String>, want: &str) {
+        let e = e.unwrap_err();
+        assert!(e.starts_with(want), "{e}");
+    }
+
+    /// A server's auth: the identity's token as `Authorization: Bearer`, no gateway headers.
+    pub fn bearer_of(name: &str) -> ServerAuth {
+        ServerAuth::Identity {
+            name: name.into(),
+            header: "Authorization".into(),
+            scheme: "Bearer".into(),
+            gateway: false,
+        }
+    }
+
     fn lookup() -> FakeLookup {
-        FakeLookup(HashMap::from([
-            ("SECRET".to_string(), "s3cr3t".to_string()),
-            ("file:/etc/secret".to_string(), "from-file\n".to_string()),
-        ]))
+        lookup_of(&[("SECRET", "s3cr3t"), ("file:/etc/secret", "from-file\n")])
+    }
+
+    fn parsed(text: &str) -> Parsed {
+        parse(text, Path::new("/c/config.yaml"), &lookup()).unwrap()
+    }
+
+    fn parse_str(text: &str) -> Result<Config, String> {
+        parse_at("/c/config.yaml", &lookup(), text)
     }
 
     fn ok(text: &str) -> Config {
-        parse(text, Path::new("/c/config.yaml"), &lookup())
-            .unwrap()
-            .config
+        parse_str(text).unwrap()
     }
 
     fn err(text: &str) -> String {
-        parse(text, Path::new("/c/config.yaml"), &lookup())
-            .unwrap_err()
-            .to_string()
+        parse_str(text).unwrap_err()
     }
 
     #[test]
     fn each_provider_gets_its_own_default_redirect() {
-        let parsed = parse(
+        let c = ok(
             "gateway_url: https://gw.example.com\negress:\n  - provider: github\n    client_id: x\n    client_secret: {env: SECRET}\n  - provider: google\n    client_id: y\n    client_secret: {env: SECRET}\n",
-            Path::new("/c/config.yaml"),
-            &lookup(),
-        )
-        .unwrap();
-        let redirects: Vec<String> = parsed
-            .config
+        );
+        let redirects: Vec<String> = c
             .all_identities()
             .filter_map(|i| i.egress().map(|e| e.redirect_uri.clone()))
             .collect();
@@ -1704,97 +1421,85 @@ servers:
         assert_eq!(c.refresh, RefreshPolicy::default());
     }
 
+    /// The token endpoint of the config's ingress identity.
+    fn ingress_endpoint(text: &str) -> Endpoint {
+        ok(text).ingress.unwrap().endpoint
+    }
+
     #[test]
     fn cognito_endpoint_order() {
         let base = "ingress:\n  kind: cognito_m2m\n  user_pool_id: eu-west-1_Xy\n  client_id: a\n  client_secret: {env: SECRET}\n";
-        let c = ok(base);
         assert_eq!(
-            c.ingress.unwrap().endpoint,
+            ingress_endpoint(base),
             Endpoint::Discovery {
                 url: "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Xy/.well-known/openid-configuration".into(),
                 fallback: Some("https://eu-west-1xy.auth.eu-west-1.amazoncognito.com/oauth2/token".into()),
             }
         );
-        let c = ok(&format!("{base}  domain: auth.example.com\n"));
         assert_eq!(
-            c.ingress.unwrap().endpoint,
+            ingress_endpoint(&format!("{base}  domain: auth.example.com\n")),
             Endpoint::TokenUrl("https://auth.example.com/oauth2/token".into())
         );
-        let c = ok(&format!(
-            "{base}  domain: auth.example.com\n  token_url: https://t.example.com/tok\n"
-        ));
         assert_eq!(
-            c.ingress.unwrap().endpoint,
+            ingress_endpoint(&format!(
+                "{base}  domain: auth.example.com\n  token_url: https://t.example.com/tok\n"
+            )),
             Endpoint::TokenUrl("https://t.example.com/tok".into())
         );
     }
 
     #[test]
     fn errors_name_file_line_and_key() {
-        let e = err("ingress:\n  kind: cognito_m2m\n  client_secrt: x\n");
         assert_eq!(
-            e,
+            err("ingress:\n  kind: cognito_m2m\n  client_secrt: x\n"),
             "/c/config.yaml:3: ingress.client_secrt: unknown key `client_secrt`; did you mean `client_secret`?"
         );
-        let e = err("ingress:\n  kind: oidc_m2n\n");
-        assert!(
-            e.starts_with(
-                "/c/config.yaml:2: ingress.kind: unknown value `oidc_m2n`; did you mean `oidc_m2m`?"
-            ),
-            "{e}"
+        assert_error_starts(
+            parse_str("ingress:\n  kind: oidc_m2n\n"),
+            "/c/config.yaml:2: ingress.kind: unknown value `oidc_m2n`; did you mean `oidc_m2m`?",
         );
-        let e = err("tokens_dir: [1]\n");
-        assert!(e.starts_with("/c/config.yaml:1: tokens_dir: "), "{e}");
-        let e = err(
-            "ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: {env: NOPE}\n  token_url: https://x/t\n",
+        assert_error_starts(
+            parse_str("tokens_dir: [1]\n"),
+            "/c/config.yaml:1: tokens_dir: ",
         );
         assert_eq!(
-            e,
+            err(
+                "ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: {env: NOPE}\n  token_url: https://x/t\n"
+            ),
             "/c/config.yaml:4: ingress.client_secret: environment variable `NOPE` is not set; put `NOPE=...` in the secrets file (~/.config/mcp-credd/env, mode 0600) or export it"
         );
-        let e = err(
-            "ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: x\n  token_url: http://idp.example.com/t\n",
-        );
-        assert!(
-            e.starts_with(
-                "/c/config.yaml:5: ingress.token_url: `http://idp.example.com/t` uses plain http"
+        assert_error_starts(
+            parse_str(
+                "ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: x\n  token_url: http://idp.example.com/t\n",
             ),
-            "{e}"
-        );
-        let e = err(
-            "ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: x\n  region: us-east-1\n  token_url: https://x/t\n",
+            "/c/config.yaml:5: ingress.token_url: `http://idp.example.com/t` uses plain http",
         );
         assert_eq!(
-            e,
+            err(
+                "ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: x\n  region: us-east-1\n  token_url: https://x/t\n"
+            ),
             "/c/config.yaml:5: ingress.region: `region` does not apply to kind oidc_m2m"
         );
-        let e = err("servers:\n  - name: a\n");
-        assert!(
-            e.starts_with("/c/config.yaml:2: servers[0].name: no `url`"),
-            "{e}"
+        assert_error_starts(
+            parse_str("servers:\n  - name: a\n"),
+            "/c/config.yaml:2: servers[0].name: no `url`",
         );
-        let e = err("refresh:\n  before_expiry: soon\n");
-        assert!(
-            e.contains(":2: refresh.before_expiry: `soon` is not a duration"),
-            "{e}"
+        assert_error(
+            parse_str("refresh:\n  before_expiry: soon\n"),
+            ":2: refresh.before_expiry: `soon` is not a duration",
         );
-        let e = err("ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: {vault: x}\n");
-        assert!(
-            e.contains(":4: ingress.client_secret: unknown secret source; use {env: VARIABLE}"),
-            "{e}"
+        assert_error(
+            parse_str("ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: {vault: x}\n"),
+            ":4: ingress.client_secret: unknown secret source; use {env: VARIABLE}",
         );
-        let e = err("a: [\n");
-        assert!(e.starts_with("/c/config.yaml:"), "{e}");
+        assert_error_starts(parse_str("a: [\n"), "/c/config.yaml:");
     }
 
     #[test]
     fn secrets_from_files_and_literals() {
-        let p = parse(
+        let p = parsed(
             "ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: {file: /etc/secret}\n  issuer: https://idp.example.com/\n",
-            Path::new("/c/config.yaml"),
-            &lookup(),
-        )
-        .unwrap();
+        );
         let i = p.config.ingress.unwrap();
         assert_eq!(i.client_secret.unwrap().expose(), "from-file");
         assert_eq!(
@@ -1805,7 +1510,9 @@ servers:
             }
         );
         assert!(p.literal_secrets.is_empty());
-        let p = parse("ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: lit\n  token_url: https://x/t\n", Path::new("/c/config.yaml"), &lookup()).unwrap();
+        let p = parsed(
+            "ingress:\n  kind: oidc_m2m\n  client_id: a\n  client_secret: lit\n  token_url: https://x/t\n",
+        );
         assert_eq!(p.literal_secrets, vec!["ingress.client_secret"]);
         // A secret never shows in Debug output of the config.
         assert!(!format!("{:?}", p.config).contains("lit\""));
@@ -1829,6 +1536,15 @@ servers:
         assert!(c.servers.is_empty());
     }
 
+    /// An editor file entry.
+    fn editor(format: EditorFormat, path: Option<&str>) -> EditorSpec {
+        EditorSpec::File {
+            format,
+            path: path.map(PathBuf::from),
+            allow_tracked: false,
+        }
+    }
+
     #[test]
     fn editors_defaults_names_and_paths() {
         assert_eq!(ok("").editors, EditorSpec::defaults());
@@ -1844,62 +1560,41 @@ servers:
         assert_eq!(
             c.editors,
             vec![
-                EditorSpec::File {
-                    format: EditorFormat::Vscode,
-                    path: None,
-                    allow_tracked: false
-                },
+                editor(EditorFormat::Vscode, None),
                 EditorSpec::Reference,
-                EditorSpec::File {
-                    format: EditorFormat::Roo,
-                    path: Some("/home/u/proj/.roo/mcp.json".into()),
-                    allow_tracked: false
-                },
-                EditorSpec::File {
-                    format: EditorFormat::ClaudeCode,
-                    path: Some("/c/proj/.mcp.json".into()),
-                    allow_tracked: false
-                },
-                EditorSpec::File {
-                    format: EditorFormat::Cursor,
-                    path: None,
-                    allow_tracked: false
-                },
+                editor(EditorFormat::Roo, Some("/home/u/proj/.roo/mcp.json")),
+                editor(EditorFormat::ClaudeCode, Some("/c/proj/.mcp.json")),
+                editor(EditorFormat::Cursor, None),
             ]
         );
     }
 
     #[test]
     fn editors_errors_are_located() {
-        let e = err("editors:\n  - vscode\n  - vscod\n");
         assert_eq!(
-            e,
+            err("editors:\n  - vscode\n  - vscod\n"),
             "/c/config.yaml:3: editors[1]: unknown editor `vscod`; did you mean `vscode`?"
         );
-        let e = err("editors:\n  - {format: emacs, path: /x}\n");
-        assert!(
-            e.starts_with("/c/config.yaml:2: editors[0].format: unknown editor `emacs`; expected one of: vscode, vscode_legacy, roo"),
-            "{e}"
+        assert_error_starts(
+            parse_str("editors:\n  - {format: emacs, path: /x}\n"),
+            "/c/config.yaml:2: editors[0].format: unknown editor `emacs`; expected one of: vscode, vscode_legacy, roo",
         );
-        let e = err("editors:\n  - claude_code\n");
-        assert!(
-            e.starts_with("/c/config.yaml:2: editors[0]: claude_code needs a `path`"),
-            "{e}"
+        assert_error_starts(
+            parse_str("editors:\n  - claude_code\n"),
+            "/c/config.yaml:2: editors[0]: claude_code needs a `path`",
         );
-        let e = err("editors:\n  - format: reference\n    path: /x\n");
-        assert!(
-            e.starts_with("/c/config.yaml:3: editors[0].path: `reference` takes no path"),
-            "{e}"
+        assert_error_starts(
+            parse_str("editors:\n  - format: reference\n    path: /x\n"),
+            "/c/config.yaml:3: editors[0].path: `reference` takes no path",
         );
-        let e = err("editors:\n  - format: roo\n    pth: /x\n");
-        assert!(
-            e.starts_with(
-                "/c/config.yaml:3: editors[0].pth: unknown key `pth`; did you mean `path`?"
-            ),
-            "{e}"
+        assert_error_starts(
+            parse_str("editors:\n  - format: roo\n    pth: /x\n"),
+            "/c/config.yaml:3: editors[0].pth: unknown key `pth`; did you mean `path`?",
         );
-        let e = err("editors: vscode\n");
-        assert!(e.starts_with("/c/config.yaml:1: editors: "), "{e}");
+        assert_error_starts(
+            parse_str("editors: vscode\n"),
+            "/c/config.yaml:1: editors: ",
+        );
     }
 
     #[test]
@@ -1914,28 +1609,12 @@ servers:
 
 #[cfg(test)]
 mod identity_tests {
+    use super::tests::{assert_error, bearer_of, lookup_of, parse_at};
     use super::*;
-    use std::collections::HashMap;
-
-    struct L;
-    impl Lookup for L {
-        fn env(&self, name: &str) -> Option<String> {
-            HashMap::from([("PW", "pw"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")])
-                .get(name)
-                .map(|s| s.to_string())
-        }
-        fn read_file(&self, _: &Path) -> std::io::Result<String> {
-            Err(std::io::ErrorKind::NotFound.into())
-        }
-        fn home_dir(&self) -> Option<PathBuf> {
-            Some("/h".into())
-        }
-    }
 
     fn parse_str(text: &str) -> Result<Config, String> {
-        parse(text, Path::new("/c.yaml"), &L)
-            .map(|p| p.config)
-            .map_err(|e| e.to_string())
+        let l = lookup_of(&[("PW", "pw"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")]);
+        parse_at("/c.yaml", &l, text)
     }
 
     const SVC: &str = "identities:\n  svc:\n    kind: cognito_password\n    user_pool_id: eu-west-1_X\n    client_id: c\n    username: u\n    password: {env: PW}\n";
@@ -1963,74 +1642,55 @@ mod identity_tests {
             Some("http://127.0.0.1:5000"),
             "from AWS_ENDPOINT_URL"
         );
-        assert_eq!(
-            c.servers[0].auth,
-            ServerAuth::Identity {
-                name: "svc".into(),
-                header: "Authorization".into(),
-                scheme: "Bearer".into(),
-                gateway: false
-            }
-        );
+        assert_eq!(c.servers[0].auth, bearer_of("svc"));
     }
 
     #[test]
     fn binding_and_identity_errors() {
-        let e = parse_str(&format!(
-            "{SVC}servers:\n  - name: d\n    url: https://d.example.com/mcp\n    auth: {{identity: scv}}\n"
-        ))
-        .unwrap_err();
-        assert!(
-            e.contains(
-                ":11: servers[0].auth.identity: no identity named `scv`; did you mean `svc`?"
+        assert_error(
+            parse_str(&format!(
+                "{SVC}servers:\n  - name: d\n    url: https://d.example.com/mcp\n    auth: {{identity: scv}}\n"
+            )),
+            ":11: servers[0].auth.identity: no identity named `scv`; did you mean `svc`?",
+        );
+        assert_error(
+            parse_str(
+                "identities:\n  svc:\n    kind: cognito_password\n    region: us-east-1\n    client_id: c\n    username: u\n",
             ),
-            "{e}"
+            "identities.svc: missing `password`",
         );
-        let e = parse_str("identities:\n  svc:\n    kind: cognito_password\n    region: us-east-1\n    client_id: c\n    username: u\n").unwrap_err();
-        assert!(e.contains("identities.svc: missing `password`"), "{e}");
-        let e = parse_str("identities:\n  svc:\n    kind: oidc_m2m\n    client_id: c\n    client_secret: s\n    token_url: https://t/\n    username: u\n").unwrap_err();
-        assert!(
-            e.contains(":7: identities.svc.username: `username` does not apply to kind oidc_m2m"),
-            "{e}"
+        assert_error(
+            parse_str(
+                "identities:\n  svc:\n    kind: oidc_m2m\n    client_id: c\n    client_secret: s\n    token_url: https://t/\n    username: u\n",
+            ),
+            ":7: identities.svc.username: `username` does not apply to kind oidc_m2m",
         );
-        let e = parse_str("identities:\n  ingress:\n    kind: oidc_m2m\n").unwrap_err();
-        assert!(
-            e.contains("`ingress` is the gateway identity's name"),
-            "{e}"
+        assert_error(
+            parse_str("identities:\n  ingress:\n    kind: oidc_m2m\n"),
+            "`ingress` is the gateway identity's name",
         );
         // One name rule for everything that becomes a file name: the key and line are named.
-        let e = parse_str("identities:\n  ../evil:\n    kind: oidc_m2m\n").unwrap_err();
-        assert!(
-            e.contains(":2: identities.../evil: `../evil` starts with a dot"),
-            "{e}"
+        assert_error(
+            parse_str("identities:\n  ../evil:\n    kind: oidc_m2m\n"),
+            ":2: identities.../evil: `../evil` starts with a dot",
         );
-        let e = parse_str("servers:\n  - name: ok\n    url: https://d/\n    auth: none\n  - name: a/b\n    url: https://d/\n    auth: none\n").unwrap_err();
-        assert!(e.contains(":5: servers[1].name: `a/b` contains `/`"), "{e}");
-        let e = parse_str("servers:\n  - name: d\n    url: https://d/\n    auth: sometimes\n")
-            .unwrap_err();
-        assert!(
-            e.contains(":4: servers[0].auth: unknown value `sometimes`"),
-            "{e}"
+        assert_error(
+            parse_str(
+                "servers:\n  - name: ok\n    url: https://d/\n    auth: none\n  - name: a/b\n    url: https://d/\n    auth: none\n",
+            ),
+            ":5: servers[1].name: `a/b` contains `/`",
+        );
+        assert_error(
+            parse_str("servers:\n  - name: d\n    url: https://d/\n    auth: sometimes\n"),
+            ":4: servers[0].auth: unknown value `sometimes`",
         );
     }
 }
 
 #[cfg(test)]
 mod bad_input {
+    use super::tests::lookup_of;
     use super::*;
-
-    struct L;
-    impl Lookup for L {
-        fn env(&self, _: &str) -> Option<String> {
-            None
-        }
-        fn read_file(&self, _: &Path) -> std::io::Result<String> {
-            Err(std::io::ErrorKind::NotFound.into())
-        }
-        fn home_dir(&self) -> Option<PathBuf> {
-            Some("/h".into())
-        }
-    }
 
     /// Every malformed config gets an error that names the file and, where it can, the line
     /// and the key.
@@ -2104,8 +1764,9 @@ mod bad_input {
                 ":4: ingress.client_secret: a secret must be a quoted string",
             ),
         ];
+        let l = lookup_of(&[]);
         for (text, want) in cases {
-            let e = parse(text, Path::new("/c.yaml"), &L)
+            let e = parse(text, Path::new("/c.yaml"), &l)
                 .map(|_| ())
                 .unwrap_err()
                 .to_string();
@@ -2114,37 +1775,29 @@ mod bad_input {
             assert!(!e.contains("918273645"), "a secret echoed: {e}");
         }
         // A huge value is not an error by itself, and parses quickly.
-        assert!(parse(&huge, Path::new("/c.yaml"), &L).is_ok());
+        assert!(parse(&huge, Path::new("/c.yaml"), &l).is_ok());
     }
 }
 
 #[cfg(test)]
 mod mcp_oauth_tests {
+    use super::tests::{assert_error, bearer_of, lookup_of, parse_at};
     use super::*;
-
-    struct L;
-    impl Lookup for L {
-        fn env(&self, name: &str) -> Option<String> {
-            (name == "AGENT_SECRET").then(|| "s3cret".to_string())
-        }
-        fn read_file(&self, p: &Path) -> std::io::Result<String> {
-            match p.to_str() {
-                Some("/k.pem") => Ok(include_str!("../identity/testdata/ec-test.pem").into()),
-                Some("/bad.pem") => {
-                    Ok("-----BEGIN PRIVATE KEY-----\nbm9wZQ==\n-----END PRIVATE KEY-----\n".into())
-                }
-                _ => Err(std::io::ErrorKind::NotFound.into()),
-            }
-        }
-        fn home_dir(&self) -> Option<PathBuf> {
-            Some("/h".into())
-        }
-    }
+    use crate::config::Endpoint;
 
     fn parse_str(text: &str) -> Result<Config, String> {
-        parse(text, Path::new("/c.yaml"), &L)
-            .map(|p| p.config)
-            .map_err(|e| e.to_string())
+        let l = lookup_of(&[
+            ("AGENT_SECRET", "s3cret"),
+            (
+                "file:/k.pem",
+                include_str!("../identity/testdata/ec-test.pem"),
+            ),
+            (
+                "file:/bad.pem",
+                "-----BEGIN PRIVATE KEY-----\nbm9wZQ==\n-----END PRIVATE KEY-----\n",
+            ),
+        ]);
+        parse_at("/c.yaml", &l, text)
     }
 
     #[test]
@@ -2175,24 +1828,25 @@ mod mcp_oauth_tests {
                 authorization_server: Some("https://as.example.com/t1".into())
             }
         );
-        assert_eq!(
-            c.servers[1].auth,
-            ServerAuth::Identity {
-                name: "calc".into(),
-                header: "Authorization".into(),
-                scheme: "Bearer".into(),
-                gateway: false
-            }
-        );
+        assert_eq!(c.servers[1].auth, bearer_of("calc"));
+    }
+
+    /// A server `r` with `auth: {oauth: ...}`, the oauth map's lines given.
+    fn oauth_server(lines: &str) -> Result<Config, String> {
+        parse_str(&format!(
+            "servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth:\n{lines}"
+        ))
+    }
+
+    /// `oauth_server` with `grant: client_credentials` first.
+    fn client_credentials(lines: &str) -> Result<Config, String> {
+        oauth_server(&format!("        grant: client_credentials\n{lines}"))
     }
 
     #[test]
     fn oauth_errors_name_file_line_and_key() {
-        let srv = "servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth:\n        grant: client_credentials\n";
-        let e = parse_str(&format!(
-            "{srv}        client_id: a\n        private_key: {{file: /bad.pem}}\n"
-        ))
-        .unwrap_err();
+        let e = client_credentials("        client_id: a\n        private_key: {file: /bad.pem}\n")
+            .unwrap_err();
         assert!(
             e.starts_with(
                 "/c.yaml:8: servers[0].auth.oauth.private_key: the private key is neither"
@@ -2200,57 +1854,59 @@ mod mcp_oauth_tests {
             "{e}"
         );
         assert!(!e.contains("bm9wZQ"), "{e}");
-        let e = parse_str(&format!("{srv}        client_id: a\n")).unwrap_err();
-        assert!(
-            e.contains("servers[0].auth.oauth: missing `client_secret` or `private_key`"),
-            "{e}"
+        assert_error(
+            client_credentials("        client_id: a\n"),
+            "servers[0].auth.oauth: missing `client_secret` or `private_key`",
         );
-        let e = parse_str(&format!("{srv}        client_id: a\n        client_secret: x\n        private_key: {{file: /k.pem}}\n")).unwrap_err();
-        assert!(e.contains(":9: servers[0].auth.oauth.private_key: give `client_secret` or `private_key`, not both"), "{e}");
-        let e = parse_str(&format!("{srv}        client_id: a\n        client_secret: x\n        authorization_server: http://as.example.com\n")).unwrap_err();
-        assert!(e.contains(":9: servers[0].auth.oauth.authorization_server: `http://as.example.com` uses plain http"), "{e}");
-        let e = parse_str(&format!(
-            "{srv}        client_id: a\n        client_secret: x\n"
-        ))
-        .unwrap_err();
-        assert!(e.contains(":8: servers[0].auth.oauth.client_secret: a `client_secret` is sent only to an authorization server you name"), "{e}");
-        let e = parse_str("servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth:\n        client_id: a\n        client_secret: x\n").unwrap_err();
-        assert!(
-            e.contains(":7: servers[0].auth.oauth.client_secret: a `client_secret` is sent only"),
-            "{e}"
+        assert_error(
+            client_credentials(
+                "        client_id: a\n        client_secret: x\n        private_key: {file: /k.pem}\n",
+            ),
+            ":9: servers[0].auth.oauth.private_key: give `client_secret` or `private_key`, not both",
         );
-        let e = parse_str(&format!(
-            "{srv}        client_id: a\n        client_sceret: x\n"
-        ))
-        .unwrap_err();
+        assert_error(
+            client_credentials(
+                "        client_id: a\n        client_secret: x\n        authorization_server: http://as.example.com\n",
+            ),
+            ":9: servers[0].auth.oauth.authorization_server: `http://as.example.com` uses plain http",
+        );
+        assert_error(
+            client_credentials("        client_id: a\n        client_secret: x\n"),
+            ":8: servers[0].auth.oauth.client_secret: a `client_secret` is sent only to an authorization server you name",
+        );
+        assert_error(
+            oauth_server("        client_id: a\n        client_secret: x\n"),
+            ":7: servers[0].auth.oauth.client_secret: a `client_secret` is sent only",
+        );
+        let e = client_credentials("        client_id: a\n        client_sceret: x\n").unwrap_err();
         assert!(
             e.contains(":8: servers[0].auth.oauth.client_sceret") || e.contains("client_sceret"),
             "{e}"
         );
         assert!(e.contains("unknown"), "{e}");
-        let e = parse_str("servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth:\n        private_key: {file: /k.pem}\n").unwrap_err();
-        assert!(
-            e.contains(":6: servers[0].auth.oauth.private_key: `private_key` goes with `grant: client_credentials`"),
-            "{e}"
+        assert_error(
+            oauth_server("        private_key: {file: /k.pem}\n"),
+            ":6: servers[0].auth.oauth.private_key: `private_key` goes with `grant: client_credentials`",
         );
-        let e = parse_str("servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth:\n        client_secret: x\n").unwrap_err();
-        assert!(
-            e.contains(
-                ":6: servers[0].auth.oauth.client_secret: a `client_secret` needs the `client_id`"
+        assert_error(
+            oauth_server("        client_secret: x\n"),
+            ":6: servers[0].auth.oauth.client_secret: a `client_secret` needs the `client_id`",
+        );
+        assert_error(
+            oauth_server("        redirect_uri: https://r.example.com/cb\n"),
+            ":6: servers[0].auth.oauth.redirect_uri: `https://r.example.com/cb`: the redirect URI must be",
+        );
+        assert_error(
+            parse_str(
+                "servers:\n  - name: r\n    url: https://r.example.com/mcp#x\n    auth:\n      oauth: {grant: client_credentials, client_id: a, client_secret: b}\n",
             ),
-            "{e}"
+            ":3: servers[0].url: `https://r.example.com/mcp#x` has a fragment",
         );
-        let e = parse_str("servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth:\n        redirect_uri: https://r.example.com/cb\n").unwrap_err();
-        assert!(e.contains(":6: servers[0].auth.oauth.redirect_uri: `https://r.example.com/cb`: the redirect URI must be"), "{e}");
-        let e = parse_str("servers:\n  - name: r\n    url: https://r.example.com/mcp#x\n    auth:\n      oauth: {grant: client_credentials, client_id: a, client_secret: b}\n").unwrap_err();
-        assert!(
-            e.contains(":3: servers[0].url: `https://r.example.com/mcp#x` has a fragment"),
-            "{e}"
-        );
-        let e = parse_str("identities:\n  r:\n    kind: oidc_m2m\n    client_id: c\n    client_secret: s\n    token_url: https://t.example.com/\nservers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth: {grant: client_credentials, client_id: a, client_secret: b, authorization_server: 'https://as.example.com'}\n").unwrap_err();
-        assert!(
-            e.contains(":8: servers[0].name: an identity is already named `r`"),
-            "{e}"
+        assert_error(
+            parse_str(
+                "identities:\n  r:\n    kind: oidc_m2m\n    client_id: c\n    client_secret: s\n    token_url: https://t.example.com/\nservers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth: {grant: client_credentials, client_id: a, client_secret: b, authorization_server: 'https://as.example.com'}\n",
+            ),
+            ":8: servers[0].name: an identity is already named `r`",
         );
     }
 
@@ -2283,61 +1939,47 @@ mod mcp_oauth_tests {
             docs.egress().unwrap().redirect_uri,
             "http://127.0.0.1:8765/callback"
         );
-        assert_eq!(
-            c.servers[0].auth,
-            ServerAuth::Identity {
-                name: "calc".into(),
-                header: "Authorization".into(),
-                scheme: "Bearer".into(),
-                gateway: false
-            }
-        );
+        assert_eq!(c.servers[0].auth, bearer_of("calc"));
         // client_credentials has no redirect.
-        let e = parse_str("servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth: {grant: client_credentials, client_id: a, client_secret: b, authorization_server: 'https://as.example.com', redirect_uri: 'http://127.0.0.1:1/cb'}\n").unwrap_err();
-        assert!(
-            e.contains(
-                "servers[0].auth.oauth.redirect_uri: `redirect_uri` is for the interactive login"
+        assert_error(
+            parse_str(
+                "servers:\n  - name: r\n    url: https://r.example.com/mcp\n    auth:\n      oauth: {grant: client_credentials, client_id: a, client_secret: b, authorization_server: 'https://as.example.com', redirect_uri: 'http://127.0.0.1:1/cb'}\n",
             ),
-            "{e}"
+            "servers[0].auth.oauth.redirect_uri: `redirect_uri` is for the interactive login",
         );
     }
 
     #[test]
     fn oidc_m2m_takes_a_private_key() {
         let base = "ingress:\n  kind: oidc_m2m\n  client_id: a\n  token_url: https://t.example.com/token\n";
-        let c = parse_str(&format!("{base}  private_key: {{file: /k.pem}}\n")).unwrap();
+        let auth_of = |extra: &str| {
+            parse_str(&format!("{base}{extra}")).map(|c| c.ingress.unwrap().client_auth)
+        };
         assert_eq!(
-            c.ingress.as_ref().unwrap().client_auth,
-            ClientAuth::PrivateKeyJwt
+            auth_of("  private_key: {file: /k.pem}\n"),
+            Ok(ClientAuth::PrivateKeyJwt)
         );
-        let c = parse_str(&format!(
-            "{base}  private_key: {{file: /k.pem}}\n  client_auth: private_key_jwt\n"
-        ))
-        .unwrap();
         assert_eq!(
-            c.ingress.as_ref().unwrap().client_auth,
-            ClientAuth::PrivateKeyJwt
+            auth_of("  private_key: {file: /k.pem}\n  client_auth: private_key_jwt\n"),
+            Ok(ClientAuth::PrivateKeyJwt)
         );
-        let e = parse_str(&format!(
-            "{base}  private_key: {{file: /k.pem}}\n  client_auth: post\n"
-        ))
-        .unwrap_err();
-        assert!(
-            e.contains(":6: ingress.client_auth: with `private_key`"),
-            "{e}"
+        assert_error(
+            parse_str(&format!(
+                "{base}  private_key: {{file: /k.pem}}\n  client_auth: post\n"
+            )),
+            ":6: ingress.client_auth: with `private_key`",
         );
-        let e = parse_str(&format!(
-            "{base}  client_secret: x\n  client_auth: private_key_jwt\n"
-        ))
-        .unwrap_err();
-        assert!(
-            e.contains(":6: ingress.client_auth: private_key_jwt needs `private_key`"),
-            "{e}"
+        assert_error(
+            parse_str(&format!(
+                "{base}  client_secret: x\n  client_auth: private_key_jwt\n"
+            )),
+            ":6: ingress.client_auth: private_key_jwt needs `private_key`",
         );
-        let e = parse_str("ingress:\n  kind: cognito_m2m\n  client_id: a\n  domain: d\n  region: eu-west-1\n  private_key: {file: /k.pem}\n").unwrap_err();
-        assert!(
-            e.contains(":6: ingress.private_key: `private_key` does not apply to kind cognito_m2m"),
-            "{e}"
+        assert_error(
+            parse_str(
+                "ingress:\n  kind: cognito_m2m\n  client_id: a\n  domain: d\n  region: eu-west-1\n  private_key: {file: /k.pem}\n",
+            ),
+            ":6: ingress.private_key: `private_key` does not apply to kind cognito_m2m",
         );
     }
 }

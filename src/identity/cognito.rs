@@ -141,17 +141,14 @@ pub fn challenge_error(challenge: &str, username: &str) -> FetchError {
 /// on loopback only (the password goes to it).
 async fn client(
     id: &IdentityConfig,
+    region: &str,
     c: &CognitoPassword,
     policy: &HttpPolicy,
 ) -> Result<cip::Client, FetchError> {
-    let region = id
-        .region()
-        .map(str::to_string)
-        .ok_or_else(|| FetchError::permanent(format!("identity `{}` has no region", id.name)))?;
     let t = Duration::from_millis(policy.timeout_ms);
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .no_credentials()
-        .region(Region::new(region))
+        .region(Region::new(region.to_string()))
         .http_client(sdk_http::client(
             &crate::identity::proxy::ProxyEnv::from_process(),
         ))
@@ -462,11 +459,12 @@ where
 /// when the refresh token is no longer accepted) sign in with the password.
 pub async fn obtain(
     id: &IdentityConfig,
+    region: &str,
     c: &CognitoPassword,
     existing: Option<&TokenRecord>,
     policy: &HttpPolicy,
 ) -> Result<TokenReply, FetchError> {
-    let client = client(id, c, policy).await?;
+    let client = client(id, region, c, policy).await?;
     if let Some(rec) = existing
         && let Some(rt) = &rec.refresh_token
     {

@@ -242,8 +242,18 @@ pub fn choose_site<'a>(
     }
 }
 
-/// Atlassian's cloud id for the token, chosen by `cloud_site`.
-pub async fn fetch_cloud_id(
+/// The site id a new token of `eg` is for (Atlassian's cloud id, chosen by `cloud_site`),
+/// when the provider's catalog entry has one to read: `None` for other providers.
+pub async fn site_id(
+    http: &Http,
+    eg: &EgressConfig,
+    access_token: &str,
+) -> Option<Result<Option<String>, FetchError>> {
+    let extra = eg.def.extras.cloud_id.as_ref()?;
+    Some(fetch_cloud_id(http, &extra.url, access_token, eg.cloud_site.as_deref()).await)
+}
+
+async fn fetch_cloud_id(
     http: &Http,
     url: &str,
     access_token: &str,

@@ -1,7 +1,11 @@
 //! The validation both configuration sources share: the YAML file (`parse`) and the
 //! reference tool's variables (`env`) each turn their text into raw descriptions, and the
 //! rules here turn those into the validated types. A `Source` names the file, key and line
-//! of a value in errors, whichever source it came from.
+//! of a value in errors, whichever source it came from; a `Secrets` source also reads the
+//! secrets it names by reference. `servers`: the servers section and the MCP servers'
+//! own identities.
+
+pub mod servers;
 
 use std::collections::BTreeMap;
 
@@ -24,6 +28,9 @@ pub trait Source {
     /// What to add when a provider's variables cannot be filled from this source.
     fn variables_hint(&self) -> &'static str;
 
+    /// What to add to "no identity named": where this source's users define one.
+    fn define_identity_hint(&self) -> &'static str;
+
     /// A URL tokens or secrets travel to: https, or plain http on loopback only.
     fn url(&self, key: &str, url: &str) -> Result<String, ConfigError> {
         check_endpoint_url(url).map_err(|m| self.err(key, m))?;
@@ -33,6 +40,52 @@ pub trait Source {
     /// A name that becomes part of a path (see `check_name`).
     fn name(&self, key: &str, name: &str) -> Result<(), ConfigError> {
         check_config_name(name).map_err(|m| self.err(key, m))
+    }
+}
+
+/// A secret as a source gives it: the value itself, or the environment variable or file
+/// that holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSpec {
+    Literal(Secret),
+    Env(String),
+    File(String),
+}
+
+/// A source whose secrets may be references (`SecretSpec::Env`, `SecretSpec::File`): the
+/// rules read each one only when they reach it, so that a mistake written before it is
+/// reported first.
+pub trait Secrets: Source {
+    /// The secret `spec` names, not empty; errors name `key`.
+    fn secret(&self, key: &str, spec: &SecretSpec) -> Result<Secret, ConfigError>;
+}
+
+/// How a client proves itself at the token endpoint: a secret, or a private key for
+/// `private_key_jwt` (checked here, so a key that cannot sign is a config error). The
+/// values are at `{key}.client_secret` and `{key}.private_key`.
+pub fn client_credential(
+    src: &dyn Secrets,
+    key: &str,
+    client_secret: Option<&SecretSpec>,
+    private_key: Option<&SecretSpec>,
+) -> Result<Option<(Secret, ClientAuth)>, ConfigError> {
+    let k = |field: &str| format!("{key}.{field}");
+    match (client_secret, private_key) {
+        (Some(_), Some(_)) => Err(src.err(
+            &k("private_key"),
+            "give `client_secret` or `private_key`, not both".into(),
+        )),
+        (Some(spec), None) => Ok(Some((
+            src.secret(&k("client_secret"), spec)?,
+            ClientAuth::Basic,
+        ))),
+        (None, Some(spec)) => {
+            let pem = src.secret(&k("private_key"), spec)?;
+            crate::identity::assertion::SigningKey::from_pem(pem.expose())
+                .map_err(|m| src.err(&k("private_key"), m))?;
+            Ok(Some((pem, ClientAuth::PrivateKeyJwt)))
+        }
+        (None, None) => Ok(None),
     }
 }
 
@@ -199,7 +252,13 @@ pub fn identity(
             user_pool_id: r.user_pool_id,
         },
         IdentityKind::CognitoPassword => Kind::CognitoPassword {
-            region,
+            // Checked with the account above.
+            region: region.ok_or_else(|| {
+                src.err(
+                    whole,
+                    "cognito_password needs `region` (or a `user_pool_id` to take it from)".into(),
+                )
+            })?,
             user_pool_id: r.user_pool_id,
             account: cognito.ok_or_else(|| {
                 src.err(
