@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::build::{
-    CognitoSpec, EgressKeys, EgressSpec, IdentitySpec, Source, aws_endpoint, bind_servers, catalog,
-    cognito_domain_token_url, egress_identity, identity, region_of_pool,
+    self, CognitoSpec, EgressKeys, EgressSpec, IdentitySpec, Source, aws_endpoint, bind_servers,
+    catalog, cognito_domain_token_url, egress_bindings, egress_identity, identity, region_of_pool,
 };
 use super::{
     BearerToken, ClientAuth, Config, ConfigError, HttpPolicy, IdentityConfig, IdentityKind, Origin,
@@ -131,23 +131,15 @@ pub fn from_env(env: &EnvVars, tokens_dir: PathBuf) -> Result<Option<Config>, Co
             identities.push(cp);
         }
     }
-    let gateway_url = match env.get("REGISTRY_URL") {
-        Some(u) => {
-            env.url("REGISTRY_URL", u)?;
-            Some(u.trim_end_matches('/').to_string())
-        }
-        None => None,
-    };
+    let gateway_url = env
+        .get("REGISTRY_URL")
+        .map(|u| build::gateway_url(env, "REGISTRY_URL", u))
+        .transpose()?;
     let catalog = catalog(env.provider_files.clone(), [])?;
     // Each provider login and AgentCore gateway is bound to its server, reached through
     // the gateway (without REGISTRY_URL there is no server to write).
-    let mut bound = Vec::new();
-    for id in egress_from_env(env, &catalog)? {
-        if let Some(eg) = id.egress() {
-            bound.push((id.name.clone(), eg.server.clone()));
-        }
-        identities.push(id);
-    }
+    identities.extend(egress_from_env(env, &catalog)?);
+    let mut bound = egress_bindings(&identities);
     for (id, server) in agentcore_from_env(env)? {
         bound.push((id.name.clone(), server));
         identities.push(id);
@@ -243,7 +235,7 @@ fn client(
 
 /// Checks and builds an identity whose values came from the variables `keys` names per
 /// field (`whole` for the rest), by the rules the config file's identities follow.
-fn build(
+fn build_identity(
     env: &EnvVars,
     whole: &str,
     keys: &[(&str, &str)],
@@ -353,7 +345,7 @@ fn cognito_password_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, Co
         refresh_rotation: env.get("COGNITO_REFRESH_ROTATION") == Some("true"),
         endpoint_url,
     });
-    build(env, "COGNITO_USERNAME", &[], id).map(Some)
+    build_identity(env, "COGNITO_USERNAME", &[], id).map(Some)
 }
 
 /// The reference tool's AgentCore gateways: `AGENTCORE_CLIENT_ID_N`,
@@ -399,7 +391,7 @@ fn agentcore_from_env(env: &EnvVars) -> Result<Vec<(IdentityConfig, String)>, Co
         id.client_auth = ClientAuth::Post;
         let whole = format!("AGENTCORE_CLIENT_ID_{n}");
         out.push((
-            build(env, &whole, &[("token_url", domain_key)], id)?,
+            build_identity(env, &whole, &[("token_url", domain_key)], id)?,
             server,
         ));
     }
@@ -532,7 +524,7 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
         _ => return Ok(None),
     };
     id.client_auth = client_auth(env)?;
-    build(env, whole, &keys, id).map(Some)
+    build_identity(env, whole, &keys, id).map(Some)
 }
 
 #[cfg(test)]

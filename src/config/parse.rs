@@ -16,7 +16,7 @@ use super::locate::locate;
 use super::{
     BearerToken, ClientAuth, Config, ConfigError, EditorFormat, EditorSpec, Hooks, HttpPolicy,
     IdentityConfig, IdentityKind, Origin, ProviderLabel, RefreshPolicy, Transport,
-    check_config_name, check_endpoint_url,
+    check_config_name,
 };
 use crate::providers::Catalog;
 use crate::secret::Secret;
@@ -40,6 +40,8 @@ pub trait Lookup {
 
 pub use super::build::SecretSpec;
 
+const UNQUOTED_SECRET: &str = "a secret must be a quoted string; quote it (\"...\")";
+
 /// A secret as written in the config: a literal, `{env: NAME}` or `{file: PATH}`.
 impl<'de> Deserialize<'de> for SecretSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -54,24 +56,16 @@ impl<'de> Deserialize<'de> for SecretSpec {
             }
             // A secret written as a bare number or boolean: refuse without echoing it.
             fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<SecretSpec, E> {
-                Err(E::custom(
-                    "a secret must be a quoted string; quote it (\"...\")",
-                ))
+                Err(E::custom(UNQUOTED_SECRET))
             }
             fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<SecretSpec, E> {
-                Err(E::custom(
-                    "a secret must be a quoted string; quote it (\"...\")",
-                ))
+                Err(E::custom(UNQUOTED_SECRET))
             }
             fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<SecretSpec, E> {
-                Err(E::custom(
-                    "a secret must be a quoted string; quote it (\"...\")",
-                ))
+                Err(E::custom(UNQUOTED_SECRET))
             }
             fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<SecretSpec, E> {
-                Err(E::custom(
-                    "a secret must be a quoted string; quote it (\"...\")",
-                ))
+                Err(E::custom(UNQUOTED_SECRET))
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
@@ -709,14 +703,11 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
         Some(d) => expand_path(d, base, lookup),
         None => default_tokens_dir(lookup),
     };
-    let gateway_url = match &raw.gateway_url {
-        Some(u) => {
-            // Tokens travel to these servers: https, or plain http on loopback only.
-            check_endpoint_url(u).map_err(|m| ctx.err("gateway_url", m))?;
-            Some(u.trim_end_matches('/').to_string())
-        }
-        None => None,
-    };
+    let gateway_url = raw
+        .gateway_url
+        .as_deref()
+        .map(|u| build::gateway_url(&ctx, "gateway_url", u))
+        .transpose()?;
 
     let (ingress, mut identities) =
         machine_identities(&ctx, raw.ingress.as_ref(), raw.identities.as_ref())?;
@@ -759,10 +750,7 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
 
     // Each egress identity's token goes to its server, with the gateway's headers when
     // there is a gateway identity; a server not listed is reached through the gateway.
-    let bound: Vec<(String, String)> = identities
-        .iter()
-        .filter_map(|id| Some((id.name.clone(), id.egress()?.server.clone())))
-        .collect();
+    let bound = build::egress_bindings(&identities);
     build::bind_servers(
         &mut servers,
         &bound,

@@ -415,6 +415,21 @@ pub fn egress_identity(
     })
 }
 
+/// The gateway's URL, given at `key`: https, or plain http on loopback only (tokens
+/// travel to its servers); without a trailing slash.
+pub fn gateway_url(src: &dyn Source, key: &str, url: &str) -> Result<String, ConfigError> {
+    src.url(key, url)?;
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// Each egress identity's server, as (identity, server) pairs for `bind_servers`.
+pub fn egress_bindings(identities: &[IdentityConfig]) -> Vec<(String, String)> {
+    identities
+        .iter()
+        .filter_map(|id| Some((id.name.clone(), id.egress()?.server.clone())))
+        .collect()
+}
+
 /// Servers that identities of their own section (egress, AgentCore) are bound to, as
 /// (identity, server) pairs: a listed server still on the gateway's headers takes the
 /// identity's token; an unlisted one is added at its gateway URL. `with_gateway`: the

@@ -293,3 +293,130 @@ fn mcp_login_identity(
         extra_headers: Vec::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::build::Source;
+    use crate::secret::Secret;
+
+    /// A source that is not a file: keys as given, no lines; it has only literal secrets and
+    /// says which reference it was asked to read.
+    struct Given;
+    impl Source for Given {
+        fn err(&self, key: &str, message: String) -> ConfigError {
+            ConfigError::new("given", message).at(key, None)
+        }
+        fn define_provider_hint(&self) -> &'static str {
+            ""
+        }
+        fn variables_hint(&self) -> &'static str {
+            ""
+        }
+        fn define_identity_hint(&self) -> &'static str {
+            "; name one the source defines"
+        }
+    }
+    impl Secrets for Given {
+        fn secret(&self, key: &str, spec: &SecretSpec) -> Result<Secret, ConfigError> {
+            match spec {
+                SecretSpec::Literal(s) => Ok(s.clone()),
+                other => Err(self.err(key, format!("read {other:?}"))),
+            }
+        }
+    }
+
+    fn spec(name: &str, url: Option<&str>, auth: AuthSpec) -> ServerSpec {
+        ServerSpec {
+            key: format!("s.{name}"),
+            name: name.into(),
+            url: url.map(str::to_string),
+            transport: Transport::Sse,
+            auth,
+        }
+    }
+
+    fn error_of(specs: Vec<ServerSpec>, has_ingress: bool) -> String {
+        servers(&Given, specs, &mut Vec::new(), None, has_ingress)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn the_rules_speak_through_the_source() {
+        let mut ids = Vec::new();
+        let oauth = OauthSpec {
+            client_credentials: true,
+            client_id: Some("agent".into()),
+            client_secret: Some(SecretSpec::Literal(Secret::new("s"))),
+            authorization_server: Some("https://as.example.com".into()),
+            ..Default::default()
+        };
+        let out = servers(
+            &Given,
+            vec![
+                spec("gw", None, AuthSpec::Gateway),
+                spec(
+                    "m",
+                    Some("https://m.example.com/mcp"),
+                    AuthSpec::Oauth(oauth),
+                ),
+            ],
+            &mut ids,
+            Some("https://gw.example.com"),
+            true,
+        )
+        .unwrap();
+        assert_eq!(out[0].url, "https://gw.example.com/gw/mcp");
+        assert_eq!(out[0].transport, Transport::Sse);
+        assert_eq!(out[1].auth, ServerAuth::bearer("m", false));
+        assert_eq!(ids[0].name, "m");
+        assert_eq!(ids[0].resource(), Some("https://m.example.com/mcp"));
+
+        assert_eq!(
+            error_of(
+                vec![spec("gw", Some("https://gw/"), AuthSpec::Gateway)],
+                false
+            ),
+            "given: s.gw.name: this server uses the gateway identity but no `ingress` is configured; add `ingress:` or set `auth: none`"
+        );
+        let bound = AuthSpec::Identity {
+            identity: "nobody".into(),
+            header: None,
+            scheme: None,
+            gateway: false,
+        };
+        assert_eq!(
+            error_of(vec![spec("x", Some("https://x/"), bound)], true),
+            "given: s.x.auth.identity: no identity named `nobody`; name one the source defines"
+        );
+    }
+
+    /// A secret is read only when the rules reach it: a rule broken before it is the error.
+    #[test]
+    fn secrets_are_read_when_a_rule_reaches_them() {
+        let oauth = |authorization_server: Option<&str>| OauthSpec {
+            client_credentials: true,
+            client_id: Some("agent".into()),
+            client_secret: Some(SecretSpec::Env("AGENT_SECRET".into())),
+            authorization_server: authorization_server.map(str::to_string),
+            ..Default::default()
+        };
+        let at = |o| {
+            vec![spec(
+                "m",
+                Some("https://m.example.com/mcp"),
+                AuthSpec::Oauth(o),
+            )]
+        };
+        let e = error_of(at(oauth(None)), true);
+        assert!(
+            e.starts_with("given: s.m.auth.oauth.client_secret: a `client_secret` is sent only"),
+            "{e}"
+        );
+        assert_eq!(
+            error_of(at(oauth(Some("https://as.example.com"))), true),
+            "given: s.m.auth.oauth.client_secret: read Env(\"AGENT_SECRET\")"
+        );
+    }
+}
