@@ -263,11 +263,9 @@ fn a_symlinked_file_is_written_through_to_its_target() {
 /// follow it; the link and the file it leads to stay as they are, and the user is told.
 #[test]
 fn a_symlink_planted_at_a_dropped_editor_file_is_not_followed() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
+    let (idp, sb) =
+        setup("editors:\n  - reference\n  - {format: vscode, path: ~/proj/.vscode/mcp.json}\n");
     let ws = sb.home().join("proj/.vscode/mcp.json");
-    let listed = "editors:\n  - reference\n  - {format: vscode, path: ~/proj/.vscode/mcp.json}\n";
-    sb.write_config(&config(&idp.base(), SERVERS, listed));
     let r = sb.run_env(&[], &env());
     assert_eq!(r.code, 0, "{r:?}");
     assert!(jsonc(&ws)["servers"]["currenttime"].is_object());
