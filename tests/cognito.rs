@@ -180,13 +180,7 @@ fn a_named_identity_authenticates_its_own_server() {
     let sb = Sandbox::new();
     sb.write_config(&format!(
         "gateway_url: https://gw.example.com
-ingress:
-  kind: cognito_m2m
-  user_pool_id: us-east-1_AbC123
-  client_id: m2m-client
-  client_secret: m2m-secret
-  domain: {idp}
-identities:
+{ingress}identities:
   svc:
     kind: cognito_password
     region: us-east-1
@@ -203,7 +197,7 @@ servers:
   - name: both
     auth: {{identity: svc, header: X-Service-Token, scheme: '', gateway: true}}
 ",
-        idp = idp.base(),
+        ingress = cognito_m2m_ingress(&idp.base(), "m2m-secret"),
         cid = m.client_id
     ));
     let mut e = env(&m, PASSWORD);

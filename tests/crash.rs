@@ -44,29 +44,16 @@ fn files_are_whole(sb: &Sandbox) {
 }
 
 fn temp_files(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in walk(dir) {
-        let n = e.file_name().unwrap().to_string_lossy().to_string();
-        if n.contains("mcp-credd-tmp") {
-            out.push(e.display().to_string());
-        }
-    }
-    out
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() && !p.is_symlink() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
+    walk(dir, 16)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .contains("mcp-credd-tmp")
+        })
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 #[test]
@@ -75,17 +62,12 @@ fn sigkill_at_random_moments_never_tears_a_file() {
     let sb = Sandbox::new();
     sb.write_config(&format!(
         "gateway_url: https://gw.example.com
-ingress:
-  kind: oidc_m2m
-  client_id: m2m-client
-  client_secret: m2m-secret
-  token_url: {}
-servers:
+{}servers:
   - name: a
   - name: b
   - name: c
 ",
-        idp.token_url()
+        oidc_m2m_ingress(&idp.token_url())
     ));
     let mut seed: u64 = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -4,7 +4,6 @@
 mod common;
 
 use std::os::unix::net::UnixDatagram;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -12,49 +11,41 @@ use common::*;
 fn config(idp: &Idp, servers: &str) -> String {
     format!(
         "gateway_url: https://gw.example.com
-ingress:
-  kind: cognito_m2m
-  user_pool_id: us-east-1_AbC123
-  client_id: m2m-client
-  client_secret: {{env: INGRESS_OAUTH_CLIENT_SECRET}}
-  domain: {}
-http:
+{}http:
   timeout: 3s
   attempts: 2
   initial_backoff: 100ms
 servers:
 {servers}",
-        idp.base()
+        cognito_m2m_ingress(&idp.base(), "{env: INGRESS_OAUTH_CLIENT_SECRET}")
     )
 }
 
-struct Daemon {
-    child: Child,
+/// The daemon, with a notify socket as systemd gives it.
+struct Notified {
+    daemon: Daemon,
     notify: UnixDatagram,
-    log: std::path::PathBuf,
 }
 
-impl Daemon {
-    fn start(sb: &Sandbox) -> Daemon {
+impl Notified {
+    fn start(sb: &Sandbox) -> Notified {
         let sock = sb.home().join("notify.sock");
         let _ = std::fs::remove_file(&sock);
         let notify = UnixDatagram::bind(&sock).unwrap();
         notify
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        let log = sb.home().join("daemon.log");
-        let mut c = sb.command(&["daemon"]);
-        c.env("INGRESS_OAUTH_CLIENT_SECRET", "m2m-secret")
-            .env("NOTIFY_SOCKET", &sock)
-            // As under Type=notify-reload (install-service sets it there only).
-            .env("MCP_CREDD_NOTIFY_RELOAD", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        Daemon {
-            child: c.spawn().unwrap(),
-            notify,
-            log,
-        }
+        let daemon = Daemon::start(
+            sb,
+            &["daemon"],
+            &[
+                ("INGRESS_OAUTH_CLIENT_SECRET", "m2m-secret"),
+                ("NOTIFY_SOCKET", sock.to_str().unwrap()),
+                // As under Type=notify-reload (install-service sets it there only).
+                ("MCP_CREDD_NOTIFY_RELOAD", "1"),
+            ],
+        );
+        Notified { daemon, notify }
     }
 
     /// Messages received within `within`, until one equal to `until` arrives.
@@ -87,48 +78,24 @@ impl Daemon {
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.daemon.log_text()
     }
 
     fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on the PID of a child we own.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+        self.daemon.signal(sig);
     }
 
-    /// SIGTERM, then the exit code, which must come within `within`.
+    /// SIGTERM, then the exit code, which must come within `within`, and the messages
+    /// still queued.
     fn stop(mut self, within: Duration) -> (i32, Vec<String>) {
-        self.signal(libc::SIGTERM);
-        let end = Instant::now() + within;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                let mut msgs = Vec::new();
-                let mut buf = [0u8; 1024];
-                while let Ok(n) = self.notify.recv(&mut buf) {
-                    msgs.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                }
-                return (st.code().unwrap_or(-1), msgs);
-            }
-            assert!(
-                Instant::now() < end,
-                "the daemon did not exit within {within:?} of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        let st = self.daemon.stop_within(within);
+        let mut msgs = Vec::new();
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = self.notify.recv(&mut buf) {
+            msgs.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
+        (st.code().unwrap_or(-1), msgs)
     }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn access_token(sb: &Sandbox) -> String {
-    sb.read_json(&sb.tokens().join("ingress.json"))["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 #[test]
@@ -136,7 +103,7 @@ fn keeps_every_token_valid_while_they_expire_every_few_seconds() {
     let idp = Idp::start(&[("TOKEN_TTL", "4")]);
     let sb = Sandbox::new();
     let cfg = sb.write_config(&config(&idp, "  - name: currenttime\n"));
-    let d = Daemon::start(&sb);
+    let d = Notified::start(&sb);
     // Ready at once (before any token is fetched), valid soon after.
     d.wait_for("READY=1", Duration::from_secs(10));
     d.wait_for("STATUS=1 of 1 identities valid", Duration::from_secs(10));
@@ -228,7 +195,7 @@ fn signals_refresh_reload_and_stop() {
     let idp = Idp::start(&[]);
     let sb = Sandbox::new();
     sb.write_config(&config(&idp, "  - name: currenttime\n"));
-    let d = Daemon::start(&sb);
+    let d = Notified::start(&sb);
     let msgs = d.wait_for("READY=1", Duration::from_secs(10));
     let status = d.wait_for("STATUS=1 of 1 identities valid", Duration::from_secs(10));
     assert!(
@@ -238,12 +205,12 @@ fn signals_refresh_reload_and_stop() {
             .starts_with("STATUS=1 of 1 identities valid; next refresh in"),
         "{msgs:?} {status:?}"
     );
-    let first = access_token(&sb);
+    let first = sb.access_token("ingress.json");
 
     // SIGUSR1: a new token now, although the current one is good for an hour.
     d.signal(libc::SIGUSR1);
     let end = Instant::now() + Duration::from_secs(5);
-    while access_token(&sb) == first {
+    while sb.access_token("ingress.json") == first {
         assert!(
             Instant::now() < end,
             "SIGUSR1 did not refresh\n{}",
@@ -272,7 +239,7 @@ fn signals_refresh_reload_and_stop() {
         &[("INGRESS_OAUTH_CLIENT_SECRET", "m2m-secret")],
     );
     assert_eq!(r.code, 0, "{r:?}");
-    let forced = access_token(&sb);
+    let forced = sb.access_token("ingress.json");
     std::thread::sleep(Duration::from_millis(500));
     let roo = sb.read_json(&sb.tokens().join("mcp.json"));
     assert_eq!(
@@ -319,21 +286,21 @@ fn answers_signals_and_keeps_refreshing_while_another_process_holds_the_render_l
     let idp = Idp::start(&[]);
     let sb = Sandbox::new();
     sb.write_config(&config(&idp, "  - name: currenttime\n"));
-    let d = Daemon::start(&sb);
+    let d = Notified::start(&sb);
     d.wait_for("READY=1", Duration::from_secs(10));
     d.wait_for("STATUS=1 of 1 identities valid", Duration::from_secs(10));
     let end = Instant::now() + Duration::from_secs(5);
-    while rendered_token(&sb) != access_token(&sb) {
+    while rendered_token(&sb) != sb.access_token("ingress.json") {
         assert!(Instant::now() < end, "first render\n{}", d.log_text());
         std::thread::sleep(Duration::from_millis(50));
     }
-    let first = access_token(&sb);
+    let first = sb.access_token("ingress.json");
 
     let lock = hold_render_lock(&sb);
     // SIGUSR1 under the lock: the token is refreshed all the same...
     d.signal(libc::SIGUSR1);
     let end = Instant::now() + Duration::from_secs(5);
-    while access_token(&sb) == first {
+    while sb.access_token("ingress.json") == first {
         assert!(
             Instant::now() < end,
             "no refresh while the render lock is held\n{}",
@@ -341,7 +308,7 @@ fn answers_signals_and_keeps_refreshing_while_another_process_holds_the_render_l
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let second = access_token(&sb);
+    let second = sb.access_token("ingress.json");
     // ...and its render now waits for the lock (a render takes milliseconds otherwise).
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(rendered_token(&sb), first, "the lock is honoured");
@@ -360,7 +327,7 @@ fn answers_signals_and_keeps_refreshing_while_another_process_holds_the_render_l
     // And a second refresh goes through while the first render still waits.
     d.signal(libc::SIGUSR1);
     let end = Instant::now() + Duration::from_secs(5);
-    while access_token(&sb) == second {
+    while sb.access_token("ingress.json") == second {
         assert!(
             Instant::now() < end,
             "no second refresh while the render lock is held\n{}",
@@ -368,7 +335,7 @@ fn answers_signals_and_keeps_refreshing_while_another_process_holds_the_render_l
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let third = access_token(&sb);
+    let third = sb.access_token("ingress.json");
 
     // Released: the waiting render writes the newest token.
     drop(lock);
@@ -387,12 +354,12 @@ fn answers_signals_and_keeps_refreshing_while_another_process_holds_the_render_l
     let _lock = hold_render_lock(&sb);
     d.signal(libc::SIGUSR1);
     let end = Instant::now() + Duration::from_secs(5);
-    while access_token(&sb) == third {
+    while sb.access_token("ingress.json") == third {
         assert!(Instant::now() < end, "{}", d.log_text());
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let log = d.log.clone();
+    let log = d.daemon.log.clone();
     let started = Instant::now();
     let (code, msgs) = d.stop(Duration::from_secs(8));
     assert_eq!(code, 0);

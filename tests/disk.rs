@@ -19,16 +19,11 @@ impl Drop for Mount {
 fn config(idp: &Idp) -> String {
     format!(
         "gateway_url: https://gw.example.com
-ingress:
-  kind: oidc_m2m
-  client_id: m2m-client
-  client_secret: m2m-secret
-  token_url: {}
-servers:
+{}servers:
   - name: a
 editors: [reference]
 ",
-        idp.token_url()
+        oidc_m2m_ingress(&idp.token_url())
     )
 }
 

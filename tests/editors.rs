@@ -17,19 +17,13 @@ const SECRET: &str = "m2m-secret";
 fn config(base: &str, servers: &str, extra: &str) -> String {
     format!(
         "gateway_url: https://gw.example.com
-ingress:
-  kind: cognito_m2m
-  region: us-east-1
-  user_pool_id: us-east-1_AbC123
-  client_id: m2m-client
-  client_secret: {{env: INGRESS_OAUTH_CLIENT_SECRET}}
-  domain: {base}
-http:
+{}http:
   attempts: 2
   initial_backoff: 100ms
   timeout: 5s
 servers:
-{servers}{extra}"
+{servers}{extra}",
+        cognito_m2m_ingress(base, "{env: INGRESS_OAUTH_CLIENT_SECRET}")
     )
 }
 

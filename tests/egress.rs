@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -19,20 +19,11 @@ struct Setup {
 
 fn setup(ttl: &str) -> Setup {
     let port = closed_port();
-    let clients = format!(
-        r#"[{{"client_id":"mcp-web","client_secret":"mcp-web-secret","token_endpoint_auth_method":"client_secret_basic","grant_types":["authorization_code","refresh_token"],"response_types":["code"],"redirect_uris":["http://127.0.0.1:{port}/callback"],"scope":"openid offline_access profile"}}]"#
-    );
-    let idp = Idp::start(&[("CLIENTS_JSON", &clients), ("AC_TTL", ttl)]);
+    let idp = Idp::with_web_client(port, &[("AC_TTL", ttl)]);
     let sb = Sandbox::new();
     sb.write_config(&format!(
         "gateway_url: https://gw.example.com
-ingress:
-  kind: cognito_m2m
-  user_pool_id: us-east-1_AbC123
-  client_id: m2m-client
-  client_secret: m2m-secret
-  domain: {base}
-providers:
+{ingress}providers:
   local:
     display_name: Local IdP
     authorize_url: {base}/oauth2/authorize
@@ -60,6 +51,7 @@ http:
   attempts: 2
   initial_backoff: 100ms
 ",
+        ingress = cognito_m2m_ingress(&idp.base(), "m2m-secret"),
         base = idp.base()
     ));
     Setup { idp, sb, port }
@@ -67,84 +59,29 @@ http:
 
 const ENV: &[(&str, &str)] = &[("LOCAL_SECRET", "mcp-web-secret")];
 
-/// `mcp-credd login ...` running, with the authorization URL it printed.
-fn start_login(s: &Setup, args: &[&str], url_prefix: &str) -> (Child, String) {
-    let (child, url, _) = start_login_with(s, args, url_prefix, &[]);
-    (child, url)
-}
-
-type Lines = std::sync::Arc<std::sync::Mutex<String>>;
-
-/// [`start_login`] with more environment, also returning everything it prints on stdout.
-fn start_login_with(
-    s: &Setup,
-    args: &[&str],
-    url_prefix: &str,
-    env: &[(&str, &str)],
-) -> (Child, String, Lines) {
+/// `mcp-credd login ARGS` running with [`ENV`] and `env`, waiting for the authorization
+/// URL (a line starting with `url_prefix`) or the device code it printed.
+fn start_login(s: &Setup, args: &[&str], url_prefix: &str, env: &[(&str, &str)]) -> Login {
     let mut all = vec!["login"];
     all.extend_from_slice(args);
     let mut c = s.sb.command(&all);
     for (k, v) in ENV.iter().chain(env) {
         c.env(k, v);
     }
-    let mut child = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
     let prefix = url_prefix.to_string();
-    let lines: Lines = Default::default();
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push_str(&format!("{line}\n"));
-            let t = line.trim();
-            if t.starts_with(&prefix) || t.contains("enter the code") {
-                let _ = tx.send(t.to_string());
-            }
-        }
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(15))
-        .expect("login printed no URL");
-    (child, line, lines)
+    Login::start(c, move |t| {
+        t.starts_with(&prefix) || t.contains("enter the code")
+    })
 }
 
-fn finish(mut child: Child, within: Duration) -> Run {
-    let end = Instant::now() + within;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            return Run {
-                code: st.code().unwrap_or(-1),
-                stdout: String::new(),
-                stderr: err,
-            };
-        }
-        assert!(Instant::now() < end, "login did not finish");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn node(script: &str, args: &[&str]) -> std::process::Output {
-    Command::new("node")
-        .arg(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/idp")
-                .join(script),
-        )
-        .args(args)
-        .output()
-        .expect("run node")
+/// `login local --no-browser --timeout SECS`, waiting for its authorization URL.
+fn start_local(s: &Setup, secs: &str) -> Login {
+    start_login(
+        s,
+        &["local", "--no-browser", "--timeout", secs],
+        &s.idp.base(),
+        &[],
+    )
 }
 
 fn raw_get(port: u16, target: &str) -> String {
@@ -161,30 +98,39 @@ fn token_file(s: &Setup) -> std::path::PathBuf {
 }
 
 fn login_over_http(s: &Setup) {
-    let (child, url) = start_login(
-        s,
-        &["local", "--no-browser", "--timeout", "30"],
-        &s.idp.base(),
-    );
-    let out = node("drive-login.mjs", &[&url]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = finish(child, Duration::from_secs(20));
+    let l = start_local(s, "30");
+    node_ok("drive-login.mjs", &[&l.url]);
+    let r = l.finish(Duration::from_secs(20));
     assert_eq!(r.code, 0, "{r:?}");
+}
+
+/// Four processes refreshing `local` at once (`args`, with its secret): each succeeds.
+fn refresh_at_once(s: &Setup, args: &[&str]) {
+    let kids: Vec<Child> = (0..4)
+        .map(|_| {
+            let mut c = s.sb.command(args);
+            c.env("LOCAL_SECRET", "mcp-web-secret")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for k in kids {
+        let out = k.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]
 fn login_over_http_then_refresh_with_rotation_then_revocation() {
     let s = setup("3600");
     assert_eq!(s.sb.run_env(&["--ingress-only"], ENV).code, 0);
-    let (child, url) = start_login(
-        &s,
-        &["local", "--no-browser", "--timeout", "30"],
-        &s.idp.base(),
-    );
+    let l = start_local(&s, "30");
+    let url = &l.url;
     assert!(
         url.contains("code_challenge_method=S256") && url.contains("state="),
         "{url}"
@@ -193,19 +139,14 @@ fn login_over_http_then_refresh_with_rotation_then_revocation() {
     let bad = raw_get(s.port, "/callback?code=forged&state=wrong");
     assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
     assert!(raw_get(s.port, "/elsewhere").starts_with("HTTP/1.1 404"));
-    let out = node("drive-login.mjs", &[&url]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = node_ok("drive-login.mjs", &[&l.url]);
     let cb: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(cb["status"], 200, "{cb}");
     assert!(
         cb["callback_url"].as_str().unwrap().contains("iss="),
         "the provider sends iss: {cb}"
     );
-    let r = finish(child, Duration::from_secs(20));
+    let r = l.finish(Duration::from_secs(20));
     assert_eq!(r.code, 0, "{r:?}");
 
     let file = token_file(&s);
@@ -265,24 +206,7 @@ fn login_over_http_then_refresh_with_rotation_then_revocation() {
 
     // Several processes refreshing the same grant at once leave a working grant: the
     // provider revokes the whole grant on reuse, so a race would fail loudly.
-    let kids: Vec<Child> = (0..4)
-        .map(|_| {
-            let mut c =
-                s.sb.command(&["--egress-only", "--force", "--provider", "local"]);
-            c.env("LOCAL_SECRET", "mcp-web-secret")
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
-            c.spawn().unwrap()
-        })
-        .collect();
-    for k in kids {
-        let out = k.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    refresh_at_once(&s, &["--egress-only", "--force", "--provider", "local"]);
     let r = s.sb.run_env(&["--provider", "local", "--force"], ENV);
     assert_eq!(r.code, 0, "the grant survived the race: {r:?}");
 
@@ -336,18 +260,9 @@ fn callback_refusals_timeout_port_in_use_and_denial() {
     );
     drop(hold);
     // The user says no at the consent screen.
-    let (child, url) = start_login(
-        &s,
-        &["local", "--no-browser", "--timeout", "30"],
-        &s.idp.base(),
-    );
-    let out = node("drive-login.mjs", &[&url, "--deny"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = finish(child, Duration::from_secs(20));
+    let l = start_local(&s, "30");
+    node_ok("drive-login.mjs", &[&l.url, "--deny"]);
+    let r = l.finish(Duration::from_secs(20));
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("access_denied"), "{r:?}");
     assert!(!token_file(&s).exists());
@@ -378,19 +293,15 @@ fn tokens_that_expire_in_seconds_are_refreshed_by_the_daemon_flow() {
 #[test]
 fn device_login() {
     let s = setup("3600");
-    let (child, line) = start_login(
+    let l = start_login(
         &s,
         &["dev", "--device", "--no-browser", "--timeout", "30"],
         "never-a-url",
+        &[],
     );
-    let code = line.rsplit(' ').next().unwrap().to_string();
-    let out = node("drive-device.mjs", &[&s.idp.base(), &code]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = finish(child, Duration::from_secs(30));
+    let code = l.url.rsplit(' ').next().unwrap().to_string();
+    node_ok("drive-device.mjs", &[&s.idp.base(), &code]);
+    let r = l.finish(Duration::from_secs(30));
     assert_eq!(r.code, 0, "{r:?}");
     let t =
         s.sb.read_json(&s.sb.tokens().join("local-devtools-egress.json"));
@@ -402,26 +313,10 @@ fn device_login() {
 
 #[test]
 fn login_through_a_real_browser() {
-    assert!(
-        std::path::Path::new("/usr/bin/chromium").exists(),
-        "chromium is missing: run scripts/test-deps.sh"
-    );
     let s = setup("3600");
-    let (child, url) = start_login(
-        &s,
-        &["local", "--no-browser", "--timeout", "60"],
-        &s.idp.base(),
-    );
+    let l = start_local(&s, "60");
     let shot = s.sb.home().join("browser.png");
-    let out = node(
-        "browser-login.mjs",
-        &[&url, "--screenshot", shot.to_str().unwrap()],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = browser_login(&l.url, &["--screenshot", shot.to_str().unwrap()]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["status"], 200, "{v}");
     assert!(
@@ -431,7 +326,7 @@ fn login_through_a_real_browser() {
             .contains("mcp-credd received the login"),
         "{v}"
     );
-    let r = finish(child, Duration::from_secs(30));
+    let r = l.finish(Duration::from_secs(30));
     assert_eq!(r.code, 0, "{r:?}");
     assert!(s.sb.read_json(&token_file(&s))["refresh_token"].is_string());
 }
@@ -439,11 +334,7 @@ fn login_through_a_real_browser() {
 #[test]
 fn a_request_flood_does_not_wedge_the_callback() {
     let s = setup("3600");
-    let (child, url) = start_login(
-        &s,
-        &["local", "--no-browser", "--timeout", "30"],
-        &s.idp.base(),
-    );
+    let l = start_local(&s, "30");
     // 150 connections that never send a byte, and 150 forged callbacks.
     let idle: Vec<TcpStream> = (0..150)
         .filter_map(|_| TcpStream::connect(("127.0.0.1", s.port)).ok())
@@ -461,13 +352,8 @@ fn a_request_flood_does_not_wedge_the_callback() {
         assert!(f.join().unwrap().starts_with("HTTP/1.1 400"));
     }
     // The real login still gets through, and only its code is used.
-    let out = node("drive-login.mjs", &[&url]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = finish(child, Duration::from_secs(20));
+    node_ok("drive-login.mjs", &[&l.url]);
+    let r = l.finish(Duration::from_secs(20));
     assert_eq!(r.code, 0, "{r:?}");
     drop(idle);
     assert!(s.sb.read_json(&token_file(&s))["refresh_token"].is_string());
@@ -479,55 +365,17 @@ fn a_request_flood_does_not_wedge_the_callback() {
 fn concurrent_one_shots_and_the_daemon_keep_a_rotating_grant_alive() {
     let s = setup("4");
     login_over_http(&s);
-    let log = s.sb.home().join("daemon.log");
-    let mut c = s.sb.command(&["daemon"]);
-    c.env("LOCAL_SECRET", "mcp-web-secret")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    let mut daemon = c.spawn().unwrap();
+    let mut daemon = Daemon::start(&s.sb, &["daemon"], &[("LOCAL_SECRET", "mcp-web-secret")]);
     // The daemon refreshes every ~2 s on its own; four one-shots force refreshes alongside.
     for _ in 0..4 {
-        let kids: Vec<Child> = (0..4)
-            .map(|_| {
-                let mut c = s.sb.command(&["--provider", "local", "--force"]);
-                c.env("LOCAL_SECRET", "mcp-web-secret")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped());
-                c.spawn().unwrap()
-            })
-            .collect();
-        for k in kids {
-            let out = k.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        refresh_at_once(&s, &["--provider", "local", "--force"]);
         std::thread::sleep(Duration::from_millis(1500));
     }
-    // SAFETY: kill(2) on our child's PID.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    assert!(daemon.wait().unwrap().success());
-    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(daemon.stop().success());
+    let log_text = std::fs::read_to_string(&daemon.log).unwrap();
     assert!(!log_text.contains("invalid_grant"), "{log_text}");
     let r = s.sb.run_env(&["--provider", "local", "--force"], ENV);
     assert_eq!(r.code, 0, "the grant survived: {r:?}");
-}
-
-/// Runs `program args` as uid/gid 65534 (nobody): another local user.
-fn as_nobody(program: &str, args: &[&str]) -> std::process::Output {
-    Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--",
-            program,
-        ])
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -545,7 +393,7 @@ fn the_authorization_url_never_reaches_a_command_line() {
     )
     .unwrap();
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let (child, printed, out) = start_login_with(
+    let l = start_login(
         &s,
         &["local", "--timeout", "60"],
         &s.idp.base(),
@@ -560,7 +408,9 @@ fn the_authorization_url_never_reaches_a_command_line() {
     let pid = it.next().unwrap().to_string();
     let page = it.next().expect("the browser got an argument").to_string();
     // Another user reads the launcher's command line: a path, no URL, no state.
-    let cmdline = as_nobody("cat", &[&format!("/proc/{pid}/cmdline")]);
+    let cmdline = as_nobody("cat", &[&format!("/proc/{pid}/cmdline")])
+        .output()
+        .unwrap();
     assert!(cmdline.status.success(), "{cmdline:?}");
     let cmdline = String::from_utf8_lossy(&cmdline.stdout).replace('\0', " ");
     assert!(cmdline.contains(&page), "{cmdline}");
@@ -568,7 +418,7 @@ fn the_authorization_url_never_reaches_a_command_line() {
         assert!(!cmdline.contains(secret), "{secret} in {cmdline}");
     }
     // The page itself is the user's alone.
-    let peek = as_nobody("cat", &[&page]);
+    let peek = as_nobody("cat", &[&page]).output().unwrap();
     assert!(!peek.status.success(), "another user read the login page");
     let html = std::fs::read_to_string(&page).unwrap();
     assert_eq!(mode(std::path::Path::new(&page)), 0o600);
@@ -578,21 +428,16 @@ fn the_authorization_url_never_reaches_a_command_line() {
         .and_then(|r| r.split('"').next())
         .unwrap()
         .replace("&amp;", "&");
-    assert_eq!(href, printed, "the page leads to the printed URL");
+    assert_eq!(href, l.url, "the page leads to the printed URL");
     // The login completes from that page; the page is gone afterwards, and the account is named.
-    let out_login = node("drive-login.mjs", &[&href]);
-    assert!(
-        out_login.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out_login.stderr)
-    );
-    let r = finish(child, Duration::from_secs(30));
+    node_ok("drive-login.mjs", &[&href]);
+    let r = l.finish(Duration::from_secs(30));
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
         !std::path::Path::new(&page).exists(),
         "the login page was left behind"
     );
-    let said = out.lock().unwrap().clone();
+    let said = r.stdout;
     assert!(
         said.contains("local: the token belongs to alice;"),
         "{said}"
@@ -602,12 +447,9 @@ fn the_authorization_url_never_reaches_a_command_line() {
 #[test]
 fn a_provider_that_promises_iss_must_send_it() {
     let s = setup("3600");
-    let (child, url) = start_login(
-        &s,
-        &["local", "--no-browser", "--timeout", "30"],
-        &s.idp.base(),
-    );
-    let state = url
+    let l = start_local(&s, "30");
+    let state = l
+        .url
         .split(['?', '&'])
         .find_map(|kv| kv.strip_prefix("state="))
         .unwrap()
@@ -615,7 +457,7 @@ fn a_provider_that_promises_iss_must_send_it() {
     // The right state (as a mix-up attacker relaying it would have), but no `iss`.
     let resp = raw_get(s.port, &format!("/callback?code=relayed&state={state}"));
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
-    let r = finish(child, Duration::from_secs(20));
+    let r = l.finish(Duration::from_secs(20));
     assert_ne!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("has no `iss`"), "{r:?}");
 }
@@ -623,22 +465,13 @@ fn a_provider_that_promises_iss_must_send_it() {
 #[test]
 fn seven_hundred_idle_connections_do_not_block_the_callback() {
     let s = setup("3600");
-    let (child, url) = start_login(
-        &s,
-        &["local", "--no-browser", "--timeout", "40"],
-        &s.idp.base(),
-    );
+    let l = start_local(&s, "40");
     let idle: Vec<TcpStream> = (0..700)
         .filter_map(|_| TcpStream::connect(("127.0.0.1", s.port)).ok())
         .collect();
     assert!(idle.len() >= 600, "only {} connections", idle.len());
-    let out = node("drive-login.mjs", &[&url]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r = finish(child, Duration::from_secs(20));
+    node_ok("drive-login.mjs", &[&l.url]);
+    let r = l.finish(Duration::from_secs(20));
     assert_eq!(r.code, 0, "{r:?}");
     drop(idle);
     assert!(s.sb.read_json(&token_file(&s))["refresh_token"].is_string());

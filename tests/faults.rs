@@ -5,55 +5,38 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 
+/// The fault-injecting proxy (`tests/faults/flaky.py`) in front of `upstream`; what it
+/// does is in its mode file.
 struct Proxy {
-    port: u16,
+    server: Server,
     mode_file: std::path::PathBuf,
-    child: Child,
 }
 
 impl Proxy {
     fn start(upstream: &str, dir: &std::path::Path) -> Proxy {
         let mode_file = dir.join("mode");
         std::fs::write(&mode_file, "pass").unwrap();
-        let mut child = Command::new("python3")
-            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/flaky.py"))
-            .arg(upstream)
-            .arg(&mode_file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("READY ")
-            .expect("proxy ready")
-            .parse()
-            .unwrap();
-        Proxy {
-            port,
-            mode_file,
-            child,
-        }
+        let server = Server::start(
+            || {
+                let mut c = Command::new("python3");
+                c.arg(
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/flaky.py"),
+                )
+                .arg(upstream)
+                .arg(&mode_file);
+                c
+            },
+            "the fault-injecting proxy",
+        );
+        Proxy { server, mode_file }
     }
     fn set(&self, mode: &str) {
         std::fs::write(&self.mode_file, mode).unwrap();
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -64,12 +47,7 @@ fn outages_of_every_kind_keep_the_old_token_and_the_daemon_recovers() {
     let proxy = Proxy::start(&idp.base(), sb.home());
     sb.write_config(&format!(
         "gateway_url: https://gw.example.com
-ingress:
-  kind: oidc_m2m
-  client_id: m2m-client
-  client_secret: m2m-secret
-  token_url: http://127.0.0.1:{}/oauth2/token
-servers:
+{}servers:
   - name: currenttime
 http:
   timeout: 1s
@@ -81,15 +59,9 @@ refresh:
   retry_max: 2s
   check_interval: 500ms
 ",
-        proxy.port
+        oidc_m2m_ingress(&format!("{}/oauth2/token", proxy.server.base()))
     ));
-    let log = sb.home().join("daemon.log");
-    let mut daemon = sb
-        .command(&["daemon"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut daemon = Daemon::start(&sb, &["daemon"], &[]);
     let file = sb.tokens().join("ingress.json");
     let token = || {
         sb.read_json(&file)["access_token"]
@@ -108,10 +80,7 @@ refresh:
         // The outage outlasts the token (6 s): the stored token stays as it was.
         let until = Instant::now() + Duration::from_secs(7);
         while Instant::now() < until {
-            assert!(
-                daemon.try_wait().unwrap().is_none(),
-                "the daemon died during `{mode}`"
-            );
+            assert!(daemon.running(), "the daemon died during `{mode}`");
             assert_eq!(token(), before, "the stored token changed during `{mode}`");
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -122,13 +91,13 @@ refresh:
             assert!(
                 Instant::now() < back,
                 "no recovery after `{mode}`\n{}",
-                std::fs::read_to_string(&log).unwrap()
+                daemon.log_text()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
         assert!(sb.read_json(&file)["expires_at"].as_f64().unwrap() > now_secs());
     }
-    let log_text = std::fs::read_to_string(&log).unwrap();
+    let log_text = std::fs::read_to_string(&daemon.log).unwrap();
     for what in [
         "HTTP 500",
         "HTTP 503",
@@ -142,9 +111,7 @@ refresh:
             "the log names `{what}`:\n{log_text}"
         );
     }
-    // SAFETY: kill(2) on our child's PID.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    assert!(daemon.wait().unwrap().success());
+    assert!(daemon.stop().success());
     assert!(
         std::fs::read_dir(sb.tokens()).unwrap().all(|e| !e
             .unwrap()

@@ -10,14 +10,7 @@ const SECRET: &str = "m2m-secret";
 fn cognito_config(base: &str, extra: &str) -> String {
     format!(
         "gateway_url: https://gw.example.com
-ingress:
-  kind: cognito_m2m
-  region: us-east-1
-  user_pool_id: us-east-1_AbC123
-  client_id: m2m-client
-  client_secret: {{env: INGRESS_OAUTH_CLIENT_SECRET}}
-  scopes: [mcp-servers-unrestricted/read, mcp-servers-unrestricted/execute]
-  domain: {base}
+{}  scopes: [mcp-servers-unrestricted/read, mcp-servers-unrestricted/execute]
 servers:
   - name: currenttime
   - name: docs
@@ -27,7 +20,8 @@ http:
   attempts: 2
   initial_backoff: 100ms
   timeout: 5s
-{extra}"
+{extra}",
+        cognito_m2m_ingress(base, "{env: INGRESS_OAUTH_CLIENT_SECRET}")
     )
 }
 
@@ -35,11 +29,24 @@ fn secret_env() -> [(&'static str, &'static str); 1] {
     [("INGRESS_OAUTH_CLIENT_SECRET", SECRET)]
 }
 
-#[test]
-fn obtains_stores_and_renders_a_token() {
-    let idp = Idp::start(&[("TOKEN_TTL", "600")]);
+/// The identity provider (with `env`) and a sandbox configured for it ([`cognito_config`]).
+fn setup(env: &[(&str, &str)]) -> (Idp, Sandbox) {
+    let idp = Idp::start(env);
     let sb = Sandbox::new();
     sb.write_config(&cognito_config(&idp.base(), ""));
+    (idp, sb)
+}
+
+/// [`setup`] with a first run that stores a token.
+fn setup_with_token() -> (Idp, Sandbox) {
+    let (idp, sb) = setup(&[]);
+    assert_eq!(sb.run_env(&[], &secret_env()).code, 0);
+    (idp, sb)
+}
+
+#[test]
+fn obtains_stores_and_renders_a_token() {
+    let (idp, sb) = setup(&[("TOKEN_TTL", "600")]);
     let before = now_secs();
     let r = sb.run_env(&[], &secret_env());
     assert_eq!(r.code, 0, "{r:?}");
@@ -121,10 +128,7 @@ fn obtains_stores_and_renders_a_token() {
 
 #[test]
 fn reuses_a_valid_token_and_force_replaces_it() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&cognito_config(&idp.base(), ""));
-    assert_eq!(sb.run_env(&[], &secret_env()).code, 0);
+    let (_idp, sb) = setup_with_token();
     let file = sb.tokens().join("ingress.json");
     let first = std::fs::read(&file).unwrap();
     let roo_mtime = std::fs::metadata(sb.tokens().join("mcp.json"))
@@ -163,10 +167,7 @@ fn reuses_a_valid_token_and_force_replaces_it() {
 
 #[test]
 fn a_token_past_its_refresh_point_is_refreshed_without_force() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&cognito_config(&idp.base(), ""));
-    assert_eq!(sb.run_env(&[], &secret_env()).code, 0);
+    let (_idp, sb) = setup_with_token();
     let file = sb.tokens().join("ingress.json");
     // Age the stored token: obtained 50 min ago, expiring in 10 min (past 75 % of its life).
     let mut t = sb.read_json(&file);
@@ -175,9 +176,8 @@ fn a_token_past_its_refresh_point_is_refreshed_without_force() {
     t["expires_at"] = serde_json::json!(now + 600.0);
     let old = t["access_token"].clone();
     std::fs::write(&file, serde_json::to_string(&t).unwrap()).unwrap();
-    let s = sb.run_env(&["status", "--json"], &secret_env());
-    let j: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
-    assert_eq!(j["identities"][0]["state"], "expiring", "{s:?}");
+    let j = sb.status_json(&secret_env());
+    assert_eq!(j["identities"][0]["state"], "expiring", "{j}");
 
     let r = sb.run_env(&[], &secret_env());
     assert_eq!(r.code, 0, "{r:?}");
@@ -187,9 +187,7 @@ fn a_token_past_its_refresh_point_is_refreshed_without_force() {
 
 #[test]
 fn umask_000_still_gives_private_files() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&cognito_config(&idp.base(), ""));
+    let (_idp, sb) = setup(&[]);
     let r = sb.run_umask(&[], 0o000, &secret_env());
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(mode(&sb.tokens()), 0o700);
@@ -205,9 +203,7 @@ fn umask_000_still_gives_private_files() {
 #[test]
 fn a_loose_tokens_directory_is_tightened() {
     use std::os::unix::fs::PermissionsExt;
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&cognito_config(&idp.base(), ""));
+    let (_idp, sb) = setup(&[]);
     std::fs::create_dir_all(sb.tokens()).unwrap();
     std::fs::set_permissions(sb.tokens(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let r = sb.run_env(&[], &secret_env());
@@ -244,10 +240,7 @@ fn client_secret_post_and_discovery() {
 
 #[test]
 fn wrong_secret_is_a_clear_error_and_keeps_the_old_token() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&cognito_config(&idp.base(), ""));
-    assert_eq!(sb.run_env(&[], &secret_env()).code, 0);
+    let (_idp, sb) = setup_with_token();
     let file = sb.tokens().join("ingress.json");
     let before = std::fs::read(&file).unwrap();
     let r = sb.run_env(
@@ -266,8 +259,7 @@ fn wrong_secret_is_a_clear_error_and_keeps_the_old_token() {
     assert!(r.stdout.contains("kept the stored token"), "{r:?}");
     assert!(!r.all().contains("wrong-secret"));
     assert_eq!(std::fs::read(&file).unwrap(), before);
-    let s = sb.run_env(&["status", "--json"], &secret_env());
-    let j: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
+    let j = sb.status_json(&secret_env());
     assert_eq!(j["identities"][0]["state"], "valid");
     assert!(
         j["identities"][0]["last_error"]
@@ -279,10 +271,7 @@ fn wrong_secret_is_a_clear_error_and_keeps_the_old_token() {
 
 #[test]
 fn provider_down_retries_then_fails_and_loses_nothing() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&cognito_config(&idp.base(), ""));
-    assert_eq!(sb.run_env(&[], &secret_env()).code, 0);
+    let (idp, sb) = setup_with_token();
     let file = sb.tokens().join("ingress.json");
     let before = std::fs::read(&file).unwrap();
     let roo_before = std::fs::read(sb.tokens().join("mcp.json")).unwrap();
@@ -341,9 +330,7 @@ fn malformed_config_names_file_line_and_key() {
 
 #[test]
 fn a_planted_symlink_is_replaced_not_followed() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&cognito_config(&idp.base(), ""));
+    let (_idp, sb) = setup(&[]);
     std::fs::create_dir_all(sb.tokens()).unwrap();
     let victim = sb.home().join("victim.txt");
     std::fs::write(&victim, "do not touch").unwrap();
@@ -433,9 +420,7 @@ fn reference_env_file_gives_the_same_token_file() {
 
 #[test]
 fn egress_flags_say_what_they_do() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&cognito_config(&idp.base(), ""));
+    let (_idp, sb) = setup(&[]);
     let r = sb.run_env(&["--egress-only"], &secret_env());
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
@@ -457,9 +442,7 @@ fn egress_flags_say_what_they_do() {
 
 #[test]
 fn status_before_any_run_says_missing() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&cognito_config(&idp.base(), ""));
+    let (_idp, sb) = setup(&[]);
     let r = sb.run_env(&["status", "--json"], &secret_env());
     assert_eq!(r.code, 1, "{r:?}");
     let j: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -469,9 +452,7 @@ fn status_before_any_run_says_missing() {
 
 #[test]
 fn secrets_never_reach_the_output() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&cognito_config(&idp.base(), ""));
+    let (_idp, sb) = setup(&[]);
     let r = sb.run_env(&["-vvv", "--force"], &secret_env());
     assert_eq!(r.code, 0, "{r:?}");
     let token = sb.read_json(&sb.tokens().join("ingress.json"))["access_token"]
@@ -494,9 +475,7 @@ fn secrets_never_reach_the_output() {
 /// than asking the provider with an empty secret.
 #[test]
 fn headers_without_the_secret_never_sends_an_empty_one() {
-    let idp = Idp::start(&[("TOKEN_TTL", "2")]);
-    let sb = Sandbox::new();
-    sb.write_config(&cognito_config(&idp.base(), ""));
+    let (_idp, sb) = setup(&[("TOKEN_TTL", "2")]);
     let r = sb.run_env(&[], &secret_env());
     assert_eq!(r.code, 0, "{r:?}");
     let old = sb.read_json(&sb.tokens().join("ingress.json"))["access_token"].clone();
@@ -521,9 +500,7 @@ fn headers_without_the_secret_never_sends_an_empty_one() {
 /// fetches its own token for the new gateway.
 #[test]
 fn a_token_is_never_rendered_for_another_gateway() {
-    let idp = Idp::start(&[("TOKEN_TTL", "600")]);
-    let sb = Sandbox::new();
-    sb.write_config(&cognito_config(&idp.base(), ""));
+    let (idp, sb) = setup(&[("TOKEN_TTL", "600")]);
     let r = sb.run_env(&[], &secret_env());
     assert_eq!(r.code, 0, "{r:?}");
     let first = sb.read_json(&sb.tokens().join("ingress.json"))["access_token"]

@@ -5,20 +5,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 
-/// oidc-provider with a confidential web client whose redirect URI is on `port`.
-fn idp_with_web_client(port: u16, ttl: &str, extra: &[(&str, &str)]) -> Idp {
-    let clients = format!(
-        r#"[{{"client_id":"mcp-web","client_secret":"mcp-web-secret","token_endpoint_auth_method":"client_secret_basic","grant_types":["authorization_code","refresh_token"],"response_types":["code"],"redirect_uris":["http://127.0.0.1:{port}/callback"],"scope":"openid offline_access profile"}}]"#
-    );
-    let mut env = vec![("CLIENTS_JSON", clients.as_str()), ("AC_TTL", ttl)];
-    env.extend_from_slice(extra);
-    Idp::start(&env)
+/// oidc-provider with the web client `mcp-web` redirecting to `port`, its codes and
+/// tokens living `ttl` seconds.
+fn idp_with_web_client(port: u16, ttl: &str) -> Idp {
+    Idp::with_web_client(port, &[("AC_TTL", ttl)])
 }
 
 fn provider_yaml(idp: &Idp) -> String {
@@ -49,6 +44,18 @@ fn egress_yaml(name: &str, port: u16, scopes: Option<&str>) -> String {
     )
 }
 
+/// A config with `head` (its editors, timings...), the provider `local` with
+/// `provider_extra` (more of its keys), and the egress identity `local` redirecting to `port`.
+fn local_config(idp: &Idp, port: u16, head: &str, provider_extra: &str) -> String {
+    format!(
+        "gateway_url: https://gw.example.com
+{head}{}{provider_extra}egress:
+{}",
+        provider_yaml(idp),
+        egress_yaml("local", port, None)
+    )
+}
+
 /// `mcp-credd login NAME --no-browser`, driven through the provider's login and consent
 /// forms over plain HTTP; returns what the login printed.
 fn login(sb: &Sandbox, name: &str, base: &str) -> Run {
@@ -59,130 +66,15 @@ fn login_args(sb: &Sandbox, names: &[&str], base: &str) -> Run {
     let mut args = vec!["login"];
     args.extend_from_slice(names);
     args.extend_from_slice(&["--no-browser", "--timeout", "30"]);
-    let mut child = sb
-        .command(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let prefix = base.to_string();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        let mut sent = false;
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if !sent && line.trim().starts_with(&prefix) {
-                let _ = tx.send(line.trim().to_string());
-                sent = true;
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(15))
-        .expect("login printed no URL");
-    let drive = Command::new("node")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp/drive-login.mjs"))
-        .arg(&url)
-        .output()
-        .unwrap();
-    assert!(
-        drive.status.success(),
-        "{}",
-        String::from_utf8_lossy(&drive.stderr)
-    );
-    let end = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < end, "login did not finish");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: reader.join().unwrap(),
-        stderr,
-    }
-}
-
-struct Daemon {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Daemon {
-    fn start(sb: &Sandbox, env: &[(&str, &str)]) -> Daemon {
-        let log = sb.home().join("daemon.log");
-        let mut c = sb.command(&["daemon", "-v"]);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        c.stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        Daemon {
-            child: c.spawn().unwrap(),
-            log,
-        }
-    }
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-    /// Waits until the log holds `needle` `times` times.
-    fn wait_log(&self, needle: &str, times: usize, within: Duration) {
-        let end = Instant::now() + within;
-        while self.log_text().matches(needle).count() < times {
-            assert!(
-                Instant::now() < end,
-                "no {times}x {needle:?} within {within:?}; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn access_token(sb: &Sandbox, file: &str) -> String {
-    sb.read_json(&sb.tokens().join(file))["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-fn status_of(sb: &Sandbox, name: &str) -> serde_json::Value {
-    let st = sb.run(&["status", "--json"]);
-    let j: serde_json::Value =
-        serde_json::from_str(&st.stdout).unwrap_or_else(|_| panic!("{st:?}"));
-    j["identities"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == name)
-        .unwrap_or_else(|| panic!("no {name} in {j}"))
-        .clone()
+    let l = Login::at(sb.command(&args), base);
+    node_ok("drive-login.mjs", &[&l.url]);
+    l.finish(Duration::from_secs(20))
 }
 
 #[test]
 fn the_daemon_adopts_a_first_login_and_identities_added_by_a_reload() {
     let port = closed_port();
-    let idp = idp_with_web_client(port, "8", &[]);
+    let idp = idp_with_web_client(port, "8");
     let sb = Sandbox::new();
     let head = format!(
         "gateway_url: https://gw.example.com
@@ -199,16 +91,16 @@ http:
         provider_yaml(&idp)
     );
     let cfg = sb.write_config(&format!("{head}{}", egress_yaml("first", port, None)));
-    let d = Daemon::start(&sb, &[]);
+    let d = Daemon::start(&sb, &["daemon", "-v"], &[]);
     d.wait_log("not logged in yet", 1, Duration::from_secs(10));
 
     // A login in another terminal: the daemon adopts the token and refreshes it on time
     // (8 s tokens, refreshed at 6 s), without any signal.
     let r = login(&sb, "first", &idp.base());
     assert_eq!(r.code, 0, "{r:?}");
-    let t1 = access_token(&sb, "local-first-egress.json");
+    let t1 = sb.access_token("local-first-egress.json");
     d.wait_log("token refreshed", 1, Duration::from_secs(15));
-    let t2 = access_token(&sb, "local-first-egress.json");
+    let t2 = sb.access_token("local-first-egress.json");
     assert_ne!(t1, t2, "the daemon refreshed the adopted token");
 
     // An identity added by a config edit is watched too: its first login is adopted.
@@ -224,9 +116,9 @@ http:
     d.wait_log("configuration reloaded", 1, Duration::from_secs(10));
     let r = login(&sb, "second", &idp.base());
     assert_eq!(r.code, 0, "{r:?}");
-    let s1 = access_token(&sb, "local-second-egress.json");
+    let s1 = sb.access_token("local-second-egress.json");
     let end = Instant::now() + Duration::from_secs(15);
-    while access_token(&sb, "local-second-egress.json") == s1 {
+    while sb.access_token("local-second-egress.json") == s1 {
         assert!(
             Instant::now() < end,
             "the daemon did not refresh the second identity; log:\n{}",
@@ -240,8 +132,8 @@ http:
         let shown = roo["mcpServers"][name]["headers"]["Authorization"].as_str();
         assert!(shown.is_some_and(|s| s.starts_with("Bearer ey")), "{roo}");
     }
-    assert_eq!(status_of(&sb, "first")["state"], "valid");
-    assert_eq!(status_of(&sb, "second")["state"], "valid");
+    assert_eq!(sb.status_of("first")["state"], "valid");
+    assert_eq!(sb.status_of("second")["state"], "valid");
 }
 
 #[test]
@@ -253,20 +145,15 @@ fn a_changed_token_url_unbinds_the_stored_token() {
         format!(
             "gateway_url: https://gw.example.com
 editors: [reference]
-ingress:
-  kind: oidc_m2m
-  client_id: m2m-client
-  client_secret: m2m-secret
-  token_url: {}
-servers:
+{}servers:
   - name: currenttime
 ",
-            idp.token_url()
+            oidc_m2m_ingress(&idp.token_url())
         )
     };
     sb.write_config(&config(&a));
     assert_eq!(sb.run(&[]).code, 0);
-    let old = access_token(&sb, "ingress.json");
+    let old = sb.access_token("ingress.json");
     assert_eq!(
         jwt_claims(&old)["iss"],
         a.base().as_str(),
@@ -275,7 +162,7 @@ servers:
 
     // Same client id, another issuer: the old token is neither shown nor rendered...
     sb.write_config(&config(&b));
-    let st = status_of(&sb, "ingress");
+    let st = sb.status_of("ingress");
     assert_eq!(st["state"], "missing", "{st}");
     assert!(
         st["not_used"]
@@ -296,7 +183,7 @@ servers:
     assert_eq!(h.code, 0, "{h:?}");
     assert!(!h.stdout.contains(&old), "{h:?}");
     assert_eq!(
-        jwt_claims(&access_token(&sb, "ingress.json"))["iss"],
+        jwt_claims(&sb.access_token("ingress.json"))["iss"],
         b.base().as_str()
     );
     // ...and so would the next run, saying why.
@@ -313,7 +200,7 @@ servers:
     let r = sb.run(&[]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("stored token is not used"), "{r:?}");
-    let new = access_token(&sb, "ingress.json");
+    let new = sb.access_token("ingress.json");
     assert_eq!(jwt_claims(&new)["iss"], b.base().as_str());
     let roo = sb.read_json(&sb.tokens().join("mcp.json"));
     assert_eq!(
@@ -352,7 +239,7 @@ servers:
     };
     sb.write_config(&config("svc-account"));
     assert_eq!(sb.run(&[]).code, 0);
-    let alice = access_token(&sb, "ingress.json");
+    let alice = sb.access_token("ingress.json");
     // Another user, whose sign-in fails (a temporary password): the first user's token is
     // not refreshed, not shown as valid, not written into the editors; the file stays.
     sb.write_config(&config("temp-user"));
@@ -370,10 +257,10 @@ servers:
         roo["mcpServers"]["currenttime"].get("headers").is_none(),
         "{roo}"
     );
-    let st = status_of(&sb, "ingress");
+    let st = sb.status_of("ingress");
     assert_ne!(st["state"], "valid", "{st}");
     assert!(st["not_used"].as_str().unwrap().contains("svc-account"));
-    assert_eq!(access_token(&sb, "ingress.json"), alice, "nothing lost");
+    assert_eq!(sb.access_token("ingress.json"), alice, "nothing lost");
     // Back to the first user: its token is good again.
     sb.write_config(&config("svc-account"));
     let r = sb.run(&[]);
@@ -424,20 +311,6 @@ EGRESS_MCP_SERVER_NAME_1=../../evil
     );
 }
 
-fn walk(dir: &std::path::Path, depth: usize) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if depth > 0 && p.is_dir() && !p.is_symlink() {
-                out.extend(walk(&p, depth - 1));
-            }
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// A refresh-token grant at the provider, from outside mcp-credd: `error` of the reply, or
 /// `ok` when it gave tokens.
 fn try_refresh(idp: &Idp, refresh_token: &str) -> String {
@@ -467,21 +340,25 @@ const USER_VSCODE: &str = r#"{
 }
 "#;
 
-#[test]
-fn logout_revokes_deletes_and_cleans_the_editor_files_only_of_our_headers() {
-    let port = closed_port();
-    let idp = idp_with_web_client(port, "3600", &[]);
-    let sb = Sandbox::new();
+/// Writes [`USER_VSCODE`] as the workspace file `~/proj/.vscode/mcp.json`; returns its path.
+fn write_user_vscode(sb: &Sandbox) -> std::path::PathBuf {
     let vscode = sb.home().join("proj/.vscode/mcp.json");
     std::fs::create_dir_all(vscode.parent().unwrap()).unwrap();
     std::fs::write(&vscode, USER_VSCODE).unwrap();
-    sb.write_config(&format!(
-        "gateway_url: https://gw.example.com
-editors: [reference, {{format: vscode, path: ~/proj/.vscode/mcp.json}}]
-{}egress:
-{}",
-        provider_yaml(&idp),
-        egress_yaml("local", port, None)
+    vscode
+}
+
+#[test]
+fn logout_revokes_deletes_and_cleans_the_editor_files_only_of_our_headers() {
+    let port = closed_port();
+    let idp = idp_with_web_client(port, "3600");
+    let sb = Sandbox::new();
+    let vscode = write_user_vscode(&sb);
+    sb.write_config(&local_config(
+        &idp,
+        port,
+        "editors: [reference, {format: vscode, path: ~/proj/.vscode/mcp.json}]\n",
+        "",
     ));
     let r = login(&sb, "local", &idp.base());
     assert_eq!(r.code, 0, "{r:?}");
@@ -490,7 +367,7 @@ editors: [reference, {{format: vscode, path: ~/proj/.vscode/mcp.json}}]
         .as_str()
         .unwrap()
         .to_string();
-    let at = access_token(&sb, "local-local-egress.json");
+    let at = sb.access_token("local-local-egress.json");
     assert!(std::fs::read_to_string(&vscode).unwrap().contains(&at));
     assert_eq!(
         try_refresh(&idp, "not-a-token"),
@@ -547,7 +424,7 @@ editors: [reference, {{format: vscode, path: ~/proj/.vscode/mcp.json}}]
     }
     let roo = sb.read_json(&sb.tokens().join("mcp.json"));
     assert!(roo["mcpServers"]["local"].get("headers").is_none(), "{roo}");
-    assert_eq!(status_of(&sb, "local")["state"], "needs_login");
+    assert_eq!(sb.status_of("local")["state"], "needs_login");
     // Again: nothing left to do, and it says so.
     let r = sb.run(&["logout", "--all"]);
     assert_eq!(r.code, 0, "{r:?}");
@@ -557,22 +434,21 @@ editors: [reference, {{format: vscode, path: ~/proj/.vscode/mcp.json}}]
 #[test]
 fn headers_past_expiry_refresh_first_and_token_prints_the_token() {
     let port = closed_port();
-    let idp = idp_with_web_client(port, "3", &[]);
+    let idp = idp_with_web_client(port, "3");
     let sb = Sandbox::new();
-    sb.write_config(&format!(
-        "gateway_url: https://gw.example.com
-editors: [{{format: claude_code, path: ~/proj/.mcp.json}}]
+    sb.write_config(&local_config(
+        &idp,
+        port,
+        "editors: [{format: claude_code, path: ~/proj/.mcp.json}]
 http:
   attempts: 2
   initial_backoff: 100ms
-{}egress:
-{}",
-        provider_yaml(&idp),
-        egress_yaml("local", port, None)
+",
+        "",
     ));
     let r = login(&sb, "local", &idp.base());
     assert_eq!(r.code, 0, "{r:?}");
-    let old = access_token(&sb, "local-local-egress.json");
+    let old = sb.access_token("local-local-egress.json");
     std::thread::sleep(Duration::from_millis(3500));
     // Claude Code runs `mcp-credd headers` with the server's name in its environment.
     let started = Instant::now();
@@ -580,7 +456,7 @@ http:
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(h.code, 0, "{h:?}");
     let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
-    let new = access_token(&sb, "local-local-egress.json");
+    let new = sb.access_token("local-local-egress.json");
     assert_ne!(new, old, "refreshed before printing");
     assert_eq!(v["Authorization"], format!("Bearer {new}"));
     let t = sb.run(&["token", "local"]);
@@ -603,7 +479,7 @@ http:
 #[test]
 fn a_provider_that_gives_no_refresh_token() {
     let port = closed_port();
-    let idp = idp_with_web_client(port, "6", &[]);
+    let idp = idp_with_web_client(port, "6");
     let sb = Sandbox::new();
     // A provider of one's own given by its issuer only (discovery gives the endpoints);
     // `short` asks for no offline_access, so the provider gives no refresh token.
@@ -628,7 +504,7 @@ egress:
             && r.stderr.contains("prompt=consent"),
         "{r:?}"
     );
-    let st = status_of(&sb, "short");
+    let st = sb.status_of("short");
     assert_eq!(
         (st["state"].as_str(), st["refresh_token_held"].as_bool()),
         (Some("valid"), Some(false)),
@@ -639,10 +515,10 @@ egress:
     let r = login(&sb, "kept", &idp.base());
     assert_eq!(r.code, 0, "{r:?}");
     assert!(!r.stderr.contains("no refresh token"), "{r:?}");
-    assert_eq!(status_of(&sb, "kept")["refresh_token_held"], true);
+    assert_eq!(sb.status_of("kept")["refresh_token_held"], true);
 
     // --force cannot renew it: the still-valid token is kept.
-    let before = access_token(&sb, "local-short-egress.json");
+    let before = sb.access_token("local-short-egress.json");
     let r = sb.run(&["--egress-only", "--provider", "short", "--force"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
@@ -650,20 +526,20 @@ egress:
             .contains("no refresh token is held, so --force keeps the still-valid token"),
         "{r:?}"
     );
-    assert_eq!(access_token(&sb, "local-short-egress.json"), before);
+    assert_eq!(sb.access_token("local-short-egress.json"), before);
 
     // Once it expires only a login helps; `login` with no name logs in exactly that one.
     std::thread::sleep(Duration::from_millis(6500));
     let st = sb.run(&["status", "--json"]);
     assert_eq!(st.code, 4, "{st:?}");
-    assert_eq!(status_of(&sb, "short")["state"], "needs_login");
-    assert_ne!(status_of(&sb, "kept")["state"], "needs_login");
+    assert_eq!(sb.status_of("short")["state"], "needs_login");
+    assert_ne!(sb.status_of("kept")["state"], "needs_login");
     let r = login_args(&sb, &[], &idp.base());
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("To log in to local as `short`"), "{r:?}");
     assert!(!r.stdout.contains("as `kept`"), "{r:?}");
     assert!(r.stdout.contains("kept: holds a refresh token"), "{r:?}");
-    assert_eq!(status_of(&sb, "short")["state"], "valid");
+    assert_eq!(sb.status_of("short")["state"], "valid");
 }
 
 #[test]
@@ -689,23 +565,18 @@ fn a_workspace_file_git_would_commit_gets_no_token() {
     git(&["init", "-q"]);
     sb.write_config(&format!(
         "gateway_url: https://gw.example.com
-ingress:
-  kind: oidc_m2m
-  client_id: m2m-client
-  client_secret: m2m-secret
-  token_url: {}
-servers:
+{}servers:
   - name: currenttime
 editors:
   - {{format: vscode, path: ~/proj/.vscode/mcp.json}}
   - {{format: claude_code, path: ~/proj/.mcp.json}}
   - {{format: cursor, path: ~/proj/.cursor/mcp.json, allow_tracked: true}}
 ",
-        idp.token_url()
+        oidc_m2m_ingress(&idp.token_url())
     ));
     let r = sb.run(&[]);
     assert_eq!(r.code, 0, "{r:?}");
-    let tok = access_token(&sb, "ingress.json");
+    let tok = sb.access_token("ingress.json");
     let vscode = repo.join(".vscode/mcp.json");
     assert!(
         r.stderr.contains(&format!(
@@ -821,27 +692,16 @@ fn logout_with_the_servers_source_gone_says_the_editors_still_hold_the_token() {
 #[test]
 fn logout_cleans_an_editor_file_no_longer_listed() {
     let port = closed_port();
-    let idp = idp_with_web_client(port, "3600", &[]);
+    let idp = idp_with_web_client(port, "3600");
     let sb = Sandbox::new();
-    let vscode = sb.home().join("proj/.vscode/mcp.json");
-    std::fs::create_dir_all(vscode.parent().unwrap()).unwrap();
-    std::fs::write(&vscode, USER_VSCODE).unwrap();
-    let config = |editors: &str| {
-        format!(
-            "gateway_url: https://gw.example.com
-editors: [{editors}]
-{}egress:
-{}",
-            provider_yaml(&idp),
-            egress_yaml("local", port, None)
-        )
-    };
+    let vscode = write_user_vscode(&sb);
+    let config = |editors: &str| local_config(&idp, port, &format!("editors: [{editors}]\n"), "");
     sb.write_config(&config(
         "reference, {format: vscode, path: ~/proj/.vscode/mcp.json}",
     ));
     let r = login(&sb, "local", &idp.base());
     assert_eq!(r.code, 0, "{r:?}");
-    let at = access_token(&sb, "local-local-egress.json");
+    let at = sb.access_token("local-local-egress.json");
     assert!(std::fs::read_to_string(&vscode).unwrap().contains(&at));
     let owned = sb.read_json(&sb.tokens().join(".mcp-credd/owned.json"));
     assert_eq!(
@@ -877,43 +737,33 @@ editors: [{editors}]
 
 /// The accessible-resources stand-in (`tests/sites/accessible_resources.py`), by PID.
 struct Sites {
-    child: Child,
-    port: u16,
+    server: Server,
     dir: tempfile::TempDir,
 }
 
 impl Sites {
     fn start() -> Sites {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new("python3")
-            .arg(
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("tests/sites/accessible_resources.py"),
-            )
-            .arg(dir.path().join("mode"))
-            .arg(dir.path().join("seen"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("READY ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("the sites server did not start: {line:?}"));
-        Sites { child, port, dir }
+        let server = Server::start(
+            || {
+                let mut c = Command::new("python3");
+                c.arg(
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("tests/sites/accessible_resources.py"),
+                )
+                .arg(dir.path().join("mode"))
+                .arg(dir.path().join("seen"));
+                c
+            },
+            "the sites server",
+        );
+        Sites { server, dir }
     }
     fn answer(&self, mode: &str) {
         std::fs::write(self.dir.path().join("mode"), mode).unwrap();
     }
     fn url(&self) -> String {
-        format!(
-            "http://127.0.0.1:{}/oauth/token/accessible-resources",
-            self.port
-        )
+        format!("{}/oauth/token/accessible-resources", self.server.base())
     }
     /// The Authorization header of every request so far.
     fn seen(&self) -> Vec<String> {
@@ -925,31 +775,22 @@ impl Sites {
     }
 }
 
-impl Drop for Sites {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A site id (Atlassian's cloud id) that could not be read at login is asked for at each
 /// refresh until it is known, then recorded and rendered as the provider's header.
 #[test]
 fn a_site_id_missed_at_login_is_read_by_a_later_refresh() {
     let port = closed_port();
-    let idp = idp_with_web_client(port, "3600", &[]);
+    let idp = idp_with_web_client(port, "3600");
     let sites = Sites::start();
     let sb = Sandbox::new();
-    sb.write_config(&format!(
-        "gateway_url: https://gw.example.com
-editors: [reference]
-{}    extras:
-      cloud_id: {{url: '{}', header: X-Atlassian-Cloud-Id}}
-egress:
-{}",
-        provider_yaml(&idp),
-        sites.url(),
-        egress_yaml("local", port, None)
+    sb.write_config(&local_config(
+        &idp,
+        port,
+        "editors: [reference]\n",
+        &format!(
+            "    extras:\n      cloud_id: {{url: '{}', header: X-Atlassian-Cloud-Id}}\n",
+            sites.url()
+        ),
     ));
     let file = sb.tokens().join("local-local-egress.json");
     let roo_headers =
@@ -976,7 +817,7 @@ egress:
         "{}",
         roo_headers()
     );
-    let at = access_token(&sb, "local-local-egress.json");
+    let at = sb.access_token("local-local-egress.json");
     assert_eq!(sites.seen(), [format!("Bearer {at}")]);
 
     // A refresh while it still fails: the refresh itself succeeds, the id stays unknown.
@@ -993,7 +834,7 @@ egress:
     sites.answer("ok");
     let r = sb.run(&["--egress-only", "--provider", "local", "--force"]);
     assert_eq!(r.code, 0, "{r:?}");
-    let at = access_token(&sb, "local-local-egress.json");
+    let at = sb.access_token("local-local-egress.json");
     assert_eq!(
         sites.seen().last().unwrap(),
         &format!("Bearer {at}"),

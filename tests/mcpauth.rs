@@ -7,10 +7,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -28,96 +26,16 @@ fn python() -> PathBuf {
     p
 }
 
-/// A server started by PID that prints `READY <port>` first; killed by that PID on Drop.
-struct Proc {
-    port: u16,
-    child: Child,
-}
-
-impl Proc {
-    /// Starts the server `make` builds. A start that fails or hangs (seen on a heavily
-    /// loaded shared machine) is tried once more, with more time; a second failure shows
-    /// the end of its stderr.
-    fn start(make: impl Fn() -> Command, what: &str) -> Proc {
-        match Self::try_start(make(), what, Duration::from_secs(30)) {
-            Ok(p) => p,
-            Err(first) => Self::try_start(make(), what, Duration::from_secs(60))
-                .unwrap_or_else(|second| panic!("{what} did not start: {first}; then: {second}")),
-        }
-    }
-
-    fn try_start(mut cmd: Command, what: &str, within: Duration) -> Result<Proc, String> {
-        let log = tempfile::NamedTempFile::new().unwrap();
-        cmd.stdout(Stdio::piped())
-            .stderr(if std::env::var_os("MCP_TEST_LOGS").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::from(log.reopen().unwrap())
-            });
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(within).unwrap_or_default();
-        match line
-            .trim()
-            .strip_prefix("READY ")
-            .and_then(|p| p.parse().ok())
-        {
-            Some(port) => Ok(Proc { port, child }),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let err = std::fs::read_to_string(log.path()).unwrap_or_default();
-                let tail: String = err
-                    .chars()
-                    .rev()
-                    .take(1500)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                Err(format!(
-                    "first line {line:?} (within {within:?}); stderr: {tail}"
-                ))
-            }
-        }
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The authorization server, with extra environment (TOKEN_TTL, CLIENT_PUBLIC_KEY...).
-fn auth_server(env: &[(&str, &str)]) -> Proc {
-    let dir = root().join("tests/idp");
-    let make = || {
-        let mut c = Command::new("node");
-        c.arg(dir.join("mcp-as.mjs"))
-            .current_dir(&dir)
-            .env("PORT", "0");
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        c
-    };
-    Proc::start(make, "the MCP authorization server")
+fn auth_server(env: &[(&str, &str)]) -> Server {
+    Server::start(
+        || idp_node("mcp-as.mjs", env),
+        "the MCP authorization server",
+    )
 }
 
 /// The MCP server (Python SDK) trusting `issuer`.
-fn mcp_server(issuer: &str, extra: &[&str]) -> Proc {
+fn mcp_server(issuer: &str, extra: &[&str]) -> Server {
     let make = || {
         let mut c = Command::new(python());
         c.arg(root().join("tests/mcp/server.py"))
@@ -125,7 +43,14 @@ fn mcp_server(issuer: &str, extra: &[&str]) -> Proc {
             .args(extra);
         c
     };
-    Proc::start(make, "the MCP server")
+    Server::start(make, "the MCP server")
+}
+
+/// The authorization server (with `env`), the MCP server trusting it, and a sandbox.
+fn servers(env: &[(&str, &str)]) -> (Server, Server, Sandbox) {
+    let auth = auth_server(env);
+    let server = mcp_server(&auth.base(), &[]);
+    (auth, server, Sandbox::new())
 }
 
 fn vscode_file(sb: &Sandbox) -> PathBuf {
@@ -136,47 +61,37 @@ fn roo_file(sb: &Sandbox) -> PathBuf {
     sb.home().join("editors/roo/mcp_settings.json")
 }
 
-fn config(sb: &Sandbox, server: &Proc, oauth: &str) -> String {
-    format!(
-        "editors:
-  - {{format: vscode, path: {}}}
-  - {{format: roo, path: {}}}
-http:
-  timeout: 5s
-  attempts: 2
-  initial_backoff: 100ms
-refresh:
-  before_expiry: 2s
-  check_interval: 500ms
-servers:
-  - name: calc
-    url: {}/mcp
-    auth:
-      oauth:
-        grant: client_credentials
-{oauth}",
-        vscode_file(sb).display(),
-        roo_file(sb).display(),
-        server.base()
+/// The config of a `client_credentials` agent for `calc` at `server`, with `oauth` (its
+/// client) below `grant`.
+fn config(sb: &Sandbox, server: &Server, oauth: &str) -> String {
+    login_config(
+        sb,
+        server,
+        &format!("    auth:\n      oauth:\n        grant: client_credentials\n{oauth}"),
     )
 }
 
 /// A client_secret_basic agent: a shared secret goes only to the authorization server the
 /// config names.
-fn basic(auth: &Proc) -> String {
+fn basic(auth: &Server) -> String {
     format!(
         "        client_id: agent-basic\n        client_secret: {{env: AGENT_SECRET}}\n        authorization_server: {}\n        scopes: [mcp:tools]\n",
         auth.base()
     )
 }
 
-/// A private_key_jwt agent with a fresh EC key: where it goes is left to discovery.
-fn jwt_agent(sb: &Sandbox) -> String {
-    let (key, _) = ec_key_pair(sb.home(), "agent");
+/// The private_key_jwt client `agent-jwt` signing with `key`: where it goes is left to
+/// discovery.
+fn jwt_client(key: &Path) -> String {
     format!(
         "        client_id: agent-jwt\n        private_key: {{file: {}}}\n",
         key.display()
     )
+}
+
+/// [`jwt_client`] with a fresh EC key.
+fn jwt_agent(sb: &Sandbox) -> String {
+    jwt_client(&key_pair(sb.home(), "agent", EC).0)
 }
 
 /// The official MCP client, given only an editor file: prints `RESULT 5` when it got in.
@@ -188,11 +103,7 @@ fn sdk_client(file: &Path, key: &str) -> Run {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::from(out)
 }
 
 fn assert_client_gets_in(sb: &Sandbox) {
@@ -214,11 +125,47 @@ fn bearer_in(sb: &Sandbox, file: &Path, key: &str) -> String {
         .to_string()
 }
 
+/// The access token stored for `calc`, once there is one.
+fn stored_token(sb: &Sandbox) -> Option<String> {
+    std::fs::read_to_string(sb.tokens().join("calc.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["access_token"].as_str().map(str::to_string))
+}
+
+/// Waits until the daemon has stored a token other than `first`, past `first`'s expiry
+/// (so that only a refreshed token can get in), and every editor file of `files` (with
+/// its key) carries it; returns it.
+fn wait_for_refresh(
+    sb: &Sandbox,
+    daemon: &Daemon,
+    first: &str,
+    files: &[(PathBuf, &str)],
+    within: Duration,
+) -> String {
+    let first_exp = jwt_claims(first)["exp"].as_f64().unwrap();
+    let end = Instant::now() + within;
+    loop {
+        if now_secs() > first_exp + 1.0
+            && let Some(cur) = stored_token(sb).filter(|t| t != first)
+            && files
+                .iter()
+                .all(|(f, key)| bearer_in(sb, f, key) == format!("Bearer {cur}"))
+        {
+            return cur;
+        }
+        assert!(
+            Instant::now() < end,
+            "the daemon did not refresh: {}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn client_secret_basic_from_the_url_to_a_working_token_in_both_editors() {
-    let auth = auth_server(&[]);
-    let server = mcp_server(&auth.base(), &[]);
-    let sb = Sandbox::new();
+    let (auth, server, sb) = servers(&[]);
     sb.write_config(&config(&sb, &server, &basic(&auth)));
     // Without a token, the official client is refused: the server really checks.
     let r = sb.run_env(&[], &[("AGENT_SECRET", "agent-secret")]);
@@ -278,26 +225,12 @@ fn client_secret_basic_from_the_url_to_a_working_token_in_both_editors() {
 
 #[test]
 fn the_daemon_keeps_short_lived_tokens_working() {
-    let auth = auth_server(&[("TOKEN_TTL", "6")]);
-    let server = mcp_server(&auth.base(), &[]);
-    let sb = Sandbox::new();
+    let (auth, server, sb) = servers(&[("TOKEN_TTL", "6")]);
     sb.write_config(&config(&sb, &server, &basic(&auth)));
-    let log = std::fs::File::create(sb.home().join("daemon.log")).unwrap();
-    let mut c = sb.command(&["daemon"]);
-    c.env("AGENT_SECRET", "agent-secret")
-        .stdout(Stdio::null())
-        .stderr(log);
-    let mut daemon = c.spawn().unwrap();
-    let token_file = sb.tokens().join("calc.json");
-    let read_at = || {
-        std::fs::read_to_string(&token_file)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["access_token"].as_str().map(str::to_string))
-    };
+    let mut daemon = Daemon::start(&sb, &["daemon"], &[("AGENT_SECRET", "agent-secret")]);
     let end = Instant::now() + Duration::from_secs(20);
     let first = loop {
-        if let Some(t) = read_at()
+        if let Some(t) = stored_token(&sb)
             && vscode_file(&sb).exists()
         {
             break t;
@@ -305,43 +238,30 @@ fn the_daemon_keeps_short_lived_tokens_working() {
         assert!(Instant::now() < end, "no first token from the daemon");
         std::thread::sleep(Duration::from_millis(100));
     };
-    let first_exp = jwt_claims(&first)["exp"].as_f64().unwrap();
-    // Wait past the first token's expiry: only a refreshed token can get in then.
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        let cur = read_at();
-        if now_secs() > first_exp + 1.0
-            && cur.as_deref().is_some_and(|t| t != first)
-            && bearer_in(&sb, &roo_file(&sb), "mcpServers") == format!("Bearer {}", cur.unwrap())
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < end,
-            "the daemon did not refresh: {}",
-            std::fs::read_to_string(sb.home().join("daemon.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_refresh(
+        &sb,
+        &daemon,
+        &first,
+        &[(roo_file(&sb), "mcpServers")],
+        Duration::from_secs(30),
+    );
     assert_client_gets_in(&sb);
-    // SAFETY: kill(2) on the PID of a child we started.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    let _ = daemon.wait();
+    daemon.stop();
 }
 
-/// Writes an RSA key pair with openssl; returns (private, public) PEM paths.
-fn key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+const RSA: [&str; 4] = ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"];
+/// EC P-256 (PKCS#8).
+const EC: [&str; 4] = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
+
+/// Writes a key pair of `kind` ([`RSA`], [`EC`]) with openssl; returns (private, public)
+/// PEM paths.
+fn key_pair(dir: &Path, name: &str, kind: [&str; 4]) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.pem"));
     let public = dir.join(format!("{name}.pub.pem"));
     let ok = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-        ])
+        .arg("genpkey")
+        .args(kind)
+        .arg("-out")
         .arg(&key)
         .stderr(Stdio::null())
         .status()
@@ -355,24 +275,36 @@ fn key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
             .status()
             .unwrap()
             .success();
-    assert!(ok, "openssl could not make a key pair");
+    assert!(ok, "openssl could not make a {} key pair", kind[1]);
     (key, public)
+}
+
+/// A sandbox with a key pair of `kind` named `name`, the authorization server that knows
+/// its public half (as the client `agent-jwt`), and the MCP server trusting it; returns
+/// the private key's path too.
+fn key_servers(name: &str, kind: [&str; 4]) -> (PathBuf, Server, Server, Sandbox) {
+    let sb = Sandbox::new();
+    let (key, public) = key_pair(sb.home(), name, kind);
+    let auth = auth_server(&[("CLIENT_PUBLIC_KEY", public.to_str().unwrap())]);
+    let server = mcp_server(&auth.base(), &[]);
+    (key, auth, server, sb)
+}
+
+/// A first run that succeeds and lets the official client in; the claims of the access
+/// token it stored in `file`.
+fn first_run_claims(sb: &Sandbox, file: &str) -> serde_json::Value {
+    let r = sb.run(&[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_client_gets_in(sb);
+    let tok = sb.read_json(&sb.tokens().join(file));
+    jwt_claims(tok["access_token"].as_str().unwrap())
 }
 
 #[test]
 fn private_key_jwt_gets_in_and_a_wrong_key_overwrites_nothing() {
-    let sb = Sandbox::new();
-    let (key, public) = key_pair(sb.home(), "agent");
-    let (other, _) = key_pair(sb.home(), "other");
-    let auth = auth_server(&[("CLIENT_PUBLIC_KEY", public.to_str().unwrap())]);
-    let server = mcp_server(&auth.base(), &[]);
-    let jwt = |k: &Path| {
-        format!(
-            "        client_id: agent-jwt\n        private_key: {{file: {}}}\n",
-            k.display()
-        )
-    };
-    sb.write_config(&config(&sb, &server, &jwt(&key)));
+    let (key, _auth, server, sb) = key_servers("agent", RSA);
+    let (other, _) = key_pair(sb.home(), "other", RSA);
+    sb.write_config(&config(&sb, &server, &jwt_client(&key)));
     let r = sb.run(&[]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_client_gets_in(&sb);
@@ -380,7 +312,7 @@ fn private_key_jwt_gets_in_and_a_wrong_key_overwrites_nothing() {
     let vscode_before = std::fs::read(vscode_file(&sb)).unwrap();
     let roo_before = std::fs::read(roo_file(&sb)).unwrap();
 
-    sb.write_config(&config(&sb, &server, &jwt(&other)));
+    sb.write_config(&config(&sb, &server, &jwt_client(&other)));
     let r = sb.run(&["--force"]);
     assert_ne!(r.code, 0, "{r:?}");
     assert!(
@@ -397,17 +329,40 @@ fn private_key_jwt_gets_in_and_a_wrong_key_overwrites_nothing() {
     assert_client_gets_in(&sb);
 }
 
-/// A failed first run writes no token and leaves an existing editor file as it was.
-fn fails_cleanly(sb: &Sandbox, env: &[(&str, &str)], expect: &[&str]) -> Run {
+/// The user's own VS Code file, with a comment.
+const MINE: &str = "{\n  // my own\n  \"servers\": {}\n}\n";
+
+/// Writes the user's own VS Code file.
+fn write_vscode(sb: &Sandbox, text: &str) {
     std::fs::create_dir_all(vscode_file(sb).parent().unwrap()).unwrap();
-    let mine = "{\n  // my own\n  \"servers\": {}\n}\n";
-    std::fs::write(vscode_file(sb), mine).unwrap();
-    let r = sb.run_env(&[], env);
-    assert_ne!(r.code, 0, "{r:?}");
+    std::fs::write(vscode_file(sb), text).unwrap();
+}
+
+/// `args` with `env` over the user's own VS Code file ([`MINE`]) fail with `code` (any
+/// but 0 when `None`), saying each of `expect`, and store no token.
+fn fails_storing_nothing(
+    sb: &Sandbox,
+    args: &[&str],
+    env: &[(&str, &str)],
+    code: Option<i32>,
+    expect: &[&str],
+) -> Run {
+    write_vscode(sb, MINE);
+    let r = sb.run_env(args, env);
+    match code {
+        Some(c) => assert_eq!(r.code, c, "{r:?}"),
+        None => assert_ne!(r.code, 0, "{r:?}"),
+    }
     for e in expect {
         assert!(r.stderr.contains(e), "expected {e:?} in: {r:?}");
     }
     assert!(!sb.tokens().join("calc.json").exists(), "{r:?}");
+    r
+}
+
+/// A failed first run writes no token and leaves an existing editor file as it was.
+fn fails_cleanly(sb: &Sandbox, env: &[(&str, &str)], expect: &[&str]) -> Run {
+    let r = fails_storing_nothing(sb, &[], env, None, expect);
     let after = std::fs::read_to_string(vscode_file(sb)).unwrap();
     assert!(
         !after.contains("Bearer"),
@@ -434,9 +389,7 @@ fn a_server_without_metadata_is_a_clear_error() {
 
 #[test]
 fn insufficient_scope_is_a_clear_error_for_m2m() {
-    let auth = auth_server(&[]);
-    let server = mcp_server(&auth.base(), &[]);
-    let sb = Sandbox::new();
+    let (auth, server, sb) = servers(&[]);
     sb.write_config(&config(
         &sb,
         &server,
@@ -461,42 +414,9 @@ fn metadata_pointing_to_plain_http_elsewhere_is_refused() {
     );
 }
 
-/// An EC P-256 key pair (PKCS#8) with openssl.
-fn ec_key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let key = dir.join(format!("{name}.pem"));
-    let public = dir.join(format!("{name}.pub.pem"));
-    let ok = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-        ])
-        .arg(&key)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
-        && Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&public)
-            .status()
-            .unwrap()
-            .success();
-    assert!(ok, "openssl could not make an EC key pair");
-    (key, public)
-}
-
 #[test]
 fn es256_keys_and_a_configured_authorization_server() {
-    let sb = Sandbox::new();
-    let (key, public) = ec_key_pair(sb.home(), "agent-ec");
-    let auth = auth_server(&[("CLIENT_PUBLIC_KEY", public.to_str().unwrap())]);
-    let server = mcp_server(&auth.base(), &[]);
+    let (key, auth, server, sb) = key_servers("agent-ec", EC);
     sb.write_config(&config(
         &sb,
         &server,
@@ -506,21 +426,14 @@ fn es256_keys_and_a_configured_authorization_server() {
             auth.base()
         ),
     ));
-    let r = sb.run(&[]);
-    assert_eq!(r.code, 0, "{r:?}");
-    assert_client_gets_in(&sb);
-    let tok = sb.read_json(&sb.tokens().join("calc.json"));
-    let claims = jwt_claims(tok["access_token"].as_str().unwrap());
+    let claims = first_run_claims(&sb, "calc.json");
     assert_eq!(claims["client_id"], "agent-jwt");
     assert_eq!(claims["aud"], format!("{}/mcp", server.base()).as_str());
 }
 
 #[test]
 fn oidc_m2m_identities_take_private_key_jwt_too() {
-    let sb = Sandbox::new();
-    let (key, public) = key_pair(sb.home(), "agent");
-    let auth = auth_server(&[("CLIENT_PUBLIC_KEY", public.to_str().unwrap())]);
-    let server = mcp_server(&auth.base(), &[]);
+    let (key, auth, server, sb) = key_servers("agent", RSA);
     sb.write_config(&format!(
         "editors:
   - {{format: vscode, path: {}}}
@@ -545,12 +458,8 @@ servers:
         server.base(),
         server.base()
     ));
-    let r = sb.run(&[]);
-    assert_eq!(r.code, 0, "{r:?}");
-    assert_client_gets_in(&sb);
-    let tok = sb.read_json(&sb.tokens().join("agent.json"));
     assert_eq!(
-        jwt_claims(tok["access_token"].as_str().unwrap())["client_id"],
+        first_run_claims(&sb, "agent.json")["client_id"],
         "agent-jwt"
     );
 }
@@ -559,7 +468,8 @@ servers:
 // authorization code + PKCE S256 + `resource`, a real headless Chromium at the
 // authorization server's login and consent pages.
 
-fn login_config(sb: &Sandbox, server: &Proc, oauth: &str) -> String {
+/// Both editors, short timings, and the server `calc` at `server` with `oauth` (its `auth`).
+fn login_config(sb: &Sandbox, server: &Server, oauth: &str) -> String {
     format!(
         "editors:
   - {{format: vscode, path: {}}}
@@ -583,90 +493,21 @@ servers:
 
 const BARE: &str = "    auth: oauth\n";
 
-type Lines = std::sync::Arc<std::sync::Mutex<String>>;
-
-/// `mcp-credd login calc --no-browser` running, the authorization URL it printed (a line
-/// starting with the authorization server's base), and all it prints.
-fn start_login(sb: &Sandbox, auth: &Proc) -> (Child, String, Lines) {
-    let mut c = sb.command(&["login", "calc", "--no-browser", "--timeout", "60"]);
-    let mut child = c
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    let prefix = auth.base();
-    let lines: Lines = Default::default();
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push_str(&format!("{line}\n"));
-            if line.trim().starts_with(&prefix) {
-                let _ = tx.send(line.trim().to_string());
-            }
-        }
-    });
-    let Ok(url) = rx.recv_timeout(Duration::from_secs(20)) else {
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        panic!(
-            "login printed no URL: {}\n{}",
-            lines.lock().unwrap(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    (child, url, lines)
-}
-
-fn finish(mut child: Child, lines: &Lines) -> Run {
-    let end = Instant::now() + Duration::from_secs(40);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-            // The reader thread has seen everything once the pipe closed.
-            std::thread::sleep(Duration::from_millis(100));
-            return Run {
-                code: st.code().unwrap_or(-1),
-                stdout: lines.lock().unwrap().clone(),
-                stderr: err,
-            };
-        }
-        assert!(Instant::now() < end, "login did not finish");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Plays the person at the authorization server: a real headless Chromium through its
-/// login and consent pages (`browser`), or the same forms over plain HTTP.
-fn play_user(url: &str, browser: bool) {
-    let script = if browser {
-        assert!(
-            Path::new("/usr/bin/chromium").exists(),
-            "chromium is missing: run scripts/test-deps.sh"
-        );
-        "browser-login.mjs"
-    } else {
-        "drive-login.mjs"
-    };
-    let out = Command::new("node")
-        .arg(root().join("tests/idp").join(script))
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
+/// A whole `login calc --no-browser`, the person at the authorization server played by a
+/// real headless Chromium (`browser`) or over plain HTTP; returns its output and the
+/// authorization URL.
+fn login(sb: &Sandbox, auth: &Server, browser: bool) -> (Run, String) {
+    let l = Login::at(
+        sb.command(&["login", "calc", "--no-browser", "--timeout", "60"]),
+        &auth.base(),
     );
-}
-
-/// A whole `login calc`; returns its output and the authorization URL.
-fn login(sb: &Sandbox, auth: &Proc, browser: bool) -> (Run, String) {
-    let (child, url, lines) = start_login(sb, auth);
-    play_user(&url, browser);
-    (finish(child, &lines), url)
+    if browser {
+        browser_login(&l.url, &[]);
+    } else {
+        node_ok("drive-login.mjs", &[&l.url]);
+    }
+    let url = l.url.clone();
+    (l.finish(Duration::from_secs(40)), url)
 }
 
 fn query(url: &str, key: &str) -> Option<String> {
@@ -718,27 +559,12 @@ fn registrations(sb: &Sandbox) -> Vec<PathBuf> {
     v
 }
 
-fn status_of(sb: &Sandbox, name: &str) -> serde_json::Value {
-    let st = sb.run(&["status", "--json"]);
-    let j: serde_json::Value =
-        serde_json::from_str(&st.stdout).unwrap_or_else(|_| panic!("{st:?}"));
-    j["identities"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("{name} not in {j}"))
-}
-
 #[test]
 fn an_interactive_login_registers_a_client_and_the_daemon_keeps_it_working() {
-    let auth = auth_server(&[("TOKEN_TTL", "15")]);
-    let server = mcp_server(&auth.base(), &[]);
-    let sb = Sandbox::new();
+    let (auth, server, sb) = servers(&[("TOKEN_TTL", "15")]);
     sb.write_config(&login_config(&sb, &server, BARE));
     // Before any login: `status` says one is needed, and the one-shot says so (exit 4).
-    assert_eq!(status_of(&sb, "calc")["state"], "needs_login");
+    assert_eq!(sb.status_of("calc")["state"], "needs_login");
     let r = sb.run(&[]);
     assert_eq!(r.code, 4, "{r:?}");
     assert!(r.stderr.contains("mcp-credd login calc"), "{r:?}");
@@ -795,7 +621,7 @@ fn an_interactive_login_registers_a_client_and_the_daemon_keeps_it_working() {
     );
     // The official MCP client gets in with only what the editor files say.
     assert_client_gets_in(&sb);
-    assert_eq!(status_of(&sb, "calc")["state"], "valid");
+    assert_eq!(sb.status_of("calc")["state"], "valid");
     let h = sb.run(&["headers", "calc"]);
     assert_eq!(h.code, 0, "{h:?}");
     assert!(h.stdout.contains(&at), "{h:?}");
@@ -811,37 +637,15 @@ fn an_interactive_login_registers_a_client_and_the_daemon_keeps_it_working() {
     );
 
     // The daemon refreshes the short-lived token with the refresh token (and `resource`).
-    let log = std::fs::File::create(sb.home().join("daemon.log")).unwrap();
-    let mut c = sb.command(&["daemon"]);
-    c.stdout(Stdio::null()).stderr(log);
-    let mut daemon = c.spawn().unwrap();
-    let first_exp = claims["exp"].as_f64().unwrap();
-    let read_at = || {
-        std::fs::read_to_string(&file)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["access_token"].as_str().map(str::to_string))
-    };
-    let end = Instant::now() + Duration::from_secs(40);
-    let refreshed = loop {
-        let cur = read_at();
-        if now_secs() > first_exp + 1.0
-            && let Some(cur) = cur.filter(|t| *t != at)
-            && bearer_in(&sb, &roo_file(&sb), "mcpServers") == format!("Bearer {cur}")
-            && bearer_in(&sb, &vscode_file(&sb), "servers") == format!("Bearer {cur}")
-        {
-            break cur;
-        }
-        assert!(
-            Instant::now() < end,
-            "the daemon did not refresh: {}",
-            std::fs::read_to_string(sb.home().join("daemon.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    // SAFETY: kill(2) on the PID of a child we started.
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    let _ = daemon.wait();
+    let mut daemon = Daemon::start(&sb, &["daemon"], &[]);
+    let refreshed = wait_for_refresh(
+        &sb,
+        &daemon,
+        &at,
+        &[(roo_file(&sb), "mcpServers"), (vscode_file(&sb), "servers")],
+        Duration::from_secs(40),
+    );
+    daemon.stop();
     let c2 = jwt_claims(&refreshed);
     assert_eq!(
         c2["aud"],
@@ -877,35 +681,31 @@ fn an_interactive_login_registers_a_client_and_the_daemon_keeps_it_working() {
         sb.read_json(&vscode_file(&sb))["servers"]["calc"]["headers"]["Authorization"].is_null()
     );
     assert_eq!(registrations(&sb), regs);
-    assert_eq!(status_of(&sb, "calc")["state"], "needs_login");
+    assert_eq!(sb.status_of("calc")["state"], "needs_login");
 }
 
 /// A login that fails before any browser: a clear error naming `expect`, no token, no
 /// registration, and the user's editor file exactly as it was.
 fn login_fails_cleanly(sb: &Sandbox, expect: &[&str]) -> Run {
-    std::fs::create_dir_all(vscode_file(sb).parent().unwrap()).unwrap();
-    let mine = "{\n  // my own\n  \"servers\": {}\n}\n";
-    std::fs::write(vscode_file(sb), mine).unwrap();
-    let r = sb.run(&["login", "calc", "--no-browser", "--timeout", "10"]);
-    assert_eq!(r.code, 1, "{r:?}");
-    for e in expect {
-        assert!(r.stderr.contains(e), "expected {e:?} in: {r:?}");
-    }
+    let r = fails_storing_nothing(
+        sb,
+        &["login", "calc", "--no-browser", "--timeout", "10"],
+        &[],
+        Some(1),
+        expect,
+    );
     assert!(
         !r.stdout.contains("open this URL"),
         "a login was started: {r:?}"
     );
-    assert!(!sb.tokens().join("calc.json").exists(), "{r:?}");
     assert!(registrations(sb).is_empty(), "{r:?}");
-    assert_eq!(std::fs::read_to_string(vscode_file(sb)).unwrap(), mine);
+    assert_eq!(std::fs::read_to_string(vscode_file(sb)).unwrap(), MINE);
     r
 }
 
 #[test]
 fn an_authorization_server_without_s256_is_refused() {
-    let auth = auth_server(&[("NO_S256", "1")]);
-    let server = mcp_server(&auth.base(), &[]);
-    let sb = Sandbox::new();
+    let (_auth, server, sb) = servers(&[("NO_S256", "1")]);
     sb.write_config(&login_config(&sb, &server, BARE));
     login_fails_cleanly(
         &sb,
@@ -918,9 +718,7 @@ fn an_authorization_server_without_s256_is_refused() {
 
 #[test]
 fn a_refused_registration_is_a_clear_error() {
-    let auth = auth_server(&[("REGISTRATION", "closed")]);
-    let server = mcp_server(&auth.base(), &[]);
-    let sb = Sandbox::new();
+    let (auth, server, sb) = servers(&[("REGISTRATION", "closed")]);
     sb.write_config(&login_config(&sb, &server, BARE));
     login_fails_cleanly(
         &sb,
@@ -930,7 +728,7 @@ fn a_refused_registration_is_a_clear_error() {
             "set `client_id`",
         ],
     );
-    assert_eq!(status_of(&sb, "calc")["state"], "needs_login");
+    assert_eq!(sb.status_of("calc")["state"], "needs_login");
 }
 
 #[test]
@@ -949,9 +747,7 @@ fn a_login_to_a_server_without_metadata_is_a_clear_error() {
 
 #[test]
 fn a_pre_registered_client_logs_in_without_registering() {
-    let auth = auth_server(&[]);
-    let server = mcp_server(&auth.base(), &[]);
-    let sb = Sandbox::new();
+    let (auth, server, sb) = servers(&[]);
     // Register a client the way an operator would, outside mcp-credd.
     let port = closed_port();
     let redirect = format!("http://127.0.0.1:{port}/cb");
@@ -1021,7 +817,7 @@ fn a_forgotten_client_is_registered_again_and_a_new_issuer_needs_a_login() {
         token_before,
         "a failed refresh keeps the token"
     );
-    assert_eq!(status_of(&sb, "calc")["state"], "needs_login");
+    assert_eq!(sb.status_of("calc")["state"], "needs_login");
     let (r, url) = login(&sb, &auth, false);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
@@ -1048,7 +844,7 @@ fn a_forgotten_client_is_registered_again_and_a_new_issuer_needs_a_login() {
             && r.stderr.contains(&format!("came from {}", auth.base())),
         "{r:?}"
     );
-    let st = status_of(&sb, "calc");
+    let st = sb.status_of("calc");
     assert_eq!(st["state"], "needs_login", "{st}");
     let (r, url) = login(&sb, &other, false);
     assert_eq!(r.code, 0, "{r:?}");
@@ -1063,9 +859,7 @@ fn a_forgotten_client_is_registered_again_and_a_new_issuer_needs_a_login() {
 
 #[test]
 fn a_registration_whose_redirect_port_is_taken_is_not_reused() {
-    let auth = auth_server(&[]);
-    let server = mcp_server(&auth.base(), &[]);
-    let sb = Sandbox::new();
+    let (auth, server, sb) = servers(&[]);
     sb.write_config(&login_config(&sb, &server, BARE));
     let (r, url) = login(&sb, &auth, false);
     assert_eq!(r.code, 0, "{r:?}");
@@ -1096,9 +890,7 @@ fn a_registration_whose_redirect_port_is_taken_is_not_reused() {
 
 #[test]
 fn insufficient_scope_steps_up_at_the_next_login() {
-    let auth = auth_server(&[]);
-    let server = mcp_server(&auth.base(), &[]);
-    let sb = Sandbox::new();
+    let (auth, server, sb) = servers(&[]);
     // Pinned to a scope the server does not accept: the login's token is refused, nothing
     // is stored, and the next login asks for what the server wants too.
     sb.write_config(&login_config(
@@ -1106,9 +898,8 @@ fn insufficient_scope_steps_up_at_the_next_login() {
         &server,
         "    auth:\n      oauth:\n        scopes: [mcp:read]\n",
     ));
-    std::fs::create_dir_all(vscode_file(&sb).parent().unwrap()).unwrap();
     let mine = "{\n  \"servers\": {}\n}\n";
-    std::fs::write(vscode_file(&sb), mine).unwrap();
+    write_vscode(&sb, mine);
     let (r, url) = login(&sb, &auth, false);
     assert_eq!(r.code, 1, "{r:?}");
     assert_eq!(
@@ -1125,7 +916,7 @@ fn insufficient_scope_steps_up_at_the_next_login() {
     );
     assert!(!sb.tokens().join("calc.json").exists());
     assert_eq!(std::fs::read_to_string(vscode_file(&sb)).unwrap(), mine);
-    let st = status_of(&sb, "calc");
+    let st = sb.status_of("calc");
     assert_eq!(st["state"], "needs_login", "{st}");
     assert!(
         st["last_error"]
@@ -1167,7 +958,7 @@ fn insufficient_scope_steps_up_at_the_next_login() {
                 .contains("it asks for `mcp:read mcp:tools offline_access mcp:admin`"),
         "{r:?}"
     );
-    let st = status_of(&sb, "calc");
+    let st = sb.status_of("calc");
     assert_eq!(st["state"], "needs_login", "{st}");
     assert!(
         st["last_error"].as_str().unwrap().contains("mcp:admin"),
@@ -1185,6 +976,6 @@ fn insufficient_scope_steps_up_at_the_next_login() {
     assert_client_gets_in(&sb);
     let d = sb.run(&["doctor"]);
     assert!(d.all().contains("accepts the stored token"), "{d:?}");
-    assert_eq!(status_of(&sb, "calc")["state"], "valid");
+    assert_eq!(sb.status_of("calc")["state"], "valid");
     drop(server);
 }

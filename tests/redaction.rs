@@ -11,21 +11,12 @@ const CLIENT_SECRET: &str = "m2m-secret";
 #[test]
 fn no_command_prints_a_secret_at_trace_level() {
     let port = closed_port();
-    let clients = format!(
-        r#"[{{"client_id":"mcp-web","client_secret":"mcp-web-secret","token_endpoint_auth_method":"client_secret_basic","grant_types":["authorization_code","refresh_token"],"response_types":["code"],"redirect_uris":["http://127.0.0.1:{port}/callback"],"scope":"openid offline_access profile"}}]"#
-    );
-    let idp = Idp::start(&[("CLIENTS_JSON", &clients)]);
+    let idp = Idp::with_web_client(port, &[]);
     let sb = Sandbox::new();
     let hook_out = sb.home().join("hook.txt");
     sb.write_config(&format!(
         "gateway_url: https://gw.example.com
-ingress:
-  kind: cognito_m2m
-  user_pool_id: us-east-1_AbC123
-  client_id: m2m-client
-  client_secret: {{env: INGRESS_SECRET}}
-  domain: {base}
-providers:
+{ingress}providers:
   local:
     display_name: Local
     authorize_url: {base}/oauth2/authorize
@@ -45,6 +36,7 @@ servers:
   - name: currenttime
 on_reauth_required: [sh, -c, 'echo \"$0 $@\" > {hook}; cat /proc/$$/cmdline >> {hook}; env >> {hook}', hook-arg]
 ",
+        ingress = cognito_m2m_ingress(&idp.base(), "{env: INGRESS_SECRET}"),
         base = idp.base(),
         hook = hook_out.display()
     ));
@@ -61,56 +53,10 @@ on_reauth_required: [sh, -c, 'echo \"$0 $@\" > {hook}; cat /proc/$$/cmdline >> {
     for (k, v) in env {
         c.env(k, v);
     }
-    let child = c
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Read the URL from stdout as it arrives, drive the login, then collect everything.
-    let out = {
-        use std::io::{BufRead, BufReader, Read};
-        let mut child = child;
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut seen = String::new();
-        let mut url = None;
-        let mut line = String::new();
-        while url.is_none() && stdout.read_line(&mut line).unwrap() > 0 {
-            if line.trim().starts_with(&idp.base()) {
-                url = Some(line.trim().to_string());
-            }
-            seen.push_str(&line);
-            line.clear();
-        }
-        let d = std::process::Command::new("node")
-            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp/drive-login.mjs"))
-            .arg(url.unwrap_or_else(|| {
-                let mut err = String::new();
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                panic!("no login URL; stdout: {seen}\nstderr: {err}")
-            }))
-            .output()
-            .unwrap();
-        assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
-        let st = child.wait().unwrap();
-        stdout.read_to_string(&mut seen).unwrap();
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        Run {
-            code: st.code().unwrap_or(-1),
-            stdout: seen,
-            stderr: err,
-        }
-    };
+    // Drive the login from the URL it prints, then collect everything.
+    let l = Login::at(c, &idp.base());
+    node_ok("drive-login.mjs", &[&l.url]);
+    let out = l.finish(std::time::Duration::from_secs(30));
     assert_eq!(out.code, 0, "{out:?}");
     outputs.push(out);
     outputs.push(sb.run_env(&["-vvv", "--force"], &env));
@@ -126,28 +72,17 @@ on_reauth_required: [sh, -c, 'echo \"$0 $@\" > {hook}; cat /proc/$$/cmdline >> {
     t["obtained_at"] = serde_json::json!(now_secs() - 3610.0);
     std::fs::write(&egress_file, serde_json::to_string(&t).unwrap()).unwrap();
     // The daemon for a moment: first pass (refresh fails, hook runs), then SIGTERM.
-    let mut c = sb.command(&["-vvv", "daemon"]);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let log = sb.home().join("daemon.log");
-    let child = c
-        .stdout(std::fs::File::create(sb.home().join("daemon.out")).unwrap())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut daemon = Daemon::start(&sb, &["-vvv", "daemon"], &env);
     let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !hook_out.exists() && std::time::Instant::now() < end {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    // SAFETY: kill(2) on our child's PID.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait_with_output();
+    daemon.stop();
     outputs.push(Run {
         code: 0,
-        stdout: std::fs::read_to_string(sb.home().join("daemon.out")).unwrap_or_default(),
-        stderr: std::fs::read_to_string(&log).unwrap_or_default(),
+        stdout: daemon.out_text(),
+        stderr: daemon.log_text(),
     });
     outputs.push(sb.run_env(&["-vvv", "headers", "currenttime"], &env));
 

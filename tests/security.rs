@@ -31,29 +31,7 @@ fn run_bounded(mut c: Command, limit: Duration) -> (Run, Duration) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let o = child.wait_with_output().unwrap();
-    let took = start.elapsed();
-    (
-        Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        },
-        took,
-    )
-}
-
-/// A command run as uid/gid 65534 (nobody), with no supplementary groups.
-fn as_nobody(program: &str, args: &[&str]) -> Command {
-    let mut c = Command::new("setpriv");
-    c.args([
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--",
-        program,
-    ])
-    .args(args);
-    c
+    (Run::from(o), start.elapsed())
 }
 
 fn m2m_config(secret: &str, token_url: &str) -> String {
@@ -162,44 +140,33 @@ fn the_process_is_not_dumpable() {
 
 /// The hostile identity server (`tests/hostile/server.py`), killed by its PID on drop.
 struct Hostile {
-    port: u16,
+    server: Server,
     log: std::path::PathBuf,
-    child: std::process::Child,
     _dir: tempfile::TempDir,
 }
 
 impl Hostile {
     fn start() -> Hostile {
-        use std::io::BufRead;
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("requests.jsonl");
         let script =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile/server.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .env("LOG", &log)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start python3");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("READY ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("hostile server did not start: {line:?}"));
+        let server = Server::start(
+            || {
+                let mut c = Command::new("python3");
+                c.arg(&script).env("LOG", &log);
+                c
+            },
+            "the hostile server",
+        );
         Hostile {
-            port,
+            server,
             log,
-            child,
             _dir: dir,
         }
     }
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}{path}", self.server.base())
     }
     fn requests(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(&self.log)
@@ -207,13 +174,6 @@ impl Hostile {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
-    }
-}
-
-impl Drop for Hostile {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -385,11 +345,9 @@ fn tokens_that_are_not_header_safe_are_refused() {
     }
 }
 
-#[test]
-fn a_malformed_cognito_reply_leaks_no_token() {
-    let h = Hostile::start();
-    let sb = Sandbox::new();
-    sb.write_config(&format!(
+/// A `cognito_password` service account whose Cognito API is at `endpoint`, tried once.
+fn cognito_password_config(endpoint: &str) -> String {
+    format!(
         "ingress:
   kind: cognito_password
   region: us-east-1
@@ -397,10 +355,16 @@ fn a_malformed_cognito_reply_leaks_no_token() {
   client_id: cid
   username: svc
   password: pw
-  endpoint_url: {}
-{ONE_ATTEMPT}",
-        h.url("")
-    ));
+  endpoint_url: {endpoint}
+{ONE_ATTEMPT}"
+    )
+}
+
+#[test]
+fn a_malformed_cognito_reply_leaks_no_token() {
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    sb.write_config(&cognito_password_config(&h.url("")));
     // A proxy that would be used (and fail) if the SDK followed HTTP_PROXY to loopback.
     let dead_proxy = format!("http://127.0.0.1:{}", closed_port());
     let r = sb.run_env(
@@ -472,21 +436,22 @@ fn hooks_get_a_minimal_environment() {
         out.display(),
         out.display()
     ));
-    let mut c = sb.command(&["daemon"]);
-    c.env("THE_CLIENT_SECRET", "hunter2-client-secret")
-        .env("AWS_SECRET_ACCESS_KEY", "aws-secret")
-        .env("LANG", "C.UTF-8")
-        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/0/bus")
-        .env("MCP_CREDD_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut daemon = c.spawn().unwrap();
+    let daemon = Daemon::start(
+        &sb,
+        &["daemon"],
+        &[
+            ("THE_CLIENT_SECRET", "hunter2-client-secret"),
+            ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
+            ("LANG", "C.UTF-8"),
+            ("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/0/bus"),
+            ("MCP_CREDD_LOG", "info"),
+        ],
+    );
     let end = Instant::now() + Duration::from_secs(20);
     while !out.exists() && Instant::now() < end {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    drop(daemon);
     let env = std::fs::read_to_string(&out).expect("the on_error hook ran");
     let names: Vec<&str> = env
         .lines()
@@ -587,18 +552,7 @@ fn an_implicit_env_cannot_send_an_exported_secret_elsewhere() {
 fn a_256_mib_cognito_reply_is_refused_at_1_mib() {
     let h = Hostile::start();
     let sb = Sandbox::new();
-    sb.write_config(&format!(
-        "ingress:
-  kind: cognito_password
-  region: us-east-1
-  user_pool_id: us-east-1_AbC123
-  client_id: cid
-  username: svc
-  password: pw
-  endpoint_url: {}
-{ONE_ATTEMPT}",
-        h.url("/big")
-    ));
+    sb.write_config(&cognito_password_config(&h.url("/big")));
     let (r, max_kib) = run_measured(&sb, &["--ingress-only"]);
     assert_ne!(r.code, 0, "{r:?}");
     assert!(!h.requests().is_empty());

@@ -171,20 +171,13 @@ fn config_user_with_a_workspace_target_and_secrets_file() {
     let config = |extra: &str| {
         format!(
             "gateway_url: https://gw.example.com
-ingress:
-  kind: cognito_m2m
-  region: us-east-1
-  user_pool_id: us-east-1_AbC123
-  client_id: m2m-client
-  client_secret: {{env: GW_SECRET}}
-  domain: {}
-servers:
+{}servers:
   - name: currenttime
 on_error: [/bin/sh, -c, 'echo \"$MCP_CREDD_EVENT $MCP_CREDD_IDENTITY $MCP_CREDD_MESSAGE\" >> \"$HOME/.oauth-tokens/hook.log\"']
 editors:
   - {{format: cursor, path: ~/my proj/.cursor/mcp.json}}
 {extra}",
-            idp.base()
+            cognito_m2m_ingress(&idp.base(), "{env: GW_SECRET}")
         )
     };
     std::fs::write(&cfg, config("")).unwrap();

@@ -12,46 +12,93 @@ use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mcp-credd");
 
+pub mod procs;
 pub mod systemd;
+
+#[allow(unused_imports)] // Not every test binary runs a daemon or a login.
+pub use procs::{Daemon, Login};
 
 fn idp_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/idp")
 }
 
-/// A running oidc-provider, killed (by its PID) when dropped.
-pub struct Idp {
+/// `node tests/idp/SCRIPT` with `PORT=0` and `env`, run in tests/idp: one of the local
+/// identity servers, for [`Server::start`].
+pub fn idp_node(script: &str, env: &[(&str, &str)]) -> Command {
+    let dir = idp_dir();
+    assert!(
+        dir.join("node_modules/oidc-provider").is_dir(),
+        "tests/idp/node_modules is missing: run `bash scripts/test.sh` (it installs the test identity provider)"
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join(script)).current_dir(&dir).env("PORT", "0");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Runs the helper script `tests/idp/SCRIPT ARGS` with node (a login driven over HTTP or
+/// through Chromium, a device code entered) and returns what it did.
+pub fn node(script: &str, args: &[&str]) -> Output {
+    Command::new("node")
+        .arg(idp_dir().join(script))
+        .args(args)
+        .output()
+        .expect("run node")
+}
+
+/// [`node`], which must succeed: its stderr is the failure message.
+pub fn node_ok(script: &str, args: &[&str]) -> Output {
+    let out = node(script, args);
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Plays the person at the authorization server: a real headless Chromium through its
+/// login and consent pages, with `args` after the URL; what the browser saw is on stdout.
+pub fn browser_login(url: &str, args: &[&str]) -> Output {
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "chromium is missing: run scripts/test-deps.sh"
+    );
+    let mut all = vec![url];
+    all.extend_from_slice(args);
+    node_ok("browser-login.mjs", &all)
+}
+
+/// A server started by PID that prints `READY <port>` as its first line; killed by that
+/// PID on Drop.
+pub struct Server {
     pub port: u16,
     child: Child,
 }
 
-impl Idp {
-    pub fn start(env: &[(&str, &str)]) -> Idp {
-        // A start that hangs (seen on a heavily loaded shared machine) is retried once.
-        match Self::try_start(env, Duration::from_secs(30)) {
-            Ok(idp) => idp,
-            Err(first) => Self::try_start(env, Duration::from_secs(60)).unwrap_or_else(|second| {
-                panic!("the test identity provider did not start: {first}; then: {second}")
-            }),
+impl Server {
+    /// Starts the server `make` builds. A start that fails or hangs (seen on a heavily
+    /// loaded shared machine) is tried once more, with more time; a second failure shows
+    /// the end of its stderr (`MCP_TEST_LOGS=1` shows all of it as it comes).
+    pub fn start(make: impl Fn() -> Command, what: &str) -> Server {
+        match Self::try_start(make(), what, Duration::from_secs(30)) {
+            Ok(s) => s,
+            Err(first) => Self::try_start(make(), what, Duration::from_secs(60))
+                .unwrap_or_else(|second| panic!("{what} did not start: {first}; then: {second}")),
         }
     }
 
-    fn try_start(env: &[(&str, &str)], within: Duration) -> Result<Idp, String> {
-        let dir = idp_dir();
-        assert!(
-            dir.join("node_modules/oidc-provider").is_dir(),
-            "tests/idp/node_modules is missing: run `bash scripts/test.sh` (it installs the test identity provider)"
-        );
+    fn try_start(mut cmd: Command, what: &str, within: Duration) -> Result<Server, String> {
         let log = tempfile::NamedTempFile::new().unwrap();
-        let mut cmd = Command::new("node");
-        cmd.arg(dir.join("oidc-server.mjs"))
-            .current_dir(&dir)
-            .env("PORT", "0")
-            .stdout(Stdio::piped())
-            .stderr(log.reopen().unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("start node (is Node.js installed?)");
+        cmd.stdout(Stdio::piped())
+            .stderr(if std::env::var_os("MCP_TEST_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::from(log.reopen().unwrap())
+            });
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {what}: {e}"));
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -59,31 +106,29 @@ impl Idp {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let fail = |child: &mut Child, why: String| {
-            let _ = child.kill();
-            let _ = child.wait();
-            let err = std::fs::read_to_string(log.path()).unwrap_or_default();
-            let tail: String = err
-                .chars()
-                .rev()
-                .take(2000)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            Err(format!("{why}; its stderr: {tail}"))
-        };
-        let line = match rx.recv_timeout(within) {
-            Ok(l) => l,
-            Err(_) => return fail(&mut child, format!("no READY within {within:?}")),
-        };
+        let line = rx.recv_timeout(within).unwrap_or_default();
         match line
             .trim()
             .strip_prefix("READY ")
             .and_then(|p| p.parse().ok())
         {
-            Some(port) => Ok(Idp { port, child }),
-            None => fail(&mut child, format!("unexpected first line {line:?}")),
+            Some(port) => Ok(Server { port, child }),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let err = std::fs::read_to_string(log.path()).unwrap_or_default();
+                let tail: String = err
+                    .chars()
+                    .rev()
+                    .take(2000)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                Err(format!(
+                    "first line {line:?} (within {within:?}); its stderr: {tail}"
+                ))
+            }
         }
     }
 
@@ -91,19 +136,50 @@ impl Idp {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    pub fn token_url(&self) -> String {
-        format!("{}/oauth2/token", self.base())
-    }
-
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 }
 
-impl Drop for Idp {
+impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A running oidc-provider (`tests/idp/oidc-server.mjs`), killed (by its PID) when dropped.
+pub struct Idp(Server);
+
+impl std::ops::Deref for Idp {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.0
+    }
+}
+
+impl Idp {
+    pub fn start(env: &[(&str, &str)]) -> Idp {
+        Idp(Server::start(
+            || idp_node("oidc-server.mjs", env),
+            "the test identity provider",
+        ))
+    }
+
+    /// With the confidential web client `mcp-web` (secret `mcp-web-secret`, client_secret_basic,
+    /// authorization code and refresh token) whose redirect URI is
+    /// `http://127.0.0.1:PORT/callback`, and `env` besides.
+    pub fn with_web_client(port: u16, env: &[(&str, &str)]) -> Idp {
+        let clients = format!(
+            r#"[{{"client_id":"mcp-web","client_secret":"mcp-web-secret","token_endpoint_auth_method":"client_secret_basic","grant_types":["authorization_code","refresh_token"],"response_types":["code"],"redirect_uris":["http://127.0.0.1:{port}/callback"],"scope":"openid offline_access profile"}}]"#
+        );
+        let mut all = vec![("CLIENTS_JSON", clients.as_str())];
+        all.extend_from_slice(env);
+        Idp::start(&all)
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("{}/oauth2/token", self.base())
     }
 }
 
@@ -124,7 +200,7 @@ pub struct Run {
     pub stderr: String,
 }
 
-impl Run {
+impl From<Output> for Run {
     fn from(o: Output) -> Run {
         Run {
             code: o.status.code().unwrap_or(-1),
@@ -132,6 +208,9 @@ impl Run {
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         }
     }
+}
+
+impl Run {
     pub fn all(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
     }
@@ -222,6 +301,90 @@ impl Sandbox {
         serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("parse {}: {e}\n{text}", path.display()))
     }
+
+    /// The access token stored in the tokens directory's `file`.
+    pub fn access_token(&self, file: &str) -> String {
+        self.read_json(&self.tokens().join(file))["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no access_token in {file}"))
+            .to_string()
+    }
+
+    /// `status --json` with `env`: the whole document.
+    pub fn status_json(&self, env: &[(&str, &str)]) -> serde_json::Value {
+        let st = self.run_env(&["status", "--json"], env);
+        serde_json::from_str(&st.stdout).unwrap_or_else(|_| panic!("{st:?}"))
+    }
+
+    /// The row of `status --json` for the identity `name`.
+    pub fn status_of(&self, name: &str) -> serde_json::Value {
+        let j = self.status_json(&[]);
+        j["identities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {j}"))
+    }
+}
+
+/// An `oidc_m2m` ingress (client `m2m-client`, secret `m2m-secret`) at `token_url`, as the
+/// `ingress:` block of a config.
+pub fn oidc_m2m_ingress(token_url: &str) -> String {
+    format!(
+        "ingress:
+  kind: oidc_m2m
+  client_id: m2m-client
+  client_secret: m2m-secret
+  token_url: {token_url}
+"
+    )
+}
+
+/// A `cognito_m2m` ingress (pool `us-east-1_AbC123`, client `m2m-client`) whose token
+/// endpoint is at `domain`, with `secret` as its `client_secret` value, as the `ingress:`
+/// block of a config.
+pub fn cognito_m2m_ingress(domain: &str, secret: &str) -> String {
+    format!(
+        "ingress:
+  kind: cognito_m2m
+  region: us-east-1
+  user_pool_id: us-east-1_AbC123
+  client_id: m2m-client
+  client_secret: {secret}
+  domain: {domain}
+"
+    )
+}
+
+/// A command run as uid/gid 65534 (nobody), with no supplementary groups: another local user.
+pub fn as_nobody(program: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        program,
+    ])
+    .args(args);
+    c
+}
+
+/// Every path below `dir`, `depth` directories down at most (symbolic links not followed).
+pub fn walk(dir: &Path, depth: usize) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if depth > 0 && p.is_dir() && !p.is_symlink() {
+                out.extend(walk(&p, depth - 1));
+            }
+            out.push(p);
+        }
+    }
+    out
 }
 
 pub fn mode(p: &Path) -> u32 {

@@ -24,7 +24,9 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { FlowError, parseArgs } from './http-flow.mjs';
+import {
+  FlowError, parseArgs, urlArg, account, callbackOf,
+} from './http-flow.mjs';
 
 const USAGE = 'usage: node browser-login.mjs <authorize-url> [--user NAME] [--password PW] [--deny] [--screenshot PATH]';
 const args = parseArgs(process.argv.slice(2), {
@@ -78,28 +80,9 @@ async function fail(msg) {
 const runTimer = setTimeout(() => { fail(`gave up after ${RUN_MS / 1000} s${page ? ` (page: ${page.url()})` : ''}`); }, RUN_MS);
 
 async function main() {
-  let authorize;
-  try {
-    authorize = new URL(args._[0]);
-  } catch {
-    throw new FlowError(`not a URL: ${args._[0]}`);
-  }
-  const user = args.user ?? 'alice';
-  const password = args.password ?? 'any-password';
-  let redirectUri;
-  if (authorize.searchParams.get('redirect_uri')) {
-    try {
-      redirectUri = new URL(authorize.searchParams.get('redirect_uri'));
-    } catch {
-      throw new FlowError(`the authorize URL's redirect_uri is not a URL: ${authorize.searchParams.get('redirect_uri')}`);
-    }
-  }
-  const isCallback = (href) => {
-    let u;
-    try { u = new URL(href); } catch { return false; }
-    if (redirectUri) return u.origin === redirectUri.origin && u.pathname === redirectUri.pathname;
-    return /^https?:$/.test(u.protocol) && u.origin !== authorize.origin;
-  };
+  const authorize = urlArg(args._[0]);
+  const { user, password } = account(args);
+  const { isCallback } = callbackOf(authorize);
 
   try {
     await fs.access(CHROMIUM);

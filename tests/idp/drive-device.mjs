@@ -18,6 +18,7 @@
 
 import {
   CookieJar, FlowError, request, parseForms, pageText, describe, loginForm, consentForm, parseArgs, runMain,
+  urlArg, account,
 } from './http-flow.mjs';
 
 const USAGE = 'usage: node drive-device.mjs <issuer-base-url> <user_code> [--user NAME] [--password PW] [--deny]';
@@ -27,15 +28,9 @@ const args = parseArgs(process.argv.slice(2), {
 const MAX_STEPS = 20;
 
 runMain('drive-device', 30_000, async () => {
-  let base;
-  try {
-    base = new URL(args._[0]);
-  } catch {
-    throw new FlowError(`not a URL: ${args._[0]}`);
-  }
+  const base = urlArg(args._[0]);
   const userCode = args._[1];
-  const user = args.user ?? 'alice';
-  const password = args.password ?? 'any-password';
+  const { user, password } = account(args);
   const deviceUrl = /\/device\/?$/.test(base.pathname)
     ? new URL(base.pathname.replace(/\/$/, ''), base).href
     : new URL(`${base.pathname.replace(/\/$/, '')}/device`, base).href;

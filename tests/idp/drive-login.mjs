@@ -19,6 +19,7 @@
 
 import {
   CookieJar, FlowError, request, parseForms, describe, loginForm, consentForm, abortLink, parseArgs, runMain,
+  urlArg, account, callbackOf,
 } from './http-flow.mjs';
 
 const USAGE = 'usage: node drive-login.mjs <authorize-url> [--user NAME] [--password PW] [--deny]';
@@ -28,28 +29,10 @@ const args = parseArgs(process.argv.slice(2), {
 const MAX_STEPS = 20;
 
 runMain('drive-login', 30_000, async () => {
-  let authorize;
-  try {
-    authorize = new URL(args._[0]);
-  } catch {
-    throw new FlowError(`not a URL: ${args._[0]}`);
-  }
-  const user = args.user ?? 'alice';
-  const password = args.password ?? 'any-password';
+  const authorize = urlArg(args._[0]);
+  const { user, password } = account(args);
   const providerOrigin = authorize.origin;
-  let redirectUri;
-  if (authorize.searchParams.get('redirect_uri')) {
-    try {
-      redirectUri = new URL(authorize.searchParams.get('redirect_uri'));
-    } catch {
-      throw new FlowError(`the authorize URL's redirect_uri is not a URL: ${authorize.searchParams.get('redirect_uri')}`);
-    }
-  }
-  const isCallback = (href) => {
-    const u = new URL(href);
-    if (redirectUri) return u.origin === redirectUri.origin && u.pathname === redirectUri.pathname;
-    return u.origin !== providerOrigin;
-  };
+  const { redirectUri, isCallback } = callbackOf(authorize);
 
   const jar = new CookieJar();
   const seen = [];

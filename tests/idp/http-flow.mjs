@@ -1,4 +1,4 @@
-// Shared helpers for drive-login.mjs and drive-device.mjs: an HTTP "user agent"
+// Shared helpers for drive-login.mjs, drive-device.mjs and browser-login.mjs: an HTTP "user agent"
 // made of Node 20 built-ins only (fetch with redirect: 'manual', a cookie jar
 // that honours Path/Domain/Expires/Max-Age/Secure, and a tiny HTML form parser
 // that is just enough for oidc-provider's devInteractions and device pages).
@@ -224,6 +224,40 @@ export function parseArgs(argv, { positional, options = [], flags = [], usage })
   }
   if (out._.length !== positional.length) usageError(usage, `expected ${positional.length} argument(s): ${positional.join(' ')}`);
   return out;
+}
+
+// The URL argument `raw`, or a FlowError naming it.
+export function urlArg(raw) {
+  try {
+    return new URL(raw);
+  } catch {
+    throw new FlowError(`not a URL: ${raw}`);
+  }
+}
+
+// The account to sign in as: --user (default alice), --password (any will do).
+export const account = (args) => ({ user: args.user ?? 'alice', password: args.password ?? 'any-password' });
+
+// The client's callback for the login that starts at `authorize`: its redirect_uri
+// parameter, and isCallback(href), true for that URL (same origin and path) or, without
+// one, for any http(s) page outside the provider's origin.
+export function callbackOf(authorize) {
+  let redirectUri;
+  const raw = authorize.searchParams.get('redirect_uri');
+  if (raw) {
+    try {
+      redirectUri = new URL(raw);
+    } catch {
+      throw new FlowError(`the authorize URL's redirect_uri is not a URL: ${raw}`);
+    }
+  }
+  const isCallback = (href) => {
+    let u;
+    try { u = new URL(href); } catch { return false; }
+    if (redirectUri) return u.origin === redirectUri.origin && u.pathname === redirectUri.pathname;
+    return /^https?:$/.test(u.protocol) && u.origin !== authorize.origin;
+  };
+  return { redirectUri, isCallback };
 }
 
 export function usageError(usage, msg) {

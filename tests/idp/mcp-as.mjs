@@ -24,24 +24,16 @@
 
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 
-const toStderr = (...args) => process.stderr.write(`${args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' ')}\n`);
-console.log = toStderr;
-console.info = toStderr;
-console.debug = toStderr;
+import {
+  consoleToStderr, intEnv, signingKey, listen, ready,
+} from './serve.mjs';
 
+consoleToStderr();
 const { default: Provider, errors } = await import('oidc-provider');
 
-const num = (name, dflt) => {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const n = Number.parseInt(raw, 10);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`env ${name} must be a non-negative integer`);
-  return n;
-};
-const PORT = num('PORT', 0);
-const TOKEN_TTL = num('TOKEN_TTL', 3600);
+const PORT = intEnv('PORT', 0);
+const TOKEN_TTL = intEnv('TOKEN_TTL', 3600);
 const NO_S256 = process.env.NO_S256 === '1';
 const CLOSED = process.env.REGISTRATION === 'closed';
 const SCOPES = ['mcp:tools', 'mcp:read', 'mcp:admin'];
@@ -80,20 +72,8 @@ if (process.env.CLIENT_PUBLIC_KEY) {
   });
 }
 
-const signingKey = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
-signingKey.kid = crypto.randomBytes(8).toString('hex');
-signingKey.use = 'sig';
-signingKey.alg = 'RS256';
-
-let handler = (req, res) => { res.statusCode = 503; res.end('starting'); };
-const server = http.createServer((req, res) => handler(req, res));
-server.keepAliveTimeout = 1000;
-await new Promise((resolve, reject) => {
-  server.once('error', reject);
-  server.listen(PORT, '127.0.0.1', resolve);
-});
-const { port } = server.address();
-const issuer = `http://127.0.0.1:${port}`;
+const listening = await listen(PORT);
+const { issuer } = listening;
 
 const loopbackResource = (r) => {
   try {
@@ -104,7 +84,7 @@ const loopbackResource = (r) => {
 
 const provider = new Provider(issuer, {
   clients,
-  jwks: { keys: [signingKey] },
+  jwks: { keys: [signingKey()] },
   cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
   scopes: ['openid', 'offline_access', ...SCOPES],
   async findAccount(ctx, sub) {
@@ -178,19 +158,5 @@ provider.on('grant.success', (ctx) => {
   process.stderr.write(`[mcp-as] grant.success ${ctx.oidc.params.grant_type} client=${ctx.oidc.client?.clientId} resource=${ctx.oidc.params.resource}\n`);
 });
 
-handler = provider.callback();
-
-let stopping = false;
-function shutdown(signal) {
-  if (stopping) return;
-  stopping = true;
-  process.stderr.write(`[mcp-as] ${signal}, shutting down\n`);
-  server.close(() => process.exit(0));
-  server.closeAllConnections();
-  setTimeout(() => process.exit(0), 2000).unref();
-}
-process.on('SIGTERM', () => shutdown('SIGTERM'));
-process.on('SIGINT', () => shutdown('SIGINT'));
-
-process.stderr.write(`[mcp-as] issuer ${issuer}, TOKEN_TTL=${TOKEN_TTL}, clients: ${clients.map((c) => c.client_id).join(', ')}\n`);
-process.stdout.write(`READY ${port}\n`);
+listening.serve(provider.callback());
+ready(listening, 'mcp-as', `issuer ${issuer}, TOKEN_TTL=${TOKEN_TTL}, clients: ${clients.map((c) => c.client_id).join(', ')}`);

@@ -25,25 +25,14 @@
 //                 (default 1; 0 omits it, so clients fall back to RFC 8628's 5 s)
 
 import * as crypto from 'node:crypto';
-import * as http from 'node:http';
 
-// oidc-provider prints NOTICEs with console.info; keep stdout for READY only.
-const toStderr = (...args) => process.stderr.write(`${args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' ')}\n`);
-console.log = toStderr;
-console.info = toStderr;
-console.debug = toStderr;
+import {
+  consoleToStderr, intEnv, signingKey, listen, ready,
+} from './serve.mjs';
 
+// Keep stdout for READY only.
+consoleToStderr();
 const { default: Provider, errors } = await import('oidc-provider');
-
-function intEnv(name, dflt) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return dflt;
-  const n = Number.parseInt(raw, 10);
-  if (!Number.isFinite(n) || n < 0 || String(n) !== raw.trim()) {
-    throw new Error(`env ${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
-  }
-  return n;
-}
 
 const PORT = intEnv('PORT', 0);
 const TOKEN_TTL = intEnv('TOKEN_TTL', 3600);
@@ -123,28 +112,14 @@ for (const c of clients) {
 // token replies): all of them, so the reply shows e.g. offline_access as granted.
 const resourceScopes = [...allScopes];
 
-const signingKey = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
-signingKey.kid = crypto.randomBytes(8).toString('hex');
-signingKey.use = 'sig';
-signingKey.alg = 'RS256';
-
 const isClientCredentials = (ctx) => ctx.oidc.route === 'token' && ctx.oidc.params.grant_type === 'client_credentials';
 
-// Plain HTTP server first: the issuer needs the real (possibly ephemeral) port.
-let handler = (req, res) => { res.statusCode = 503; res.end('starting'); };
-const server = http.createServer((req, res) => handler(req, res));
-server.keepAliveTimeout = 1000;
-
-await new Promise((resolve, reject) => {
-  server.once('error', reject);
-  server.listen(PORT, '127.0.0.1', resolve);
-});
-const { port } = server.address();
-const issuer = `http://127.0.0.1:${port}`;
+const listening = await listen(PORT);
+const { issuer } = listening;
 
 const provider = new Provider(issuer, {
   clients,
-  jwks: { keys: [signingKey] },
+  jwks: { keys: [signingKey()] },
   cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
   scopes: [...allScopes],
   claims: {
@@ -323,21 +298,5 @@ provider.on('grant.success', (ctx) => {
   process.stderr.write(`[idp] grant.success ${ctx.oidc.params.grant_type} client=${ctx.oidc.client?.clientId}\n`);
 });
 
-handler = provider.callback();
-
-// Signal handlers go in before READY, so a harness may signal right after reading it.
-let stopping = false;
-function shutdown(signal) {
-  if (stopping) return;
-  stopping = true;
-  process.stderr.write(`[idp] ${signal}, shutting down\n`);
-  server.close(() => process.exit(0));
-  server.closeAllConnections();
-  setTimeout(() => process.exit(0), 2000).unref();
-}
-process.on('SIGTERM', () => shutdown('SIGTERM'));
-process.on('SIGINT', () => shutdown('SIGINT'));
-
-process.stderr.write(`[idp] issuer ${issuer}, TOKEN_TTL=${TOKEN_TTL} AC_TTL=${AC_TTL} RT_TTL=${RT_TTL} DEVICE_TTL=${DEVICE_TTL} DEVICE_INTERVAL=${DEVICE_INTERVAL}, clients: ${clients.map((c) => c.client_id).join(', ')}\n`);
-process.stdout.write(`READY ${port}\n`);
-
+listening.serve(provider.callback());
+ready(listening, 'idp', `issuer ${issuer}, TOKEN_TTL=${TOKEN_TTL} AC_TTL=${AC_TTL} RT_TTL=${RT_TTL} DEVICE_TTL=${DEVICE_TTL} DEVICE_INTERVAL=${DEVICE_INTERVAL}, clients: ${clients.map((c) => c.client_id).join(', ')}`);
