@@ -1001,6 +1001,12 @@ async fn ensure_m2m(
             ));
             (Some(rec), Exit::Success)
         }
+        Outcome::Failed { error, kept } if error.kind == FailureKind::ReauthRequired => {
+            // As `status` says it. Nothing is said of the stored token: after a refresh that
+            // an MCP server refused (a step-up), it is that refused token.
+            ui.error(format!("{}: needs login: {}", id.name, error.message));
+            (kept, Exit::ReauthRequired)
+        }
         Outcome::Failed { error, kept } => {
             ui.error(format!("{}: {}", id.name, error.message));
             if let Some(rec) = &kept {
@@ -1010,12 +1016,7 @@ async fn ensure_m2m(
                     describe_expiry(rec, now)
                 ));
             }
-            let exit = if error.kind == FailureKind::ReauthRequired {
-                Exit::ReauthRequired
-            } else {
-                Exit::Failure
-            };
-            (kept, exit)
+            (kept, Exit::Failure)
         }
     }
 }

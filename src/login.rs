@@ -645,7 +645,7 @@ async fn issuer_check(http: &Http, issuer: Option<&str>) -> Result<IssuerCheck, 
     }
     if required.is_none() {
         tracing::warn!(
-            issuer,
+            issuer = %crate::sanitize::redact_url(issuer, false),
             "cannot read the provider's metadata; the callback's `iss` is checked only when present"
         );
     }

@@ -31,6 +31,35 @@ fn escape_with(s: &str, keep_newline: bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The first character of `s` that has no place in a single word from outside (a URL, a
+/// scope): a control character, a bidi override, or white space. Such words are refused
+/// where they enter, rather than escaped.
+pub fn first_unfit_in_word(s: &str) -> Option<char> {
+    s.chars().find(|&c| is_unsafe(c) || c.is_whitespace())
+}
+
+/// A URL as it may be shown or logged: never its user name, password or query (they may
+/// carry secrets: `http://user:pass@host`, `?api_key=...`); with `keep_path` (an error that
+/// must say which URL), its path stays; without (a log line), only scheme, host and port.
+/// Works on the text, so a URL that does not parse is redacted too; text without `://`
+/// (a label) is returned as it is. Escaped either way.
+pub fn redact_url(s: &str, keep_path: bool) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return escape(s);
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let mut out = format!("{scheme}://{host}");
+    if keep_path {
+        let path = tail.split(['?', '#']).next().unwrap_or_default();
+        out.push_str(path);
+        if tail[path.len()..].starts_with('?') {
+            out.push_str("?[redacted]");
+        }
+    }
+    escape(&out)
+}
+
 /// `s` with every control character (newlines included) written as an escape.
 pub fn escape(s: &str) -> String {
     escape_with(s, false).into_owned()
@@ -82,5 +111,54 @@ mod tests {
             "a\\u{1b}[31mb\\u{7}c\\r\\nd\\u{9b}e\\u{202e}f\\u{7f}"
         );
         assert_eq!(escape_keep_newlines("a\nb\x1b"), "a\nb\\u{1b}");
+    }
+
+    #[test]
+    fn urls_lose_credentials_and_queries() {
+        let u = "http://user:s3cret@127.0.0.1:5000/p/a?api_key=k3y#f";
+        assert_eq!(redact_url(u, false), "http://127.0.0.1:5000");
+        assert_eq!(redact_url(u, true), "http://127.0.0.1:5000/p/a?[redacted]");
+        assert_eq!(
+            redact_url("https://a@b@h.example.com#x@y", true),
+            "https://h.example.com"
+        );
+        assert_eq!(
+            redact_url("https://h.example.com/t", true),
+            "https://h.example.com/t"
+        );
+        assert_eq!(
+            redact_url("https://h.example.com?q", false),
+            "https://h.example.com"
+        );
+        // Labels stay; what does not parse still loses its credentials.
+        assert_eq!(
+            redact_url("Cognito InitiateAuth", false),
+            "Cognito InitiateAuth"
+        );
+        assert_eq!(
+            redact_url("http://u:p w@host:99999/x y", true),
+            "http://host:99999/x y"
+        );
+        assert_eq!(redact_url("a\x1b[31m", false), "a\\u{1b}[31m");
+        assert_eq!(
+            redact_url("http://h/a\x1b[31m", true),
+            "http://h/a\\u{1b}[31m"
+        );
+    }
+
+    #[test]
+    fn words_with_controls_bidi_or_spaces_are_unfit() {
+        assert_eq!(first_unfit_in_word("https://a.example.com/x?y=é"), None);
+        for (s, c) in [
+            ("a\x1b[31m", '\x1b'),
+            ("a\nb", '\n'),
+            ("a b", ' '),
+            ("a\tb", '\t'),
+            ("a\u{202e}b", '\u{202e}'),
+            ("a\u{a0}b", '\u{a0}'),
+            ("a\u{85}b", '\u{85}'),
+        ] {
+            assert_eq!(first_unfit_in_word(s), Some(c), "{s:?}");
+        }
     }
 }

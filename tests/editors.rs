@@ -265,6 +265,60 @@ fn a_symlinked_file_is_written_through_to_its_target() {
     );
 }
 
+/// A workspace file dropped from `editors:`, where a checkout then plants a symlink to
+/// another file of the user's holding entries of the same names: the clean-up does not
+/// follow it; the link and the file it leads to stay as they are, and the user is told.
+#[test]
+fn a_symlink_planted_at_a_dropped_editor_file_is_not_followed() {
+    let idp = Idp::start(&[]);
+    let sb = Sandbox::new();
+    let ws = sb.home().join("proj/.vscode/mcp.json");
+    let listed = "editors:\n  - reference\n  - {format: vscode, path: ~/proj/.vscode/mcp.json}\n";
+    sb.write_config(&config(&idp.base(), SERVERS, listed));
+    let r = sb.run_env(&[], &env());
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(jsonc(&ws)["servers"]["currenttime"].is_object());
+    // The user's own VS Code file, with servers named like ours.
+    let theirs = sb.home().join("theirs.json");
+    let text = "{\n  \"servers\": {\"currenttime\": {\"command\": \"mine\"}, \"docs\": {\"url\": \"u\"}}\n}\n";
+    std::fs::write(&theirs, text).unwrap();
+    std::fs::remove_file(&ws).unwrap();
+    std::os::unix::fs::symlink(&theirs, &ws).unwrap();
+
+    sb.write_config(&config(&idp.base(), SERVERS, "editors: [reference]\n"));
+    for args in [&["render"][..], &["logout", "--all"]] {
+        let r = sb.run_env(args, &env());
+        assert_eq!(r.code, 0, "{args:?}: {r:?}");
+        assert!(
+            r.stderr.contains(&format!(
+                "{} is no longer in `editors` and is a symbolic link (to {}); not followed, left untouched",
+                ws.display(),
+                theirs.display()
+            )),
+            "{args:?}: {r:?}"
+        );
+        assert!(!r.stdout.contains(&ws.display().to_string()), "{r:?}");
+        assert_eq!(std::fs::read_to_string(&theirs).unwrap(), text, "{args:?}");
+        assert!(
+            std::fs::symlink_metadata(&ws)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+    // The link gone, the record goes too: nothing more is said.
+    std::fs::remove_file(&ws).unwrap();
+    let r = sb.run_env(&["render"], &env());
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!r.stderr.contains(&ws.display().to_string()), "{r:?}");
+    let owned = sb.read_json(&sb.tokens().join(".mcp-credd/owned.json"));
+    assert!(
+        owned["files"].get(ws.display().to_string()).is_none(),
+        "{owned}"
+    );
+    assert!(!ws.exists(), "not recreated");
+}
+
 #[test]
 fn a_server_dropped_from_the_config_leaves_every_editor() {
     let idp = Idp::start(&[]);

@@ -952,6 +952,13 @@ fn insufficient_scope_steps_up_at_the_next_login() {
     );
     let r = sb.run(&["--force"]);
     assert_eq!(r.code, 4, "{r:?}");
+    // The stored token is now the refreshed one the server refused: the one-shot says a
+    // login is needed, as `status` does, and does not call that token kept.
+    assert!(
+        r.stderr.contains("error: calc: needs login: MCP server")
+            && !r.all().contains("kept the stored token"),
+        "{r:?}"
+    );
     assert!(
         r.stderr.contains("insufficient scope")
             && r.stderr

@@ -136,3 +136,90 @@ on_reauth_required: [sh, -c, 'echo \"$0 $@\" > {hook}; cat /proc/$$/cmdline >> {
         );
     }
 }
+
+/// Credentials and queries in endpoint URLs (`AWS_ENDPOINT_URL=http://user:pass@host`, a
+/// token URL with `?api_key=`) never reach a log line; errors name the URL without them.
+#[test]
+fn credentials_in_endpoint_urls_stay_out_of_logs() {
+    let sb = Sandbox::new();
+    sb.write_config(
+        "gateway_url: https://gw.example.com
+ingress:
+  kind: cognito_password
+  region: us-east-1
+  user_pool_id: us-east-1_AbC123
+  client_id: svc-client
+  username: svc
+  password: {env: SVC_PASSWORD}
+http:
+  attempts: 1
+",
+    );
+    let run = |endpoint: &str| {
+        sb.run_env(
+            &["-vvv"],
+            &[
+                ("SVC_PASSWORD", "Svc-Passw0rd!"),
+                ("AWS_ENDPOINT_URL", endpoint),
+            ],
+        )
+    };
+    // Refused when the config is read: the message names the URL without its secrets.
+    let r = run("http://svc:pw-in-url@cognito.example.com/x?k=q-in-url");
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("`http://cognito.example.com/x?[redacted]` uses plain http"),
+        "{r:?}"
+    );
+    assert!(
+        !r.all().contains("pw-in-url") && !r.all().contains("q-in-url"),
+        "{r:?}"
+    );
+    // Accepted (loopback): the debug line names scheme, host and port only.
+    let port = closed_port();
+    let r = run(&format!("http://svc:pw-in-url@127.0.0.1:{port}/"));
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("endpoint=http://127.0.0.1:{port}\n")),
+        "{r:?}"
+    );
+    assert!(!r.all().contains("pw-in-url"), "{r:?}");
+    let st = sb.run(&["status", "--json"]);
+    assert!(!st.all().contains("pw-in-url"), "{st:?}");
+
+    // A token URL whose query holds a key: the retry's log line names only its origin.
+    let port = closed_port();
+    sb.write_config(&format!(
+        "ingress:\n  kind: oidc_m2m\n  client_id: m2m\n  client_secret: s\n  token_url: http://127.0.0.1:{port}/token?api_key=q-in-url\nhttp:\n  attempts: 2\n  initial_backoff: 10ms\n"
+    ));
+    let r = sb.run(&["-vvv", "--ingress-only"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    let logs: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| {
+            ["TRACE", "DEBUG", " INFO", " WARN"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("transient failure; retrying")
+                && l.contains(&format!("what=http://127.0.0.1:{port} "))),
+        "{r:?}"
+    );
+    assert!(!logs.iter().any(|l| l.contains("q-in-url")), "{logs:?}");
+    // Nor does the error: it names the endpoint with its path, the query redacted.
+    assert!(
+        r.stderr.contains(&format!(
+            "error: ingress: token endpoint http://127.0.0.1:{port}/token?[redacted]: could not connect"
+        )),
+        "{r:?}"
+    );
+    assert!(!r.all().contains("q-in-url"), "{r:?}");
+    let st = sb.run(&["status", "--json"]);
+    assert!(!st.all().contains("q-in-url"), "{st:?}");
+}

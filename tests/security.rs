@@ -330,6 +330,62 @@ fn escape_sequences_from_a_server_are_escaped_everywhere() {
 }
 
 #[test]
+fn escape_sequences_in_mcp_metadata_are_refused_and_never_stored_raw() {
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    for (case, expect) in [
+        ("prm-scope", "under `scopes_supported`"),
+        ("issuer", "under `authorization_servers`"),
+        ("as-scope", "under `scopes_supported`"),
+        ("as-endpoint", "which no URL may hold"),
+    ] {
+        sb.write_config(&format!(
+            "servers:\n  - name: calc\n    url: {}\n    auth: oauth\n{ONE_ATTEMPT}",
+            h.url(&format!("/{case}/mcp"))
+        ));
+        let r = sb.run(&["-vv", "login", "calc", "--no-browser", "--timeout", "5"]);
+        assert_eq!(r.code, 1, "{case}: {r:?}");
+        assert!(
+            r.stderr.contains(expect) && r.stderr.contains("\\u{1b}[31mFORGED"),
+            "{case}: {r:?}"
+        );
+        assert!(!has_control(&r.all()), "{case}: {r:?}");
+        assert!(
+            !r.stderr.lines().any(|l| l.starts_with("2026-01-01")),
+            "{case}: a forged log line: {r:?}"
+        );
+        for s in state_strings(&sb) {
+            assert!(!has_control(&s), "{case}: state holds {s:?}");
+        }
+        let st = sb.run(&["status", "--json"]);
+        assert!(st.stdout.contains("FORGED"), "{case}: {st:?}");
+        assert!(!has_control(&st.all()), "{case}: {st:?}");
+    }
+    // An OIDC discovery document's token endpoint: refused before any request is sent.
+    let sb = Sandbox::new();
+    sb.write_config(&format!(
+        "ingress:\n  kind: oidc_m2m\n  client_id: m2m\n  client_secret: s\n  issuer: {}\n{ONE_ATTEMPT}",
+        h.url("/esc-endpoint")
+    ));
+    let r = sb.run(&["-vv", "--ingress-only"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("which no URL may hold") && r.stderr.contains("\\u{1b}[31mFORGED"),
+        "{r:?}"
+    );
+    assert!(!has_control(&r.all()), "{r:?}");
+    for s in state_strings(&sb) {
+        assert!(!has_control(&s), "state holds {s:?}");
+    }
+    assert!(
+        !h.requests()
+            .iter()
+            .any(|q| q["target"].as_str().unwrap().starts_with("/ok/token")),
+        "a request went to the smuggled endpoint"
+    );
+}
+
+#[test]
 fn tokens_that_are_not_header_safe_are_refused() {
     let h = Hostile::start();
     let sb = Sandbox::new();
@@ -568,14 +624,15 @@ fn a_256_mib_cognito_reply_is_refused_at_1_mib() {
 fn a_device_code_with_escape_sequences_is_shown_escaped() {
     let h = Hostile::start();
     let sb = Sandbox::new();
-    sb.write_config(&format!(
-        "gateway_url: https://gw.example.com
+    let config = |device: &str| {
+        format!(
+            "gateway_url: https://gw.example.com
 providers:
   hostile:
     display_name: Hostile
     authorize_url: {base}/authorize
     token_url: {base}/escape/token
-    device_authorization_url: {base}/device/auth
+    device_authorization_url: {base}{device}
     scopes: [x]
     pkce: false
     token_auth: post
@@ -586,24 +643,41 @@ egress:
     client_id: c
     redirect_uri: http://127.0.0.1:{port}/callback
 {ONE_ATTEMPT}",
-        base = h.url(""),
-        port = closed_port()
-    ));
-    let (r, took) = run_bounded(
-        sb.command(&[
-            "login",
-            "hostile",
-            "--device",
-            "--no-browser",
-            "--timeout",
-            "10",
-        ]),
-        Duration::from_secs(30),
-    );
+            base = h.url(""),
+            port = closed_port()
+        )
+    };
+    let login = || {
+        run_bounded(
+            sb.command(&[
+                "login",
+                "hostile",
+                "--device",
+                "--no-browser",
+                "--timeout",
+                "10",
+            ]),
+            Duration::from_secs(30),
+        )
+    };
+    sb.write_config(&config("/device/auth"));
+    let (r, took) = login();
     assert!(took < Duration::from_secs(25), "{r:?}");
     assert_ne!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("AB\\u{1b}]0;pwned\\u{7}CD"), "{r:?}");
     assert!(r.stderr.contains("\\u{1b}[31mFORGED"), "{r:?}");
+    assert!(!has_control(&r.all()), "{r:?}");
+    // CR/LF in the verification URI: refused before anything is shown, named escaped.
+    sb.write_config(&config("/device-uri/auth"));
+    let (r, _) = login();
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("verification_uri")
+            && r.stderr
+                .contains("/device\\r\\nFORGED` contains the character `\\r`"),
+        "{r:?}"
+    );
+    assert!(!r.stdout.contains("pwned"), "{r:?}");
     assert!(!has_control(&r.all()), "{r:?}");
 }
 

@@ -698,16 +698,33 @@ impl ConfigError {
 }
 
 /// Is `url` acceptable for sending secrets to: https, or http to a loopback host?
+/// A URL with a control character or white space is refused before it is parsed (the URL
+/// parser would quietly drop some of them, while the text itself travels on into messages,
+/// logs and token files). Refusals show the URL escaped, without credentials or query.
 pub fn check_endpoint_url(url: &str) -> Result<(), String> {
+    let shown = crate::sanitize::redact_url(url, true);
+    if let Some(c) = crate::sanitize::first_unfit_in_word(url) {
+        return Err(format!(
+            "`{shown}` contains {}, which no URL may hold; remove it (from a server, ask its operator to fix its metadata)",
+            if c.is_whitespace() && !c.is_control() {
+                "white space".to_string()
+            } else {
+                format!(
+                    "the character `{}`",
+                    crate::sanitize::escape(&c.to_string())
+                )
+            }
+        ));
+    }
     let parsed =
-        reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+        reqwest::Url::parse(url).map_err(|e| format!("`{shown}` is not a valid URL: {e}"))?;
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if is_loopback_host(&parsed) => Ok(()),
         "http" => Err(format!(
-            "`{url}` uses plain http; use https (plain http is allowed only for 127.0.0.1, ::1 and localhost)"
+            "`{shown}` uses plain http; use https (plain http is allowed only for 127.0.0.1, ::1 and localhost)"
         )),
-        other => Err(format!("`{url}` has scheme `{other}`; use https")),
+        other => Err(format!("`{shown}` has scheme `{other}`; use https")),
     }
 }
 
@@ -833,6 +850,30 @@ mod tests {
         assert!(check_endpoint_url("http://10.0.0.1/t").is_err());
         assert!(check_endpoint_url("ftp://x/t").is_err());
         assert!(check_endpoint_url("not a url").is_err());
+        // Control characters and white space are refused, not dropped by the parser, and
+        // the refusal shows them escaped.
+        for (url, shown) in [
+            ("http://127.0.0.1:9/as\x1b[31mX", "\\u{1b}"),
+            ("https://as.example.com/\r\nforged", "\\r"),
+            ("https://as.example.com/a\tb", "\\t"),
+            ("https://as.example.com/\u{202e}x", "\\u{202e}"),
+        ] {
+            let e = check_endpoint_url(url).unwrap_err();
+            assert!(e.contains("no URL may hold") && e.contains(shown), "{e}");
+            assert!(!e.chars().any(char::is_control), "{e:?}");
+        }
+        assert!(
+            check_endpoint_url(" https://as.example.com/t")
+                .unwrap_err()
+                .contains("white space")
+        );
+        // A refusal never shows credentials or a query.
+        let e = check_endpoint_url("http://user:s3cret@cognito.example.com/p?key=k3y").unwrap_err();
+        assert!(
+            e.contains("`http://cognito.example.com/p?[redacted]` uses plain http"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cret") && !e.contains("k3y"), "{e}");
     }
 
     #[test]

@@ -168,7 +168,11 @@ async fn client(
         Some(ep) => Some(ep.clone()),
         None => aws_endpoint(&sdk),
     };
-    tracing::debug!(identity = %id.name, endpoint = ?endpoint, "Cognito endpoint (none: the regional one)");
+    tracing::debug!(
+        identity = %id.name,
+        endpoint = %endpoint.as_deref().map_or("none".into(), |e| crate::sanitize::redact_url(e, false)),
+        "Cognito endpoint (none: the regional one)"
+    );
     if let Some(ep) = endpoint {
         crate::config::check_endpoint_url(&ep).map_err(|m| {
             FetchError::permanent(format!(
@@ -532,70 +536,90 @@ mod tests {
 
     #[test]
     fn errors_say_what_to_do() {
-        let c =
-            |code: &str, msg: &str, during: &str| classify(Some(code), Some(msg), "svc", during);
-        let e = c(
-            "NotAuthorizedException",
-            "Incorrect username or password.",
-            "sign-in",
+        use FailureKind::{Permanent, Transient};
+        // Code, message, step; the kind and the advice the error must carry, where given.
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            &'a str,
+            Option<FailureKind>,
+            Option<&'a str>,
         );
-        assert_eq!(e.kind, FailureKind::Permanent);
-        assert!(
-            e.message
-                .contains("check username, password and client_secret"),
-            "{}",
-            e.message
-        );
-        assert!(
-            c(
-                "NotAuthorizedException",
-                "Unable to verify secret hash for client x",
-                "sign-in"
-            )
-            .message
-            .contains("check client_secret")
-        );
-        assert!(
-            c(
-                "NotAuthorizedException",
-                "Refresh Token has been revoked",
-                "refresh"
-            )
-            .message
-            .contains("no longer accepted")
-        );
-        assert!(
-            c("UserNotFoundException", "User does not exist.", "sign-in")
-                .message
-                .contains("case-sensitive")
-        );
-        assert!(
-            c("UserNotConfirmedException", "x", "sign-in")
-                .message
-                .contains("admin-confirm-sign-up")
-        );
-        assert!(
-            c("PasswordResetRequiredException", "x", "sign-in")
-                .message
-                .contains("reset")
-        );
-        assert!(
-            c("InvalidParameterException", "x", "sign-in")
-                .message
-                .contains("ALLOW_USER_PASSWORD_AUTH")
-        );
-        assert_eq!(
-            c("TooManyRequestsException", "slow down", "sign-in").kind,
-            FailureKind::Transient
-        );
-        assert_eq!(
-            c("InternalErrorException", "x", "refresh").kind,
-            FailureKind::Transient
-        );
-        assert_eq!(
-            classify(None, None, "svc", "sign-in").kind,
-            FailureKind::Transient
-        );
+        let cases: [Case; 10] = [
+            (
+                Some("NotAuthorizedException"),
+                Some("Incorrect username or password."),
+                "sign-in",
+                Some(Permanent),
+                Some("check username, password and client_secret"),
+            ),
+            (
+                Some("NotAuthorizedException"),
+                Some("Unable to verify secret hash for client x"),
+                "sign-in",
+                None,
+                Some("check client_secret"),
+            ),
+            (
+                Some("NotAuthorizedException"),
+                Some("Refresh Token has been revoked"),
+                "refresh",
+                None,
+                Some("no longer accepted"),
+            ),
+            (
+                Some("UserNotFoundException"),
+                Some("User does not exist."),
+                "sign-in",
+                None,
+                Some("case-sensitive"),
+            ),
+            (
+                Some("UserNotConfirmedException"),
+                Some("x"),
+                "sign-in",
+                None,
+                Some("admin-confirm-sign-up"),
+            ),
+            (
+                Some("PasswordResetRequiredException"),
+                Some("x"),
+                "sign-in",
+                None,
+                Some("reset"),
+            ),
+            (
+                Some("InvalidParameterException"),
+                Some("x"),
+                "sign-in",
+                None,
+                Some("ALLOW_USER_PASSWORD_AUTH"),
+            ),
+            (
+                Some("TooManyRequestsException"),
+                Some("slow down"),
+                "sign-in",
+                Some(Transient),
+                None,
+            ),
+            (
+                Some("InternalErrorException"),
+                Some("x"),
+                "refresh",
+                Some(Transient),
+                None,
+            ),
+            (None, None, "sign-in", Some(Transient), None),
+        ];
+        for (code, msg, during, kind, advice) in cases {
+            let e = classify(code, msg, "svc", during);
+            if let Some(k) = kind {
+                assert_eq!(e.kind, k, "{code:?} {msg:?}");
+            }
+            if let Some(a) = advice {
+                assert!(e.message.contains(a), "{code:?} {msg:?}: {}", e.message);
+            }
+        }
         let ch = challenge_error("NEW_PASSWORD_REQUIRED", "svc");
         assert!(ch.message.contains("NEW_PASSWORD_REQUIRED") && ch.message.contains("--permanent"));
         assert!(

@@ -34,6 +34,7 @@ use super::oauth::{
 use super::reply::{ErrorReply, TokenReply};
 use super::{FailureKind, FetchError};
 use crate::config::{ClientAuth, check_endpoint_url};
+use crate::sanitize::redact_url;
 
 /// A token reply as the crate hands it over: the JSON value, untouched. Our tolerant
 /// parsing (`reply::parse_nested`: `expires_in` as a string, Slack's nesting, header-safe
@@ -173,7 +174,7 @@ fn assertion(
 }
 
 fn bad_url(what: &str, url: &str) -> impl Fn(url::ParseError) -> FetchError {
-    let m = format!("{what} `{url}` is not a valid URL");
+    let m = format!("{what} `{}` is not a valid URL", redact_url(url, true));
     move |e| FetchError::permanent(format!("{m}: {e}"))
 }
 
@@ -219,6 +220,8 @@ impl<'a> Hook<'a> {
                     .starts_with(b"application/x-www-form-urlencoded")
             });
         let mut rb = client.request(parts.method, &url);
+        // From here on the URL is only shown: without credentials or query.
+        let url = redact_url(&url, true);
         for (k, v) in &parts.headers {
             if !(self.json_body && form && k == http::header::CONTENT_TYPE) {
                 rb = rb.header(k, v);
@@ -247,7 +250,7 @@ impl<'a> Hook<'a> {
         let bytes = read_capped(resp, REPLY_MAX)
             .await
             .map_err(|m| FetchError::transient(format!("{what} {url}: {m}")))?;
-        debug!(url, status, bytes = bytes.len(), "{what} replied");
+        debug!(url = %redact_url(&url, false), status, bytes = bytes.len(), "{what} replied");
         if super::oauth::is_transient_status(status) {
             return Err(FetchError {
                 kind: FailureKind::Transient,
@@ -294,6 +297,7 @@ fn judge<T: oauth2::ErrorResponseType + AsRef<str> + std::fmt::Display + 'static
     refresh_grant: bool,
     nesting: Option<&str>,
 ) -> Result<TokenReply, FetchError> {
+    let url = &redact_url(url, true);
     match r {
         Ok(raw) => {
             let body = serde_json::to_vec(&raw.raw).expect("JSON serializes");
@@ -511,6 +515,7 @@ pub async fn device_authorization(
     for (k, v) in assertion(signer.as_ref(), creds.id, url)? {
         req = req.add_extra_param(k, v);
     }
+    let url = redact_url(url, true);
     match req.request_async(&hook).await {
         Ok(d) => Ok(d),
         Err(RequestTokenError::Request(e)) => Err(e),
@@ -566,7 +571,8 @@ pub async fn device_token(
             if *e.error() == DeviceCodeErrorResponseType::AccessDenied =>
         {
             Err(FetchError::permanent(format!(
-                "token endpoint {token_url}: the login was denied ({}); run the login again to retry",
+                "token endpoint {}: the login was denied ({}); run the login again to retry",
+                redact_url(token_url, true),
                 super::reply::describe(&typed(&e))
             )))
         }

@@ -15,6 +15,7 @@ use super::reply::{self, ReplyError, TokenReply};
 use super::{FailureKind, FetchError};
 use crate::config::{ClientAuth, Endpoint, HttpPolicy, IdentityConfig, check_endpoint_url};
 use crate::failure::random_unit;
+use crate::sanitize::redact_url;
 
 /// The HTTP client every identity call goes through: one for https, verifying against the
 /// system's roots, and one for plain http (loopback only), which never loads them. The
@@ -168,6 +169,7 @@ pub async fn revoke(
         }
         (_, None) => form.push(("client_id", client_id.to_string())),
     }
+    let url = redact_url(url, true);
     let resp = req.form(&form).send().await.map_err(|e| {
         FetchError::transient(format!(
             "revocation endpoint {url}: {}",
@@ -279,27 +281,8 @@ pub struct Style {
     pub nesting: Option<String>,
 }
 
-/// Classifies an HTTP reply from a token endpoint.
-#[cfg(test)]
-fn classify(
-    url: &str,
-    status: u16,
-    content_type: &str,
-    body: &[u8],
-    retry_after: Option<u64>,
-    refresh_grant: bool,
-) -> Result<TokenReply, FetchError> {
-    classify_with(
-        url,
-        status,
-        content_type,
-        body,
-        retry_after,
-        refresh_grant,
-        None,
-    )
-}
-
+/// Classifies an HTTP reply from a token endpoint (`nesting`: where a provider puts the
+/// token in its reply, as `reply::parse_nested` reads it).
 pub(crate) fn classify_with(
     url: &str,
     status: u16,
@@ -309,6 +292,7 @@ pub(crate) fn classify_with(
     refresh_grant: bool,
     nesting: Option<&str>,
 ) -> Result<TokenReply, FetchError> {
+    let url = &redact_url(url, true);
     let transient = |m: String| FetchError {
         kind: FailureKind::Transient,
         message: m,
@@ -354,6 +338,7 @@ pub(crate) fn refused(
     e: &reply::ErrorReply,
     refresh_grant: bool,
 ) -> FetchError {
+    let url = redact_url(url, true);
     FetchError {
         kind: if refresh_grant && grant_gone(&e.error) {
             FailureKind::ReauthRequired
@@ -372,6 +357,7 @@ pub(crate) fn refused(
 
 /// A token endpoint's refusal without an OAuth error in it.
 pub(crate) fn answered(url: &str, status: u16) -> FetchError {
+    let url = redact_url(url, true);
     let hint = match status {
         404 => "; check the token URL (or Cognito domain)",
         401 | 403 => "; check client_id and client_secret",
@@ -398,7 +384,7 @@ where
                 let d = policy
                     .backoff()
                     .delay_ms(n, random_unit(), e.retry_after_ms);
-                warn!(what, attempt = n + 1, retry_in_ms = d, error = %e.message, "transient failure; retrying");
+                warn!(what = %redact_url(what, false), attempt = n + 1, retry_in_ms = d, error = %e.message, "transient failure; retrying");
                 tokio::time::sleep(Duration::from_millis(d)).await;
                 n += 1;
             }
@@ -415,6 +401,7 @@ where
 /// Fetches an OIDC discovery document and returns its `token_endpoint`.
 pub async fn discover_token_endpoint(http: &Http, url: &str) -> Result<String, FetchError> {
     let doc = discovery_document(http, url).await?;
+    let url = redact_url(url, true);
     let ep = doc.get("token_endpoint").and_then(|v| v.as_str()).ok_or_else(|| FetchError::permanent(format!("discovery document {url} lists no token_endpoint (a Cognito pool lists one only once it has a domain; set `domain` or `token_url`)")))?;
     check_endpoint_url(ep).map_err(|m| {
         FetchError::permanent(format!("discovery document {url}: token_endpoint {m}"))
@@ -424,7 +411,7 @@ pub async fn discover_token_endpoint(http: &Http, url: &str) -> Result<String, F
 
 /// Fetches an OIDC discovery document (bounded retries on transient failures).
 pub async fn discovery_document(http: &Http, url: &str) -> Result<serde_json::Value, FetchError> {
-    let what = format!("discovery document {url}");
+    let what = format!("discovery document {}", redact_url(url, true));
     match fetch_document(http, url, &what, FailureKind::Transient).await? {
         Document::Found(doc) => Ok(doc),
         Document::Absent(status) => Err(FetchError::permanent(format!(
@@ -462,7 +449,7 @@ pub async fn fetch_document(
         let resp = send(req, what).await?;
         let status = resp.status().as_u16();
         if !(200..300).contains(&status) {
-            debug!(url, status, "no document here");
+            debug!(url = %redact_url(url, false), status, "no document here");
             return Ok(Document::Absent(status));
         }
         let body = read_capped(resp, REPLY_MAX)
@@ -552,13 +539,14 @@ mod tests {
     use super::*;
 
     fn kind(status: u16, body: &str) -> Result<(), FailureKind> {
-        classify(
+        classify_with(
             "u",
             status,
             "application/json",
             body.as_bytes(),
             None,
             false,
+            None,
         )
         .map(|_| ())
         .map_err(|e| e.kind)
@@ -580,22 +568,32 @@ mod tests {
             Err(FailureKind::Permanent)
         );
         assert_eq!(kind(404, "nope"), Err(FailureKind::Permanent));
-        let e = classify("u", 400, "", br#"{"error":"invalid_grant"}"#, None, true).unwrap_err();
+        let e = classify_with(
+            "u",
+            400,
+            "",
+            br#"{"error":"invalid_grant"}"#,
+            None,
+            true,
+            None,
+        )
+        .unwrap_err();
         assert_eq!(e.kind, FailureKind::ReauthRequired);
-        let e = classify(
+        let e = classify_with(
             "https://t",
             401,
             "",
             br#"{"error":"invalid_client","error_description":"bad secret"}"#,
             None,
             false,
+            None,
         )
         .unwrap_err();
         assert_eq!(
             e.message,
             "token endpoint https://t refused (HTTP 401): invalid_client (bad secret); check client_id and client_secret (and client_auth: basic or post)"
         );
-        let e = classify("u", 429, "", b"", Some(3000), false).unwrap_err();
+        let e = classify_with("u", 429, "", b"", Some(3000), false, None).unwrap_err();
         assert_eq!(e.retry_after_ms, Some(3000));
     }
 

@@ -13,7 +13,7 @@ use crate::config::check_endpoint_url;
 use crate::failure::FailureKind;
 use crate::identity::FetchError;
 use crate::identity::oauth::{Document, Http, fetch_document, read_capped, send, with_retries};
-use crate::sanitize::escape;
+use crate::sanitize::{escape, redact_url};
 
 /// What a server said to a request.
 #[derive(Clone, Debug)]
@@ -56,7 +56,7 @@ pub async fn probe(
             .find_map(parse_www_authenticate);
         // The body is not needed; reading a little of it lets the connection be reused.
         let _ = read_capped(resp, 64 * 1024).await;
-        debug!(server_url, status, ?challenge, "probed the MCP server");
+        debug!(server_url = %redact_url(server_url, false), status, ?challenge, "probed the MCP server");
         Ok(Probe { status, challenge })
     })
     .await
@@ -185,7 +185,7 @@ pub async fn check_token(
     let p = match probe(http, server_url, Some(token)).await {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(server_url, error = %e.message, "could not check the new token against the MCP server; keeping it");
+            tracing::warn!(server_url = %redact_url(server_url, false), error = %e.message, "could not check the new token against the MCP server; keeping it");
             return Ok(());
         }
     };
@@ -206,7 +206,7 @@ pub async fn check_token(
             .unwrap_or_default();
         format!(
             "MCP server {server_url} refused the new token for insufficient scope{desc}{wanted}; the token has `{}`; allow this client the scopes the server needs at the authorization server, or set `scopes` under `auth.oauth`",
-            asked.join(" ")
+            escape(&asked.join(" "))
         )
     } else {
         format!(

@@ -367,7 +367,7 @@ pub async fn prepare_login(
                 if r.redirect_uri == redirect_uri
                     && still_registered(http, &d.server.token_endpoint, &r).await =>
             {
-                tracing::debug!(issuer = %d.issuer, client_id = %r.client_id, "reusing the stored client registration");
+                tracing::debug!(issuer = %crate::sanitize::redact_url(&d.issuer, false), client_id = %r.client_id, "reusing the stored client registration");
                 r
             }
             known => {
@@ -495,7 +495,7 @@ pub async fn token_standing(http: &Http, server_url: &str, token: &str) -> Stand
     let p = match probe(http, server_url, Some(token)).await {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(server_url, error = %e.message, "could not check the new token against the MCP server; keeping it");
+            tracing::warn!(server_url = %crate::sanitize::redact_url(server_url, false), error = %e.message, "could not check the new token against the MCP server; keeping it");
             return Standing::Accepted;
         }
     };
@@ -556,17 +556,18 @@ pub fn step_up_message(
     next: &[String],
     description: Option<&str>,
 ) -> String {
-    let desc = description.map(|d| format!(" ({d})")).unwrap_or_default();
+    // Scopes and the description came from servers: shown escaped, whatever checked them.
+    let desc = description
+        .map(|d| format!(" ({})", escape(d)))
+        .unwrap_or_default();
+    let (asked_s, next_s) = (escape(&asked.join(" ")), escape(&next.join(" ")));
     if next.len() > asked.len() {
         format!(
-            "MCP server {server_url} refused the token for insufficient scope{desc}; the login asked for `{}`; run `mcp-credd login {name}`: it asks for `{}`",
-            asked.join(" "),
-            next.join(" ")
+            "MCP server {server_url} refused the token for insufficient scope{desc}; the login asked for `{asked_s}`; run `mcp-credd login {name}`: it asks for `{next_s}`"
         )
     } else {
         format!(
-            "MCP server {server_url} refused the token for insufficient scope{desc}, though the login asked for `{}`; the authorization server did not grant them: ask its operator to allow them for this client, then run `mcp-credd login {name}`",
-            asked.join(" ")
+            "MCP server {server_url} refused the token for insufficient scope{desc}, though the login asked for `{asked_s}`; the authorization server did not grant them: ask its operator to allow them for this client, then run `mcp-credd login {name}`"
         )
     }
 }
@@ -712,5 +713,20 @@ mod tests {
             None,
         );
         assert!(msg.contains("did not grant them"), "{msg}");
+        // Whatever reaches it from a server is escaped.
+        for next in [s(&["a"]), s(&["a", "b\x1b[31m"])] {
+            let msg = step_up_message(
+                "calc",
+                "https://c/mcp",
+                &s(&["a\r\nforged"]),
+                &next,
+                Some("say\x07"),
+            );
+            assert!(!msg.chars().any(char::is_control), "{msg:?}");
+            assert!(
+                msg.contains("a\\r\\nforged") && msg.contains("say\\u{7}"),
+                "{msg}"
+            );
+        }
     }
 }

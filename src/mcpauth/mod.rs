@@ -8,13 +8,16 @@ pub mod discover;
 pub mod interactive;
 
 use crate::config::check_endpoint_url;
+use crate::sanitize::{escape, first_unfit_in_word};
 
 /// What a server's `Bearer` challenge says.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Challenge {
     /// URL of the server's protected resource metadata (RFC 9728 §5.1).
     pub resource_metadata: Option<String>,
-    /// Scopes the server wants (space separated in the header).
+    /// Scopes the server wants (space separated in the header). A value holding a control
+    /// character, other white space or a bidi override is dropped by the parser, so the
+    /// scopes split from it are fit to ask for, store and show.
     pub scope: Option<String>,
     /// `invalid_token`, `insufficient_scope`...
     pub error: Option<String>,
@@ -123,6 +126,15 @@ pub fn parse_www_authenticate(value: &str) -> Option<Challenge> {
             _ => i += 1,
         }
     }
+    // Scopes are separated by spaces (RFC 6750 §3); any other control character, white
+    // space or bidi override makes the value no list of scopes: dropped.
+    if let Some(c) = found.as_mut()
+        && c.scope
+            .as_deref()
+            .is_some_and(|s| s.split(' ').any(|w| first_unfit_in_word(w).is_some()))
+    {
+        c.scope = None;
+    }
     found
 }
 
@@ -206,8 +218,17 @@ pub struct ResourceMetadata {
     pub scopes_supported: Vec<String>,
 }
 
-fn str_list(doc: &serde_json::Value, key: &str) -> Vec<String> {
-    doc.get(key)
+/// The strings of a list in a metadata document (`what` at `from`): scopes, methods, grant
+/// types and issuers are single words, so an item with a control character or white space
+/// refuses the document (it would otherwise travel into requests, messages and files).
+fn str_list(
+    doc: &serde_json::Value,
+    key: &str,
+    what: &str,
+    from: &str,
+) -> Result<Vec<String>, String> {
+    let items: Vec<String> = doc
+        .get(key)
         .and_then(|v| v.as_array())
         .map(|a| {
             a.iter()
@@ -215,7 +236,14 @@ fn str_list(doc: &serde_json::Value, key: &str) -> Vec<String> {
                 .map(str::to_string)
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if let Some(bad) = items.iter().find(|i| first_unfit_in_word(i).is_some()) {
+        return Err(format!(
+            "the {what} at {from} lists `{}` under `{key}`, which holds a control character or white space; refused: ask the server's operator to fix its metadata",
+            escape(bad)
+        ));
+    }
+    Ok(items)
 }
 
 fn same_url(a: &str, b: &str) -> bool {
@@ -238,10 +266,12 @@ pub fn check_resource_metadata(
         .ok_or_else(|| format!("the protected resource metadata at {from} has no `resource`"))?;
     if !same_url(resource, server_url) {
         return Err(format!(
-            "the protected resource metadata at {from} is for `{resource}`, not for this server ({server_url}); check the server's `url`"
+            "the protected resource metadata at {from} is for `{}`, not for this server ({server_url}); check the server's `url`",
+            escape(resource)
         ));
     }
-    let authorization_servers = str_list(doc, "authorization_servers");
+    const PRM: &str = "protected resource metadata";
+    let authorization_servers = str_list(doc, "authorization_servers", PRM, from)?;
     if authorization_servers.is_empty() {
         return Err(format!(
             "the protected resource metadata at {from} names no authorization server; set `authorization_server` under `auth.oauth`"
@@ -255,7 +285,7 @@ pub fn check_resource_metadata(
     Ok(ResourceMetadata {
         resource: resource.to_string(),
         authorization_servers,
-        scopes_supported: str_list(doc, "scopes_supported"),
+        scopes_supported: str_list(doc, "scopes_supported", PRM, from)?,
     })
 }
 
@@ -308,7 +338,8 @@ pub fn check_server_metadata(
         .ok_or_else(|| format!("the authorization server metadata at {from} has no `issuer`"))?;
     if got.trim_end_matches('/') != issuer.trim_end_matches('/') {
         return Err(format!(
-            "the authorization server metadata at {from} is for issuer `{got}`, not `{issuer}`; refused"
+            "the authorization server metadata at {from} is for issuer `{}`, not `{issuer}`; refused",
+            escape(got)
         ));
     }
     let url = |key: &str| -> Result<Option<String>, String> {
@@ -322,6 +353,7 @@ pub fn check_server_metadata(
             }
         }
     };
+    let list = |key: &str| str_list(doc, key, "authorization server metadata", from);
     let token_endpoint = url("token_endpoint")?.ok_or_else(|| {
         format!("the authorization server metadata at {from} lists no `token_endpoint`")
     })?;
@@ -330,13 +362,10 @@ pub fn check_server_metadata(
         token_endpoint,
         authorization_endpoint: url("authorization_endpoint")?,
         registration_endpoint: url("registration_endpoint")?,
-        code_challenge_methods_supported: str_list(doc, "code_challenge_methods_supported"),
-        scopes_supported: str_list(doc, "scopes_supported"),
-        token_endpoint_auth_methods_supported: str_list(
-            doc,
-            "token_endpoint_auth_methods_supported",
-        ),
-        grant_types_supported: str_list(doc, "grant_types_supported"),
+        code_challenge_methods_supported: list("code_challenge_methods_supported")?,
+        scopes_supported: list("scopes_supported")?,
+        token_endpoint_auth_methods_supported: list("token_endpoint_auth_methods_supported")?,
+        grant_types_supported: list("grant_types_supported")?,
         revocation_endpoint: url("revocation_endpoint")?,
         iss_parameter_supported: doc
             .get("authorization_response_iss_parameter_supported")
@@ -398,6 +427,63 @@ mod tests {
             None
         );
         assert_eq!(parse_www_authenticate("Bearer"), Some(Challenge::default()));
+        // A scope with a control character, a tab or a bidi override is dropped; the rest
+        // of the challenge stays.
+        for v in [
+            "Bearer error=insufficient_scope, scope=\"a\x1b[31mb c\"",
+            "Bearer error=insufficient_scope, scope=\"a\tb\"",
+            "Bearer error=insufficient_scope, scope=\"a\u{202e}b\"",
+            "Bearer error=insufficient_scope, scope=\"a\r\nb\"",
+        ] {
+            let c = parse_www_authenticate(v).unwrap();
+            assert_eq!(c.scope, None, "{v:?}");
+            assert_eq!(c.error.as_deref(), Some("insufficient_scope"), "{v:?}");
+        }
+    }
+
+    /// Every list item and URL a hostile server could slip a control character into.
+    #[test]
+    fn metadata_with_control_characters_is_refused_and_shown_escaped() {
+        let from = "http://127.0.0.1:9/.well-known/oauth-protected-resource/mcp";
+        let server = "http://127.0.0.1:9/mcp";
+        for (key, bad) in [
+            ("scopes_supported", json!(["mcp:tools", "x\x1b[31mFORGED"])),
+            ("scopes_supported", json!(["a\nb"])),
+            (
+                "authorization_servers",
+                json!(["http://127.0.0.1:9/as\x1b]0;t\x07"]),
+            ),
+        ] {
+            let mut doc =
+                json!({"resource": server, "authorization_servers": ["http://127.0.0.1:9/as"]});
+            doc[key] = bad;
+            let e = check_resource_metadata(&doc, server, from).unwrap_err();
+            assert!(e.contains(key) || e.contains("no URL may hold"), "{e}");
+            assert!(e.contains("\\u{") || e.contains("\\n"), "{e}");
+            assert!(!e.chars().any(char::is_control), "{e:?}");
+        }
+        let evil = json!({"resource": "http://127.0.0.1:9/other\x1b[2J", "authorization_servers": ["http://127.0.0.1:9/as"]});
+        let e = check_resource_metadata(&evil, server, from).unwrap_err();
+        assert!(!e.chars().any(char::is_control), "{e:?}");
+        let issuer = "http://127.0.0.1:9/as";
+        let base = json!({"issuer": issuer, "token_endpoint": "http://127.0.0.1:9/token"});
+        for (key, bad) in [
+            ("scopes_supported", json!(["ok", "x\x07"])),
+            ("grant_types_supported", json!(["client_credentials\r\n"])),
+            ("code_challenge_methods_supported", json!(["S256 plain"])),
+            (
+                "token_endpoint_auth_methods_supported",
+                json!(["none\u{202e}"]),
+            ),
+            ("token_endpoint", json!("http://127.0.0.1:9/token\x1b[31m")),
+            ("issuer", json!("http://127.0.0.1:9/as\x1b[31mX")),
+        ] {
+            let mut doc = base.clone();
+            doc[key] = bad;
+            let e = check_server_metadata(&doc, issuer, "u").unwrap_err();
+            assert!(e.contains(&format!("`{key}`")) || key == "issuer", "{e}");
+            assert!(!e.chars().any(char::is_control), "{e:?}");
+        }
     }
 
     #[test]

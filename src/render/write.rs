@@ -284,6 +284,21 @@ impl Locked {
                 ));
                 continue;
             };
+            // A listed file may be a symlink (dotfile managers): listing it is the user's
+            // word for where it leads. A dropped one has no such word, and a link there may
+            // have been planted since (a checkout's workspace file): not followed.
+            if let Ok(meta) = std::fs::symlink_metadata(&key)
+                && meta.file_type().is_symlink()
+            {
+                let to = std::fs::read_link(&key)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|e| format!("unreadable: {e}"));
+                report.warnings.push(format!(
+                    "{key} is no longer in `editors` and is a symbolic link (to {to}); not followed, left untouched: remove the entries {} from the file it leads to by hand and then the link, or list it in `editors` again",
+                    file.names.iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
+                continue;
+            }
             let t = Target {
                 path: PathBuf::from(&key),
                 format,

@@ -71,6 +71,7 @@ class Handler(BaseHTTPRequestHandler):
             # Reached as a proxy: hand out a fake token, as the attacker's proxy did.
             return self.reply(200, json.dumps({"access_token": "PROXY-FAKE-TOKEN", "expires_in": 3600}))
         path = target.split("?")[0]
+        base = f"http://127.0.0.1:{self.server.server_address[1]}"
         if path == "/ok/token":
             return self.reply(200, json.dumps({"access_token": "good-token", "expires_in": 3600}))
         if path == "/big/token":
@@ -79,11 +80,37 @@ class Handler(BaseHTTPRequestHandler):
             return self.endless(False)
         if path == "/big/.well-known/openid-configuration":
             return self.endless(True)
-        if path == "/device/auth":
+        if path in ("/device/auth", "/device-uri/auth"):
+            # An escape sequence in the user code (shown escaped), or CR/LF in the
+            # verification URI (refused: no URL holds one).
+            uri = f"{base}/device" + ("\r\nFORGED" if path == "/device-uri/auth" else "")
             return self.reply(200, json.dumps({
                 "device_code": "dc", "user_code": "AB\x1b]0;pwned\x07CD",
-                "verification_uri": f"http://127.0.0.1:{self.server.server_address[1]}/device\r\nFORGED",
-                "expires_in": 2, "interval": 1}))
+                "verification_uri": uri, "expires_in": 2, "interval": 1}))
+        prm = "/.well-known/oauth-protected-resource/"
+        if path.startswith(prm):
+            # An MCP server `/<case>/mcp` whose metadata smuggles escape sequences: into a
+            # scope (`prm-scope`), into the authorization server's URL (`issuer`), into its
+            # authorization server's scopes (`as-scope`) or token endpoint (`as-endpoint`).
+            case = path[len(prm):].split("/")[0]
+            doc = {"resource": f"{base}/{case}/mcp", "authorization_servers": [f"{base}/{case}-as"]}
+            if case == "prm-scope":
+                doc["scopes_supported"] = ["mcp:tools", ESC]
+            if case == "issuer":
+                doc["authorization_servers"] = [f"{base}/as{ESC}"]
+            return self.reply(200, json.dumps(doc))
+        asm = "/.well-known/oauth-authorization-server/"
+        if path.startswith(asm):
+            name = path[len(asm):]
+            token = f"{base}/ok/token{ESC}" if name == "as-endpoint-as" else f"{base}/ok/token"
+            return self.reply(200, json.dumps({
+                "issuer": f"{base}/{name}", "token_endpoint": token,
+                "authorization_endpoint": f"{base}/authorize",
+                "code_challenge_methods_supported": ["S256"],
+                "scopes_supported": ["mcp:tools", ESC] if name == "as-scope-as" else ["mcp:tools"]}))
+        if path == "/esc-endpoint/.well-known/openid-configuration":
+            return self.reply(200, json.dumps({
+                "issuer": f"{base}/esc-endpoint", "token_endpoint": f"{base}/ok/token{ESC}"}))
         if path == "/escape/token":
             return self.reply(400, json.dumps({"error": "invalid_client", "error_description": ESC}))
         if path == "/crlf/token":
