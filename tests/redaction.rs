@@ -178,14 +178,19 @@ http:
     );
     // Accepted (loopback): the debug line names scheme, host and port only.
     let port = closed_port();
-    let r = run(&format!("http://svc:pw-in-url@127.0.0.1:{port}/"));
+    let r = run(&format!(
+        "http://svc:pw-in-url@127.0.0.1:{port}/?k=q-in-url"
+    ));
     assert_ne!(r.code, 0, "{r:?}");
     assert!(
         r.stderr
             .contains(&format!("endpoint=http://127.0.0.1:{port}\n")),
         "{r:?}"
     );
-    assert!(!r.all().contains("pw-in-url"), "{r:?}");
+    assert!(
+        !r.all().contains("pw-in-url") && !r.all().contains("q-in-url"),
+        "{r:?}"
+    );
     let st = sb.run(&["status", "--json"]);
     assert!(!st.all().contains("pw-in-url"), "{st:?}");
 

@@ -180,6 +180,15 @@ async fn client(
                 id.name
             ))
         })?;
+        // The SDK ignores a query, and says so in a warning that quotes it (a query may
+        // carry a secret): it gets the endpoint without one.
+        let ep = match reqwest::Url::parse(&ep) {
+            Ok(mut u) if u.query().is_some() => {
+                u.set_query(None);
+                u.to_string()
+            }
+            _ => ep,
+        };
         b = b.endpoint_url(ep);
     }
     Ok(cip::Client::from_conf(b.build()))
