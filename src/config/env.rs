@@ -91,8 +91,9 @@ impl Source for EnvVars {
     fn variables_hint(&self) -> &'static str {
         "; configure the provider in a config file"
     }
+    // The variables bind no server to an identity by name.
     fn define_identity_hint(&self) -> &'static str {
-        "; identities are named by a config file"
+        ""
     }
 }
 

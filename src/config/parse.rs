@@ -1,4 +1,7 @@
-//! Pure parsing and validation of the YAML config file into [`Config`].
+//! The YAML config file's front end: its text into raw structs (serde's errors located and
+//! worded for people), the rules of the file's own structure (unknown keys, keys foreign to
+//! a kind, editors, refresh and http settings), and the raw structs into the descriptions
+//! the shared stage (`build`) checks and builds into [`Config`].
 //!
 //! Secrets given as `{env: NAME}` or `{file: PATH}` are resolved through a [`Lookup`] the
 //! caller provides, so this module never touches the process environment or the disk.
