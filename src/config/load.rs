@@ -135,8 +135,20 @@ fn read_text(path: &Path, label: &str) -> std::io::Result<String> {
 }
 
 /// The entries of a file in `.env` syntax, errors located at their line.
-fn dotenv_entries(path: &Path, text: &str) -> Result<Vec<super::dotenv::Entry>, ConfigError> {
-    super::dotenv::parse(text).map_err(|e| {
+/// The entries of a dotenv-format file; `label` names it for the reader, `what` in the
+/// error when it cannot be read.
+fn dotenv_entries(
+    path: &Path,
+    label: &str,
+    what: &str,
+) -> Result<Vec<super::dotenv::Entry>, ConfigError> {
+    let text = read_text(path, label).map_err(|e| {
+        ConfigError::new(
+            path.display().to_string(),
+            format!("cannot read {what}: {e}"),
+        )
+    })?;
+    super::dotenv::parse(&text).map_err(|e| {
         let mut ce = ConfigError::new(path.display().to_string(), e.message);
         ce.line = Some(e.line);
         ce
@@ -144,13 +156,7 @@ fn dotenv_entries(path: &Path, text: &str) -> Result<Vec<super::dotenv::Entry>, 
 }
 
 fn read_env_file(path: &Path, env: &mut EnvVars) -> Result<(), ConfigError> {
-    let text = read_text(path, "an env file").map_err(|e| {
-        ConfigError::new(
-            path.display().to_string(),
-            format!("cannot read env file: {e}"),
-        )
-    })?;
-    let entries = dotenv_entries(path, &text)?;
+    let entries = dotenv_entries(path, "an env file", "env file")?;
     env.file = Some(path.to_path_buf());
     for e in entries {
         // The process environment wins over the file, as with python-dotenv.
@@ -183,13 +189,7 @@ fn read_secrets_file(
             path.display()
         ));
     }
-    let text = read_text(path, "the secrets file").map_err(|e| {
-        ConfigError::new(
-            path.display().to_string(),
-            format!("cannot read the secrets file: {e}"),
-        )
-    })?;
-    let entries = dotenv_entries(path, &text)?;
+    let entries = dotenv_entries(path, "the secrets file", "the secrets file")?;
     for e in entries {
         env.vars.entry(e.key).or_insert((e.value, None));
     }
