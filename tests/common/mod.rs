@@ -207,10 +207,26 @@ pub fn wait_until(
     assert!(wait_for(within, step, done), "{}", what());
 }
 
-/// A port on 127.0.0.1 with nothing listening (bound, then released).
+/// A port on 127.0.0.1 with nothing listening (bound, then released), a different one at
+/// each call. It is taken below the kernel's ephemeral range (32768-60999 by default): a
+/// port from that range could be handed to one of the many outgoing connections the tests
+/// make (seen: a redirect port taken before the login listened on it).
 pub fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let start = std::process::id().wrapping_mul(7919) ^ nanos;
+    for _ in 0..2000 {
+        let n = CALLS.fetch_add(1, Ordering::Relaxed);
+        let port = 20000 + (start.wrapping_add(n.wrapping_mul(104_729)) % 12000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between 20000 and 32000")
 }
 
 /// A temporary HOME with a config directory, and a way to run the binary in it.
