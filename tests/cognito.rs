@@ -99,9 +99,9 @@ fn signs_in_refreshes_and_signs_in_again_after_revocation() {
     assert_ne!(t3["refresh_token"].as_str().unwrap(), rt1);
 
     // An unknown refresh token (say, from another pool) is handled the same way.
-    let mut t = sb.read_json(&file);
-    t["refresh_token"] = serde_json::json!("not-a-refresh-token");
-    std::fs::write(&file, serde_json::to_string(&t).unwrap()).unwrap();
+    sb.edit_json(&file, |t| {
+        t["refresh_token"] = serde_json::json!("not-a-refresh-token")
+    });
     let r = sb.run_env(&["-v", "--force"], &env(&m, PASSWORD));
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("signing in again"), "{r:?}");

@@ -513,9 +513,7 @@ fn headers_prints_a_servers_headers_from_the_store() {
 
     // An expired token is not handed out: with the provider down, nothing is printed.
     let file = sb.tokens().join("ingress.json");
-    let mut t = sb.read_json(&file);
-    t["expires_at"] = json!(now_secs() - 60.0);
-    std::fs::write(&file, serde_json::to_string(&t).unwrap()).unwrap();
+    sb.edit_json(&file, |t| t["expires_at"] = json!(now_secs() - 60.0));
     let r = sb.run_env(&["headers", "currenttime"], &env());
     assert_eq!(r.code, 1, "{r:?}");
     assert!(

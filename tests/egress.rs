@@ -212,9 +212,7 @@ fn login_over_http_then_refresh_with_rotation_then_revocation() {
 
     // Replaying an old refresh token makes the provider revoke the grant: re-authorization
     // required, said by status and the exit code; the other identities are unaffected.
-    let mut t = s.sb.read_json(&file);
-    t["refresh_token"] = t1["refresh_token"].clone();
-    std::fs::write(&file, serde_json::to_string(&t).unwrap()).unwrap();
+    s.sb.edit_json(&file, |t| t["refresh_token"] = t1["refresh_token"].clone());
     let r = s.sb.run_env(&["--force"], ENV);
     assert_eq!(r.code, 4, "{r:?}");
     assert!(

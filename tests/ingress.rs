@@ -170,12 +170,12 @@ fn a_token_past_its_refresh_point_is_refreshed_without_force() {
     let (_idp, sb) = setup_with_token();
     let file = sb.tokens().join("ingress.json");
     // Age the stored token: obtained 50 min ago, expiring in 10 min (past 75 % of its life).
-    let mut t = sb.read_json(&file);
+    let old = sb.read_json(&file)["access_token"].clone();
     let now = now_secs();
-    t["obtained_at"] = serde_json::json!(now - 3000.0);
-    t["expires_at"] = serde_json::json!(now + 600.0);
-    let old = t["access_token"].clone();
-    std::fs::write(&file, serde_json::to_string(&t).unwrap()).unwrap();
+    sb.edit_json(&file, |t| {
+        t["obtained_at"] = serde_json::json!(now - 3000.0);
+        t["expires_at"] = serde_json::json!(now + 600.0);
+    });
     let j = sb.status_json(&secret_env());
     assert_eq!(j["identities"][0]["state"], "expiring", "{j}");
 

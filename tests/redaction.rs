@@ -66,11 +66,11 @@ on_reauth_required: [sh, -c, 'echo \"$0 $@\" > {hook}; cat /proc/$$/cmdline >> {
     outputs.push(sb.run_env(&["-vvv", "render"], &env));
     // A revoked grant runs the hook, whose argv and environment we inspect below.
     let egress_file = sb.tokens().join("local-tools-egress.json");
-    let mut t = sb.read_json(&egress_file);
-    t["refresh_token"] = serde_json::json!("not-the-refresh-token");
-    t["expires_at"] = serde_json::json!(now_secs() - 10.0);
-    t["obtained_at"] = serde_json::json!(now_secs() - 3610.0);
-    std::fs::write(&egress_file, serde_json::to_string(&t).unwrap()).unwrap();
+    sb.edit_json(&egress_file, |t| {
+        t["refresh_token"] = serde_json::json!("not-the-refresh-token");
+        t["expires_at"] = serde_json::json!(now_secs() - 10.0);
+        t["obtained_at"] = serde_json::json!(now_secs() - 3610.0);
+    });
     // The daemon for a moment: first pass (refresh fails, hook runs), then SIGTERM.
     let mut daemon = Daemon::start(&sb, &["-vvv", "daemon"], &env);
     wait_for(

@@ -724,9 +724,9 @@ fn a_stored_token_that_could_split_a_header_is_never_handed_on() {
     assert_eq!(r.code, 0, "{r:?}");
     // Another tool (or a hand edit) leaves a token with CR/LF in the file.
     let file = sb.tokens().join("ingress.json");
-    let mut rec = sb.read_json(&file);
-    rec["access_token"] = "good\r\nX-Injected: 1".into();
-    std::fs::write(&file, rec.to_string()).unwrap();
+    sb.edit_json(&file, |rec| {
+        rec["access_token"] = "good\r\nX-Injected: 1".into()
+    });
     let _ = sb.run(&["render"]);
     let vscode = std::fs::read_to_string(sb.home().join(".config/Code/User/mcp.json")).unwrap();
     assert!(!vscode.contains("X-Injected"), "{vscode}");

@@ -349,6 +349,13 @@ impl Sandbox {
             .unwrap_or_else(|e| panic!("parse {}: {e}\n{text}", path.display()))
     }
 
+    /// Changes the JSON file at `path` with `edit`, as another tool or a hand edit would.
+    pub fn edit_json(&self, path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+        let mut v = self.read_json(path);
+        edit(&mut v);
+        std::fs::write(path, v.to_string()).unwrap();
+    }
+
     /// The access token stored in the tokens directory's `file`.
     pub fn access_token(&self, file: &str) -> String {
         self.read_json(&self.tokens().join(file))["access_token"]
