@@ -85,6 +85,17 @@ impl Notified {
         self.daemon.signal(sig);
     }
 
+    /// SIGUSR1, and a stored token other than `old` within 5 s (else fails saying `what`).
+    fn refresh(&self, sb: &Sandbox, old: &str, what: &str) {
+        self.signal(libc::SIGUSR1);
+        wait_until(
+            Duration::from_secs(5),
+            Duration::from_millis(50),
+            || sb.access_token("ingress.json") != old,
+            || format!("{what}\n{}", self.log_text()),
+        );
+    }
+
     /// SIGTERM, then the exit code, which must come within `within`, and the messages
     /// still queued.
     fn stop(mut self, within: Duration) -> (i32, Vec<String>) {
@@ -160,19 +171,15 @@ fn keeps_every_token_valid_while_they_expire_every_few_seconds() {
         config(&idp, "  - name: currenttime\n  - name: added\n"),
     )
     .unwrap();
-    let end = Instant::now() + Duration::from_secs(5);
-    loop {
-        let roo = sb.read_json(&sb.tokens().join("mcp.json"));
-        if roo["mcpServers"]["added"]["url"] == "https://gw.example.com/added/mcp" {
-            break;
-        }
-        assert!(
-            Instant::now() < end,
-            "the added server did not appear\n{}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        || {
+            let roo = sb.read_json(&sb.tokens().join("mcp.json"));
+            roo["mcpServers"]["added"]["url"] == "https://gw.example.com/added/mcp"
+        },
+        || format!("the added server did not appear\n{}", d.log_text()),
+    );
     // A broken edit is reported and the running configuration kept.
     std::fs::write(&cfg, "ingress: [\n").unwrap();
     std::thread::sleep(Duration::from_millis(1500));
@@ -208,16 +215,7 @@ fn signals_refresh_reload_and_stop() {
     let first = sb.access_token("ingress.json");
 
     // SIGUSR1: a new token now, although the current one is good for an hour.
-    d.signal(libc::SIGUSR1);
-    let end = Instant::now() + Duration::from_secs(5);
-    while sb.access_token("ingress.json") == first {
-        assert!(
-            Instant::now() < end,
-            "SIGUSR1 did not refresh\n{}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    d.refresh(&sb, &first, "SIGUSR1 did not refresh");
 
     // SIGHUP: reload, announced to systemd.
     d.signal(libc::SIGHUP);
@@ -289,25 +287,17 @@ fn answers_signals_and_keeps_refreshing_while_another_process_holds_the_render_l
     let d = Notified::start(&sb);
     d.wait_for("READY=1", Duration::from_secs(10));
     d.wait_for("STATUS=1 of 1 identities valid", Duration::from_secs(10));
-    let end = Instant::now() + Duration::from_secs(5);
-    while rendered_token(&sb) != sb.access_token("ingress.json") {
-        assert!(Instant::now() < end, "first render\n{}", d.log_text());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || rendered_token(&sb) == sb.access_token("ingress.json"),
+        || format!("first render\n{}", d.log_text()),
+    );
     let first = sb.access_token("ingress.json");
 
     let lock = hold_render_lock(&sb);
     // SIGUSR1 under the lock: the token is refreshed all the same...
-    d.signal(libc::SIGUSR1);
-    let end = Instant::now() + Duration::from_secs(5);
-    while sb.access_token("ingress.json") == first {
-        assert!(
-            Instant::now() < end,
-            "no refresh while the render lock is held\n{}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    d.refresh(&sb, &first, "no refresh while the render lock is held");
     let second = sb.access_token("ingress.json");
     // ...and its render now waits for the lock (a render takes milliseconds otherwise).
     std::thread::sleep(Duration::from_millis(500));
@@ -325,39 +315,31 @@ fn answers_signals_and_keeps_refreshing_while_another_process_holds_the_render_l
     );
     assert!(asked.elapsed() < Duration::from_secs(3));
     // And a second refresh goes through while the first render still waits.
-    d.signal(libc::SIGUSR1);
-    let end = Instant::now() + Duration::from_secs(5);
-    while sb.access_token("ingress.json") == second {
-        assert!(
-            Instant::now() < end,
-            "no second refresh while the render lock is held\n{}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    d.refresh(
+        &sb,
+        &second,
+        "no second refresh while the render lock is held",
+    );
     let third = sb.access_token("ingress.json");
 
     // Released: the waiting render writes the newest token.
     drop(lock);
-    let end = Instant::now() + Duration::from_secs(5);
-    while rendered_token(&sb) != third {
-        assert!(
-            Instant::now() < end,
-            "the render did not follow the lock's release\n{}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || rendered_token(&sb) == third,
+        || {
+            format!(
+                "the render did not follow the lock's release\n{}",
+                d.log_text()
+            )
+        },
+    );
 
     // SIGTERM under the lock: the daemon stops within its drain bound, the editor files
     // left to the lock's holder.
     let _lock = hold_render_lock(&sb);
-    d.signal(libc::SIGUSR1);
-    let end = Instant::now() + Duration::from_secs(5);
-    while sb.access_token("ingress.json") == third {
-        assert!(Instant::now() < end, "{}", d.log_text());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    d.refresh(&sb, &third, "no third refresh");
     std::thread::sleep(Duration::from_millis(300));
     let log = d.daemon.log.clone();
     let started = Instant::now();

@@ -107,9 +107,7 @@ fn doctor_reports_a_missing_or_wrong_secret_and_a_wrong_endpoint() {
     assert!(!r.all().contains("wrong\""), "the secret is not printed");
 
     // The right one, from the secrets file: all ok.
-    let secrets = sb.home().join(".config/mcp-credd/env");
-    std::fs::write(&secrets, "SEC=m2m-secret # from the console\n").unwrap();
-    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    sb.write_secrets("SEC=m2m-secret # from the console\n");
     let r = sb.run(&["doctor", "--json"]);
     assert!(fails(&r).is_empty(), "{r:?}");
     assert!(r.stdout.contains("issues a token"), "{r:?}");

@@ -39,6 +39,14 @@ fn env() -> [(&'static str, &'static str); 1] {
     [("INGRESS_OAUTH_CLIENT_SECRET", SECRET)]
 }
 
+/// The identity provider and a sandbox configured for it, with [`SERVERS`] and `extra`.
+fn setup(extra: &str) -> (Idp, Sandbox) {
+    let idp = Idp::start(&[]);
+    let sb = Sandbox::new();
+    sb.write_config(&config(&idp.base(), SERVERS, extra));
+    (idp, sb)
+}
+
 fn vscode(sb: &Sandbox) -> PathBuf {
     sb.home().join(".config/Code/User/mcp.json")
 }
@@ -47,13 +55,6 @@ fn roo(sb: &Sandbox) -> PathBuf {
     sb.home().join(
         ".config/Code/User/globalStorage/rooveterinaryinc.roo-cline/settings/mcp_settings.json",
     )
-}
-
-fn token(sb: &Sandbox) -> String {
-    sb.read_json(&sb.tokens().join("ingress.json"))["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string()
 }
 
 fn mtime(p: &Path) -> std::time::SystemTime {
@@ -82,12 +83,10 @@ fn without(text: &str, names: &[&str]) -> String {
 
 #[test]
 fn default_targets_are_written_private_and_complete() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&config(&idp.base(), SERVERS, ""));
+    let (_idp, sb) = setup("");
     let r = sb.run_env(&[], &env());
     assert_eq!(r.code, 0, "{r:?}");
-    let tok = token(&sb);
+    let tok = sb.access_token("ingress.json");
     for p in [
         vscode(&sb),
         roo(&sb),
@@ -154,9 +153,7 @@ const USER_VSCODE: &str = r#"// My MCP servers; mcp-credd adds the gateway's.
 
 #[test]
 fn a_commented_vscode_file_keeps_every_byte_but_our_entries() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&config(&idp.base(), SERVERS, ""));
+    let (_idp, sb) = setup("");
     std::fs::create_dir_all(vscode(&sb).parent().unwrap()).unwrap();
     std::fs::write(vscode(&sb), USER_VSCODE).unwrap();
     let r = sb.run_env(&[], &env());
@@ -170,7 +167,7 @@ fn a_commented_vscode_file_keeps_every_byte_but_our_entries() {
     let v = jsonc(&vscode(&sb));
     assert_eq!(
         v["servers"]["currenttime"]["headers"]["X-Authorization"],
-        format!("Bearer {}", token(&sb))
+        format!("Bearer {}", sb.access_token("ingress.json"))
     );
     let keys: Vec<&String> = v["servers"].as_object().unwrap().keys().collect();
     assert_eq!(keys, ["mine", "handmade", "currenttime", "fininfo", "docs"]);
@@ -193,7 +190,7 @@ fn a_commented_vscode_file_keeps_every_byte_but_our_entries() {
     );
     let new_text = std::fs::read_to_string(vscode(&sb)).unwrap();
     assert_ne!(new_text, text);
-    assert!(new_text.contains(&format!("Bearer {}", token(&sb))));
+    assert!(new_text.contains(&format!("Bearer {}", sb.access_token("ingress.json"))));
     assert_eq!(
         without(&new_text, &["currenttime", "fininfo", "docs"]),
         USER_VSCODE
@@ -203,9 +200,7 @@ fn a_commented_vscode_file_keeps_every_byte_but_our_entries() {
 
 #[test]
 fn a_broken_file_is_reported_untouched_and_the_others_written() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&config(&idp.base(), SERVERS, ""));
+    let (_idp, sb) = setup("");
     // Roo reads strict JSON: a comment breaks the file for Roo, so it is not ours to fix.
     let broken = "{\n  \"mcpServers\": {} // mine\n}\n";
     std::fs::create_dir_all(roo(&sb).parent().unwrap()).unwrap();
@@ -234,9 +229,7 @@ fn a_broken_file_is_reported_untouched_and_the_others_written() {
 
 #[test]
 fn a_symlinked_file_is_written_through_to_its_target() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&config(&idp.base(), SERVERS, ""));
+    let (_idp, sb) = setup("");
     let dotfiles = sb.home().join("dotfiles/vscode");
     std::fs::create_dir_all(&dotfiles).unwrap();
     let real = dotfiles.join("mcp.json");
@@ -255,7 +248,7 @@ fn a_symlinked_file_is_written_through_to_its_target() {
     assert_eq!(v["servers"]["mine"]["command"], "x");
     assert_eq!(
         v["servers"]["currenttime"]["headers"]["X-Authorization"],
-        format!("Bearer {}", token(&sb))
+        format!("Bearer {}", sb.access_token("ingress.json"))
     );
     assert_eq!(mode(&real), 0o600);
     assert_eq!(
@@ -270,11 +263,9 @@ fn a_symlinked_file_is_written_through_to_its_target() {
 /// follow it; the link and the file it leads to stay as they are, and the user is told.
 #[test]
 fn a_symlink_planted_at_a_dropped_editor_file_is_not_followed() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
+    let (idp, sb) =
+        setup("editors:\n  - reference\n  - {format: vscode, path: ~/proj/.vscode/mcp.json}\n");
     let ws = sb.home().join("proj/.vscode/mcp.json");
-    let listed = "editors:\n  - reference\n  - {format: vscode, path: ~/proj/.vscode/mcp.json}\n";
-    sb.write_config(&config(&idp.base(), SERVERS, listed));
     let r = sb.run_env(&[], &env());
     assert_eq!(r.code, 0, "{r:?}");
     assert!(jsonc(&ws)["servers"]["currenttime"].is_object());
@@ -321,9 +312,7 @@ fn a_symlink_planted_at_a_dropped_editor_file_is_not_followed() {
 
 #[test]
 fn a_server_dropped_from_the_config_leaves_every_editor() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&config(&idp.base(), SERVERS, ""));
+    let (idp, sb) = setup("");
     assert_eq!(sb.run_env(&[], &env()).code, 0);
     // The user copies one of ours by hand under another name: theirs, never removed.
     let mut v = sb.read_json(&vscode(&sb));
@@ -378,7 +367,7 @@ fn opt_in_formats_get_what_their_editors_accept() {
     sb.write_config(&config(&idp.base(), SERVERS, &editors));
     let r = sb.run_env(&[], &env());
     assert_eq!(r.code, 0, "{r:?}");
-    let tok = format!("Bearer {}", token(&sb));
+    let tok = format!("Bearer {}", sb.access_token("ingress.json"));
     let h = sb.home();
     // (file, servers key, URL key, `type` for streamable HTTP, for SSE)
     type Row = (
@@ -461,11 +450,9 @@ fn opt_in_formats_get_what_their_editors_accept() {
 
 #[test]
 fn render_rewrites_from_stored_tokens_without_the_network() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&config(&idp.base(), SERVERS, ""));
+    let (idp, sb) = setup("");
     assert_eq!(sb.run_env(&[], &env()).code, 0);
-    let tok = token(&sb);
+    let tok = sb.access_token("ingress.json");
     let base = idp.base();
     drop(idp);
     // The provider is gone (its address now answers nothing); a new server appears in the
@@ -493,14 +480,13 @@ fn render_rewrites_from_stored_tokens_without_the_network() {
 
 #[test]
 fn headers_prints_a_servers_headers_from_the_store() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&config(&idp.base(), SERVERS, ""));
+    let (idp, sb) = setup("");
     // No token yet: `headers` obtains one on demand (Claude Code is waiting) and stores it.
     let r = sb.run_env(&["headers", "currenttime"], &env());
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
-        r.stdout.contains(&format!("Bearer {}", token(&sb))),
+        r.stdout
+            .contains(&format!("Bearer {}", sb.access_token("ingress.json"))),
         "{r:?}"
     );
     // With the provider gone, the stored token (still valid) is served without any call.
@@ -511,7 +497,7 @@ fn headers_prints_a_servers_headers_from_the_store() {
     let h: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(
         h,
-        json!({"X-Authorization": format!("Bearer {}", token(&sb)), "X-User-Pool-Id": "us-east-1_AbC123", "X-Client-Id": "m2m-client", "X-Region": "us-east-1"})
+        json!({"X-Authorization": format!("Bearer {}", sb.access_token("ingress.json")), "X-User-Pool-Id": "us-east-1_AbC123", "X-Client-Id": "m2m-client", "X-Region": "us-east-1"})
     );
     let r = sb.run_env(&["headers", "docs"], &env());
     assert_eq!((r.code, r.stdout.trim()), (0, "{}"), "{r:?}");
@@ -543,9 +529,7 @@ fn headers_prints_a_servers_headers_from_the_store() {
 
 #[test]
 fn no_editors_means_only_tokens() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&config(&idp.base(), SERVERS, "editors: []\n"));
+    let (_idp, sb) = setup("editors: []\n");
     let r = sb.run_env(&[], &env());
     assert_eq!(r.code, 0, "{r:?}");
     assert!(!r.stdout.contains("wrote"), "{r:?}");

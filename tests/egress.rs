@@ -7,7 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -399,10 +399,9 @@ fn the_authorization_url_never_reaches_a_command_line() {
         &s.idp.base(),
         &[("BROWSER", fake.to_str().unwrap())],
     );
-    let end = Instant::now() + Duration::from_secs(15);
-    while !seen.exists() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(Duration::from_secs(15), Duration::from_millis(50), || {
+        seen.exists()
+    });
     let seen = std::fs::read_to_string(&seen).expect("the browser was started");
     let mut it = seen.lines();
     let pid = it.next().unwrap().to_string();

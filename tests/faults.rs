@@ -69,11 +69,12 @@ refresh:
             .unwrap()
             .to_string()
     };
-    let end = Instant::now() + Duration::from_secs(10);
-    while !file.exists() {
-        assert!(Instant::now() < end, "no first token");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || file.exists(),
+        || "no first token".into(),
+    );
     for mode in ["500", "503", "429", "html", "truncated", "hang", "down"] {
         proxy.set(mode);
         let before = token();
@@ -86,15 +87,12 @@ refresh:
         }
         proxy.set("pass");
         // Recovery within one backoff cap (2 s) plus a request.
-        let back = Instant::now() + Duration::from_secs(5);
-        while token() == before {
-            assert!(
-                Instant::now() < back,
-                "no recovery after `{mode}`\n{}",
-                daemon.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(
+            Duration::from_secs(5),
+            Duration::from_millis(100),
+            || token() != before,
+            || format!("no recovery after `{mode}`\n{}", daemon.log_text()),
+        );
         assert!(sb.read_json(&file)["expires_at"].as_f64().unwrap() > now_secs());
     }
     let log_text = std::fs::read_to_string(&daemon.log).unwrap();

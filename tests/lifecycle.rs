@@ -117,15 +117,17 @@ http:
     let r = login(&sb, "second", &idp.base());
     assert_eq!(r.code, 0, "{r:?}");
     let s1 = sb.access_token("local-second-egress.json");
-    let end = Instant::now() + Duration::from_secs(15);
-    while sb.access_token("local-second-egress.json") == s1 {
-        assert!(
-            Instant::now() < end,
-            "the daemon did not refresh the second identity; log:\n{}",
-            d.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        Duration::from_secs(15),
+        Duration::from_millis(200),
+        || sb.access_token("local-second-egress.json") != s1,
+        || {
+            format!(
+                "the daemon did not refresh the second identity; log:\n{}",
+                d.log_text()
+            )
+        },
+    );
     // Both are in the editors' copy.
     let roo = sb.read_json(&sb.tokens().join("mcp.json"));
     for name in ["first", "second"] {

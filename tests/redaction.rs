@@ -73,10 +73,11 @@ on_reauth_required: [sh, -c, 'echo \"$0 $@\" > {hook}; cat /proc/$$/cmdline >> {
     std::fs::write(&egress_file, serde_json::to_string(&t).unwrap()).unwrap();
     // The daemon for a moment: first pass (refresh fails, hook runs), then SIGTERM.
     let mut daemon = Daemon::start(&sb, &["-vvv", "daemon"], &env);
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !hook_out.exists() && std::time::Instant::now() < end {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis(50),
+        || hook_out.exists(),
+    );
     std::thread::sleep(std::time::Duration::from_millis(300));
     daemon.stop();
     outputs.push(Run {

@@ -503,10 +503,9 @@ fn hooks_get_a_minimal_environment() {
             ("MCP_CREDD_LOG", "info"),
         ],
     );
-    let end = Instant::now() + Duration::from_secs(20);
-    while !out.exists() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for(Duration::from_secs(20), Duration::from_millis(100), || {
+        out.exists()
+    });
     drop(daemon);
     let env = std::fs::read_to_string(&out).expect("the on_error hook ran");
     let names: Vec<&str> = env
@@ -570,14 +569,7 @@ fn an_implicit_env_cannot_send_an_exported_secret_elsewhere() {
     );
     assert!(h.requests().is_empty(), "the secret was sent");
     // The same with the secret in the secrets file (~/.config/mcp-credd/env).
-    let secrets = sb.home().join(".config/mcp-credd/env");
-    std::fs::create_dir_all(secrets.parent().unwrap()).unwrap();
-    std::fs::write(&secrets, "INGRESS_OAUTH_CLIENT_SECRET=file-secret\n").unwrap();
-    std::fs::set_permissions(
-        &secrets,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    let secrets = sb.write_secrets("INGRESS_OAUTH_CLIENT_SECRET=file-secret\n");
     let r = sb.run(&["--ingress-only"]);
     assert_eq!(r.code, 3, "{r:?}");
     assert!(

@@ -208,13 +208,7 @@ editors:
 
     // The secrets file, read with the one .env parser (an inline comment is not the value).
     let secrets = m.path(".config/mcp-credd/env");
-    std::fs::create_dir_all(secrets.parent().unwrap()).unwrap();
-    std::fs::write(&secrets, "GW_SECRET=m2m-secret   # from the console\n").unwrap();
-    std::fs::set_permissions(
-        &secrets,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    write_private(&secrets, "GW_SECRET=m2m-secret   # from the console\n");
     let r = run(m.mcp_credd(&["--config", cfg_s, "install-service"], &home));
     assert_eq!(r.code, 0, "{r:?}");
     let unit = std::fs::read_to_string(m.path(".config/systemd/user/mcp-credd.service")).unwrap();

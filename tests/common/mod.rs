@@ -183,6 +183,30 @@ impl Idp {
     }
 }
 
+/// Checks `done` every `step` until it holds or `within` has passed; whether it held.
+pub fn wait_for(within: Duration, step: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + within;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(step);
+    }
+}
+
+/// [`wait_for`] that must succeed: fails with `what()` when `within` has passed.
+pub fn wait_until(
+    within: Duration,
+    step: Duration,
+    done: impl FnMut() -> bool,
+    what: impl Fn() -> String,
+) {
+    assert!(wait_for(within, step, done), "{}", what());
+}
+
 /// A port on 127.0.0.1 with nothing listening (bound, then released).
 pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -243,6 +267,13 @@ impl Sandbox {
 
     pub fn config_path(&self) -> PathBuf {
         self.home().join(".config/mcp-credd/config.yaml")
+    }
+
+    /// Writes the secrets file `~/.config/mcp-credd/env` (0600); returns its path.
+    pub fn write_secrets(&self, text: &str) -> PathBuf {
+        let p = self.home().join(".config/mcp-credd/env");
+        write_private(&p, text);
+        p
     }
 
     pub fn write_config(&self, text: &str) -> PathBuf {
@@ -385,6 +416,15 @@ pub fn walk(dir: &Path, depth: usize) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Writes `text` to `path` (its directories created) and makes it 0600, as a user keeps a
+/// secrets file.
+pub fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 pub fn mode(p: &Path) -> u32 {

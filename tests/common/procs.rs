@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use super::{Run, Sandbox};
+use super::{Run, Sandbox, wait_until};
 
 /// A running `mcp-credd ... daemon`: stdout in `daemon.out`, stderr in `daemon.log`, both
 /// in the sandbox's HOME.
@@ -55,15 +55,17 @@ impl Daemon {
 
     /// Waits until the log holds `needle` `times` times.
     pub fn wait_log(&self, needle: &str, times: usize, within: Duration) {
-        let end = Instant::now() + within;
-        while self.log_text().matches(needle).count() < times {
-            assert!(
-                Instant::now() < end,
-                "no {times}x {needle:?} within {within:?}; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(
+            within,
+            Duration::from_millis(100),
+            || self.log_text().matches(needle).count() >= times,
+            || {
+                format!(
+                    "no {times}x {needle:?} within {within:?}; log:\n{}",
+                    self.log_text()
+                )
+            },
+        );
     }
 
     /// Sends it `sig`.

@@ -26,11 +26,10 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 
 import {
-  consoleToStderr, intEnv, signingKey, listen, ready,
+  loadProvider, intEnv, signingKey, listen, ready,
 } from './serve.mjs';
 
-consoleToStderr();
-const { default: Provider, errors } = await import('oidc-provider');
+const { default: Provider, errors } = await loadProvider();
 
 const PORT = intEnv('PORT', 0);
 const TOKEN_TTL = intEnv('TOKEN_TTL', 3600);

@@ -27,12 +27,10 @@
 import * as crypto from 'node:crypto';
 
 import {
-  consoleToStderr, intEnv, signingKey, listen, ready,
+  loadProvider, intEnv, signingKey, listen, ready,
 } from './serve.mjs';
 
-// Keep stdout for READY only.
-consoleToStderr();
-const { default: Provider, errors } = await import('oidc-provider');
+const { default: Provider, errors } = await loadProvider();
 
 const PORT = intEnv('PORT', 0);
 const TOKEN_TTL = intEnv('TOKEN_TTL', 3600);

@@ -52,21 +52,30 @@ jwt_payload() {
   node -e 'process.stdout.write(Buffer.from(process.argv[1].split(".")[1], "base64url").toString())' -- "$1"
 }
 
+# await_line FILE WORD PID TENTHS WHAT: waits (checking every 0.1 s, TENTHS times) until
+# FILE's first line starts with WORD and sets LINE_VALUE to its second word; fails if PID
+# exits first (with WHAT's stderr, $WORK/<errfile>) or when the time is up.
+await_line() {
+  local file="$1" want="$2" pid="$3" tries="$4" what="$5" errfile="$6" word value
+  LINE_VALUE=""
+  for _ in $(seq 1 "$tries"); do
+    if read -r word value <"$file" 2>/dev/null && [[ "$word" == "$want" ]]; then
+      LINE_VALUE="$value"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || fail "$what exited before $want: $(cat "$errfile" 2>/dev/null)"
+    sleep 0.1
+  done
+  fail "$what: no $want line within $((tries / 10)) s"
+}
+
 start_server() { # env assignments are passed through by the caller
   : >"$WORK/server.out"
   : >"$WORK/server.err"
   env "$@" node "$DIR/oidc-server.mjs" >"$WORK/server.out" 2>"$WORK/server.err" &
   SERVER_PID=$!
-  PORT=""
-  for _ in $(seq 1 150); do # up to 15 s
-    if read -r word port <"$WORK/server.out" 2>/dev/null && [[ "$word" == "READY" ]]; then
-      PORT="$port"
-      break
-    fi
-    kill -0 "$SERVER_PID" 2>/dev/null || fail "server exited before READY"
-    sleep 0.1
-  done
-  [[ -n "$PORT" ]] || fail "no READY line within 15 s"
+  await_line "$WORK/server.out" READY "$SERVER_PID" 150 server "$WORK/server.err"
+  PORT="$LINE_VALUE"
   [[ "$(wc -l <"$WORK/server.out")" -eq 1 ]] || fail "stdout must hold exactly one line"
   BASE="http://127.0.0.1:$PORT"
   echo "# server pid $SERVER_PID listening on $BASE"
@@ -110,16 +119,8 @@ start_cb() {
     process.on("SIGTERM", () => process.exit(0));
   ' -- "$WORK/cb.log" >"$WORK/cb.out" 2>"$WORK/cb.err" &
   CB_PID=$!
-  CB_PORT=""
-  for _ in $(seq 1 50); do # up to 5 s
-    if read -r word port <"$WORK/cb.out" 2>/dev/null && [[ "$word" == "LISTENING" ]]; then
-      CB_PORT="$port"
-      break
-    fi
-    kill -0 "$CB_PID" 2>/dev/null || fail "callback listener exited early: $(cat "$WORK/cb.err")"
-    sleep 0.1
-  done
-  [[ -n "$CB_PORT" ]] || fail "callback listener not listening within 5 s"
+  await_line "$WORK/cb.out" LISTENING "$CB_PID" 50 "callback listener" "$WORK/cb.err"
+  CB_PORT="$LINE_VALUE"
   echo "# callback listener pid $CB_PID on 127.0.0.1:$CB_PORT"
 }
 

@@ -6,12 +6,14 @@
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 
-// oidc-provider prints NOTICEs with console.info: everything console prints goes to stderr.
-export function consoleToStderr() {
+// oidc-provider, loaded once everything console prints goes to stderr (it prints NOTICEs
+// with console.info), so that stdout holds the READY line only.
+export async function loadProvider() {
   const toStderr = (...args) => process.stderr.write(`${args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' ')}\n`);
   console.log = toStderr;
   console.info = toStderr;
   console.debug = toStderr;
+  return import('oidc-provider');
 }
 
 // A non-negative whole number from the environment variable `name` (`dflt` when unset).
