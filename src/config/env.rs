@@ -139,7 +139,12 @@ pub fn from_env(env: &EnvVars, tokens_dir: PathBuf) -> Result<Option<Config>, Co
     let catalog = catalog(env.provider_files.clone(), [])?;
     // Each provider login and AgentCore gateway is bound to its server, reached through
     // the gateway (without REGISTRY_URL there is no server to write).
-    identities.extend(egress_from_env(env, &catalog)?);
+    // A provider login takes a name no other identity has (a server called `cognito` must
+    // not be bound to the service account's token).
+    let taken: Vec<String> = std::iter::once("ingress".to_string())
+        .chain(identities.iter().map(|i| i.name.clone()))
+        .collect();
+    identities.extend(egress_from_env(env, &catalog, &taken)?);
     let mut bound = egress_bindings(&identities);
     for (id, server) in agentcore_from_env(env)? {
         bound.push((id.name.clone(), server));
@@ -255,7 +260,11 @@ fn build_identity(
 /// `EGRESS_OAUTH_CLIENT_SECRET_N`, `EGRESS_OAUTH_REDIRECT_URI_N` (all three make a set),
 /// `EGRESS_OAUTH_SCOPE_N`, `EGRESS_PROVIDER_NAME_N`, `EGRESS_MCP_SERVER_NAME_N`. Named and
 /// stored as the reference tool does; checked by the rules of `build::egress_identity`.
-fn egress_from_env(env: &EnvVars, catalog: &Catalog) -> Result<Vec<IdentityConfig>, ConfigError> {
+fn egress_from_env(
+    env: &EnvVars,
+    catalog: &Catalog,
+    taken: &[String],
+) -> Result<Vec<IdentityConfig>, ConfigError> {
     let mut out: Vec<IdentityConfig> = Vec::new();
     for n in 1..=100 {
         let var = |k: &str| format!("EGRESS_{k}_{n}");
@@ -272,7 +281,7 @@ fn egress_from_env(env: &EnvVars, catalog: &Catalog) -> Result<Vec<IdentityConfi
             .to_lowercase();
         let server_var = env.get(&var("MCP_SERVER_NAME")).map(str::to_string);
         let server = server_var.clone().unwrap_or_else(|| provider.clone());
-        let name = if out.iter().any(|i| i.name == server) {
+        let name = if taken.contains(&server) || out.iter().any(|i| i.name == server) {
             format!("{server}-{n}")
         } else {
             server.clone()
@@ -648,6 +657,38 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_provider_login_never_takes_another_identitys_name() {
+        let c = cfg(&[
+            ("REGISTRY_URL", "https://gw.example.com"),
+            ("INGRESS_OAUTH_USER_POOL_ID", "us-east-1_Ab"),
+            ("INGRESS_OAUTH_CLIENT_ID", "c"),
+            ("INGRESS_OAUTH_CLIENT_SECRET", "s"),
+            ("COGNITO_USERNAME", "svc"),
+            ("COGNITO_PASSWORD", "pw"),
+            ("COGNITO_CLIENT_ID", "sc"),
+            ("COGNITO_USER_POOL_ID", "us-east-1_Sv"),
+            ("EGRESS_OAUTH_CLIENT_ID_1", "e"),
+            ("EGRESS_OAUTH_CLIENT_SECRET_1", "es"),
+            (
+                "EGRESS_OAUTH_REDIRECT_URI_1",
+                "http://localhost:8080/callback",
+            ),
+            ("EGRESS_PROVIDER_NAME_1", "atlassian"),
+            ("EGRESS_MCP_SERVER_NAME_1", "cognito"),
+        ])
+        .unwrap()
+        .unwrap();
+        // The service account keeps its name; the login gets its own, and the server
+        // named `cognito` carries the login's token, not the service account's.
+        assert!(c.identity("cognito").unwrap().cognito().is_some());
+        let login = c.identity("cognito-1").unwrap();
+        assert_eq!(login.egress().unwrap().server, "cognito");
+        assert_eq!(login.file_name, "atlassian-cognito-egress.json");
+        let server = c.servers.iter().find(|s| s.name == "cognito").unwrap();
+        assert_eq!(server.auth, ServerAuth::bearer("cognito-1", true));
     }
 
     #[test]
