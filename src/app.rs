@@ -777,10 +777,12 @@ async fn revoke_all(
             Ok(()) => ui.out(format!("{}: revoked the {what} at {url}", id.name)),
             // RFC 7009 §2.2.1: this kind of token cannot be revoked there (self-contained
             // JWT access tokens, typically): it lapses at its expiry.
-            Err(e) if e.message.contains("unsupported_token_type") => ui.out(format!(
-                "{}: the provider does not revoke {what}s; this one stays valid there {until}",
-                id.name
-            )),
+            Err(e) if e.oauth_error.as_deref() == Some("unsupported_token_type") => {
+                ui.out(format!(
+                    "{}: the provider does not revoke {what}s; this one stays valid there {until}",
+                    id.name
+                ))
+            }
             Err(e) => ui.warn(format!(
                 "{}: the {what} was not revoked ({}); it is deleted here anyway",
                 id.name, e.message

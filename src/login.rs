@@ -105,9 +105,18 @@ pub enum Callback {
     BadState,
     /// The provider reports a failure (`error=access_denied`...).
     Error(String),
-    /// `iss` names another issuer than the provider's (RFC 9207 mix-up defence).
-    WrongIssuer(String),
+    /// `iss` names another issuer than the provider's (RFC 9207 mix-up defence), escaped;
+    /// `None`: the callback has no `iss` though the provider promised one.
+    WrongIssuer(Option<String>),
     Code(String),
+}
+
+/// Why a callback judged `WrongIssuer(iss)` is refused, for the terminal.
+fn wrong_issuer(iss: Option<&str>) -> String {
+    match iss {
+        None => "the callback has no `iss`, though the provider's metadata says it always sends one (RFC 9207); refused".to_string(),
+        Some(iss) => format!("the callback came from issuer {iss}, not the provider's; refused"),
+    }
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
@@ -149,11 +158,11 @@ pub fn judge(target: &str, path: &str, state: &str, iss_check: &IssuerCheck) -> 
         (Some(expected), Some(iss))
             if iss.trim_end_matches('/') != expected.trim_end_matches('/') =>
         {
-            return Callback::WrongIssuer(crate::sanitize::escape(&iss));
+            return Callback::WrongIssuer(Some(crate::sanitize::escape(&iss)));
         }
         // The provider promised `iss` on every response: one without it is not its own.
         (Some(_), None) if iss_check.required => {
-            return Callback::WrongIssuer("(none)".into());
+            return Callback::WrongIssuer(None);
         }
         _ => {}
     }
@@ -310,8 +319,7 @@ pub async fn wait_for_code(
                         }
                         Callback::WrongIssuer(iss) => {
                             respond(&mut stream, "400 Bad Request", &page("Login refused", "The response came from an unexpected identity provider.")).await;
-                            let why = if iss == "(none)" { "the callback has no `iss`, though the provider's metadata says it always sends one (RFC 9207); refused".to_string() } else { format!("the callback came from issuer {iss}, not the provider's; refused") };
-                            let _ = tx.send(Err(why)).await;
+                            let _ = tx.send(Err(wrong_issuer(iss.as_deref()))).await;
                         }
                         Callback::Error(e) => {
                             respond(&mut stream, "200 OK", &page("Login failed", "The provider did not grant access. You can close this tab; mcp-credd says why in the terminal.")).await;
@@ -744,7 +752,7 @@ mod tests {
         );
         assert_eq!(
             j("/callback?code=C&state=S&iss=https://evil"),
-            Callback::WrongIssuer("https://evil".into())
+            Callback::WrongIssuer(Some("https://evil".into()))
         );
         assert_eq!(j("/callback?code=C&state=X"), Callback::BadState);
         assert_eq!(j("/callback?code=C"), Callback::BadState);
@@ -780,7 +788,23 @@ mod tests {
         };
         assert_eq!(
             judge("/callback?code=C&state=S", "/callback", "S", &strict),
-            Callback::WrongIssuer("(none)".into())
+            Callback::WrongIssuer(None)
+        );
+        assert!(wrong_issuer(None).contains("has no `iss`"));
+        // An `iss` that happens to read "(none)" is an issuer like any other.
+        let literal = judge(
+            "/callback?code=C&state=S&iss=(none)",
+            "/callback",
+            "S",
+            &strict,
+        );
+        assert_eq!(literal, Callback::WrongIssuer(Some("(none)".into())));
+        let Callback::WrongIssuer(iss) = literal else {
+            unreachable!()
+        };
+        assert_eq!(
+            wrong_issuer(iss.as_deref()),
+            "the callback came from issuer (none), not the provider's; refused"
         );
         assert_eq!(
             judge(

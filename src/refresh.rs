@@ -296,6 +296,7 @@ fn reauth(message: String) -> FetchError {
         kind: FailureKind::ReauthRequired,
         message,
         retry_after_ms: None,
+        oauth_error: None,
     }
 }
 
@@ -364,10 +365,12 @@ async fn refresh_egress(
             }
             Ok(new)
         }
-        Err(e) if mcp.is_some() && e.message.contains("invalid_client") => Err(reauth(format!(
-            "{}; the authorization server no longer knows client `{}`: {login} (it registers again)",
-            e.message, id.client_id
-        ))),
+        Err(e) if mcp.is_some() && e.oauth_error.as_deref() == Some("invalid_client") => {
+            Err(reauth(format!(
+                "{}; the authorization server no longer knows client `{}`: {login} (it registers again)",
+                e.message, id.client_id
+            )))
+        }
         Err(e) if e.kind == FailureKind::ReauthRequired => {
             // Another process (one that does not take our lock) may have refreshed and
             // rotated the grant meanwhile: its token is good.

@@ -9,7 +9,7 @@ use super::FetchError;
 use super::grant::{self, Creds, Grant};
 use super::oauth::{Http, Style};
 use super::reply::TokenReply;
-use crate::config::{EgressConfig, IdentityConfig, Login, LoginBuf};
+use crate::config::{EgressConfig, Login, LoginBuf};
 use crate::providers::TokenBody;
 
 fn style(eg: &EgressConfig) -> Style {
@@ -19,16 +19,8 @@ fn style(eg: &EgressConfig) -> Style {
     }
 }
 
-fn creds(id: &IdentityConfig) -> Creds<'_> {
-    Creds {
-        id: &id.client_id,
-        secret: id.client_secret.as_ref().map(|s| s.expose()),
-        auth: id.client_auth,
-    }
-}
-
 async fn grant(http: &Http, l: Login<'_>, g: Grant<'_>) -> Result<TokenReply, FetchError> {
-    grant::token(http, &l.eg.def.token_url, creds(l.id), &g, &style(l.eg)).await
+    grant::token(http, &l.eg.def.token_url, Creds::of(l.id), &g, &style(l.eg)).await
 }
 
 /// The login with its provider's endpoints filled in from the issuer's discovery document,
@@ -149,7 +141,7 @@ pub async fn device_start(http: &Http, l: Login<'_>) -> Result<DeviceStart, Fetc
         ))
     })?;
     let scope = (!id.scopes.is_empty()).then(|| id.scopes.join(&eg.def.scope_separator));
-    let details = grant::device_authorization(http, url, creds(id), scope).await?;
+    let details = grant::device_authorization(http, url, Creds::of(id), scope).await?;
     // What the user is sent to must be a web page of the provider's, not anything else.
     let uri = details.verification_uri().as_str();
     crate::config::check_endpoint_url(uri).map_err(|m| {
@@ -196,7 +188,7 @@ pub async fn device_poll(
     grant::device_token(
         http,
         &l.eg.def.token_url,
-        creds(l.id),
+        Creds::of(l.id),
         &start.details,
         &style(l.eg),
     )
@@ -259,10 +251,8 @@ async fn fetch_cloud_id(
     access_token: &str,
     wanted: Option<&str>,
 ) -> Result<Option<String>, FetchError> {
-    crate::config::check_endpoint_url(url).map_err(FetchError::permanent)?;
     let resp = http
-        .client_for(url)
-        .map_err(FetchError::permanent)?
+        .client_checked(url)?
         .get(url)
         .bearer_auth(access_token)
         .header(reqwest::header::ACCEPT, "application/json")

@@ -33,7 +33,7 @@ use super::oauth::{
 };
 use super::reply::{ErrorReply, TokenReply};
 use super::{FailureKind, FetchError};
-use crate::config::{ClientAuth, check_endpoint_url};
+use crate::config::{ClientAuth, IdentityConfig};
 use crate::sanitize::redact_url;
 
 /// A token reply as the crate hands it over: the JSON value, untouched. Our tolerant
@@ -128,6 +128,70 @@ impl std::fmt::Debug for Creds<'_> {
     }
 }
 
+impl<'a> Creds<'a> {
+    /// An identity's client as its configuration gives it: the one place `Creds` are
+    /// built from an identity.
+    pub fn of(id: &'a IdentityConfig) -> Creds<'a> {
+        Creds {
+            id: &id.client_id,
+            secret: id.client_secret.as_ref().map(|s| s.expose()),
+            auth: id.client_auth,
+        }
+    }
+}
+
+/// A client's authentication for one request the crate does not build (RFC 7009
+/// revocation): the `Authorization` header of `client_secret_basic`, or the form
+/// parameters of the others. Not `Debug`: it holds the secret.
+pub struct ClientAuthentication {
+    pub authorization: Option<String>,
+    pub form: Vec<(String, String)>,
+}
+
+/// The client authentication of `creds` for one request to `audience`, encoded as the
+/// crate encodes it for the grants (RFC 6749 §2.3.1 for Basic; RFC 7523 for
+/// `private_key_jwt`, a new assertion each call).
+pub fn client_authentication(
+    creds: Creds<'_>,
+    audience: &str,
+) -> Result<ClientAuthentication, FetchError> {
+    let id = || ("client_id".to_string(), creds.id.to_string());
+    Ok(match (creds.auth, creds.secret) {
+        (ClientAuth::Basic, Some(s)) => ClientAuthentication {
+            authorization: Some(basic_auth(creds.id, s)),
+            form: Vec::new(),
+        },
+        (ClientAuth::Post, Some(s)) => ClientAuthentication {
+            authorization: None,
+            form: vec![id(), ("client_secret".into(), s.to_string())],
+        },
+        (ClientAuth::PrivateKeyJwt, Some(pem)) => {
+            let key = SigningKey::from_pem(pem).map_err(FetchError::permanent)?;
+            let mut form = vec![id()];
+            form.extend(assertion(Some(&key), creds.id, audience)?);
+            ClientAuthentication {
+                authorization: None,
+                form,
+            }
+        }
+        (_, None) => ClientAuthentication {
+            authorization: None,
+            form: vec![id()],
+        },
+    })
+}
+
+/// RFC 6749 §2.3.1: id and secret are form-urlencoded before going into Basic auth.
+fn basic_auth(id: &str, secret: &str) -> String {
+    use base64::Engine;
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let raw = format!("{}:{}", enc(id), enc(secret));
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    )
+}
+
 /// The crate's client for `creds`, and the key that signs assertions for `private_key_jwt`.
 fn client(creds: Creds<'_>) -> Result<(Client, Option<SigningKey>), FetchError> {
     let c = Client::new(ClientId::new(creds.id.to_string()));
@@ -173,6 +237,20 @@ fn assertion(
     ])
 }
 
+/// The crate's client for `creds` with its token endpoint set, after the
+/// https-except-loopback check, and the key that signs `private_key_jwt` assertions.
+fn token_client(
+    creds: Creds<'_>,
+    token_url: &str,
+) -> Result<(TokenClient, Option<SigningKey>), FetchError> {
+    crate::config::check_endpoint_url(token_url).map_err(FetchError::permanent)?;
+    let (base, signer) = client(creds)?;
+    let base = base.set_token_uri(
+        TokenUrl::new(token_url.to_string()).map_err(bad_url("token endpoint", token_url))?,
+    );
+    Ok((base, signer))
+}
+
 fn bad_url(what: &str, url: &str) -> impl Fn(url::ParseError) -> FetchError {
     let m = format!("{what} `{}` is not a valid URL", redact_url(url, true));
     move |e| FetchError::permanent(format!("{m}: {e}"))
@@ -209,8 +287,7 @@ impl<'a> Hook<'a> {
     async fn send(&self, req: oauth2::HttpRequest) -> Result<oauth2::HttpResponse, FetchError> {
         let what = self.what;
         let url = req.uri().to_string();
-        check_endpoint_url(&url).map_err(FetchError::permanent)?;
-        let client = self.http.client_for(&url).map_err(FetchError::permanent)?;
+        let client = self.http.client_checked(&url)?;
         let (parts, mut body) = req.into_parts();
         let form = parts
             .headers
@@ -256,6 +333,7 @@ impl<'a> Hook<'a> {
                 kind: FailureKind::Transient,
                 message: format!("{what} {url} answered HTTP {status}; will retry"),
                 retry_after_ms: ra,
+                oauth_error: None,
             });
         }
         let json = serde_json::from_slice::<serde_json::Value>(&bytes).is_ok();
@@ -369,11 +447,7 @@ pub async fn token(
     grant: &Grant<'_>,
     style: &Style,
 ) -> Result<TokenReply, FetchError> {
-    check_endpoint_url(token_url).map_err(FetchError::permanent)?;
-    let (base, signer) = client(creds)?;
-    let base = base.set_token_uri(
-        TokenUrl::new(token_url.to_string()).map_err(bad_url("token endpoint", token_url))?,
-    );
+    let (base, signer) = token_client(creds, token_url)?;
     let (base, signer) = (&base, &signer);
     with_retries(&http.policy, token_url, || {
         attempt(http, token_url, creds, base, signer.as_ref(), grant, style)
@@ -501,7 +575,7 @@ pub async fn device_authorization(
     creds: Creds<'_>,
     scope: Option<String>,
 ) -> Result<StandardDeviceAuthorizationResponse, FetchError> {
-    check_endpoint_url(url).map_err(FetchError::permanent)?;
+    crate::config::check_endpoint_url(url).map_err(FetchError::permanent)?;
     let (base, signer) = client(creds)?;
     let c = base.set_device_authorization_url(
         DeviceAuthorizationUrl::new(url.to_string())
@@ -544,11 +618,7 @@ pub async fn device_token(
     details: &StandardDeviceAuthorizationResponse,
     style: &Style,
 ) -> Result<TokenReply, FetchError> {
-    check_endpoint_url(token_url).map_err(FetchError::permanent)?;
-    let (base, signer) = client(creds)?;
-    let c = base.set_token_uri(
-        TokenUrl::new(token_url.to_string()).map_err(bad_url("token endpoint", token_url))?,
-    );
+    let (c, signer) = token_client(creds, token_url)?;
     let hook = Hook::new(http, "token endpoint", style.json_body);
     let mut req = c
         .exchange_device_access_token(details)
@@ -581,7 +651,7 @@ pub async fn device_token(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -634,7 +704,7 @@ mod tests {
 
     /// A one-connection-per-reply HTTP server on 127.0.0.1: answers each request with the
     /// next of `replies` and hands back what it received (head and body).
-    async fn server(
+    pub(crate) async fn server(
         replies: Vec<String>,
     ) -> (String, tokio::task::JoinHandle<Vec<(String, Vec<u8>)>>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -675,7 +745,7 @@ mod tests {
         (url, task)
     }
 
-    fn reply(status: &str, extra: &str, body: &str) -> String {
+    pub(crate) fn reply(status: &str, extra: &str, body: &str) -> String {
         format!(
             "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
@@ -697,6 +767,51 @@ mod tests {
         secret: Some("s:cret"),
         auth: ClientAuth::Basic,
     };
+
+    #[test]
+    fn basic_auth_encodes_per_rfc() {
+        use base64::Engine;
+        let h = basic_auth("a b", "p:w&");
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(h.strip_prefix("Basic ").unwrap())
+            .unwrap();
+        assert_eq!(String::from_utf8(raw).unwrap(), "a+b:p%3Aw%26");
+    }
+
+    /// The hand-written requests authenticate the client as the crate does for the grants.
+    #[test]
+    fn client_authentication_by_method() {
+        let a = client_authentication(CREDS, "https://as.example/revoke").unwrap();
+        // The header the crate sends for CREDS (see `a_json_body_and_a_nested_reply`).
+        assert_eq!(
+            a.authorization
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
+            Some("basic y2lkonmlm0fjcmv0")
+        );
+        assert!(a.form.is_empty());
+        let post = Creds {
+            auth: ClientAuth::Post,
+            ..CREDS
+        };
+        let a = client_authentication(post, "u").unwrap();
+        assert_eq!(a.authorization, None);
+        assert_eq!(
+            a.form,
+            vec![
+                ("client_id".to_string(), "cid".to_string()),
+                ("client_secret".to_string(), "s:cret".to_string())
+            ]
+        );
+        let public = Creds {
+            secret: None,
+            ..CREDS
+        };
+        let a = client_authentication(public, "u").unwrap();
+        assert_eq!(a.authorization, None);
+        assert_eq!(a.form, vec![("client_id".to_string(), "cid".to_string())]);
+    }
 
     /// Notion's JSON body and Slack's nested user token, through the crate and the hook.
     #[tokio::test]

@@ -22,6 +22,9 @@ pub struct FetchError {
     pub message: String,
     /// A server-sent Retry-After, in milliseconds.
     pub retry_after_ms: Option<u64>,
+    /// The OAuth error code (RFC 6749 §5.2 `error`, RFC 7009 §2.2.1) of the server's
+    /// refusal, exactly as sent: for matching only, never shown (the message has it escaped).
+    pub oauth_error: Option<String>,
 }
 
 impl fmt::Display for FetchError {
@@ -36,6 +39,7 @@ impl FetchError {
             kind: FailureKind::Transient,
             message: message.into(),
             retry_after_ms: None,
+            oauth_error: None,
         }
     }
     pub fn permanent(message: impl Into<String>) -> Self {
@@ -43,6 +47,7 @@ impl FetchError {
             kind: FailureKind::Permanent,
             message: message.into(),
             retry_after_ms: None,
+            oauth_error: None,
         }
     }
 }

@@ -6,10 +6,9 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use tracing::{debug, warn};
 
-use super::assertion::{ASSERTION_TYPE, SigningKey, random_jti};
+use super::grant::Creds;
 use super::proxy::ProxyEnv;
 use super::reply::{self, ReplyError, TokenReply};
 use super::{FailureKind, FetchError};
@@ -31,6 +30,13 @@ pub struct Http {
 }
 
 impl Http {
+    /// The client for `url` after the https-except-loopback check (`check_endpoint_url`):
+    /// how every request to an endpoint starts.
+    pub fn client_checked(&self, url: &str) -> Result<&reqwest::Client, FetchError> {
+        check_endpoint_url(url).map_err(FetchError::permanent)?;
+        self.client_for(url).map_err(FetchError::permanent)
+    }
+
     /// The client for `url`: the plain one for `http:`, else the TLS one.
     pub fn client_for(&self, url: &str) -> Result<&reqwest::Client, String> {
         if url.len() >= 5 && url[..5].eq_ignore_ascii_case("http:") {
@@ -126,8 +132,9 @@ pub async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<
 }
 
 /// RFC 7009: asks `url` to revoke `token` (`hint`: `refresh_token` or `access_token`),
-/// authenticating the client as at the token endpoint. One attempt, no retries: a logout
-/// must not hang on a provider that is down.
+/// authenticating the client as at the token endpoint (`grant::client_authentication`).
+/// One attempt, no retries: a logout must not hang on a provider that is down.
+/// Hand-written: the `oauth2` crate refuses a revocation URL that is not https.
 pub async fn revoke(
     http: &Http,
     url: &str,
@@ -137,37 +144,21 @@ pub async fn revoke(
     client_secret: Option<&str>,
     auth: ClientAuth,
 ) -> Result<(), FetchError> {
-    check_endpoint_url(url).map_err(FetchError::permanent)?;
+    let client = http.client_checked(url)?;
+    let creds = Creds {
+        id: client_id,
+        secret: client_secret,
+        auth,
+    };
+    let ca = super::grant::client_authentication(creds, url)?;
     let mut form = vec![
-        ("token", token.to_string()),
-        ("token_type_hint", hint.to_string()),
+        ("token".to_string(), token.to_string()),
+        ("token_type_hint".to_string(), hint.to_string()),
     ];
-    let mut req = http
-        .client_for(url)
-        .map_err(FetchError::permanent)?
-        .post(url);
-    match (auth, client_secret) {
-        (ClientAuth::Basic, Some(s)) => {
-            req = req.header(reqwest::header::AUTHORIZATION, basic_auth(client_id, s));
-        }
-        (ClientAuth::Post, Some(s)) => {
-            form.push(("client_id", client_id.to_string()));
-            form.push(("client_secret", s.to_string()));
-        }
-        (ClientAuth::PrivateKeyJwt, Some(pem)) => {
-            let key = SigningKey::from_pem(pem).map_err(FetchError::permanent)?;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            form.push(("client_id", client_id.to_string()));
-            form.push(("client_assertion_type", ASSERTION_TYPE.to_string()));
-            form.push((
-                "client_assertion",
-                key.assertion(client_id, url, now, random_jti())
-                    .map_err(FetchError::permanent)?,
-            ));
-        }
-        (_, None) => form.push(("client_id", client_id.to_string())),
+    form.extend(ca.form);
+    let mut req = client.post(url);
+    if let Some(h) = ca.authorization {
+        req = req.header(reqwest::header::AUTHORIZATION, h);
     }
     let url = redact_url(url, true);
     let resp = req.form(&form).send().await.map_err(|e| {
@@ -181,27 +172,19 @@ pub async fn revoke(
         return Ok(());
     }
     let body = read_capped(resp, 4096).await.unwrap_or_default();
-    let error = serde_json::from_slice::<serde_json::Value>(&body)
+    let code = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
-        .and_then(|v| {
-            v.get("error")
-                .and_then(|e| e.as_str())
-                .map(crate::sanitize::escape)
-        })
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string));
+    let shown = code
+        .as_deref()
+        .map(crate::sanitize::escape)
         .unwrap_or_default();
-    Err(FetchError::permanent(format!(
-        "revocation endpoint {url} answered HTTP {status} {error}"
-    )))
-}
-
-/// RFC 6749 §2.3.1: id and secret are form-urlencoded before going into Basic auth.
-fn basic_auth(id: &str, secret: &str) -> String {
-    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let raw = format!("{}:{}", enc(id), enc(secret));
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(raw)
-    )
+    Err(FetchError {
+        oauth_error: code,
+        ..FetchError::permanent(format!(
+            "revocation endpoint {url} answered HTTP {status} {shown}"
+        ))
+    })
 }
 
 pub(crate) fn retry_after_ms(h: &reqwest::header::HeaderMap) -> Option<u64> {
@@ -231,6 +214,7 @@ pub(crate) async fn send(
             kind: FailureKind::Transient,
             message: format!("{what} answered HTTP {status}"),
             retry_after_ms: retry_after_ms(resp.headers()),
+            oauth_error: None,
         });
     }
     Ok(resp)
@@ -297,6 +281,7 @@ pub(crate) fn classify_with(
         kind: FailureKind::Transient,
         message: m,
         retry_after_ms: retry_after,
+        oauth_error: None,
     };
     if is_transient_status(status) {
         return Err(transient(format!(
@@ -352,6 +337,7 @@ pub(crate) fn refused(
             hint_for(&e.error)
         ),
         retry_after_ms: None,
+        oauth_error: Some(e.error.clone()),
     }
 }
 
@@ -440,8 +426,7 @@ pub async fn fetch_document(
     what: &str,
     bad_body: FailureKind,
 ) -> Result<Document, FetchError> {
-    check_endpoint_url(url).map_err(FetchError::permanent)?;
-    let client = http.client_for(url).map_err(FetchError::permanent)?;
+    let client = http.client_checked(url)?;
     with_retries(&http.policy, url, || async move {
         let req = client
             .get(url)
@@ -463,6 +448,7 @@ pub async fn fetch_document(
                     "{what} answered HTTP {status} with something that is not a JSON metadata document"
                 ),
                 retry_after_ms: None,
+                oauth_error: None,
             }),
         }
     })
@@ -520,11 +506,7 @@ pub async fn client_credentials(
     super::grant::token(
         http,
         token_url,
-        super::grant::Creds {
-            id: &id.client_id,
-            secret: id.client_secret.as_ref().map(|s| s.expose()),
-            auth: id.client_auth,
-        },
+        Creds::of(id),
         &super::grant::Grant::ClientCredentials {
             scopes: &id.scopes,
             extra,
@@ -597,12 +579,53 @@ mod tests {
         assert_eq!(e.retry_after_ms, Some(3000));
     }
 
-    #[test]
-    fn basic_auth_encodes_per_rfc() {
-        let h = basic_auth("a b", "p:w&");
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(h.strip_prefix("Basic ").unwrap())
-            .unwrap();
-        assert_eq!(String::from_utf8(raw).unwrap(), "a+b:p%3Aw%26");
+    /// RFC 7009: the refusal's `error` is kept as sent, for callers to match; the client
+    /// authenticates as at the token endpoint.
+    #[tokio::test]
+    async fn revocation_refusals_carry_their_code() {
+        use crate::identity::grant::tests::{reply, server};
+        let (url, seen) = server(vec![
+            reply(
+                "400 Bad Request",
+                "",
+                r#"{"error":"unsupported_token_type"}"#,
+            ),
+            reply(
+                "400 Bad Request",
+                "",
+                r#"{"error":"invalid_request","error_description":"unsupported_token_type"}"#,
+            ),
+            reply("200 OK", "", "{}"),
+        ])
+        .await;
+        let http = Http::new(HttpPolicy::default()).unwrap();
+        let revoke = |auth| {
+            revoke(
+                &http,
+                &url,
+                "T1",
+                "access_token",
+                "cid",
+                Some("s:cret"),
+                auth,
+            )
+        };
+        let e = revoke(ClientAuth::Basic).await.unwrap_err();
+        assert_eq!(e.oauth_error.as_deref(), Some("unsupported_token_type"));
+        let e = revoke(ClientAuth::Basic).await.unwrap_err();
+        assert_eq!(e.oauth_error.as_deref(), Some("invalid_request"));
+        revoke(ClientAuth::Post).await.unwrap();
+        let seen = seen.await.unwrap();
+        let head = seen[0].0.to_ascii_lowercase();
+        assert!(
+            head.contains("authorization: basic y2lkonmlm0fjcmv0"),
+            "{head}"
+        );
+        assert_eq!(seen[0].1, b"token=T1&token_type_hint=access_token");
+        assert!(!seen[2].0.to_ascii_lowercase().contains("authorization:"));
+        assert_eq!(
+            seen[2].1,
+            b"token=T1&token_type_hint=access_token&client_id=cid&client_secret=s%3Acret"
+        );
     }
 }

@@ -32,8 +32,7 @@ pub async fn probe(
     server_url: &str,
     token: Option<&str>,
 ) -> Result<Probe, FetchError> {
-    check_endpoint_url(server_url).map_err(FetchError::permanent)?;
-    let client = http.client_for(server_url).map_err(FetchError::permanent)?;
+    let client = http.client_checked(server_url)?;
     with_retries(&http.policy, server_url, || async move {
         let mut req = client
             .post(server_url)

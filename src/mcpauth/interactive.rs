@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 
 use super::discover::{Discovered, discover, probe};
 use crate::clock::Ts;
-use crate::config::{ClientAuth, Endpoint, Login, LoginBuf, McpLogin, check_endpoint_url};
+use crate::config::{ClientAuth, Endpoint, Login, LoginBuf, McpLogin};
 use crate::identity::oauth::{Http, REPLY_MAX, Style, read_capped, send, with_retries};
 use crate::identity::{FailureKind, FetchError};
 use crate::login::IssuerCheck;
@@ -162,8 +162,7 @@ async fn register(
     redirect_uri: &str,
     now: Ts,
 ) -> Result<Registration, FetchError> {
-    check_endpoint_url(endpoint).map_err(FetchError::permanent)?;
-    let client = http.client_for(endpoint).map_err(FetchError::permanent)?;
+    let client = http.client_checked(endpoint)?;
     let body = registration_request(redirect_uri);
     let body = &body;
     with_retries(&http.policy, endpoint, || async move {
@@ -206,7 +205,7 @@ async fn still_registered(http: &Http, token_endpoint: &str, reg: &Registration)
         &Style::default(),
     )
     .await;
-    !matches!(answer, Err(e) if e.kind != FailureKind::Transient && e.message.contains("invalid_client"))
+    !matches!(answer, Err(e) if e.kind != FailureKind::Transient && e.oauth_error.as_deref() == Some("invalid_client"))
 }
 
 /// The scopes a login asks for: the configured ones, else the challenge's, else the
@@ -420,6 +419,7 @@ fn reauth(message: String) -> FetchError {
         kind: FailureKind::ReauthRequired,
         message,
         retry_after_ms: None,
+        oauth_error: None,
     }
 }
 
@@ -575,6 +575,34 @@ pub fn step_up_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A registered client is forgotten only when the server's error code says
+    /// `invalid_client`, not when its description happens to name it.
+    #[tokio::test]
+    async fn a_forgotten_client_is_told_by_its_error_code() {
+        use crate::identity::grant::tests::{reply, server};
+        let (url, _seen) = server(vec![
+            reply(
+                "400 Bad Request",
+                "",
+                r#"{"error":"invalid_grant","error_description":"no such code (not an invalid_client)"}"#,
+            ),
+            reply("401 Unauthorized", "", r#"{"error":"invalid_client"}"#),
+        ])
+        .await;
+        let http = Http::new(crate::config::HttpPolicy::default()).unwrap();
+        let reg = Registration {
+            issuer: "http://127.0.0.1".into(),
+            client_id: "c1".into(),
+            client_secret: None,
+            client_secret_expires_at: None,
+            token_endpoint_auth_method: None,
+            redirect_uri: "http://127.0.0.1:1/callback".into(),
+            registered_at: 0.0,
+        };
+        assert!(still_registered(&http, &url, &reg).await);
+        assert!(!still_registered(&http, &url, &reg).await);
+    }
 
     #[test]
     fn the_registration_asks_for_a_public_native_client() {
