@@ -292,12 +292,7 @@ async fn login_and_store_egress(
 }
 
 fn reauth(message: String) -> FetchError {
-    FetchError {
-        kind: FailureKind::ReauthRequired,
-        message,
-        retry_after_ms: None,
-        oauth_error: None,
-    }
+    FetchError::reauth(message)
 }
 
 /// Refreshes a provider token with its refresh token. Only a login can create the first

@@ -50,4 +50,13 @@ impl FetchError {
             oauth_error: None,
         }
     }
+    /// A failure only a new login mends.
+    pub fn reauth(message: impl Into<String>) -> Self {
+        FetchError {
+            kind: FailureKind::ReauthRequired,
+            message: message.into(),
+            retry_after_ms: None,
+            oauth_error: None,
+        }
+    }
 }

@@ -415,12 +415,7 @@ pub async fn prepare_login(
 }
 
 fn reauth(message: String) -> FetchError {
-    FetchError {
-        kind: FailureKind::ReauthRequired,
-        message,
-        retry_after_ms: None,
-        oauth_error: None,
-    }
+    FetchError::reauth(message)
 }
 
 /// The identity a refresh of `rec` runs with: discovery again, and the token's issuer and
