@@ -611,18 +611,15 @@ pub async fn browser_login(
 /// Whether callbacks must carry `iss`: the provider's metadata
 /// (`authorization_response_iss_parameter_supported`, RFC 9207) says so. Without an
 /// issuer there is nothing to check; metadata that cannot be read leaves `iss` checked
-/// only when present (with a warning); metadata naming another issuer is refused.
+/// only when present (with a warning); metadata naming another issuer is refused. The
+/// metadata is looked for where MCP discovery looks (`mcpauth::as_metadata_candidates`:
+/// RFC 8414's path-inserted URL first).
 async fn issuer_check(http: &Http, issuer: Option<&str>) -> Result<IssuerCheck, FetchError> {
     let Some(issuer) = issuer else {
         return Ok(IssuerCheck::default());
     };
-    let base = issuer.trim_end_matches('/');
     let mut required = None;
-    for well_known in [
-        "/.well-known/oauth-authorization-server",
-        "/.well-known/openid-configuration",
-    ] {
-        let url = format!("{base}{well_known}");
+    for url in crate::mcpauth::as_metadata_candidates(issuer) {
         if crate::config::check_endpoint_url(&url).is_err() {
             break;
         }
@@ -636,19 +633,9 @@ async fn issuer_check(http: &Http, issuer: Option<&str>) -> Result<IssuerCheck, 
         let Ok(crate::identity::oauth::Document::Found(doc)) = found else {
             continue;
         };
-        if let Some(named) = doc.get("issuer").and_then(|v| v.as_str())
-            && named.trim_end_matches('/') != base
-        {
-            return Err(FetchError::permanent(format!(
-                "the metadata at {url} names issuer {}, not {issuer}; check the provider's `issuer`",
-                crate::sanitize::escape(named)
-            )));
-        }
-        required = Some(
-            doc.get("authorization_response_iss_parameter_supported")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false),
-        );
+        crate::mcpauth::check_metadata_issuer(&doc, issuer, &url)
+            .map_err(|m| FetchError::permanent(format!("{m}; check the provider's `issuer`")))?;
+        required = Some(crate::mcpauth::iss_parameter_supported(&doc));
         break;
     }
     if required.is_none() {
@@ -814,6 +801,50 @@ mod tests {
                 &strict
             ),
             Callback::Code("C".into())
+        );
+    }
+
+    /// RFC 8414 §3.1: an issuer with a path has its metadata at the path-inserted URL,
+    /// then OIDC's, as MCP discovery looks for them.
+    #[tokio::test]
+    async fn the_issuer_check_looks_where_rfc_8414_puts_the_metadata() {
+        use crate::identity::grant::tests::{reply, server};
+        let (url, seen) = server(vec![
+            reply(
+                "200 OK",
+                "",
+                r#"{"authorization_response_iss_parameter_supported":true}"#,
+            ),
+            reply("404 Not Found", "", "{}"),
+            reply("200 OK", "", r#"{"issuer":"https://elsewhere.example/t"}"#),
+        ])
+        .await;
+        let origin = url.trim_end_matches("/token");
+        let issuer = format!("{origin}/tenant/");
+        let http = Http::new(crate::config::HttpPolicy::default()).unwrap();
+        let check = issuer_check(&http, Some(&issuer)).await.unwrap();
+        assert!(check.required);
+        assert_eq!(check.issuer.as_deref(), Some(issuer.as_str()));
+        let e = issuer_check(&http, Some(&issuer)).await.unwrap_err();
+        assert!(
+            e.message
+                .contains("is for issuer `https://elsewhere.example/t`"),
+            "{}",
+            e.message
+        );
+        let paths: Vec<String> = seen
+            .await
+            .unwrap()
+            .iter()
+            .map(|(head, _)| head.split(' ').nth(1).unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/.well-known/oauth-authorization-server/tenant",
+                "/.well-known/oauth-authorization-server/tenant",
+                "/.well-known/openid-configuration/tenant",
+            ]
         );
     }
 

@@ -324,6 +324,33 @@ impl ServerMetadata {
     }
 }
 
+/// The `issuer` a metadata document fetched from `from` names, if any; one that is not
+/// `issuer` (RFC 8414 §3.3, a trailing `/` aside) refuses the document.
+pub fn check_metadata_issuer<'d>(
+    doc: &'d serde_json::Value,
+    issuer: &str,
+    from: &str,
+) -> Result<Option<&'d str>, String> {
+    let Some(got) = doc.get("issuer").and_then(|v| v.as_str()) else {
+        return Ok(None);
+    };
+    if got.trim_end_matches('/') != issuer.trim_end_matches('/') {
+        return Err(format!(
+            "the authorization server metadata at {from} is for issuer `{}`, not `{issuer}`; refused",
+            escape(got)
+        ));
+    }
+    Ok(Some(got))
+}
+
+/// RFC 9207: whether the metadata says the server puts `iss` on every authorization
+/// response.
+pub fn iss_parameter_supported(doc: &serde_json::Value) -> bool {
+    doc.get("authorization_response_iss_parameter_supported")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+}
+
 /// Checks authorization server metadata fetched from `from` for `issuer`: the document's
 /// `issuer` must be exactly that issuer (RFC 8414 §3.3) and every endpoint https (or
 /// loopback http).
@@ -332,16 +359,8 @@ pub fn check_server_metadata(
     issuer: &str,
     from: &str,
 ) -> Result<ServerMetadata, String> {
-    let got = doc
-        .get("issuer")
-        .and_then(|v| v.as_str())
+    let got = check_metadata_issuer(doc, issuer, from)?
         .ok_or_else(|| format!("the authorization server metadata at {from} has no `issuer`"))?;
-    if got.trim_end_matches('/') != issuer.trim_end_matches('/') {
-        return Err(format!(
-            "the authorization server metadata at {from} is for issuer `{}`, not `{issuer}`; refused",
-            escape(got)
-        ));
-    }
     let url = |key: &str| -> Result<Option<String>, String> {
         match doc.get(key).and_then(|v| v.as_str()) {
             None => Ok(None),
@@ -367,10 +386,7 @@ pub fn check_server_metadata(
         token_endpoint_auth_methods_supported: list("token_endpoint_auth_methods_supported")?,
         grant_types_supported: list("grant_types_supported")?,
         revocation_endpoint: url("revocation_endpoint")?,
-        iss_parameter_supported: doc
-            .get("authorization_response_iss_parameter_supported")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false),
+        iss_parameter_supported: iss_parameter_supported(doc),
     })
 }
 
