@@ -196,7 +196,7 @@ fn client_secret_basic_from_the_url_to_a_working_token_in_both_editors() {
         "the configured scopes (a named authorization server skips the metadata)"
     );
     assert_eq!(claims["client_id"], "agent-basic");
-    assert_both_editors_carry(&sb, &at);
+    assert_both_editors_carry(&sb, at);
     // The other commands treat the server's identity like any other.
     let h = sb.run_env(&["headers", "calc"], &[("AGENT_SECRET", "agent-secret")]);
     assert_eq!(h.code, 0, "{h:?}");
