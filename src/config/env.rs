@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::build::{
-    self, CognitoSpec, EgressKeys, EgressSpec, IdentitySpec, Source, aws_endpoint, bind_servers,
-    catalog, cognito_domain_token_url, egress_bindings, egress_identity, identity, region_of_pool,
+    self, CognitoSpec, EgressKeys, EgressSpec, IdentitySpec, MachineKind, Source, aws_endpoint,
+    bind_servers, catalog, cognito_domain_token_url, egress_bindings, egress_identity, identity,
+    region_of_pool,
 };
 use super::{
-    BearerToken, ClientAuth, Config, ConfigError, HttpPolicy, IdentityConfig, IdentityKind, Origin,
+    BearerToken, ClientAuth, Config, ConfigError, HttpPolicy, IdentityConfig, Origin,
     ProviderLabel, RefreshPolicy,
 };
 use crate::providers::Catalog;
@@ -197,7 +198,7 @@ fn scopes(env: &EnvVars, key: &str) -> Vec<String> {
 /// An identity as the reference tool describes it: the gateway's name and file unless
 /// changed, basic client authentication, nothing else set.
 fn spec(
-    kind: IdentityKind,
+    kind: MachineKind,
     label: ProviderLabel,
     client_id: String,
     client_secret: Option<Secret>,
@@ -229,7 +230,7 @@ fn spec(
 /// `secret_var`, which `why` needs.
 fn client(
     env: &EnvVars,
-    kind: IdentityKind,
+    kind: MachineKind,
     label: ProviderLabel,
     [id_var, secret_var]: [&str; 2],
     why: &str,
@@ -338,7 +339,7 @@ fn cognito_password_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, Co
     let endpoint_url = aws_endpoint(&|k| env.get(k).map(str::to_string))
         .map(|(var, u)| (var.to_string(), u, None));
     let mut id = spec(
-        IdentityKind::CognitoPassword,
+        MachineKind::CognitoPassword,
         ProviderLabel::CognitoPassword,
         client_id,
         env.get("COGNITO_CLIENT_SECRET").map(Secret::new),
@@ -390,7 +391,7 @@ fn agentcore_from_env(env: &EnvVars) -> Result<Vec<(IdentityConfig, String)>, Co
         let url =
             cognito_domain_token_url(domain, Some(region)).map_err(|m| env.err(domain_key, m))?;
         let mut id = spec(
-            IdentityKind::CognitoM2m,
+            MachineKind::CognitoM2m,
             ProviderLabel::BedrockAgentcore,
             cid.to_string(),
             Some(Secret::new(secret)),
@@ -440,7 +441,7 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             let realm = env.require("KEYCLOAK_REALM", why)?;
             let mut id = client(
                 env,
-                IdentityKind::OidcM2m,
+                MachineKind::OidcM2m,
                 ProviderLabel::KeycloakM2m,
                 ["KEYCLOAK_M2M_CLIENT_ID", "KEYCLOAK_M2M_CLIENT_SECRET"],
                 why,
@@ -469,7 +470,7 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             let tenant = env.require("ENTRA_TENANT_ID", why)?;
             let mut id = client(
                 env,
-                IdentityKind::OidcM2m,
+                MachineKind::OidcM2m,
                 ProviderLabel::EntraM2m,
                 ["ENTRA_CLIENT_ID", "ENTRA_CLIENT_SECRET"],
                 why,
@@ -492,7 +493,7 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             let pool = env.require("INGRESS_OAUTH_USER_POOL_ID", why)?;
             let mut id = client(
                 env,
-                IdentityKind::CognitoM2m,
+                MachineKind::CognitoM2m,
                 ProviderLabel::CognitoM2m,
                 ["INGRESS_OAUTH_CLIENT_ID", "INGRESS_OAUTH_CLIENT_SECRET"],
                 why,
@@ -512,7 +513,7 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             let why = "the generic OIDC identity (OAUTH_CLIENT_ID)";
             let mut id = client(
                 env,
-                IdentityKind::OidcM2m,
+                MachineKind::OidcM2m,
                 ProviderLabel::OidcM2m,
                 ["OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET"],
                 why,
