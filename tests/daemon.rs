@@ -21,6 +21,16 @@ servers:
     )
 }
 
+/// oidc-provider (with `env`), a sandbox whose config (at the returned path) lists
+/// `currenttime`, and the daemon running in it.
+fn started(env: &[(&str, &str)]) -> (Idp, Sandbox, std::path::PathBuf, Notified) {
+    let idp = Idp::start(env);
+    let sb = Sandbox::new();
+    let cfg = sb.write_config(&config(&idp, "  - name: currenttime\n"));
+    let d = Notified::start(&sb);
+    (idp, sb, cfg, d)
+}
+
 /// The daemon, with a notify socket as systemd gives it.
 struct Notified {
     daemon: Daemon,
@@ -111,10 +121,7 @@ impl Notified {
 
 #[test]
 fn keeps_every_token_valid_while_they_expire_every_few_seconds() {
-    let idp = Idp::start(&[("TOKEN_TTL", "4")]);
-    let sb = Sandbox::new();
-    let cfg = sb.write_config(&config(&idp, "  - name: currenttime\n"));
-    let d = Notified::start(&sb);
+    let (idp, sb, cfg, d) = started(&[("TOKEN_TTL", "4")]);
     // Ready at once (before any token is fetched), valid soon after.
     d.wait_for("READY=1", Duration::from_secs(10));
     d.wait_for("STATUS=1 of 1 identities valid", Duration::from_secs(10));
@@ -199,10 +206,7 @@ fn keeps_every_token_valid_while_they_expire_every_few_seconds() {
 
 #[test]
 fn signals_refresh_reload_and_stop() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&config(&idp, "  - name: currenttime\n"));
-    let d = Notified::start(&sb);
+    let (_idp, sb, _cfg, d) = started(&[]);
     let msgs = d.wait_for("READY=1", Duration::from_secs(10));
     let status = d.wait_for("STATUS=1 of 1 identities valid", Duration::from_secs(10));
     assert!(
@@ -281,10 +285,7 @@ fn hold_render_lock(sb: &Sandbox) -> std::fs::File {
 
 #[test]
 fn answers_signals_and_keeps_refreshing_while_another_process_holds_the_render_lock() {
-    let idp = Idp::start(&[]);
-    let sb = Sandbox::new();
-    sb.write_config(&config(&idp, "  - name: currenttime\n"));
-    let d = Notified::start(&sb);
+    let (_idp, sb, _cfg, d) = started(&[]);
     d.wait_for("READY=1", Duration::from_secs(10));
     d.wait_for("STATUS=1 of 1 identities valid", Duration::from_secs(10));
     wait_until(

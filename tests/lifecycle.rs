@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// oidc-provider with the web client `mcp-web` redirecting to `port`, its codes and
-/// tokens living `ttl` seconds.
-fn idp_with_web_client(port: u16, ttl: &str) -> Idp {
-    Idp::with_web_client(port, &[("AC_TTL", ttl)])
+/// A free redirect port, oidc-provider with the web client `mcp-web` redirecting to it
+/// (its codes and tokens living `ttl` seconds), and a sandbox.
+fn web_setup(ttl: &str) -> (u16, Idp, Sandbox) {
+    let port = closed_port();
+    let idp = Idp::with_web_client(port, &[("AC_TTL", ttl)]);
+    (port, idp, Sandbox::new())
 }
 
 fn provider_yaml(idp: &Idp) -> String {
@@ -73,9 +75,7 @@ fn login_args(sb: &Sandbox, names: &[&str], base: &str) -> Run {
 
 #[test]
 fn the_daemon_adopts_a_first_login_and_identities_added_by_a_reload() {
-    let port = closed_port();
-    let idp = idp_with_web_client(port, "8");
-    let sb = Sandbox::new();
+    let (port, idp, sb) = web_setup("8");
     let head = format!(
         "gateway_url: https://gw.example.com
 editors: [reference]
@@ -352,9 +352,7 @@ fn write_user_vscode(sb: &Sandbox) -> std::path::PathBuf {
 
 #[test]
 fn logout_revokes_deletes_and_cleans_the_editor_files_only_of_our_headers() {
-    let port = closed_port();
-    let idp = idp_with_web_client(port, "3600");
-    let sb = Sandbox::new();
+    let (port, idp, sb) = web_setup("3600");
     let vscode = write_user_vscode(&sb);
     sb.write_config(&local_config(
         &idp,
@@ -435,9 +433,7 @@ fn logout_revokes_deletes_and_cleans_the_editor_files_only_of_our_headers() {
 
 #[test]
 fn headers_past_expiry_refresh_first_and_token_prints_the_token() {
-    let port = closed_port();
-    let idp = idp_with_web_client(port, "3");
-    let sb = Sandbox::new();
+    let (port, idp, sb) = web_setup("3");
     sb.write_config(&local_config(
         &idp,
         port,
@@ -480,9 +476,7 @@ http:
 
 #[test]
 fn a_provider_that_gives_no_refresh_token() {
-    let port = closed_port();
-    let idp = idp_with_web_client(port, "6");
-    let sb = Sandbox::new();
+    let (port, idp, sb) = web_setup("6");
     // A provider of one's own given by its issuer only (discovery gives the endpoints);
     // `short` asks for no offline_access, so the provider gives no refresh token.
     sb.write_config(&format!(
@@ -693,9 +687,7 @@ fn logout_with_the_servers_source_gone_says_the_editors_still_hold_the_token() {
 /// our entry (and its token) from that file, and the user's text stays byte for byte.
 #[test]
 fn logout_cleans_an_editor_file_no_longer_listed() {
-    let port = closed_port();
-    let idp = idp_with_web_client(port, "3600");
-    let sb = Sandbox::new();
+    let (port, idp, sb) = web_setup("3600");
     let vscode = write_user_vscode(&sb);
     let config = |editors: &str| local_config(&idp, port, &format!("editors: [{editors}]\n"), "");
     sb.write_config(&config(
@@ -781,10 +773,8 @@ impl Sites {
 /// refresh until it is known, then recorded and rendered as the provider's header.
 #[test]
 fn a_site_id_missed_at_login_is_read_by_a_later_refresh() {
-    let port = closed_port();
-    let idp = idp_with_web_client(port, "3600");
+    let (port, idp, sb) = web_setup("3600");
     let sites = Sites::start();
-    let sb = Sandbox::new();
     sb.write_config(&local_config(
         &idp,
         port,

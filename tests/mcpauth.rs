@@ -106,8 +106,20 @@ fn sdk_client(file: &Path, key: &str) -> Run {
     Run::from(out)
 }
 
+/// Both editor files, with the key their servers are under.
+fn editor_files(sb: &Sandbox) -> [(PathBuf, &'static str); 2] {
+    [(vscode_file(sb), "servers"), (roo_file(sb), "mcpServers")]
+}
+
+/// Both editor files send `calc` the access token `at`.
+fn assert_both_editors_carry(sb: &Sandbox, at: &str) {
+    for (file, key) in editor_files(sb) {
+        assert_eq!(bearer_in(sb, &file, key), format!("Bearer {at}"));
+    }
+}
+
 fn assert_client_gets_in(sb: &Sandbox) {
-    for (file, key) in [(vscode_file(sb), "servers"), (roo_file(sb), "mcpServers")] {
+    for (file, key) in editor_files(sb) {
         let r = sdk_client(&file, key);
         assert!(
             r.code == 0 && r.stdout.contains("RESULT 5"),
@@ -184,14 +196,7 @@ fn client_secret_basic_from_the_url_to_a_working_token_in_both_editors() {
         "the configured scopes (a named authorization server skips the metadata)"
     );
     assert_eq!(claims["client_id"], "agent-basic");
-    assert_eq!(
-        bearer_in(&sb, &vscode_file(&sb), "servers"),
-        format!("Bearer {at}")
-    );
-    assert_eq!(
-        bearer_in(&sb, &roo_file(&sb), "mcpServers"),
-        format!("Bearer {at}")
-    );
+    assert_both_editors_carry(&sb, at);
     // The other commands treat the server's identity like any other.
     let h = sb.run_env(&["headers", "calc"], &[("AGENT_SECRET", "agent-secret")]);
     assert_eq!(h.code, 0, "{h:?}");
@@ -213,7 +218,7 @@ fn client_secret_basic_from_the_url_to_a_working_token_in_both_editors() {
     let r = sb.run_env(&["logout", "calc"], &[("AGENT_SECRET", "agent-secret")]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(!sb.tokens().join("calc.json").exists(), "{r:?}");
-    for (file, key) in [(vscode_file(&sb), "servers"), (roo_file(&sb), "mcpServers")] {
+    for (file, key) in editor_files(&sb) {
         let v = sb.read_json(&file);
         assert!(
             v[key]["calc"]["headers"]["Authorization"].is_null(),
@@ -493,6 +498,21 @@ servers:
 
 const BARE: &str = "    auth: oauth\n";
 
+/// A sandbox whose `calc` at `server` logs in with `auth: oauth` and nothing more.
+fn login_sandbox(server: &Server) -> Sandbox {
+    let sb = Sandbox::new();
+    sb.write_config(&login_config(&sb, server, BARE));
+    sb
+}
+
+/// [`servers`] (the authorization server with `env`), with [`login_sandbox`].
+fn login_servers(env: &[(&str, &str)]) -> (Server, Server, Sandbox) {
+    let auth = auth_server(env);
+    let server = mcp_server(&auth.base(), &[]);
+    let sb = login_sandbox(&server);
+    (auth, server, sb)
+}
+
 /// A whole `login calc --no-browser`, the person at the authorization server played by a
 /// real headless Chromium (`browser`) or over plain HTTP; returns its output and the
 /// authorization URL.
@@ -561,8 +581,7 @@ fn registrations(sb: &Sandbox) -> Vec<PathBuf> {
 
 #[test]
 fn an_interactive_login_registers_a_client_and_the_daemon_keeps_it_working() {
-    let (auth, server, sb) = servers(&[("TOKEN_TTL", "15")]);
-    sb.write_config(&login_config(&sb, &server, BARE));
+    let (auth, server, sb) = login_servers(&[("TOKEN_TTL", "15")]);
     // Before any login: `status` says one is needed, and the one-shot says so (exit 4).
     assert_eq!(sb.status_of("calc")["state"], "needs_login");
     let r = sb.run(&[]);
@@ -614,14 +633,7 @@ fn an_interactive_login_registers_a_client_and_the_daemon_keeps_it_working() {
     assert_eq!(claims["client_id"], client_id.as_str());
     assert_eq!(tok["binding"]["endpoint"], auth.base().as_str());
     assert_eq!(tok["binding"]["resource"], resource.as_str());
-    assert_eq!(
-        bearer_in(&sb, &vscode_file(&sb), "servers"),
-        format!("Bearer {at}")
-    );
-    assert_eq!(
-        bearer_in(&sb, &roo_file(&sb), "mcpServers"),
-        format!("Bearer {at}")
-    );
+    assert_both_editors_carry(&sb, &at);
     // The official MCP client gets in with only what the editor files say.
     assert_client_gets_in(&sb);
     let h = sb.run(&["headers", "calc"]);
@@ -644,7 +656,7 @@ fn an_interactive_login_registers_a_client_and_the_daemon_keeps_it_working() {
         &sb,
         &daemon,
         &at,
-        &[(roo_file(&sb), "mcpServers"), (vscode_file(&sb), "servers")],
+        &editor_files(&sb),
         Duration::from_secs(40),
     );
     daemon.stop();
@@ -707,8 +719,7 @@ fn login_fails_cleanly(sb: &Sandbox, expect: &[&str]) -> Run {
 
 #[test]
 fn an_authorization_server_without_s256_is_refused() {
-    let (_auth, server, sb) = servers(&[("NO_S256", "1")]);
-    sb.write_config(&login_config(&sb, &server, BARE));
+    let (_auth, _server, sb) = login_servers(&[("NO_S256", "1")]);
     login_fails_cleanly(
         &sb,
         &[
@@ -720,8 +731,7 @@ fn an_authorization_server_without_s256_is_refused() {
 
 #[test]
 fn a_refused_registration_is_a_clear_error() {
-    let (auth, server, sb) = servers(&[("REGISTRATION", "closed")]);
-    sb.write_config(&login_config(&sb, &server, BARE));
+    let (auth, _server, sb) = login_servers(&[("REGISTRATION", "closed")]);
     login_fails_cleanly(
         &sb,
         &[
@@ -736,8 +746,7 @@ fn a_refused_registration_is_a_clear_error() {
 #[test]
 fn a_login_to_a_server_without_metadata_is_a_clear_error() {
     let server = mcp_server("http://127.0.0.1:9", &["--no-metadata"]);
-    let sb = Sandbox::new();
-    sb.write_config(&login_config(&sb, &server, BARE));
+    let sb = login_sandbox(&server);
     login_fails_cleanly(
         &sb,
         &[
@@ -798,8 +807,7 @@ fn a_forgotten_client_is_registered_again_and_a_new_issuer_needs_a_login() {
     let auth = auth_server(&[]);
     let as_port = auth.port.to_string();
     let server = mcp_server(&auth.base(), &[]);
-    let sb = Sandbox::new();
-    sb.write_config(&login_config(&sb, &server, BARE));
+    let sb = login_sandbox(&server);
     let (r, url) = login(&sb, &auth, false);
     assert_eq!(r.code, 0, "{r:?}");
     let first_client = query(&url, "client_id").unwrap();
@@ -861,8 +869,7 @@ fn a_forgotten_client_is_registered_again_and_a_new_issuer_needs_a_login() {
 
 #[test]
 fn a_registration_whose_redirect_port_is_taken_is_not_reused() {
-    let (auth, server, sb) = servers(&[]);
-    sb.write_config(&login_config(&sb, &server, BARE));
+    let (auth, server, sb) = login_servers(&[]);
     let (r, url) = login(&sb, &auth, false);
     assert_eq!(r.code, 0, "{r:?}");
     let first_client = query(&url, "client_id").unwrap();
