@@ -209,9 +209,9 @@ async fn mcp_token_check(
     let Endpoint::McpServer { server_url, .. } = &id.endpoint else {
         return;
     };
-    let Some(rec) = std::fs::read(path)
+    let Some(rec) = stored_token(path)
         .ok()
-        .and_then(|b| serde_json::from_slice::<TokenRecord>(&b).ok())
+        .flatten()
         .filter(|r| crate::binding::matches(r, id))
         .filter(|r| r.expires_at.is_none_or(|e| Ts::from_secs_f64(e) > now))
     else {
@@ -442,9 +442,7 @@ async fn try_token(http: &Http, id: &IdentityConfig, stored: &Path, out: &mut Ve
             ));
             let fresh_iss = jwt::claims(reply.access_token.expose())
                 .and_then(|c| c.get("iss").and_then(|v| v.as_str()).map(str::to_string));
-            let rec = std::fs::read(stored)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<TokenRecord>(&b).ok());
+            let rec = stored_token(stored).ok().flatten();
             let stored_iss = rec.as_ref().and_then(|r| {
                 jwt::claims(r.access_token.expose())
                     .and_then(|c| c.get("iss").and_then(|v| v.as_str()).map(str::to_string))
@@ -473,6 +471,18 @@ fn mode_of(path: &Path, want: u32, out: &mut Vec<Finding>) {
     if let Ok(m) = std::fs::symlink_metadata(path) {
         out.push(judge_mode(path, m.mode(), m.uid(), want, euid()));
     }
+}
+
+/// The token file at `path` read as the store reads it (no symlink, no FIFO or device,
+/// owned by the user, size-capped), its mode left as it is; `Ok(None)` if there is none.
+fn stored_token(path: &Path) -> Result<Option<TokenRecord>, String> {
+    let Some(bytes) = crate::store::atomic::read_private_as_is(path).map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    serde_json::from_slice::<TokenRecord>(&bytes)
+        .map(Some)
+        .map_err(|_| format!("{} is not a valid token file", path.display()))
 }
 
 /// Runs every check.
@@ -535,32 +545,30 @@ pub async fn run(
     };
     for id in config.all_identities() {
         let path = config.tokens_dir.join(&id.file_name);
-        if path.exists() {
-            mode_of(&path, 0o600, &mut out);
-            match std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<TokenRecord>(&b).ok())
-            {
-                Some(rec) => out.extend(judge_token(id, &rec, now)),
-                None => out.push(f(
-                    Level::Fail,
-                    &format!("token {}", id.name),
-                    format!("{} is not a valid token file", path.display()),
-                    Some("delete it; the next run obtains a new one"),
-                )),
+        match stored_token(&path) {
+            Ok(Some(rec)) => {
+                mode_of(&path, 0o600, &mut out);
+                out.extend(judge_token(id, &rec, now));
             }
-        } else {
-            let hint = if id.egress().is_some() {
-                format!("run mcp-credd login {}", id.name)
-            } else {
-                "run mcp-credd".to_string()
-            };
-            out.push(f(
-                Level::Warn,
+            Err(why) => out.push(f(
+                Level::Fail,
                 &format!("token {}", id.name),
-                "no token stored yet",
-                Some(&hint),
-            ));
+                why,
+                Some("delete it; the next run obtains a new one"),
+            )),
+            Ok(None) => {
+                let hint = if id.egress().is_some() {
+                    format!("run mcp-credd login {}", id.name)
+                } else {
+                    "run mcp-credd".to_string()
+                };
+                out.push(f(
+                    Level::Warn,
+                    &format!("token {}", id.name),
+                    "no token stored yet",
+                    Some(&hint),
+                ));
+            }
         }
         if let Some(h) = &http {
             probe(h, id, now, &mut out).await;
@@ -590,14 +598,20 @@ pub async fn run(
                 Some("add it to .gitignore, or set `allow_tracked: true` on this editor if it must hold them"),
             ));
         }
-        match std::fs::read_to_string(&t.path) {
-            Err(_) => out.push(f(
+        match crate::render::write::read_editor_file(&t.path) {
+            Ok(None) => out.push(f(
                 Level::Warn,
                 &check,
                 "missing (written on the next run)",
                 None,
             )),
-            Ok(text) => match Doc::parse(&text, syntax(t.format)) {
+            Err(why) => out.push(f(
+                Level::Fail,
+                &check,
+                why,
+                Some("a render leaves this file untouched until it is fixed"),
+            )),
+            Ok(Some(text)) => match Doc::parse(&text, syntax(t.format)) {
                 Ok(_) => {
                     let ours = config
                         .servers

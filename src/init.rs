@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::load::{LoadOptions, load, servers_dir_for};
+use crate::config::load::{LoadOptions, dotenv_entries, load, read_text, servers_dir_for};
 use crate::dirs::Dirs;
 
 /// The starter: every setting explained, the examples commented out. As it stands it
@@ -179,10 +179,8 @@ pub fn run(
         None => (STARTER.to_string(), Vec::new()),
         Some(f) => {
             let f = std::path::absolute(f).unwrap_or_else(|_| f.clone());
-            let raw = std::fs::read_to_string(&f)
-                .map_err(|e| format!("cannot read {}: {e}", f.display()))?;
-            let entries = crate::config::dotenv::parse(&raw)
-                .map_err(|e| format!("{}:{}: {}", f.display(), e.line, e.message))?;
+            let entries =
+                dotenv_entries(&f, "an env file", "the env file").map_err(|e| e.to_string())?;
             let vars: HashMap<String, String> =
                 entries.into_iter().map(|e| (e.key, e.value)).collect();
             from_reference_env(&vars, servers_dir_for(&f).as_deref(), &f)?
@@ -199,7 +197,7 @@ pub fn run(
             .ok_or("cannot tell where the secrets file goes")?;
         // Only a missing file counts as empty: an unreadable one must not be replaced by a
         // file holding just the new secret (the user's other secrets would be lost).
-        let old = match std::fs::read_to_string(&path) {
+        let old = match read_text(&path, "the secrets file") {
             Ok(s) => s,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => {

@@ -1,6 +1,8 @@
 //! Files mcp-credd reads that a cloned checkout or a mistake can make hostile: an
 //! implicit `.env` that is a FIFO or a link to `/dev/zero`, a huge or unreadable provider
-//! file. Each is a clear configuration error at once, never a hang or a memory blow-up.
+//! file, a FIFO or symlink planted where `doctor` reads a token or editor file or where
+//! `init` reads the reference `.env` or the secrets file. Each is a clear error at once,
+//! never a hang, a followed link or a memory blow-up.
 
 mod common;
 
@@ -12,6 +14,98 @@ fn mkfifo(p: &std::path::Path) {
     let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+/// Runs `c`, killing it (by its own handle) and failing the test if it takes more than
+/// 30 s: a read that blocks on a FIFO shows up as a failure, not a stuck suite.
+fn run_within_30s(mut c: std::process::Command) -> Run {
+    use std::process::Stdio;
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mcp-credd");
+    let done = wait_for(Duration::from_secs(30), Duration::from_millis(50), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !done {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("mcp-credd hung on a planted file");
+    }
+    Run::from(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn doctor_reports_a_fifo_or_symlink_at_a_token_or_editor_path_without_following_it() {
+    let sb = Sandbox::new();
+    let port = closed_port();
+    sb.write_config(&format!(
+        "gateway_url: https://gw.example.com\n{}servers:\n  - name: currenttime\neditors:\n  - vscode\n",
+        oidc_m2m_ingress(&format!("http://127.0.0.1:{port}/token"))
+    ));
+    let tokens = sb.tokens();
+    std::fs::create_dir_all(&tokens).unwrap();
+    std::fs::set_permissions(&tokens, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let token = tokens.join("ingress.json");
+    mkfifo(&token);
+    let vscode = sb.home().join(".config/Code/User/mcp.json");
+    std::fs::create_dir_all(vscode.parent().unwrap()).unwrap();
+    mkfifo(&vscode);
+    let r = run_within_30s(sb.command(&["doctor"]));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout.contains("token ingress") && r.stdout.contains("is not a regular file"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.contains("mcp.json") && l.contains("not a regular file")),
+        "{r:?}"
+    );
+
+    // A link at the token path is named, not followed to what it points at.
+    std::fs::remove_file(&token).unwrap();
+    let elsewhere = sb.home().join("elsewhere.json");
+    std::fs::write(&elsewhere, "{}").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &token).unwrap();
+    let r = run_within_30s(sb.command(&["doctor"]));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("is a symbolic link"), "{r:?}");
+    assert!(!r.stdout.contains("not a valid token file"), "{r:?}");
+}
+
+#[test]
+fn init_refuses_a_fifo_as_the_reference_env_or_the_secrets_file() {
+    let sb = Sandbox::new();
+    let fifo = sb.home().join("ref.env");
+    mkfifo(&fifo);
+    let r = run_within_30s(sb.command(&["init", "--from-env", fifo.to_str().unwrap()]));
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("ref.env") && r.stderr.contains("a FIFO"),
+        "{r:?}"
+    );
+    assert!(!sb.config_path().exists(), "{r:?}");
+
+    // A good reference `.env`, but the secrets file init would add to is a FIFO.
+    std::fs::remove_file(&fifo).unwrap();
+    std::fs::write(
+        &fifo,
+        "REGISTRY_URL=https://gw.example.com\nINGRESS_OAUTH_USER_POOL_ID=us-east-1_AbC123\nINGRESS_OAUTH_CLIENT_ID=m2m-client\nINGRESS_OAUTH_CLIENT_SECRET=s3cret\nINGRESS_OAUTH_TOKEN_URL=https://idp.example.com/oauth2/token\n",
+    )
+    .unwrap();
+    let secrets = sb.home().join(".config/mcp-credd/env");
+    std::fs::create_dir_all(secrets.parent().unwrap()).unwrap();
+    mkfifo(&secrets);
+    let r = run_within_30s(sb.command(&["init", "--from-env", fifo.to_str().unwrap()]));
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("mcp-credd/env") && r.stderr.contains("a FIFO"),
+        "{r:?}"
+    );
+    assert!(!sb.config_path().exists(), "{r:?}");
 }
 
 #[test]

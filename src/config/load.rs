@@ -121,7 +121,7 @@ pub fn servers_dir_for(env_file: &Path) -> Option<PathBuf> {
 
 /// The text of a config, env, secrets or provider file: `read_regular_file`'s checks, at
 /// most `CONFIG_FILE_MAX` bytes, UTF-8 (the error names the first byte that is not).
-fn read_text(path: &Path, label: &str) -> std::io::Result<String> {
+pub(crate) fn read_text(path: &Path, label: &str) -> std::io::Result<String> {
     let bytes = read_regular_file(path, CONFIG_FILE_MAX, label)?;
     String::from_utf8(bytes).map_err(|e| {
         std::io::Error::new(
@@ -134,10 +134,9 @@ fn read_text(path: &Path, label: &str) -> std::io::Result<String> {
     })
 }
 
-/// The entries of a file in `.env` syntax, errors located at their line.
-/// The entries of a dotenv-format file; `label` names it for the reader, `what` in the
-/// error when it cannot be read.
-fn dotenv_entries(
+/// The entries of a dotenv-format file, errors located at their line; `label` names it
+/// for the reader, `what` in the error when it cannot be read.
+pub(crate) fn dotenv_entries(
     path: &Path,
     label: &str,
     what: &str,

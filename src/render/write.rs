@@ -29,6 +29,10 @@ const LOCK_FILE: &str = "render.lock";
 /// A render takes milliseconds; waiting longer means something is stuck.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
 
+/// The largest editor file read: generous, as Claude Code's `~/.claude.json` keeps
+/// per-project history, but bounded, so a runaway file is reported rather than read.
+pub const EDITOR_FILE_MAX: u64 = 64 * 1024 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Written,
@@ -385,6 +389,12 @@ fn check_file(meta: &std::fs::Metadata, what: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An editor file's text as a render would read it (a symlink only to a regular file the
+/// user owns, no FIFO or device, at most [`EDITOR_FILE_MAX`]); `None` if it does not exist.
+pub fn read_editor_file(path: &Path) -> Result<Option<String>, String> {
+    read_existing(&real_path(path)?).map(|x| x.map(|(text, _)| text))
+}
+
 /// The text and permission bits of `real`, `None` if it does not exist. It is opened
 /// without following a symlink: `real_path` already resolved them, so one appearing now
 /// is a race, not the user's setup.
@@ -402,9 +412,23 @@ fn read_existing(real: &Path) -> Result<Option<(String, u32)>, String> {
         .metadata()
         .map_err(|e| format!("cannot read {}: {e}", real.display()))?;
     check_file(&meta, &real.display().to_string())?;
+    let too_big = || {
+        format!(
+            "{} is larger than {} MiB; left untouched",
+            real.display(),
+            EDITOR_FILE_MAX >> 20
+        )
+    };
+    if meta.len() > EDITOR_FILE_MAX {
+        return Err(too_big());
+    }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    (&f).read_to_end(&mut bytes)
+    (&f).take(EDITOR_FILE_MAX + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read {}: {e}", real.display()))?;
+    if bytes.len() as u64 > EDITOR_FILE_MAX {
+        return Err(too_big());
+    }
     let text = String::from_utf8(bytes).map_err(|e| {
         format!(
             "{} is not UTF-8 text (byte {}); left untouched",

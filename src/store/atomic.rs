@@ -83,6 +83,8 @@ pub enum ReadError {
     NotFile(PathBuf),
     #[error("{path} is owned by uid {uid}, not by you; refusing to use it", path = .0.display(), uid = .1)]
     Foreign(PathBuf, u32),
+    #[error("{path} is larger than {kib} KiB, so it is not one of mcp-credd's files; move it away", path = .0.display(), kib = .1)]
+    TooBig(PathBuf, u64),
 }
 
 /// Creates `dir` and every missing parent, each new one exactly 0700 whatever the umask
@@ -118,12 +120,27 @@ pub fn create_private_dirs(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads a file we own without following a symlink. `Ok(None)` if it does not exist.
-/// A file readable by others is tightened to `mode`; the returned flag says so.
+/// The most a file read by [`read_private`] may hold: token, state and bookkeeping files
+/// are a few KiB, so anything larger is not ours.
+pub const PRIVATE_FILE_MAX: u64 = crate::secret::CONFIG_FILE_MAX;
+
+/// Reads a file we own without following a symlink, at most [`PRIVATE_FILE_MAX`] bytes.
+/// `Ok(None)` if it does not exist. A file readable by others is tightened to `mode`; the
+/// returned flag says so.
 pub fn read_private(path: &Path, mode: u32) -> Result<Option<(Vec<u8>, bool)>, ReadError> {
+    read_private_with(path, Some(mode))
+}
+
+/// [`read_private`]'s checks and cap, but the file's mode is left as it is (for `doctor`,
+/// which reports modes rather than changing them).
+pub fn read_private_as_is(path: &Path) -> Result<Option<Vec<u8>>, ReadError> {
+    Ok(read_private_with(path, None)?.map(|(b, _)| b))
+}
+
+fn read_private_with(path: &Path, mode: Option<u32>) -> Result<Option<(Vec<u8>, bool)>, ReadError> {
     let f = match OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
     {
         Ok(f) => f,
@@ -141,14 +158,31 @@ pub fn read_private(path: &Path, mode: u32) -> Result<Option<(Vec<u8>, bool)>, R
     if meta.uid() != euid() {
         return Err(ReadError::Foreign(path.to_path_buf(), meta.uid()));
     }
+    if meta.len() > PRIVATE_FILE_MAX {
+        return Err(ReadError::TooBig(
+            path.to_path_buf(),
+            PRIVATE_FILE_MAX / 1024,
+        ));
+    }
     let mut tightened = false;
-    if meta.mode() & 0o7777 != mode {
+    if let Some(mode) = mode
+        && meta.mode() & 0o7777 != mode
+    {
         f.set_permissions(std::fs::Permissions::from_mode(mode))
             .map_err(io)?;
         tightened = true;
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
-    (&f).read_to_end(&mut buf).map_err(io)?;
+    // The cap holds even if the file grows after the length was checked.
+    (&f).take(PRIVATE_FILE_MAX + 1)
+        .read_to_end(&mut buf)
+        .map_err(io)?;
+    if buf.len() as u64 > PRIVATE_FILE_MAX {
+        return Err(ReadError::TooBig(
+            path.to_path_buf(),
+            PRIVATE_FILE_MAX / 1024,
+        ));
+    }
     Ok(Some((buf, tightened)))
 }
 
@@ -212,6 +246,30 @@ mod tests {
         assert!(matches!(
             read_private(&l, 0o600),
             Err(ReadError::Symlink(_))
+        ));
+    }
+
+    #[test]
+    fn read_is_capped_and_as_is_leaves_the_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let big = d.path().join("big");
+        std::fs::write(&big, vec![b' '; PRIVATE_FILE_MAX as usize + 1]).unwrap();
+        assert!(matches!(
+            read_private(&big, 0o600),
+            Err(ReadError::TooBig(..))
+        ));
+        let p = d.path().join("a");
+        std::fs::write(&p, "x").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(read_private_as_is(&p).unwrap().unwrap(), b"x");
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o644);
+        let fifo = d.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(matches!(
+            read_private_as_is(&fifo),
+            Err(ReadError::NotFile(_))
         ));
     }
 
