@@ -532,11 +532,12 @@ pub async fn run(
     } else {
         mode_of(&config.tokens_dir, 0o700, &mut out);
     }
-    let http = match Http::new(crate::config::HttpPolicy {
+    let policy = crate::config::HttpPolicy {
         timeout_ms: 5_000,
         attempts: 1,
         ..config.http
-    }) {
+    };
+    let http = match Http::with_proxy(policy, &config.proxy) {
         Ok(h) => Some(h),
         Err(e) => {
             out.push(f(Level::Fail, "http", e, None));
