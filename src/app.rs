@@ -21,7 +21,7 @@ use crate::render::write::{Outcome as WriteOutcome, write_all};
 use crate::sanitize::escape_keep_newlines;
 use crate::schedule::plan::Expiry;
 use crate::status;
-use crate::store::{IdentityState, Store, TokenRecord};
+use crate::store::{Store, TokenRecord};
 use crate::timefmt::{human_utc, relative};
 
 /// What the user reads: results on stdout, problems on stderr. Logs are separate (tracing).
@@ -848,7 +848,7 @@ async fn login_one(
                 ui.warn(format!(
                     "{}: the provider gave no refresh token, so this token cannot be renewed: log in again when it expires. {}",
                     id.name,
-                    no_refresh_token_hint(id)
+                    crate::login::no_refresh_token_hint(l)
                 ));
             }
             (Some(rec), Exit::Success)
@@ -887,7 +887,7 @@ async fn login_cmd(
         let id = l.id;
         // Without a name: exactly those `status` reports as needing a login.
         if name.is_none() {
-            let row = status_row(config, Some(&store), id, clock.now());
+            let row = crate::selection::status_row(config, Some(&store), id, clock.now());
             if row.state != status::State::NeedsLogin {
                 let why = match row.state {
                     status::State::Valid | status::State::Expiring => "already logged in",
@@ -917,42 +917,6 @@ async fn login_cmd(
     let (records, _) = crate::selection::stored_tokens(config, Some(&store), clock.now(), false);
     let entries = crate::render::entries(config, &records);
     exit.worst(write_editors(config, &store, dirs, &entries, keep, ui).await)
-}
-
-/// What would make the provider give a refresh token, from its catalog entry.
-fn no_refresh_token_hint(id: &IdentityConfig) -> String {
-    let Some(eg) = id.egress() else {
-        return String::new();
-    };
-    if id.mcp_login().is_some() {
-        return format!(
-            "The authorization server of MCP server `{}` must allow refresh tokens for this client: ask its operator; if it wants a scope for them, add it to `scopes` under `auth.oauth`",
-            id.name
-        );
-    }
-    let mut ways = Vec::new();
-    let asks_offline = id.scopes.iter().any(|s| s == "offline_access");
-    if !asks_offline
-        && (eg.def.scopes.iter().any(|s| s == "offline_access") || eg.def.issuer.is_some())
-    {
-        ways.push(format!(
-            "ask for the `offline_access` scope (add it to `scopes:` of `{}`)",
-            id.name
-        ));
-    }
-    if !eg.def.auth_params.contains_key("prompt") {
-        ways.push(format!(
-            "send `prompt=consent` with the login (`auth_params: {{prompt: consent}}` under `providers: {}:`)",
-            eg.provider
-        ));
-    }
-    if ways.is_empty() {
-        return format!(
-            "mcp-credd already asks as the catalog says for {}; check that the app registration allows refresh tokens",
-            eg.def.display_name
-        );
-    }
-    format!("To get one: {}", ways.join("; or "))
 }
 
 fn describe_expiry(rec: &TokenRecord, now: Ts) -> String {
@@ -1021,36 +985,6 @@ async fn ensure_m2m(
     }
 }
 
-/// One identity's `status` row, from what is stored. `login` with no name uses the same
-/// rows, so it logs in exactly the identities `status` says need it.
-fn status_row(config: &Config, store: Option<&Store>, id: &IdentityConfig, now: Ts) -> status::Row {
-    let file = token_file_name(id);
-    let (record, state) = match store {
-        Some(s) => (
-            s.read_token(&file).map_err(|e| e.to_string()),
-            s.read_state(&id.name),
-        ),
-        None => (Ok(None), IdentityState::default()),
-    };
-    let input = status::Input {
-        name: &id.name,
-        provider: id.provider_label.as_str(),
-        token_file: config.tokens_dir.join(&file),
-        record: record.as_ref().map(Option::as_ref).map_err(Clone::clone),
-        state: &state,
-        needs_login_when_missing: id.egress().is_some(),
-        not_used: match &record {
-            Ok(Some(r)) => crate::binding::mismatch(r, id),
-            _ => None,
-        },
-        uses_refresh_token: matches!(
-            id.kind,
-            crate::config::Kind::Egress(_) | crate::config::Kind::CognitoPassword { .. }
-        ),
-    };
-    status::row(&input, &config.refresh, now)
-}
-
 fn status_cmd(config: &Config, json: bool, clock: &dyn Clock, ui: Ui) -> Exit {
     let now = clock.now();
     // `status` only reads: it does not create the tokens directory.
@@ -1061,7 +995,7 @@ fn status_cmd(config: &Config, json: bool, clock: &dyn Clock, ui: Ui) -> Exit {
     };
     let rows = config
         .all_identities()
-        .map(|id| status_row(config, store.as_ref(), id, now))
+        .map(|id| crate::selection::status_row(config, store.as_ref(), id, now))
         .collect();
     // What the daemon could not write (its last render), as it recorded it.
     let unwritable_targets = store

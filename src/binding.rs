@@ -3,7 +3,7 @@
 //! username, user pool, scopes, audience, resource); a stored token is used, refreshed or
 //! rendered only while all of these still match the configuration. Pure.
 
-use crate::config::{Endpoint, IdentityConfig};
+use crate::config::{Endpoint, IdentityConfig, IdentityKind};
 use crate::store::TokenRecord;
 use crate::store::record::Binding;
 
@@ -35,7 +35,7 @@ pub fn of(id: &IdentityConfig) -> Binding {
     scopes.sort();
     scopes.dedup();
     Binding {
-        kind: id.kind.tag().as_str().to_string(),
+        kind: Some(id.kind.tag()),
         endpoint: endpoint_of(id),
         client_id: id.client_id.clone(),
         username: id.cognito().map(|c| c.username.clone()),
@@ -94,7 +94,12 @@ pub fn mismatch(rec: &TokenRecord, id: &IdentityConfig) -> Option<String> {
         ))
     };
     if b.kind != want.kind {
-        return differs("kind", format!("`{}`", b.kind), format!("`{}`", want.kind));
+        let name = |k: Option<IdentityKind>| k.map_or("(another)", IdentityKind::as_str);
+        return differs(
+            "kind",
+            format!("`{}`", name(b.kind)),
+            format!("`{}`", name(want.kind)),
+        );
     }
     // An MCP server's interactive identity finds its issuer and (without a configured
     // `client_id`) its client at login: the configuration alone pins only what it names.
@@ -214,6 +219,20 @@ mod tests {
         .unwrap();
         r.binding = Some(of(id));
         r
+    }
+
+    #[test]
+    fn a_kind_this_version_does_not_know_binds_to_nothing() {
+        let alice = service_account("alice");
+        let mut v = serde_json::to_value(record_for(&alice)).unwrap();
+        assert_eq!(v["binding"]["kind"], "cognito_password");
+        v["binding"]["kind"] = "quantum".into();
+        let rec: TokenRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(rec.binding.as_ref().unwrap().kind, None);
+        assert_eq!(
+            mismatch(&rec, &alice).unwrap(),
+            "it was obtained for kind `(another)`, the configuration says `cognito_password`"
+        );
     }
 
     #[test]

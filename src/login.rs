@@ -719,6 +719,40 @@ async fn say_account(http: &Http, l: Login<'_>, reply: &TokenReply, say: &dyn Fn
     });
 }
 
+/// What would make the provider give a refresh token, from its catalog entry.
+pub fn no_refresh_token_hint(l: Login<'_>) -> String {
+    let (id, eg) = (l.id, l.eg);
+    if l.mcp().is_some() {
+        return format!(
+            "The authorization server of MCP server `{}` must allow refresh tokens for this client: ask its operator; if it wants a scope for them, add it to `scopes` under `auth.oauth`",
+            id.name
+        );
+    }
+    let mut ways = Vec::new();
+    let asks_offline = id.scopes.iter().any(|s| s == "offline_access");
+    if !asks_offline
+        && (eg.def.scopes.iter().any(|s| s == "offline_access") || eg.def.issuer.is_some())
+    {
+        ways.push(format!(
+            "ask for the `offline_access` scope (add it to `scopes:` of `{}`)",
+            id.name
+        ));
+    }
+    if !eg.def.auth_params.contains_key("prompt") {
+        ways.push(format!(
+            "send `prompt=consent` with the login (`auth_params: {{prompt: consent}}` under `providers: {}:`)",
+            eg.provider
+        ));
+    }
+    if ways.is_empty() {
+        return format!(
+            "mcp-credd already asks as the catalog says for {}; check that the app registration allows refresh tokens",
+            eg.def.display_name
+        );
+    }
+    format!("To get one: {}", ways.join("; or "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

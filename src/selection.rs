@@ -1,8 +1,10 @@
 //! Which identities a command is about, and which stored token each may use. The rules
 //! behind `--provider` / `--egress-only` / `--ingress-only`, `token NAME`, `logout NAME`,
 //! `login [NAME]` and `headers SERVER`, and token ownership: a stored token serves only the
-//! identity its binding names (`binding::mismatch`). `app` turns the answers into output
-//! and exit codes; the only I/O here is reading token files through the store.
+//! identity its binding names (`binding::mismatch`); and each identity's `status` row from
+//! what is stored, which `login` without a name also goes by. `app` turns the answers into
+//! output and exit codes; the only I/O here is reading token and state files through the
+//! store.
 
 use std::collections::HashMap;
 
@@ -194,6 +196,41 @@ pub fn stored_tokens(
         records.insert(id.name.clone(), rec);
     }
     (records, problems)
+}
+
+/// One identity's `status` row, from what is stored. `login` with no name uses the same
+/// rows, so it logs in exactly the identities `status` says need it.
+pub fn status_row(
+    config: &Config,
+    store: Option<&Store>,
+    id: &IdentityConfig,
+    now: Ts,
+) -> crate::status::Row {
+    let file = token_file_name(id);
+    let (record, state) = match store {
+        Some(s) => (
+            s.read_token(&file).map_err(|e| e.to_string()),
+            s.read_state(&id.name),
+        ),
+        None => (Ok(None), crate::store::IdentityState::default()),
+    };
+    let input = crate::status::Input {
+        name: &id.name,
+        provider: id.provider_label.as_str(),
+        token_file: config.tokens_dir.join(&file),
+        record: record.as_ref().map(Option::as_ref).map_err(Clone::clone),
+        state: &state,
+        needs_login_when_missing: id.egress().is_some(),
+        not_used: match &record {
+            Ok(Some(r)) => crate::binding::mismatch(r, id),
+            _ => None,
+        },
+        uses_refresh_token: matches!(
+            id.kind,
+            crate::config::Kind::Egress(_) | crate::config::Kind::CognitoPassword { .. }
+        ),
+    };
+    crate::status::row(&input, &config.refresh, now)
 }
 
 #[cfg(test)]

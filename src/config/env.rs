@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::build::{
-    self, CognitoSpec, EgressKeys, EgressSpec, IdentitySpec, Source, aws_endpoint, bind_servers,
-    catalog, cognito_domain_token_url, egress_bindings, egress_identity, identity, region_of_pool,
+    self, CognitoSpec, EgressKeys, EgressSpec, IdentitySpec, MachineKind, Source, aws_endpoint,
+    bind_servers, catalog, cognito_domain_token_url, egress_bindings, egress_identity, identity,
+    region_of_pool,
 };
 use super::{
-    BearerToken, ClientAuth, Config, ConfigError, HttpPolicy, IdentityConfig, IdentityKind, Origin,
+    BearerToken, ClientAuth, Config, ConfigError, HttpPolicy, IdentityConfig, Origin,
     ProviderLabel, RefreshPolicy,
 };
 use crate::providers::Catalog;
@@ -150,6 +151,19 @@ pub fn from_env(env: &EnvVars, tokens_dir: PathBuf) -> Result<Option<Config>, Co
         bound.push((id.name.clone(), server));
         identities.push(id);
     }
+    // The names above are the reference tool's; one that came out twice (an egress server
+    // named like an AgentCore gateway) would share a lock and a binding.
+    let mut names: Vec<&str> = identities.iter().map(|i| i.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(ConfigError::new(
+            env.file_name(),
+            format!(
+                "two entries are named `{}`; rename one of their MCP servers (EGRESS_MCP_SERVER_NAME_N or AGENTCORE_SERVER_NAME_N)",
+                w[0]
+            ),
+        ));
+    }
     let mut servers = Vec::new();
     if let Some(g) = &gateway_url {
         // Cannot fail: with a gateway URL every server has one.
@@ -198,7 +212,7 @@ fn scopes(env: &EnvVars, key: &str) -> Vec<String> {
 /// An identity as the reference tool describes it: the gateway's name and file unless
 /// changed, basic client authentication, nothing else set.
 fn spec(
-    kind: IdentityKind,
+    kind: MachineKind,
     label: ProviderLabel,
     client_id: String,
     client_secret: Option<Secret>,
@@ -230,7 +244,7 @@ fn spec(
 /// `secret_var`, which `why` needs.
 fn client(
     env: &EnvVars,
-    kind: IdentityKind,
+    kind: MachineKind,
     label: ProviderLabel,
     [id_var, secret_var]: [&str; 2],
     why: &str,
@@ -339,7 +353,7 @@ fn cognito_password_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, Co
     let endpoint_url = aws_endpoint(&|k| env.get(k).map(str::to_string))
         .map(|(var, u)| (var.to_string(), u, None));
     let mut id = spec(
-        IdentityKind::CognitoPassword,
+        MachineKind::CognitoPassword,
         ProviderLabel::CognitoPassword,
         client_id,
         env.get("COGNITO_CLIENT_SECRET").map(Secret::new),
@@ -365,6 +379,7 @@ fn cognito_password_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, Co
 /// bound to its server, stored where the reference tool stored it.
 fn agentcore_from_env(env: &EnvVars) -> Result<Vec<(IdentityConfig, String)>, ConfigError> {
     let mut out = Vec::new();
+    let (mut servers, mut numbers) = (Vec::new(), Vec::new());
     for n in 1..=100 {
         let (Some(cid), Some(secret)) = (
             env.get(&format!("AGENTCORE_CLIENT_ID_{n}")),
@@ -377,6 +392,16 @@ fn agentcore_from_env(env: &EnvVars) -> Result<Vec<(IdentityConfig, String)>, Co
             .map(str::to_lowercase)
             .unwrap_or_else(|| format!("agentcore-{n}"));
         env.name(&format!("AGENTCORE_SERVER_NAME_{n}"), &server)?;
+        // One token file and one lock per gateway: two entries for one server would share them.
+        if let Some(m) = servers.iter().position(|s| *s == server) {
+            let first = numbers[m];
+            return Err(env.err(
+                &format!("AGENTCORE_SERVER_NAME_{n}"),
+                format!("names server `{server}`, as entry {first} does; give each AgentCore entry its own AGENTCORE_SERVER_NAME_N"),
+            ));
+        }
+        servers.push(server.clone());
+        numbers.push(n);
         let region = env.get("AWS_REGION").unwrap_or("us-east-1");
         let (domain_key, domain) = ["COGNITO_DOMAIN", "OAUTH_DOMAIN"]
             .iter()
@@ -391,7 +416,7 @@ fn agentcore_from_env(env: &EnvVars) -> Result<Vec<(IdentityConfig, String)>, Co
         let url =
             cognito_domain_token_url(domain, Some(region)).map_err(|m| env.err(domain_key, m))?;
         let mut id = spec(
-            IdentityKind::CognitoM2m,
+            MachineKind::CognitoM2m,
             ProviderLabel::BedrockAgentcore,
             cid.to_string(),
             Some(Secret::new(secret)),
@@ -441,7 +466,7 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             let realm = env.require("KEYCLOAK_REALM", why)?;
             let mut id = client(
                 env,
-                IdentityKind::OidcM2m,
+                MachineKind::OidcM2m,
                 ProviderLabel::KeycloakM2m,
                 ["KEYCLOAK_M2M_CLIENT_ID", "KEYCLOAK_M2M_CLIENT_SECRET"],
                 why,
@@ -470,7 +495,7 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             let tenant = env.require("ENTRA_TENANT_ID", why)?;
             let mut id = client(
                 env,
-                IdentityKind::OidcM2m,
+                MachineKind::OidcM2m,
                 ProviderLabel::EntraM2m,
                 ["ENTRA_CLIENT_ID", "ENTRA_CLIENT_SECRET"],
                 why,
@@ -493,7 +518,7 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             let pool = env.require("INGRESS_OAUTH_USER_POOL_ID", why)?;
             let mut id = client(
                 env,
-                IdentityKind::CognitoM2m,
+                MachineKind::CognitoM2m,
                 ProviderLabel::CognitoM2m,
                 ["INGRESS_OAUTH_CLIENT_ID", "INGRESS_OAUTH_CLIENT_SECRET"],
                 why,
@@ -513,7 +538,7 @@ fn ingress_from_env(env: &EnvVars) -> Result<Option<IdentityConfig>, ConfigError
             let why = "the generic OIDC identity (OAUTH_CLIENT_ID)";
             let mut id = client(
                 env,
-                IdentityKind::OidcM2m,
+                MachineKind::OidcM2m,
                 ProviderLabel::OidcM2m,
                 ["OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET"],
                 why,
@@ -690,6 +715,44 @@ mod tests {
         assert_eq!(login.file_name, "atlassian-cognito-egress.json");
         let server = c.servers.iter().find(|s| s.name == "cognito").unwrap();
         assert_eq!(server.auth, ServerAuth::bearer("cognito-1", true));
+    }
+
+    #[test]
+    fn two_agentcore_entries_for_one_server_are_refused() {
+        let e = cfg(&[
+            ("COGNITO_DOMAIN", "pfx"),
+            ("AGENTCORE_CLIENT_ID_1", "a"),
+            ("AGENTCORE_CLIENT_SECRET_1", "as"),
+            ("AGENTCORE_SERVER_NAME_1", "Jira"),
+            ("AGENTCORE_CLIENT_ID_2", "b"),
+            ("AGENTCORE_CLIENT_SECRET_2", "bs"),
+            ("AGENTCORE_SERVER_NAME_2", "jira"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "/r/.env:7: AGENTCORE_SERVER_NAME_2: names server `jira`, as entry 1 does"
+            ),
+            "{e}"
+        );
+        // An egress server named like an AgentCore gateway's identity.
+        let e = cfg(&[
+            ("COGNITO_DOMAIN", "pfx"),
+            ("AGENTCORE_CLIENT_ID_1", "a"),
+            ("AGENTCORE_CLIENT_SECRET_1", "as"),
+            ("AGENTCORE_SERVER_NAME_1", "jira"),
+            ("EGRESS_OAUTH_CLIENT_ID_1", "e"),
+            ("EGRESS_OAUTH_CLIENT_SECRET_1", "es"),
+            (
+                "EGRESS_OAUTH_REDIRECT_URI_1",
+                "http://localhost:8080/callback",
+            ),
+            ("EGRESS_MCP_SERVER_NAME_1", "agentcore-jira"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("two entries are named `agentcore-jira`"), "{e}");
     }
 
     #[test]

@@ -76,7 +76,9 @@ impl Config {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The kind of an identity, as `kind:` and a token's binding spell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum IdentityKind {
     CognitoM2m,
     OidcM2m,

@@ -12,14 +12,13 @@ use serde::Deserialize;
 
 use super::build::servers::{AuthSpec, OauthSpec, ServerSpec};
 use super::build::{
-    self, CognitoSpec, EgressKeys, EgressSpec, IdentitySpec, Secrets, Source, aws_endpoint,
-    did_you_mean,
+    self, CognitoSpec, EgressKeys, EgressSpec, IdentitySpec, MachineKind, Secrets, Source,
+    aws_endpoint, did_you_mean,
 };
 use super::locate::locate;
 use super::{
     BearerToken, ClientAuth, Config, ConfigError, EditorFormat, EditorSpec, Hooks, HttpPolicy,
-    IdentityConfig, IdentityKind, Origin, ProviderLabel, RefreshPolicy, Transport,
-    check_config_name,
+    IdentityConfig, Origin, ProviderLabel, RefreshPolicy, Transport, check_config_name,
 };
 use crate::providers::Catalog;
 use crate::secret::Secret;
@@ -1039,9 +1038,9 @@ fn identity(
 ) -> Result<IdentityConfig, ConfigError> {
     let k = |field: &str| format!("{key}.{field}");
     let kind = match r.kind {
-        Some(RawKind::CognitoM2m) => IdentityKind::CognitoM2m,
-        Some(RawKind::OidcM2m) => IdentityKind::OidcM2m,
-        Some(RawKind::CognitoPassword) => IdentityKind::CognitoPassword,
+        Some(RawKind::CognitoM2m) => MachineKind::CognitoM2m,
+        Some(RawKind::OidcM2m) => MachineKind::OidcM2m,
+        Some(RawKind::CognitoPassword) => MachineKind::CognitoPassword,
         None => {
             return Err(ctx.err(
                 key,
@@ -1051,19 +1050,17 @@ fn identity(
     };
     // Keys that belong to the other kind are mistakes worth naming.
     let foreign: &[(&str, bool)] = match kind {
-        IdentityKind::CognitoM2m => &[
+        MachineKind::CognitoM2m => &[
             ("issuer", r.issuer.is_some()),
             ("audience", r.audience.is_some()),
             ("resource", r.resource.is_some()),
         ],
-        IdentityKind::OidcM2m => &[
+        MachineKind::OidcM2m => &[
             ("region", r.region.is_some()),
             ("user_pool_id", r.user_pool_id.is_some()),
             ("domain", r.domain.is_some()),
         ],
-        // Not reachable from `kind:` (egress entries have their own section).
-        IdentityKind::Egress => &[],
-        IdentityKind::CognitoPassword => &[
+        MachineKind::CognitoPassword => &[
             ("issuer", r.issuer.is_some()),
             ("audience", r.audience.is_some()),
             ("resource", r.resource.is_some()),
@@ -1081,7 +1078,7 @@ fn identity(
         ("refresh_rotation", r.refresh_rotation.is_some()),
         ("endpoint_url", r.endpoint_url.is_some()),
     ];
-    let foreign_password: &[(&str, bool)] = if kind == IdentityKind::CognitoPassword {
+    let foreign_password: &[(&str, bool)] = if kind == MachineKind::CognitoPassword {
         &[]
     } else {
         &password_keys
@@ -1097,7 +1094,7 @@ fn identity(
         Some(c) if !c.is_empty() => c.clone(),
         _ => return Err(ctx.err(key, "missing `client_id`")),
     };
-    if r.private_key.is_some() && kind != IdentityKind::OidcM2m {
+    if r.private_key.is_some() && kind != MachineKind::OidcM2m {
         return Err(ctx.err(
             &k("private_key"),
             format!(
@@ -1129,7 +1126,7 @@ fn identity(
     let client_secret = match credential {
         Some((s, _)) => Some(s),
         // A Cognito app client without a secret (a public client) can sign users in.
-        None if kind == IdentityKind::CognitoPassword => None,
+        None if kind == MachineKind::CognitoPassword => None,
         None => {
             return Err(ctx.err(
                 key,
@@ -1137,7 +1134,7 @@ fn identity(
             ));
         }
     };
-    let cognito = if kind == IdentityKind::CognitoPassword {
+    let cognito = if kind == MachineKind::CognitoPassword {
         let username = match &r.username {
             Some(u) if !u.is_empty() => u.clone(),
             _ => return Err(ctx.err(key, "missing `username` (the service account)")),
@@ -1177,9 +1174,9 @@ fn identity(
             file_name: format!("{name}.json"),
             kind,
             label: match kind {
-                IdentityKind::CognitoM2m => ProviderLabel::CognitoM2m,
-                IdentityKind::CognitoPassword => ProviderLabel::CognitoPassword,
-                IdentityKind::OidcM2m | IdentityKind::Egress => ProviderLabel::OidcM2m,
+                MachineKind::CognitoM2m => ProviderLabel::CognitoM2m,
+                MachineKind::CognitoPassword => ProviderLabel::CognitoPassword,
+                MachineKind::OidcM2m => ProviderLabel::OidcM2m,
             },
             client_id,
             client_secret,
@@ -1906,7 +1903,7 @@ mod mcp_oauth_tests {
     fn the_interactive_login_forms() {
         let c = parse_str("servers:\n  - name: calc\n    url: HTTPS://Calc.example.com/mcp\n    auth: oauth\n  - name: docs\n    url: https://docs.example.com/mcp\n    auth:\n      oauth:\n        client_id: pre-registered\n        scopes: [mcp:tools]\n        authorization_server: https://as.example.com\n        redirect_uri: http://127.0.0.1:8765/callback\n").unwrap();
         let calc = c.identity("calc").unwrap();
-        assert_eq!(calc.kind.tag(), IdentityKind::Egress);
+        assert_eq!(calc.kind.tag(), crate::config::IdentityKind::Egress);
         assert_eq!(calc.file_name, "calc.json");
         assert_eq!(calc.client_id, "");
         assert_eq!(calc.resource(), Some("https://calc.example.com/mcp"));

@@ -425,8 +425,14 @@ impl Daemon {
                     None => self.records.remove(&name),
                 };
                 let t = self.times_of(&id);
-                self.schedule
-                    .failed(&name, error.kind, t, now, random_unit());
+                self.schedule.failed(
+                    &name,
+                    error.kind,
+                    error.retry_after_ms,
+                    t,
+                    now,
+                    random_unit(),
+                );
                 let retry = self
                     .schedule
                     .deadline(&name)

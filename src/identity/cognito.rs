@@ -46,13 +46,28 @@ pub fn canonical_username(access_token: &str, configured: &str) -> String {
         .unwrap_or_else(|| configured.to_string())
 }
 
-/// Turns a Cognito error code and message into what the user must do. `during` names the
-/// step ("sign-in" or "refresh").
+/// The call a Cognito error came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    SignIn,
+    Refresh,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Step::SignIn => "sign-in",
+            Step::Refresh => "refresh",
+        })
+    }
+}
+
+/// Turns a Cognito error code and message into what the user must do.
 pub fn classify(
     code: Option<&str>,
     message: Option<&str>,
     username: &str,
-    during: &str,
+    during: Step,
 ) -> FetchError {
     // Code and message only, escaped and shortened: they come from the server.
     let msg: String = message.unwrap_or("").chars().take(300).collect();
@@ -70,7 +85,7 @@ pub fn classify(
         "NotAuthorizedException" if msg.contains("disabled") => {
             permanent(format!("{msg}; enable the user in the pool"))
         }
-        "NotAuthorizedException" if during == "refresh" => {
+        "NotAuthorizedException" if during == Step::Refresh => {
             permanent(format!("{msg}; the refresh token is no longer accepted"))
         }
         "NotAuthorizedException" => permanent(format!(
@@ -109,7 +124,8 @@ pub fn classify(
 }
 
 /// Does a refresh error say the app client rotates refresh tokens (so the refresh must go
-/// through GetTokensFromRefreshToken)?
+/// through GetTokensFromRefreshToken)? Cognito says so only in the message (the code is a
+/// plain NotAuthorizedException), so the message is what is read.
 pub fn says_rotation(message: &str) -> bool {
     message.to_ascii_lowercase().contains("rotation")
 }
@@ -309,7 +325,7 @@ mod sdk_http {
 fn sdk_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
     e: SdkError<E, R>,
     username: &str,
-    during: &str,
+    during: Step,
 ) -> FetchError {
     match e {
         SdkError::ServiceError(se) => {
@@ -374,47 +390,30 @@ fn reply_of(r: &AuthenticationResultType) -> Result<TokenReply, FetchError> {
     })
 }
 
-async fn sign_in(
-    client: &cip::Client,
-    id: &IdentityConfig,
-    c: &CognitoPassword,
-) -> Result<TokenReply, FetchError> {
-    let mut req = client
-        .initiate_auth()
-        .client_id(&id.client_id)
-        .auth_flow(AuthFlowType::UserPasswordAuth)
-        .auth_parameters("USERNAME", &c.username)
-        .auth_parameters("PASSWORD", c.password.expose());
-    if let Some(s) = &id.client_secret {
-        req = req.auth_parameters(
-            "SECRET_HASH",
-            secret_hash(&c.username, &id.client_id, s.expose()),
-        );
-    }
-    let out = req
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, &c.username, "sign-in"))?;
-    if let Some(ch) = out.challenge_name() {
-        return Err(challenge_error(ch.as_str(), &c.username));
-    }
-    let r = out.authentication_result().ok_or_else(|| {
-        FetchError::permanent("Cognito answered the sign-in with neither tokens nor a challenge")
-    })?;
-    reply_of(r)
+/// The tokens of a reply, or an error naming the step that got none.
+fn tokens(r: Option<&AuthenticationResultType>, during: Step) -> Result<TokenReply, FetchError> {
+    reply_of(r.ok_or_else(|| {
+        FetchError::permanent(format!("Cognito answered the {during} without tokens"))
+    })?)
 }
 
-async fn refresh_token_auth(
+/// InitiateAuth: the password sign-in (USER_PASSWORD_AUTH) or REFRESH_TOKEN_AUTH, with
+/// SECRET_HASH when the app client has a secret.
+async fn initiate(
     client: &cip::Client,
     id: &IdentityConfig,
     username: &str,
-    refresh: &str,
+    flow: AuthFlowType,
+    params: &[(&str, &str)],
+    during: Step,
 ) -> Result<TokenReply, FetchError> {
     let mut req = client
         .initiate_auth()
         .client_id(&id.client_id)
-        .auth_flow(AuthFlowType::RefreshTokenAuth)
-        .auth_parameters("REFRESH_TOKEN", refresh);
+        .auth_flow(flow);
+    for (k, v) in params {
+        req = req.auth_parameters(*k, *v);
+    }
     if let Some(s) = &id.client_secret {
         req = req.auth_parameters(
             "SECRET_HASH",
@@ -424,19 +423,56 @@ async fn refresh_token_auth(
     let out = req
         .send()
         .await
-        .map_err(|e| sdk_error(e, username, "refresh"))?;
-    let r = out
-        .authentication_result()
-        .ok_or_else(|| FetchError::permanent("Cognito answered the refresh without tokens"))?;
-    reply_of(r)
+        .map_err(|e| sdk_error(e, username, during))?;
+    if during == Step::SignIn
+        && let Some(ch) = out.challenge_name()
+    {
+        return Err(challenge_error(ch.as_str(), username));
+    }
+    tokens(out.authentication_result(), during)
 }
 
-async fn rotate(
+async fn sign_in(
+    client: &cip::Client,
+    id: &IdentityConfig,
+    c: &CognitoPassword,
+) -> Result<TokenReply, FetchError> {
+    let params = [
+        ("USERNAME", c.username.as_str()),
+        ("PASSWORD", c.password.expose()),
+    ];
+    initiate(
+        client,
+        id,
+        &c.username,
+        AuthFlowType::UserPasswordAuth,
+        &params,
+        Step::SignIn,
+    )
+    .await
+}
+
+/// One refresh: GetTokensFromRefreshToken for an app client that rotates refresh tokens,
+/// else REFRESH_TOKEN_AUTH.
+async fn refresh_once(
     client: &cip::Client,
     id: &IdentityConfig,
     username: &str,
     refresh: &str,
+    rotation: bool,
 ) -> Result<TokenReply, FetchError> {
+    if !rotation {
+        let params = [("REFRESH_TOKEN", refresh)];
+        return initiate(
+            client,
+            id,
+            username,
+            AuthFlowType::RefreshTokenAuth,
+            &params,
+            Step::Refresh,
+        )
+        .await;
+    }
     let mut req = client
         .get_tokens_from_refresh_token()
         .client_id(&id.client_id)
@@ -447,11 +483,8 @@ async fn rotate(
     let out = req
         .send()
         .await
-        .map_err(|e| sdk_error(e, username, "refresh"))?;
-    let r = out
-        .authentication_result()
-        .ok_or_else(|| FetchError::permanent("Cognito answered the refresh without tokens"))?;
-    reply_of(r)
+        .map_err(|e| sdk_error(e, username, Step::Refresh))?;
+    tokens(out.authentication_result(), Step::Refresh)
 }
 
 /// Runs `f` with the HTTP policy's retries for transient failures.
@@ -479,25 +512,18 @@ pub async fn obtain(
     {
         let username = canonical_username(rec.access_token.expose(), &c.username);
         let rt = rt.expose().to_string();
-        let mut rotation = c.refresh_rotation;
-        let mut result = if rotation {
-            retrying(policy, "cognito refresh", || {
-                rotate(&client, id, &username, &rt)
+        let refresh = |rotation| {
+            retrying(policy, "cognito refresh", {
+                let (client, username, rt) = (&client, &username, &rt);
+                move || refresh_once(client, id, username, rt, rotation)
             })
-            .await
-        } else {
-            retrying(policy, "cognito refresh", || {
-                refresh_token_auth(&client, id, &username, &rt)
-            })
-            .await
         };
+        let mut rotation = c.refresh_rotation;
+        let mut result = refresh(rotation).await;
         if !rotation && matches!(&result, Err(e) if says_rotation(&e.message)) {
             info!(identity = %id.name, "the app client rotates refresh tokens; refreshing with GetTokensFromRefreshToken (set refresh_rotation: true)");
             rotation = true;
-            result = retrying(policy, "cognito refresh", || {
-                rotate(&client, id, &username, &rt)
-            })
-            .await;
+            result = refresh(rotation).await;
         }
         match result {
             Ok(mut reply) => {
@@ -550,7 +576,7 @@ mod tests {
         type Case<'a> = (
             Option<&'a str>,
             Option<&'a str>,
-            &'a str,
+            Step,
             Option<FailureKind>,
             Option<&'a str>,
         );
@@ -558,67 +584,67 @@ mod tests {
             (
                 Some("NotAuthorizedException"),
                 Some("Incorrect username or password."),
-                "sign-in",
+                Step::SignIn,
                 Some(Permanent),
                 Some("check username, password and client_secret"),
             ),
             (
                 Some("NotAuthorizedException"),
                 Some("Unable to verify secret hash for client x"),
-                "sign-in",
+                Step::SignIn,
                 None,
                 Some("check client_secret"),
             ),
             (
                 Some("NotAuthorizedException"),
                 Some("Refresh Token has been revoked"),
-                "refresh",
+                Step::Refresh,
                 None,
                 Some("no longer accepted"),
             ),
             (
                 Some("UserNotFoundException"),
                 Some("User does not exist."),
-                "sign-in",
+                Step::SignIn,
                 None,
                 Some("case-sensitive"),
             ),
             (
                 Some("UserNotConfirmedException"),
                 Some("x"),
-                "sign-in",
+                Step::SignIn,
                 None,
                 Some("admin-confirm-sign-up"),
             ),
             (
                 Some("PasswordResetRequiredException"),
                 Some("x"),
-                "sign-in",
+                Step::SignIn,
                 None,
                 Some("reset"),
             ),
             (
                 Some("InvalidParameterException"),
                 Some("x"),
-                "sign-in",
+                Step::SignIn,
                 None,
                 Some("ALLOW_USER_PASSWORD_AUTH"),
             ),
             (
                 Some("TooManyRequestsException"),
                 Some("slow down"),
-                "sign-in",
+                Step::SignIn,
                 Some(Transient),
                 None,
             ),
             (
                 Some("InternalErrorException"),
                 Some("x"),
-                "refresh",
+                Step::Refresh,
                 Some(Transient),
                 None,
             ),
-            (None, None, "sign-in", Some(Transient), None),
+            (None, None, Step::SignIn, Some(Transient), None),
         ];
         for (code, msg, during, kind, advice) in cases {
             let e = classify(code, msg, "svc", during);

@@ -196,11 +196,13 @@ impl Schedule {
     }
 
     /// A refresh failed. Transient failures back off exponentially with full jitter
-    /// (`unit` in [0, 1)), capped, forever; others block the slot.
+    /// (`unit` in [0, 1)), capped, forever, and no sooner than the server's Retry-After
+    /// (`retry_after_ms`, capped too); others block the slot.
     pub fn failed(
         &mut self,
         name: &str,
         kind: FailureKind,
+        retry_after_ms: Option<u64>,
         kept: Option<TokenTimes>,
         now: Ts,
         unit: f64,
@@ -219,11 +221,12 @@ impl Schedule {
             },
             FailureKind::Transient => {
                 // Full jitter, but never sooner than a tenth of the step: no hot loops.
-                let step = policy.retry_backoff().ceiling_ms(failures) as i64;
-                let d = (step as f64 * unit) as i64;
+                let backoff = policy.retry_backoff();
+                let step = backoff.ceiling_ms(failures);
+                let d = backoff.delay_ms(failures, unit, retry_after_ms);
                 Phase::BackingOff {
                     failures: failures.saturating_add(1),
-                    retry_at: now.plus_ms(d.max(step / 10).max(100)),
+                    retry_at: now.plus_ms(d.max(step / 10).max(100) as i64),
                 }
             }
             other => Phase::Blocked(other),
@@ -310,6 +313,7 @@ mod tests {
             s.failed(
                 "a",
                 FailureKind::Transient,
+                None,
                 hour_token(0),
                 Ts(50 * MIN),
                 0.999_999,
@@ -323,6 +327,7 @@ mod tests {
         s.failed(
             "a",
             FailureKind::Transient,
+            None,
             hour_token(0),
             Ts(50 * MIN),
             0.0,
@@ -338,6 +343,36 @@ mod tests {
     }
 
     #[test]
+    fn a_retry_after_is_waited_for_up_to_the_cap() {
+        let mut s = sched();
+        s.set_token("a", hour_token(0));
+        s.start("a");
+        s.failed(
+            "a",
+            FailureKind::Transient,
+            Some(200_000),
+            hour_token(0),
+            Ts(50 * MIN),
+            0.0,
+        );
+        assert_eq!(s.deadline("a"), Some(Ts(50 * MIN + 200_000)));
+        s.start("a");
+        s.failed(
+            "a",
+            FailureKind::Transient,
+            Some(3_600_000),
+            hour_token(0),
+            Ts(50 * MIN),
+            0.0,
+        );
+        assert_eq!(
+            s.deadline("a"),
+            Some(Ts(55 * MIN)),
+            "capped at the backoff's cap"
+        );
+    }
+
+    #[test]
     fn permanent_failures_block_until_something_changes() {
         let mut s = sched();
         s.set_token("a", hour_token(0));
@@ -345,6 +380,7 @@ mod tests {
         s.failed(
             "a",
             FailureKind::Permanent,
+            None,
             hour_token(0),
             Ts(50 * MIN),
             0.5,
@@ -358,6 +394,7 @@ mod tests {
         s.failed(
             "a",
             FailureKind::ReauthRequired,
+            None,
             hour_token(55),
             Ts(60 * MIN),
             0.5,
@@ -374,7 +411,7 @@ mod tests {
         // Never logged in: the refresh says a login is needed and the slot blocks.
         let mut s = sched();
         s.start("a");
-        s.failed("a", FailureKind::ReauthRequired, None, Ts(0), 0.5);
+        s.failed("a", FailureKind::ReauthRequired, None, None, Ts(0), 0.5);
         assert_eq!(s.deadline("a"), None);
         // `mcp-credd login` in another terminal writes the first token: adopted, scheduled.
         s.set_token("a", hour_token(1));
@@ -389,14 +426,28 @@ mod tests {
         s.start("a");
         s.force_all();
         assert_eq!(s.deadline("a"), None, "still in flight");
-        s.failed("a", FailureKind::Transient, hour_token(0), Ts(MIN), 0.5);
+        s.failed(
+            "a",
+            FailureKind::Transient,
+            None,
+            hour_token(0),
+            Ts(MIN),
+            0.5,
+        );
         let a = s.slot("a").unwrap();
         assert!(a.forced() && a.needs_attention());
         assert_eq!(a.failures(), 1);
         assert_eq!(s.deadline("a"), Some(Ts(i64::MIN)));
         // The next failure backs off from the count so far.
         s.start("a");
-        s.failed("a", FailureKind::Transient, hour_token(0), Ts(MIN), 0.0);
+        s.failed(
+            "a",
+            FailureKind::Transient,
+            None,
+            hour_token(0),
+            Ts(MIN),
+            0.0,
+        );
         assert_eq!(s.slot("a").unwrap().failures(), 2);
         assert_eq!(s.deadline("a"), Some(Ts(MIN + 2_000)), "a tenth of 20s");
         s.succeeded("a", hour_token(1));

@@ -161,8 +161,10 @@ impl TokenRecord {
 /// What identifies the identity a token was obtained for. Not secret: names and URLs.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Binding {
-    /// `cognito_m2m`, `oidc_m2m`, `cognito_password` or `egress`.
-    pub kind: String,
+    /// `cognito_m2m`, `oidc_m2m`, `cognito_password` or `egress`; `None` for a kind this
+    /// version does not know (such a token serves no identity).
+    #[serde(default, deserialize_with = "lenient_known")]
+    pub kind: Option<crate::config::IdentityKind>,
     /// The token endpoint, the discovery document (issuer) or the Cognito API URL.
     pub endpoint: String,
     pub client_id: String,

@@ -113,13 +113,36 @@ pub fn catalog(
     Ok(catalog)
 }
 
+/// The kinds a machine identity can be (a provider login is built by `egress_identity`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MachineKind {
+    CognitoM2m,
+    OidcM2m,
+    CognitoPassword,
+}
+
+impl MachineKind {
+    /// The identity kind it is, as `kind:` names it.
+    pub fn as_str(self) -> &'static str {
+        self.tag().as_str()
+    }
+
+    pub fn tag(self) -> IdentityKind {
+        match self {
+            MachineKind::CognitoM2m => IdentityKind::CognitoM2m,
+            MachineKind::OidcM2m => IdentityKind::OidcM2m,
+            MachineKind::CognitoPassword => IdentityKind::CognitoPassword,
+        }
+    }
+}
+
 /// A machine identity (the M2M kinds and Cognito service accounts) as a source describes
 /// it, its secrets resolved. `key(field)` names where a field came from, `whole` the
 /// identity itself, for errors.
 pub struct IdentitySpec {
     pub name: String,
     pub file_name: String,
-    pub kind: IdentityKind,
+    pub kind: MachineKind,
     pub label: ProviderLabel,
     pub client_id: String,
     pub client_secret: Option<Secret>,
@@ -175,25 +198,32 @@ pub fn identity(
                 })?),
                 None => None,
             };
-            if r.region.is_none() && pool_region().is_none() {
-                return Err(src.err(
-                    whole,
-                    "cognito_password needs `region` (or a `user_pool_id` to take it from)".into(),
-                ));
-            }
-            Some(CognitoPassword {
+            // The Cognito API is regional.
+            let region = r
+                .region
+                .clone()
+                .or_else(|| pool_region().map(str::to_string))
+                .ok_or_else(|| {
+                    src.err(
+                        whole,
+                        "cognito_password needs `region` (or a `user_pool_id` to take it from)"
+                            .into(),
+                    )
+                })?;
+            let account = CognitoPassword {
                 username: c.username,
                 password: c.password,
                 bearer: c.bearer,
                 refresh_rotation: c.refresh_rotation,
                 endpoint_url,
-            })
+            };
+            Some((region, account))
         }
         None => None,
     };
     let endpoint = match kind {
-        IdentityKind::CognitoPassword => Endpoint::CognitoApi,
-        IdentityKind::CognitoM2m => {
+        MachineKind::CognitoPassword => Endpoint::CognitoApi,
+        MachineKind::CognitoM2m => {
             if let Some(u) = &r.token_url {
                 Endpoint::TokenUrl(src.url(&key("token_url"), u)?)
             } else if let Some(d) = &r.domain {
@@ -217,7 +247,7 @@ pub fn identity(
                 }
             }
         }
-        IdentityKind::OidcM2m | IdentityKind::Egress => {
+        MachineKind::OidcM2m => {
             if let Some(u) = &r.token_url {
                 Endpoint::TokenUrl(src.url(&key("token_url"), u)?)
             } else if let Some(u) = &r.discovery_url {
@@ -239,36 +269,28 @@ pub fn identity(
             }
         }
     };
-    let region = match kind {
-        IdentityKind::CognitoM2m | IdentityKind::CognitoPassword => r
-            .region
-            .clone()
-            .or_else(|| pool_region().map(str::to_string)),
-        IdentityKind::OidcM2m | IdentityKind::Egress => None,
-    };
     let kind = match kind {
-        IdentityKind::CognitoM2m => Kind::CognitoM2m {
-            region,
+        MachineKind::CognitoM2m => Kind::CognitoM2m {
+            region: r
+                .region
+                .clone()
+                .or_else(|| pool_region().map(str::to_string)),
             user_pool_id: r.user_pool_id,
         },
-        IdentityKind::CognitoPassword => Kind::CognitoPassword {
-            // Checked with the account above.
-            region: region.ok_or_else(|| {
-                src.err(
-                    whole,
-                    "cognito_password needs `region` (or a `user_pool_id` to take it from)".into(),
-                )
-            })?,
-            user_pool_id: r.user_pool_id,
-            account: cognito.ok_or_else(|| {
+        MachineKind::CognitoPassword => {
+            let (region, account) = cognito.ok_or_else(|| {
                 src.err(
                     whole,
                     "missing `username` and `password` (the service account)".into(),
                 )
-            })?,
-        },
-        // Egress identities are built by `egress_identity`; an M2M client otherwise.
-        IdentityKind::OidcM2m | IdentityKind::Egress => Kind::OidcM2m {
+            })?;
+            Kind::CognitoPassword {
+                region,
+                user_pool_id: r.user_pool_id,
+                account,
+            }
+        }
+        MachineKind::OidcM2m => Kind::OidcM2m {
             audience: r.audience,
             resource: r.resource,
         },
