@@ -199,6 +199,7 @@ fn main() {
         http: HttpPolicy::default(),
         hooks: Default::default(),
         editors: Vec::new(),
+        proxy: Default::default(),
     };
     let d = median(21, || {
         black_box(entries(&config, &records));

@@ -510,7 +510,7 @@ fn refresh_ctx<'a>(
 /// The store and the HTTP client, for commands that may fetch tokens.
 fn open_store_and_http(config: &Config, ui: Ui) -> Result<(Store, Http), Exit> {
     let store = open_store(config, ui)?;
-    let http = Http::new(config.http).map_err(|e| {
+    let http = Http::with_proxy(config.http, &config.proxy).map_err(|e| {
         ui.error(e);
         Exit::Failure
     })?;
@@ -574,7 +574,7 @@ async fn headers_cmd(
     let needed = crate::selection::of_server(config, &s.auth);
     let work = async {
         let store = open_store(config, ui).map_err(|_| Vec::new())?;
-        let http = refresh::on_demand_http(&config.http).map_err(|e| vec![e])?;
+        let http = refresh::on_demand_http(&config.http, &config.proxy).map_err(|e| vec![e])?;
         let mut records = HashMap::new();
         let mut problems = Vec::new();
         for id in needed {
@@ -799,7 +799,7 @@ async fn token_cmd(config: &Config, name: &str, clock: &dyn Clock, ui: Ui) -> Ex
     };
     let work = async {
         let store = open_store(config, ui).map_err(|_| String::new())?;
-        let http = refresh::on_demand_http(&config.http)?;
+        let http = refresh::on_demand_http(&config.http, &config.proxy)?;
         refresh::usable_now(&config.refresh, &store, &http, id, clock).await
     };
     match tokio::time::timeout(refresh::ON_DEMAND_BUDGET, work).await {

@@ -3,7 +3,7 @@
 //! username, user pool, scopes, audience, resource); a stored token is used, refreshed or
 //! rendered only while all of these still match the configuration. Pure.
 
-use crate::config::{Endpoint, IdentityConfig, IdentityKind};
+use crate::config::{Endpoint, IdentityConfig, IdentityKind, Kind};
 use crate::store::TokenRecord;
 use crate::store::record::Binding;
 
@@ -19,12 +19,15 @@ pub fn endpoint_of(id: &IdentityConfig) -> String {
         } => authorization_server
             .clone()
             .unwrap_or_else(|| server_url.clone()),
-        Endpoint::CognitoApi => match id.cognito().and_then(|c| c.endpoint_url.clone()) {
-            Some(u) => u,
-            None => format!(
-                "https://cognito-idp.{}.amazonaws.com/",
-                id.region().unwrap_or("us-east-1")
-            ),
+        Endpoint::CognitoApi => match &id.kind {
+            Kind::CognitoPassword {
+                region, account, ..
+            } => account
+                .endpoint_url
+                .clone()
+                .unwrap_or_else(|| format!("https://cognito-idp.{region}.amazonaws.com/")),
+            // The config gives this endpoint to service accounts only.
+            _ => String::new(),
         },
     }
 }

@@ -41,8 +41,9 @@ impl Dirs {
     /// the editors find them. Without `HOME`, the password database's home directory.
     pub fn from_env(env: &HashMap<String, String>) -> Dirs {
         let var = |k: &str| env.get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-        let home = var("HOME")
-            .or_else(|| directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf()));
+        // Not the process's `$HOME`: an injected environment without HOME means the
+        // password database, whatever this process was started with.
+        let home = var("HOME").or_else(passwd_home);
         Dirs::new(home, var("XDG_CONFIG_HOME"), cfg!(target_os = "macos"))
     }
 
@@ -77,6 +78,40 @@ impl Dirs {
     }
 }
 
+/// The home directory the password database gives this process's user (`getpwuid_r`),
+/// `None` if there is no entry or it names no absolute directory.
+fn passwd_home() -> Option<PathBuf> {
+    use std::ffi::CStr;
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: `pwd` and `result` are plain out-parameters; `buf` outlives every pointer
+        // into it that `pwd` receives, and its length is what we pass.
+        let (rc, home) = unsafe {
+            let mut pwd: libc::passwd = std::mem::zeroed();
+            let mut result: *mut libc::passwd = std::ptr::null_mut();
+            let rc = libc::getpwuid_r(
+                libc::getuid(),
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            );
+            let home = (rc == 0 && !result.is_null() && !pwd.pw_dir.is_null()).then(|| {
+                PathBuf::from(std::ffi::OsStr::from_bytes(
+                    CStr::from_ptr(pwd.pw_dir).to_bytes(),
+                ))
+            });
+            (rc, home)
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        return home.filter(|h| h.is_absolute());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +121,38 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// An injected environment without HOME gets the password database's home, not the
+    /// process's `$HOME`. The process HOME is set to a decoy in a child run of this very
+    /// test (changing it here would race the other tests).
+    #[test]
+    fn without_home_the_password_database_is_asked_not_the_process() {
+        const DECOY: &str = "/nonexistent/process-home";
+        if std::env::var_os("MCP_CREDD_DIRS_CHILD").is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "dirs::tests::without_home_the_password_database_is_asked_not_the_process",
+                    "--test-threads=1",
+                ])
+                .env("HOME", DECOY)
+                .env("MCP_CREDD_DIRS_CHILD", "1")
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && text.contains("1 passed"),
+                "{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
+        assert_eq!(std::env::var("HOME").unwrap(), DECOY);
+        let d = Dirs::from_env(&env(&[("XDG_CONFIG_HOME", "/x")]));
+        let home = passwd_home().expect("this user has a password entry");
+        assert_ne!(home, PathBuf::from(DECOY));
+        assert_eq!(d.home, Some(home));
     }
 
     #[test]

@@ -254,16 +254,7 @@ async fn probe(http: &Http, id: &IdentityConfig, now: Ts, out: &mut Vec<Finding>
         Endpoint::TokenUrl(u) => (u.clone(), "token endpoint"),
         Endpoint::Discovery { url, .. } => (url.clone(), "discovery document"),
         Endpoint::McpServer { server_url, .. } => (server_url.clone(), "MCP server"),
-        Endpoint::CognitoApi => match id.cognito().and_then(|c| c.endpoint_url.clone()) {
-            Some(u) => (u, "Cognito API"),
-            None => (
-                format!(
-                    "https://cognito-idp.{}.amazonaws.com/",
-                    id.region().unwrap_or("us-east-1")
-                ),
-                "Cognito API",
-            ),
-        },
+        Endpoint::CognitoApi => (crate::binding::endpoint_of(id), "Cognito API"),
     };
     let check = format!("reach {}", id.name);
     let client = match http.client_for(&url) {
@@ -532,11 +523,12 @@ pub async fn run(
     } else {
         mode_of(&config.tokens_dir, 0o700, &mut out);
     }
-    let http = match Http::new(crate::config::HttpPolicy {
+    let policy = crate::config::HttpPolicy {
         timeout_ms: 5_000,
         attempts: 1,
         ..config.http
-    }) {
+    };
+    let http = match Http::with_proxy(policy, &config.proxy) {
         Ok(h) => Some(h),
         Err(e) => {
             out.push(f(Level::Fail, "http", e, None));

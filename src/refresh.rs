@@ -563,7 +563,15 @@ pub async fn ensure(id: &IdentityConfig, ctx: &Ctx<'_>, force: bool) -> (Outcome
             } => {
                 let sent_at = ctx.clock.now();
                 let mine = existing.as_ref().filter(|r| crate::binding::matches(r, id));
-                let reply = cognito::obtain(id, region, account, mine, &ctx.http.policy).await?;
+                let reply = cognito::obtain(
+                    id,
+                    region,
+                    account,
+                    mine,
+                    &ctx.http.policy,
+                    &ctx.http.proxy_env,
+                )
+                .await?;
                 let endpoint = crate::binding::endpoint_of(id);
                 return Ok(build_record(id, &reply, sent_at, &endpoint));
             }
@@ -680,13 +688,16 @@ pub async fn usable_now(
 }
 
 /// An HTTP client whose whole retry cycle fits in the on-demand budget.
-pub fn on_demand_http(policy: &crate::config::HttpPolicy) -> Result<Http, String> {
+pub fn on_demand_http(
+    policy: &crate::config::HttpPolicy,
+    proxy: &crate::identity::proxy::ProxyEnv,
+) -> Result<Http, String> {
     let mut p = *policy;
     p.timeout_ms = p.timeout_ms.min(3_000);
     p.attempts = p.attempts.min(2);
     p.max_backoff_ms = p.max_backoff_ms.min(500);
     p.initial_backoff_ms = p.initial_backoff_ms.min(p.max_backoff_ms);
-    Http::new(p)
+    Http::with_proxy(p, proxy)
 }
 
 #[cfg(test)]

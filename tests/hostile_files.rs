@@ -108,6 +108,38 @@ fn init_refuses_a_fifo_as_the_reference_env_or_the_secrets_file() {
     assert!(!sb.config_path().exists(), "{r:?}");
 }
 
+/// A proxy is a routing variable: a current-directory `.env` that sets one may not send a
+/// secret from the environment through it (the implicit-.env rule), while the same proxy
+/// from the environment itself is fine.
+#[test]
+fn an_implicit_env_may_not_set_the_proxy_for_a_secret_from_elsewhere() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.home().join(".env"), "HTTPS_PROXY=http://127.0.0.1:9\n").unwrap();
+    let env = [
+        ("REGISTRY_URL", "https://gw.example.com"),
+        ("INGRESS_OAUTH_USER_POOL_ID", "us-east-1_AbC123"),
+        ("INGRESS_OAUTH_CLIENT_ID", "m2m-client"),
+        ("INGRESS_OAUTH_CLIENT_SECRET", "from-the-environment"),
+        (
+            "INGRESS_OAUTH_TOKEN_URL",
+            "https://idp.example.com/oauth2/token",
+        ),
+    ];
+    let r = sb.run_env(&["status"], &env);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert!(
+        r.stderr.contains("HTTPS_PROXY") && r.stderr.contains("current directory"),
+        "{r:?}"
+    );
+    std::fs::remove_file(sb.home().join(".env")).unwrap();
+    let mut with_proxy = env.to_vec();
+    with_proxy.push(("HTTPS_PROXY", "http://127.0.0.1:9"));
+    let r = sb.run_env(&["status"], &with_proxy);
+    // Loaded (exit 1 only says that no token is stored yet).
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("missing") && r.stderr.is_empty(), "{r:?}");
+}
+
 #[test]
 fn a_hostile_env_file_is_refused_at_once() {
     let sb = Sandbox::new();

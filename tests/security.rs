@@ -271,6 +271,45 @@ fn plain_http_never_goes_through_a_proxy_https_does() {
     assert_eq!(reqs[1]["target"], "idp.invalid:443");
 }
 
+/// A proxy set only in mcp-credd's secrets file (as `install-service` tells users to put
+/// their variables there) is followed by both HTTP stacks: the OAuth client and the
+/// Cognito SDK's client.
+#[test]
+fn a_proxy_in_the_secrets_file_is_followed_by_both_http_stacks() {
+    let h = Hostile::start();
+    let sb = Sandbox::new();
+    sb.write_secrets(&format!("HTTPS_PROXY={}\n", h.url("")));
+    sb.write_config(&format!(
+        "{}{ONE_ATTEMPT}",
+        m2m_config("the-client-secret", "https://idp.invalid/token")
+    ));
+    let r = sb.run(&["--ingress-only"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    let reqs = h.requests();
+    assert_eq!(reqs.len(), 1, "{r:?} {reqs:?}");
+    assert_eq!(reqs[0]["method"], "CONNECT");
+    assert_eq!(reqs[0]["target"], "idp.invalid:443");
+
+    sb.write_config(&format!(
+        "ingress:
+  kind: cognito_password
+  region: us-east-1
+  user_pool_id: us-east-1_AbC123
+  client_id: m2m
+  client_secret: s
+  username: svc
+  password: p
+  endpoint_url: https://cognito-idp.invalid
+{ONE_ATTEMPT}"
+    ));
+    let r = sb.run(&["--ingress-only", "--force"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    let reqs = h.requests();
+    assert_eq!(reqs.len(), 2, "{r:?} {reqs:?}");
+    assert_eq!(reqs[1]["method"], "CONNECT");
+    assert_eq!(reqs[1]["target"], "cognito-idp.invalid:443");
+}
+
 fn has_control(s: &str) -> bool {
     s.chars().any(|c| c.is_control() && c != '\n')
 }

@@ -182,6 +182,7 @@ pub fn from_env(env: &EnvVars, tokens_dir: PathBuf) -> Result<Option<Config>, Co
         http: HttpPolicy::default(),
         hooks: Default::default(),
         editors: super::EditorSpec::defaults(),
+        proxy: Default::default(),
     }))
 }
 

@@ -290,6 +290,7 @@ pub fn load(
             ));
         }
         let mut config = parsed.config;
+        config.proxy = proxy_env(&env);
         if let Some(dir) = servers_override.clone().or(parsed.servers_dir) {
             servers_unavailable = import_servers(&mut config, &dir, &mut warnings);
             servers_dir = Some(dir);
@@ -320,7 +321,13 @@ pub fn load(
         if let Some(d) = env.deferred.take() {
             deferred.borrow_mut().extend(d.into_inner());
         }
-        let built = from?;
+        let mut built = from?;
+        // Read before the implicit-.env rule: a proxy set by a current-directory `.env`
+        // decides where requests go, like any other routing variable.
+        let proxy = proxy_env(&env);
+        if let Some(c) = built.as_mut() {
+            c.proxy = proxy;
+        }
         if let Some(path) = &implicit_env {
             check_implicit_env(&env, path)?;
         }
@@ -400,6 +407,12 @@ pub fn load(
         tokens_dir_overridden,
         servers_dir_overridden,
     })
+}
+
+/// The proxy variables of the merged environment (process, env file, secrets file): the
+/// one place they are read.
+fn proxy_env(env: &EnvVars) -> crate::identity::proxy::ProxyEnv {
+    crate::identity::proxy::ProxyEnv::from_lookup(&|k| env.get(k).map(str::to_string))
 }
 
 /// Whether a variable holds a secret (a client secret or a password).

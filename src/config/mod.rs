@@ -52,6 +52,9 @@ pub struct Config {
     pub hooks: Hooks,
     /// Editor config files to keep current (`editors:`); `EditorSpec::defaults()` if omitted.
     pub editors: Vec<EditorSpec>,
+    /// The proxy variables of the environment the configuration was loaded from (the
+    /// process's, an env file's, the secrets file's): both HTTP stacks take it from here.
+    pub proxy: crate::identity::proxy::ProxyEnv,
 }
 
 /// Commands the daemon runs when an identity needs attention. Each is an argv (no shell);

@@ -789,6 +789,7 @@ pub fn parse(text: &str, path: &Path, lookup: &dyn Lookup) -> Result<Parsed, Con
                 on_reauth_required: raw.on_reauth_required.map(|a| a.0),
             },
             editors,
+            proxy: Default::default(),
         },
         servers_dir: raw
             .servers_dir

@@ -157,7 +157,7 @@ impl Daemon {
         loader: Loader,
         dirs: Dirs,
     ) -> Result<Daemon, String> {
-        let http = Arc::new(Http::new(config.http)?);
+        let http = Arc::new(Http::with_proxy(config.http, &config.proxy)?);
         let schedule = Schedule::new(config.refresh);
         Ok(Daemon {
             ids: Identities::of(&config),
@@ -477,7 +477,7 @@ impl Daemon {
                     error!(old = %self.config.tokens_dir.display(), new = %new.tokens_dir.display(), "tokens_dir changed; restart the daemon to move to it (keeping the running configuration)");
                 } else {
                     if new.http != self.config.http {
-                        match Http::new(new.http) {
+                        match Http::with_proxy(new.http, &new.proxy) {
                             Ok(h) => self.http = Arc::new(h),
                             Err(e) => error!("{e}"),
                         }
@@ -841,6 +841,7 @@ mod tests {
             http: HttpPolicy::default(),
             hooks: Default::default(),
             editors: vec![crate::config::EditorSpec::Reference],
+            proxy: Default::default(),
         }
     }
 

@@ -160,14 +160,13 @@ async fn client(
     region: &str,
     c: &CognitoPassword,
     policy: &HttpPolicy,
+    proxy: &crate::identity::proxy::ProxyEnv,
 ) -> Result<cip::Client, FetchError> {
     let t = Duration::from_millis(policy.timeout_ms);
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .no_credentials()
         .region(Region::new(region.to_string()))
-        .http_client(sdk_http::client(
-            &crate::identity::proxy::ProxyEnv::from_process(),
-        ))
+        .http_client(sdk_http::client(proxy))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(t.min(Duration::from_secs(10)))
@@ -505,8 +504,9 @@ pub async fn obtain(
     c: &CognitoPassword,
     existing: Option<&TokenRecord>,
     policy: &HttpPolicy,
+    proxy: &crate::identity::proxy::ProxyEnv,
 ) -> Result<TokenReply, FetchError> {
-    let client = client(id, region, c, policy).await?;
+    let client = client(id, region, c, policy, proxy).await?;
     if let Some(rec) = existing
         && let Some(rt) = &rec.refresh_token
     {

@@ -27,6 +27,8 @@ pub struct Http {
     plain: reqwest::Client,
     proxy: Option<reqwest::Proxy>,
     pub policy: HttpPolicy,
+    /// The proxy variables it was built with (the Cognito SDK's client follows them too).
+    pub proxy_env: ProxyEnv,
 }
 
 impl Http {
@@ -55,8 +57,11 @@ impl Http {
             .map_err(Clone::clone)
     }
 
+    /// Without a proxy, for unit tests; the program builds its clients with
+    /// [`Http::with_proxy`] and the configuration's `proxy`.
+    #[cfg(test)]
     pub fn new(policy: HttpPolicy) -> Result<Http, String> {
-        Http::with_proxy(policy, &ProxyEnv::from_process())
+        Http::with_proxy(policy, &ProxyEnv::default())
     }
 
     /// Everything both clients share.
@@ -102,6 +107,7 @@ impl Http {
             plain,
             proxy,
             policy,
+            proxy_env: env.clone(),
         })
     }
 }

@@ -1,5 +1,6 @@
 //! The proxy rules both HTTP stacks follow (reqwest's `Http` and the Cognito SDK's client),
-//! read in one place: never a proxy for plain http (which goes only to loopback, and would
+//! read in one place (`config::load`, from the environment the configuration is loaded
+//! from, the secrets file included; never from the process's own): never a proxy for plain http (which goes only to loopback, and would
 //! carry secrets in clear text to the proxy); for https, `HTTPS_PROXY` (or `ALL_PROXY`),
 //! minus `NO_PROXY`. `HTTP_PROXY` is ignored.
 
@@ -26,11 +27,6 @@ impl ProxyEnv {
             https: get(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]),
             no_proxy: get(&["NO_PROXY", "no_proxy"]),
         }
-    }
-
-    /// From the process environment.
-    pub fn from_process() -> ProxyEnv {
-        ProxyEnv::from_lookup(&|k| std::env::var(k).ok())
     }
 }
 
