@@ -768,9 +768,7 @@ async fn revoke_all(
             &url,
             token,
             hint,
-            &id.client_id,
-            id.client_secret.as_ref().map(|s| s.expose()),
-            id.client_auth,
+            crate::identity::grant::Creds::of(id),
         )
         .await
         {

@@ -12,7 +12,7 @@ use super::grant::Creds;
 use super::proxy::ProxyEnv;
 use super::reply::{self, ReplyError, TokenReply};
 use super::{FailureKind, FetchError};
-use crate::config::{ClientAuth, Endpoint, HttpPolicy, IdentityConfig, check_endpoint_url};
+use crate::config::{Endpoint, HttpPolicy, IdentityConfig, check_endpoint_url};
 use crate::failure::random_unit;
 use crate::sanitize::redact_url;
 
@@ -146,16 +146,9 @@ pub async fn revoke(
     url: &str,
     token: &str,
     hint: &str,
-    client_id: &str,
-    client_secret: Option<&str>,
-    auth: ClientAuth,
+    creds: Creds<'_>,
 ) -> Result<(), FetchError> {
     let client = http.client_checked(url)?;
-    let creds = Creds {
-        id: client_id,
-        secret: client_secret,
-        auth,
-    };
     let ca = super::grant::client_authentication(creds, url)?;
     let mut form = vec![
         ("token".to_string(), token.to_string()),
@@ -525,6 +518,7 @@ pub async fn client_credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ClientAuth;
 
     fn kind(status: u16, body: &str) -> Result<(), FailureKind> {
         classify_with(
@@ -606,15 +600,12 @@ mod tests {
         .await;
         let http = Http::new(HttpPolicy::default()).unwrap();
         let revoke = |auth| {
-            revoke(
-                &http,
-                &url,
-                "T1",
-                "access_token",
-                "cid",
-                Some("s:cret"),
+            let creds = Creds {
+                id: "cid",
+                secret: Some("s:cret"),
                 auth,
-            )
+            };
+            revoke(&http, &url, "T1", "access_token", creds)
         };
         let e = revoke(ClientAuth::Basic).await.unwrap_err();
         assert_eq!(e.oauth_error.as_deref(), Some("unsupported_token_type"));
