@@ -110,11 +110,8 @@ pub fn mismatch(rec: &TokenRecord, id: &IdentityConfig) -> Option<String> {
     let mcp = id.mcp_login();
     let pinned_issuer = mcp.is_none_or(|(_, issuer)| issuer.is_some());
     if pinned_issuer && b.endpoint != want.endpoint {
-        return differs(
-            "token endpoint",
-            format!("`{}`", b.endpoint),
-            format!("`{}`", want.endpoint),
-        );
+        let shown = |u: &str| format!("`{}`", crate::sanitize::redact_url(u, true));
+        return differs("token endpoint", shown(&b.endpoint), shown(&want.endpoint));
     }
     if (mcp.is_none() || !want.client_id.is_empty()) && b.client_id != want.client_id {
         return differs(

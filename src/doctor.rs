@@ -178,7 +178,7 @@ pub fn judge_token(id: &IdentityConfig, rec: &TokenRecord, now: Ts) -> Vec<Findi
 pub fn judge_skew(endpoint: &str, date: Option<&str>, now: Ts) -> Option<Finding> {
     let t = crate::timefmt::parse_http_date(date?)?;
     let skew = (t.0 - now.0) / 1000;
-    let check = format!("clock {endpoint}");
+    let check = format!("clock {}", crate::sanitize::redact_url(endpoint, true));
     Some(if skew.abs() > 60 {
         f(
             Level::Warn,
@@ -257,6 +257,8 @@ async fn probe(http: &Http, id: &IdentityConfig, now: Ts, out: &mut Vec<Finding>
         Endpoint::CognitoApi => (crate::binding::endpoint_of(id), "Cognito API"),
     };
     let check = format!("reach {}", id.name);
+    // What the findings show: never the URL's user name, password or query.
+    let shown = crate::sanitize::redact_url(&url, true);
     let client = match http.client_for(&url) {
         Ok(c) => c,
         Err(e) => {
@@ -282,7 +284,7 @@ async fn probe(http: &Http, id: &IdentityConfig, now: Ts, out: &mut Vec<Finding>
                         Level::Ok,
                         &check,
                         format!(
-                            "{what} {url} lists token_endpoint {}",
+                            "{what} {shown} lists token_endpoint {}",
                             crate::sanitize::escape(&ep)
                         ),
                         None,
@@ -303,7 +305,7 @@ async fn probe(http: &Http, id: &IdentityConfig, now: Ts, out: &mut Vec<Finding>
                 out.push(f(
                     Level::Fail,
                     &check,
-                    format!("{what} {url} answers HTTP {status}: there is no such endpoint"),
+                    format!("{what} {shown} answers HTTP {status}: there is no such endpoint"),
                     Some("check the URL (`token_url`, `domain`, `issuer`)"),
                 ));
             } else {
@@ -312,7 +314,7 @@ async fn probe(http: &Http, id: &IdentityConfig, now: Ts, out: &mut Vec<Finding>
                 out.push(f(
                     Level::Ok,
                     &check,
-                    format!("{what} {url} answers (HTTP {status})"),
+                    format!("{what} {shown} answers (HTTP {status})"),
                     None,
                 ));
             }
@@ -321,7 +323,7 @@ async fn probe(http: &Http, id: &IdentityConfig, now: Ts, out: &mut Vec<Finding>
             Level::Fail,
             &check,
             format!(
-                "{what} {url}: {}",
+                "{what} {shown}: {}",
                 if e.is_timeout() {
                     "timed out".to_string()
                 } else {
@@ -428,7 +430,11 @@ async fn try_token(http: &Http, id: &IdentityConfig, stored: &Path, out: &mut Ve
             out.push(f(
                 Level::Ok,
                 &check,
-                format!("{url} issues a token to client `{}` (not stored)", id.client_id),
+                format!(
+                    "{} issues a token to client `{}` (not stored)",
+                    crate::sanitize::redact_url(&url, true),
+                    id.client_id
+                ),
                 None,
             ));
             let fresh_iss = jwt::claims(reply.access_token.expose())

@@ -41,11 +41,16 @@ pub fn first_unfit_in_word(s: &str) -> Option<char> {
 /// A URL as it may be shown or logged: never its user name, password or query (they may
 /// carry secrets: `http://user:pass@host`, `?api_key=...`); with `keep_path` (an error that
 /// must say which URL), its path stays; without (a log line), only scheme, host and port.
-/// Works on the text, so a URL that does not parse is redacted too; text without `://`
-/// (a label) is returned as it is. Escaped either way.
+/// Works on the text, so a URL that does not parse is redacted too (up to its last `@`
+/// anywhere: a password may hold `/`, `?` or `#` unencoded, which is why it does not
+/// parse); text without `://` (a label) is returned as it is. Escaped either way.
 pub fn redact_url(s: &str, keep_path: bool) -> String {
     let Some((scheme, rest)) = s.split_once("://") else {
         return escape(s);
+    };
+    let rest = match reqwest::Url::parse(s) {
+        Ok(_) => rest,
+        Err(_) => rest.rsplit_once('@').map_or(rest, |(_, r)| r),
     };
     let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
@@ -138,6 +143,14 @@ mod tests {
         assert_eq!(
             redact_url("http://u:p w@host:99999/x y", true),
             "http://host:99999/x y"
+        );
+        // A password with an unencoded `/`, `?` or `#`: the URL does not parse.
+        assert_eq!(redact_url("http://u:p/s?s#@host/x", true), "http://host/x");
+        assert_eq!(redact_url("http://u:p/ss@host/x", false), "http://host");
+        // A valid URL keeps an `@` in its path.
+        assert_eq!(
+            redact_url("https://h.example.com/users/@me", true),
+            "https://h.example.com/users/@me"
         );
         assert_eq!(redact_url("a\x1b[31m", false), "a\\u{1b}[31m");
         assert_eq!(

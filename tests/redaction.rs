@@ -194,6 +194,25 @@ http:
     );
     let st = sb.run(&["status", "--json"]);
     assert!(!st.all().contains("pw-in-url"), "{st:?}");
+    // doctor names the Cognito API it tries to reach the same way.
+    let d = sb.run_env(
+        &["doctor"],
+        &[
+            ("SVC_PASSWORD", "Svc-Passw0rd!"),
+            (
+                "AWS_ENDPOINT_URL",
+                &format!("http://svc:pw-in-url@127.0.0.1:{port}/?k=q-in-url"),
+            ),
+        ],
+    );
+    assert!(
+        d.all().contains(&format!("http://127.0.0.1:{port}/")),
+        "{d:?}"
+    );
+    assert!(
+        !d.all().contains("pw-in-url") && !d.all().contains("q-in-url"),
+        "{d:?}"
+    );
 
     // A token URL whose query holds a key: the retry's log line names only its origin.
     let port = closed_port();
@@ -228,4 +247,7 @@ http:
     assert!(!r.all().contains("q-in-url"), "{r:?}");
     let st = sb.run(&["status", "--json"]);
     assert!(!st.all().contains("q-in-url"), "{st:?}");
+    let d = sb.run(&["doctor"]);
+    assert!(d.all().contains("/token?[redacted]"), "{d:?}");
+    assert!(!d.all().contains("q-in-url"), "{d:?}");
 }
