@@ -687,8 +687,7 @@ async fn say_account(http: &Http, l: Login<'_>, reply: &TokenReply, say: &dyn Fn
         .and_then(|c| account_of(&c));
     if who.is_none()
         && let Some(url) = eg.def.userinfo_url.as_deref()
-        && crate::config::check_endpoint_url(url).is_ok()
-        && let Ok(client) = http.client_for(url)
+        && let Ok(client) = http.client_checked(url)
         && let Ok(resp) = client
             .get(url)
             .bearer_auth(reply.access_token.expose())

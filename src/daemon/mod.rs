@@ -476,7 +476,8 @@ impl Daemon {
                 if new.tokens_dir != self.config.tokens_dir {
                     error!(old = %self.config.tokens_dir.display(), new = %new.tokens_dir.display(), "tokens_dir changed; restart the daemon to move to it (keeping the running configuration)");
                 } else {
-                    if new.http != self.config.http {
+                    // A proxy set or changed in the secrets file reaches both HTTP stacks.
+                    if new.http != self.config.http || new.proxy != self.config.proxy {
                         match Http::with_proxy(new.http, &new.proxy) {
                             Ok(h) => self.http = Arc::new(h),
                             Err(e) => error!("{e}"),

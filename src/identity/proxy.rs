@@ -4,8 +4,9 @@
 //! carry secrets in clear text to the proxy); for https, `HTTPS_PROXY` (or `ALL_PROXY`),
 //! minus `NO_PROXY`. `HTTP_PROXY` is ignored.
 
-/// The proxy settings from the environment; empty values count as unset.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The proxy settings from the environment; empty values count as unset. Its Debug form
+/// shows the proxy without a user name or password.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ProxyEnv {
     /// The proxy for https requests.
     pub https: Option<String>,
@@ -15,6 +16,21 @@ pub struct ProxyEnv {
 
 /// What to say when the proxy variable cannot be used.
 pub const INVALID: &str = "the HTTPS_PROXY (or ALL_PROXY) variable is not a valid proxy URL";
+
+impl std::fmt::Debug for ProxyEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyEnv")
+            .field(
+                "https",
+                &self
+                    .https
+                    .as_deref()
+                    .map(|u| crate::sanitize::redact_url(u, false)),
+            )
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
+}
 
 impl ProxyEnv {
     /// From a variable lookup (upper case first, as curl reads them).
@@ -33,6 +49,19 @@ impl ProxyEnv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_hides_the_proxys_credentials() {
+        let p = ProxyEnv {
+            https: Some("http://user:pr0xy-pw@proxy.example:3128".into()),
+            no_proxy: None,
+        };
+        let d = format!("{p:?}");
+        assert!(
+            d.contains("http://proxy.example:3128") && !d.contains("pr0xy-pw"),
+            "{d}"
+        );
+    }
 
     #[test]
     fn https_and_all_proxy_in_order_http_proxy_never() {
