@@ -618,7 +618,7 @@ async fn issuer_check(http: &Http, issuer: Option<&str>) -> Result<IssuerCheck, 
     let Some(issuer) = issuer else {
         return Ok(IssuerCheck::default());
     };
-    let mut required = None;
+    let (mut required, mut wrong) = (None, None);
     for url in crate::mcpauth::as_metadata_candidates(issuer) {
         if crate::config::check_endpoint_url(&url).is_err() {
             break;
@@ -633,10 +633,21 @@ async fn issuer_check(http: &Http, issuer: Option<&str>) -> Result<IssuerCheck, 
         let Ok(crate::identity::oauth::Document::Found(doc)) = found else {
             continue;
         };
-        crate::mcpauth::check_metadata_issuer(&doc, issuer, &url)
-            .map_err(|m| FetchError::permanent(format!("{m}; check the provider's `issuer`")))?;
+        // A document of another issuer (a server answering every path with its root's)
+        // is not this one's: look on, and refuse only if none is.
+        if let Err(m) = crate::mcpauth::check_metadata_issuer(&doc, issuer, &url) {
+            wrong.get_or_insert(m);
+            continue;
+        }
         required = Some(crate::mcpauth::iss_parameter_supported(&doc));
         break;
+    }
+    if required.is_none()
+        && let Some(m) = wrong
+    {
+        return Err(FetchError::permanent(format!(
+            "{m}; check the provider's `issuer`"
+        )));
     }
     if required.is_none() {
         tracing::warn!(
@@ -842,14 +853,26 @@ mod tests {
     #[tokio::test]
     async fn the_issuer_check_looks_where_rfc_8414_puts_the_metadata() {
         use crate::identity::grant::tests::{reply, server};
+        let wrong = r#"{"issuer":"https://elsewhere.example/t"}"#;
         let (url, seen) = server(vec![
+            // First check: the path-inserted RFC 8414 document answers.
             reply(
                 "200 OK",
                 "",
                 r#"{"authorization_response_iss_parameter_supported":true}"#,
             ),
+            // Second: another issuer's document is passed over for the next place.
             reply("404 Not Found", "", "{}"),
-            reply("200 OK", "", r#"{"issuer":"https://elsewhere.example/t"}"#),
+            reply("200 OK", "", wrong),
+            reply(
+                "200 OK",
+                "",
+                r#"{"authorization_response_iss_parameter_supported":false}"#,
+            ),
+            // Third: only other issuers' documents, refused.
+            reply("404 Not Found", "", "{}"),
+            reply("200 OK", "", wrong),
+            reply("200 OK", "", wrong),
         ])
         .await;
         let origin = url.trim_end_matches("/token");
@@ -858,6 +881,8 @@ mod tests {
         let check = issuer_check(&http, Some(&issuer)).await.unwrap();
         assert!(check.required);
         assert_eq!(check.issuer.as_deref(), Some(issuer.as_str()));
+        let check = issuer_check(&http, Some(&issuer)).await.unwrap();
+        assert!(!check.required);
         let e = issuer_check(&http, Some(&issuer)).await.unwrap_err();
         assert!(
             e.message
@@ -871,14 +896,15 @@ mod tests {
             .iter()
             .map(|(head, _)| head.split(' ').nth(1).unwrap_or_default().to_string())
             .collect();
-        assert_eq!(
-            paths,
-            [
-                "/.well-known/oauth-authorization-server/tenant",
-                "/.well-known/oauth-authorization-server/tenant",
-                "/.well-known/openid-configuration/tenant",
-            ]
-        );
+        let all = [
+            "/.well-known/oauth-authorization-server/tenant",
+            "/.well-known/openid-configuration/tenant",
+            "/tenant/.well-known/openid-configuration",
+        ];
+        let mut want = vec![all[0]];
+        want.extend(all);
+        want.extend(all);
+        assert_eq!(paths, want);
     }
 
     #[test]
